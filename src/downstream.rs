@@ -1,0 +1,405 @@
+//! Connections to the downstream MCP servers that platform teams registered.
+//!
+//! Each server has a supervisor task: it connects (a stdio child process, or streamable HTTP with
+//! the gateway's own credential), lists the server's tools, prompts and resource templates into
+//! a catalogue, refreshes the catalogue on `list_changed`, and reconnects with backoff when the
+//! connection ends (a crashed child is restarted). Calls carry a per-server timeout. A dead server
+//! fails only its own calls, with an error that says which server and why.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, GetPromptResult,
+    PaginatedRequestParams, Prompt, ReadResourceRequestParams, ReadResourceResult,
+    RequestMetaObject, Resource, ResourceTemplate, Tool,
+};
+use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService};
+use rmcp::{ClientCacheConfig, ClientHandler, ServiceExt};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DownstreamConfig, DownstreamTransport};
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A connection that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a downstream call did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DownstreamError {
+    #[error("downstream server `{server}` is unavailable: {reason}")]
+    Unavailable { server: String, reason: String },
+    #[error("downstream server `{server}` did not answer within {timeout_ms} ms")]
+    Timeout { server: String, timeout_ms: u128 },
+    #[error("downstream server `{server}` failed the call: {reason}")]
+    Failed { server: String, reason: String },
+    #[error("no downstream server `{0}` is configured")]
+    UnknownServer(String),
+}
+
+/// A downstream tool with the digest of its definition as last listed (pinned for audit and
+/// approval binding).
+#[derive(Debug, Clone)]
+pub struct CatalogueTool {
+    pub tool: Tool,
+    pub definition_hash: String,
+}
+
+/// What a downstream server offers, as of its last listing.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    pub tools: Vec<CatalogueTool>,
+    pub prompts: Vec<Prompt>,
+    pub resource_templates: Vec<ResourceTemplate>,
+}
+
+impl Catalogue {
+    pub fn tool(&self, name: &str) -> Option<&CatalogueTool> {
+        self.tools.iter().find(|t| t.tool.name == name)
+    }
+}
+
+/// The connection state shown in errors and health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Up,
+    Down(String),
+}
+
+/// One downstream server: its live peer, catalogue and health.
+pub struct DownstreamServer {
+    pub id: String,
+    config: DownstreamConfig,
+    peer: ArcSwapOption<Peer<RoleClient>>,
+    catalogue: ArcSwap<Catalogue>,
+    health: ArcSwap<Health>,
+    /// Bumped on every (re)connection and catalogue refresh; lets observers wait for changes.
+    generation: watch::Sender<u64>,
+    /// Called with the names of tools that have no contract, so they can be warned about.
+    contract_check: Arc<dyn Fn(&str, &str) -> bool + Send + Sync>,
+}
+
+/// Receives the downstream's notifications; refreshes the catalogue on `list_changed`.
+#[derive(Clone)]
+struct DownstreamEvents {
+    server: Weak<DownstreamServer>,
+}
+
+impl ClientHandler for DownstreamEvents {
+    async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
+        self.schedule_refresh(context.peer);
+    }
+
+    async fn on_prompt_list_changed(&self, context: NotificationContext<RoleClient>) {
+        self.schedule_refresh(context.peer);
+    }
+
+    async fn on_resource_list_changed(&self, context: NotificationContext<RoleClient>) {
+        self.schedule_refresh(context.peer);
+    }
+}
+
+impl DownstreamEvents {
+    fn schedule_refresh(&self, peer: Peer<RoleClient>) {
+        if let Some(server) = self.server.upgrade() {
+            // Off the notification path: listing is a request that must not block the loop
+            // that delivers its own response.
+            tokio::spawn(async move { server.refresh(&peer).await });
+        }
+    }
+}
+
+impl DownstreamServer {
+    pub fn health(&self) -> Health {
+        Health::clone(&self.health.load())
+    }
+
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue.load_full()
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        self.config.call_timeout
+    }
+
+    /// A receiver that changes whenever the server reconnects or its catalogue is refreshed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn live_peer(&self) -> Result<Arc<Peer<RoleClient>>, DownstreamError> {
+        self.peer.load_full().ok_or_else(|| DownstreamError::Unavailable {
+            server: self.id.clone(),
+            reason: match self.health() {
+                Health::Starting => "still starting".into(),
+                Health::Up => "reconnecting".into(),
+                Health::Down(reason) => reason,
+            },
+        })
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, rmcp::ServiceError>>,
+    ) -> Result<T, DownstreamError> {
+        match tokio::time::timeout(self.config.call_timeout, call).await {
+            Err(_) => Err(DownstreamError::Timeout {
+                server: self.id.clone(),
+                timeout_ms: self.config.call_timeout.as_millis(),
+            }),
+            Ok(Err(rmcp::ServiceError::McpError(e))) => Err(DownstreamError::Failed {
+                server: self.id.clone(),
+                reason: e.message.to_string(),
+            }),
+            Ok(Err(e)) => Err(DownstreamError::Failed {
+                server: self.id.clone(),
+                reason: e.to_string(),
+            }),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    pub async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+    ) -> Result<CallToolResult, DownstreamError> {
+        let peer = self.live_peer()?;
+        self.with_timeout(peer.call_tool(params)).await
+    }
+
+    pub async fn read_resource(
+        &self,
+        params: ReadResourceRequestParams,
+    ) -> Result<ReadResourceResult, DownstreamError> {
+        let peer = self.live_peer()?;
+        self.with_timeout(peer.read_resource(params)).await
+    }
+
+    pub async fn get_prompt(
+        &self,
+        params: GetPromptRequestParams,
+    ) -> Result<GetPromptResult, DownstreamError> {
+        let peer = self.live_peer()?;
+        self.with_timeout(peer.get_prompt(params)).await
+    }
+
+    /// Lists concrete resources as the downstream shows them for this request's context
+    /// (resource lists are often per tenant, so they are not cached).
+    pub async fn list_resources(
+        &self,
+        meta: RequestMetaObject,
+    ) -> Result<Vec<Resource>, DownstreamError> {
+        let peer = self.live_peer()?;
+        let mut resources = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut params = PaginatedRequestParams::default().with_cursor(cursor);
+            params.meta = Some(meta.clone());
+            let page = self.with_timeout(peer.list_resources(Some(params))).await?;
+            resources.extend(page.resources);
+            match page.next_cursor {
+                Some(next) if resources.len() < 10_000 => cursor = Some(next),
+                _ => return Ok(resources),
+            }
+        }
+    }
+
+    /// Re-lists tools, prompts and resource templates into the catalogue.
+    async fn refresh(&self, peer: &Peer<RoleClient>) {
+        let listed = tokio::time::timeout(LIST_TIMEOUT, async {
+            let tools = peer.list_all_tools().await?;
+            let prompts = peer.list_all_prompts().await.unwrap_or_default();
+            let templates = peer.list_all_resource_templates().await.unwrap_or_default();
+            Ok::<_, rmcp::ServiceError>((tools, prompts, templates))
+        })
+        .await;
+        let (tools, prompts, resource_templates) = match listed {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(e)) => {
+                tracing::warn!(server = %self.id, error = %e, "listing the downstream's tools failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(server = %self.id, "listing the downstream's tools timed out");
+                return;
+            }
+        };
+        let tools: Vec<CatalogueTool> = tools
+            .into_iter()
+            .map(|tool| {
+                let canonical = serde_json::to_vec(&tool).unwrap_or_default();
+                CatalogueTool {
+                    definition_hash: hex::encode(Sha256::digest(&canonical)),
+                    tool,
+                }
+            })
+            .collect();
+        for tool in &tools {
+            if !(self.contract_check)(&self.id, &tool.tool.name) {
+                tracing::warn!(
+                    server = %self.id,
+                    tool = %tool.tool.name,
+                    "downstream tool has no contract in capabilities/; it is not exposed"
+                );
+            }
+        }
+        tracing::info!(server = %self.id, tools = tools.len(), prompts = prompts.len(), "catalogue refreshed");
+        self.catalogue.store(Arc::new(Catalogue {
+            tools,
+            prompts,
+            resource_templates,
+        }));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+    ) -> Result<RunningService<RoleClient, DownstreamEvents>, String> {
+        let events = DownstreamEvents {
+            server: Arc::downgrade(self),
+        };
+        match &self.config.transport {
+            DownstreamTransport::Stdio { command, args, env } => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(args).envs(env).kill_on_drop(true);
+                let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
+                    .stderr(std::process::Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| format!("cannot start `{}`: {e}", command.display()))?;
+                events
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("MCP initialization failed: {e}"))
+            }
+            DownstreamTransport::Http {
+                url,
+                credential_env,
+            } => {
+                use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
+                if let Some(var) = credential_env {
+                    let credential = std::env::var(var).map_err(|_| {
+                        format!("environment variable {var} (the gateway's credential) is not set")
+                    })?;
+                    config = config.auth_header(credential);
+                }
+                let transport =
+                    rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                events
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("MCP initialization failed: {e}"))
+            }
+        }
+    }
+
+    /// Connects, serves until the connection ends, and reconnects with backoff, until shutdown.
+    async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let started = Instant::now();
+            match self.connect().await {
+                Ok(running) => {
+                    let peer = running.peer().clone();
+                    // Downstream results may differ per tenant: never serve one actor's cached
+                    // result to another.
+                    peer.set_response_cache_config(ClientCacheConfig::disabled())
+                        .await;
+                    self.refresh(&peer).await;
+                    self.peer.store(Some(Arc::new(peer)));
+                    self.health.store(Arc::new(Health::Up));
+                    self.generation.send_modify(|g| *g += 1);
+                    tracing::info!(server = %self.id, "downstream connected");
+                    let reason = tokio::select! {
+                        quit = running.waiting() => format!("connection ended ({quit:?})"),
+                        _ = shutdown.cancelled() => return,
+                    };
+                    self.peer.store(None);
+                    tracing::warn!(server = %self.id, %reason, "downstream went down; restarting");
+                    self.health.store(Arc::new(Health::Down(reason)));
+                    self.generation.send_modify(|g| *g += 1);
+                }
+                Err(reason) => {
+                    tracing::warn!(server = %self.id, %reason, "downstream connection failed");
+                    self.health.store(Arc::new(Health::Down(reason)));
+                }
+            }
+            if started.elapsed() > STABLE_AFTER {
+                backoff = INITIAL_BACKOFF;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// All downstream servers, by id.
+pub struct Downstreams {
+    servers: HashMap<String, Arc<DownstreamServer>>,
+}
+
+impl Downstreams {
+    /// Starts a supervisor per configured server. `has_contract(server, tool)` tells which
+    /// listed tools are registered (the others are warned about at every refresh).
+    pub fn start(
+        configs: &[DownstreamConfig],
+        has_contract: Arc<dyn Fn(&str, &str) -> bool + Send + Sync>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut servers = HashMap::new();
+        for config in configs {
+            let server = Arc::new(DownstreamServer {
+                id: config.id.clone(),
+                config: config.clone(),
+                peer: ArcSwapOption::empty(),
+                catalogue: ArcSwap::from_pointee(Catalogue::default()),
+                health: ArcSwap::from_pointee(Health::Starting),
+                generation: watch::channel(0).0,
+                contract_check: has_contract.clone(),
+            });
+            tokio::spawn(server.clone().supervise(shutdown.clone()));
+            servers.insert(config.id.clone(), server);
+        }
+        Self { servers }
+    }
+
+    pub fn get(&self, id: &str) -> Result<&Arc<DownstreamServer>, DownstreamError> {
+        self.servers
+            .get(id)
+            .ok_or_else(|| DownstreamError::UnknownServer(id.to_string()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<DownstreamServer>> {
+        self.servers.values()
+    }
+
+    /// Waits until every server has been up once, or the deadline passes (start-up readiness).
+    pub async fn wait_until_up(&self, deadline: Duration) -> Vec<(String, Health)> {
+        let until = tokio::time::Instant::now() + deadline;
+        for server in self.servers.values() {
+            let mut changes = server.subscribe();
+            while server.health() != Health::Up {
+                if tokio::time::timeout_at(until, changes.changed())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        self.servers
+            .values()
+            .map(|s| (s.id.clone(), s.health()))
+            .collect()
+    }
+}

@@ -1,0 +1,14 @@
+//! capgate: the capability resolver and policy enforcement point between LLM agents (MCP
+//! clients) and the MCP servers they use.
+//!
+//! The path of one call: `identity` (JWT → composite actor) → `server` (MCP front) → `enforce`
+//! (build the request from the `registry` contract, ask the `policy` PDP, forward only on allow)
+//! → `downstream` (the registered MCP server). `config` holds the typed configuration.
+
+pub mod config;
+pub mod downstream;
+pub mod enforce;
+pub mod identity;
+pub mod policy;
+pub mod registry;
+pub mod server;

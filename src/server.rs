@@ -1,0 +1,392 @@
+//! The MCP front: an rmcp `ServerHandler` that hands every request to the PEP (`enforce`), served
+//! over streamable HTTP at `/mcp` (session-based 2025-11-25 clients and stateless 2026-07-28
+//! requests alike) and over stdio.
+//!
+//! Identity is per HTTP request: an axum middleware authenticates the bearer token of every
+//! request and puts the [`CompositeActor`] into the request's extensions, where the handler finds
+//! it. A session never carries identity. In stdio mode the token comes from the environment once,
+//! at start, because the process itself is the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CacheScope, ErrorData, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, ServiceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::GatewayConfig;
+use crate::downstream::Downstreams;
+use crate::enforce::Gateway;
+use crate::identity::{self, ActorRef, AuthError, Authenticator, CompositeActor};
+use crate::policy::PolicyEngine;
+use crate::registry::Registry;
+
+/// Everything that can stop the gateway from starting, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Key(#[from] identity::KeyError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyLoadError),
+    #[error("capabilities: `{capability}` binds `{argument}` to entity type `{entity_type}`, which the policy schema does not declare. Fix: declare it in the schema or correct the contract")]
+    UnknownEntityType {
+        capability: String,
+        argument: String,
+        entity_type: String,
+    },
+    #[error("cannot listen on {address}: {error}")]
+    Listen { address: String, error: String },
+    #[error("stdio mode: {0}")]
+    StdioIdentity(String),
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// Loads contracts and policies (refusing start on any problem) and starts the downstream
+/// supervisors.
+pub fn start_gateway(
+    config: &GatewayConfig,
+    shutdown: CancellationToken,
+) -> Result<Arc<Gateway>, StartError> {
+    let server_ids: Vec<String> = config.downstreams.iter().map(|d| d.id.clone()).collect();
+    let registry = Arc::new(Registry::load(&config.capabilities_dir, &server_ids)?);
+    let policy = PolicyEngine::load(&config.policies_dir)?;
+    for (capability, binding) in registry.bound_entity_types() {
+        if !policy.declares_entity_type(&binding.entity_type) {
+            return Err(StartError::UnknownEntityType {
+                capability: capability.to_string(),
+                argument: binding.argument.clone(),
+                entity_type: binding.entity_type.clone(),
+            });
+        }
+    }
+    tracing::info!(
+        policies = policy.policy_count(),
+        version = policy.version(),
+        "policy set loaded"
+    );
+    let contracts = registry.clone();
+    let downstreams = Downstreams::start(
+        &config.downstreams,
+        Arc::new(move |server, tool| contracts.tool_of(server, tool).is_some()),
+        shutdown,
+    );
+    Ok(Arc::new(Gateway::new(
+        registry,
+        policy,
+        downstreams,
+        config.server.agent_sees_policy_ids,
+    )))
+}
+
+/// The rmcp handler: finds the request's actor, then delegates to the PEP.
+#[derive(Clone)]
+pub struct McpFront {
+    gateway: Arc<Gateway>,
+    /// Set in stdio mode only, where the process has one identity.
+    stdio_actor: Option<ActorRef>,
+}
+
+impl McpFront {
+    fn actor(&self, ctx: &RequestContext<RoleServer>) -> Result<ActorRef, ErrorData> {
+        if let Some(actor) = &self.stdio_actor {
+            return Ok(actor.clone());
+        }
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ActorRef>())
+            .cloned()
+            // Unreachable behind the auth middleware; refusing is the safe answer regardless.
+            .ok_or_else(|| ErrorData::invalid_request("unauthenticated request", None))
+    }
+}
+
+impl ServerHandler for McpFront {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new("capgate", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(ListToolsResult::with_all_items(self.gateway.list_tools(&actor))
+            .with_cache_scope(CacheScope::Private))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        self.gateway
+            .call_tool(&actor, &request.name, request.arguments)
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(
+            ListResourcesResult::with_all_items(self.gateway.list_resources(&actor).await)
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(
+            ListResourceTemplatesResult::with_all_items(
+                self.gateway.list_resource_templates(&actor),
+            )
+            .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        self.gateway
+            .read_resource(&actor, &request.uri)
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(ListPromptsResult::with_all_items(self.gateway.list_prompts(&actor))
+            .with_cache_scope(CacheScope::Private))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        self.gateway
+            .get_prompt(&actor, &request.name, request.arguments)
+            .await
+            .map(Into::into)
+    }
+}
+
+/// Authenticates every request to `/mcp`; anything wrong is a 401 pointing at the metadata.
+async fn authenticate(
+    State(auth): State<Arc<Authenticator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header_value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.authenticate_header(header_value) {
+        Ok(actor) => {
+            request
+                .extensions_mut()
+                .insert::<ActorRef>(Arc::new(actor));
+            next.run(request).await
+        }
+        Err(error) => unauthorized(&auth, &error),
+    }
+}
+
+fn unauthorized(auth: &Authenticator, error: &AuthError) -> Response {
+    tracing::info!(target: "capgate::auth", %error, "request refused: 401");
+    let challenge = HeaderValue::from_str(&auth.challenge(error))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+    let body = Json(serde_json::json!({
+        "error": error.oauth_error_code().unwrap_or("unauthorized"),
+        "error_description": error.to_string(),
+    }));
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge)],
+        body,
+    )
+        .into_response()
+}
+
+/// The HTTP application: `/mcp`, the RFC 9728 metadata, and `/healthz`.
+pub fn http_router(
+    config: &GatewayConfig,
+    gateway: Arc<Gateway>,
+    auth: Arc<Authenticator>,
+    shutdown: CancellationToken,
+) -> Router {
+    let front = McpFront {
+        gateway: gateway.clone(),
+        stdio_actor: None,
+    };
+    let mcp = StreamableHttpService::new(
+        move || Ok(front.clone()),
+        LocalSessionManager::default().into(),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(true)
+            .with_allowed_hosts(config.server.allowed_hosts.clone())
+            .with_cancellation_token(shutdown.child_token()),
+    );
+    let metadata = identity::protected_resource_metadata(config);
+    let metadata_path = well_known_path(&config.resource_metadata_url());
+    let protected = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate));
+    let metadata_doc = metadata.clone();
+    Router::new()
+        .route(
+            &metadata_path,
+            get(move || {
+                let doc = metadata_doc.clone();
+                async move { Json(doc) }
+            }),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(move || {
+                let doc = metadata.clone();
+                async move { Json(doc) }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let gateway = gateway.clone();
+                async move { Json(health_document(&gateway)) }
+            }),
+        )
+        .merge(protected)
+}
+
+fn well_known_path(metadata_url: &str) -> String {
+    metadata_url
+        .find("/.well-known/")
+        .map(|i| metadata_url[i..].to_string())
+        .unwrap_or_else(|| "/.well-known/oauth-protected-resource/mcp".into())
+}
+
+fn health_document(gateway: &Gateway) -> serde_json::Value {
+    let servers: serde_json::Map<String, serde_json::Value> = gateway
+        .downstreams()
+        .iter()
+        .map(|s| {
+            let health = match s.health() {
+                crate::downstream::Health::Starting => "starting".to_string(),
+                crate::downstream::Health::Up => "up".to_string(),
+                crate::downstream::Health::Down(reason) => format!("down: {reason}"),
+            };
+            (s.id.clone(), serde_json::Value::String(health))
+        })
+        .collect();
+    serde_json::json!({
+        "status": "ok",
+        "policy_version": gateway.policy().version(),
+        "downstreams": servers,
+    })
+}
+
+/// Serves MCP over streamable HTTP until `shutdown` is cancelled.
+pub async fn serve_http(config: GatewayConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    let auth = Arc::new(Authenticator::from_config(&config)?);
+    let gateway = start_gateway(&config, shutdown.clone())?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| StartError::Listen {
+            address: config.server.listen.to_string(),
+            error: e.to_string(),
+        })?;
+    let ready = gateway.downstreams().wait_until_up(Duration::from_secs(10)).await;
+    for (server, health) in ready {
+        if health != crate::downstream::Health::Up {
+            tracing::warn!(%server, ?health, "downstream not up at start; its tools fail until it is");
+        }
+    }
+    let app = http_router(&config, gateway, auth, shutdown.clone());
+    tracing::info!(
+        listen = %config.server.listen,
+        public_url = %config.server.public_url,
+        "capgate listening"
+    );
+    eprintln!("capgate listening on http://{}/mcp", config.server.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|e| StartError::Serve(e.to_string()))
+}
+
+/// Serves MCP over stdio for one identity, read from `token_env` at start.
+pub async fn serve_stdio(
+    config: GatewayConfig,
+    token_env: &str,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let auth = Authenticator::from_config(&config)?;
+    let token = std::env::var(token_env).map_err(|_| {
+        StartError::StdioIdentity(format!(
+            "environment variable {token_env} holds no token; export a JWT for this agent in it"
+        ))
+    })?;
+    let actor: CompositeActor = auth
+        .authenticate(&token)
+        .map_err(|e| StartError::StdioIdentity(format!("the token in {token_env} is refused: {e}")))?;
+    let gateway = start_gateway(&config, shutdown.clone())?;
+    gateway.downstreams().wait_until_up(Duration::from_secs(10)).await;
+    let front = McpFront {
+        gateway,
+        stdio_actor: Some(Arc::new(actor)),
+    };
+    let running = front
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| StartError::Serve(e.to_string()))?;
+    tokio::select! {
+        quit = running.waiting() => { tracing::info!(?quit, "stdio client closed"); }
+        _ = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+    Ok(())
+}
