@@ -1,0 +1,352 @@
+//! Test harness: starts the real `capgate` binary on 127.0.0.1 with the real example downstream
+//! server (`case-platform`) as its child, and connects real MCP clients to it.
+//!
+//! Each gateway gets its own temporary directory (config, capabilities, data, downstream
+//! journals) and is killed when the handle drops.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+
+pub const TEST_SECRET: &str = "capgate-integration-test-secret-0123456789abcdef";
+pub const HS_ISSUER: &str = "https://test-issuer.capgate.local";
+pub const RS_ISSUER: &str = "https://rs-issuer.capgate.local";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+#[derive(Default, Clone)]
+pub struct GatewayOptions {
+    /// Adds a second downstream, `flaky`: another case-platform with test hooks
+    /// (debug_crash, debug_sleep, debug_add_tool) and its own contracts and policy.
+    pub with_flaky: bool,
+    pub flaky_timeout_ms: Option<u64>,
+    /// Extra policy files (name, text) added to a copy of the repo's policies.
+    pub extra_policies: Vec<(String, String)>,
+}
+
+pub struct TestGateway {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub journal: PathBuf,
+    pub flaky_journal: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the OS hands out a free loopback port")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copy file");
+        }
+    }
+}
+
+/// Writes a config for a gateway on `port` into `dir` and returns its path.
+pub fn write_config(dir: &Path, port: u16, options: &GatewayOptions) -> PathBuf {
+    let capabilities = dir.join("capabilities");
+    std::fs::create_dir_all(&capabilities).expect("mkdir");
+    std::fs::copy(
+        repo_root().join("capabilities/case-platform.toml"),
+        capabilities.join("case-platform.toml"),
+    )
+    .expect("copy contracts");
+    let policies = dir.join("policies");
+    copy_dir(&repo_root().join("policies"), &policies);
+    if options.with_flaky {
+        std::fs::copy(
+            fixtures().join("capabilities/flaky.toml"),
+            capabilities.join("flaky.toml"),
+        )
+        .expect("copy flaky contracts");
+        std::fs::copy(
+            fixtures().join("policies/flaky.cedar"),
+            policies.join("flaky.cedar"),
+        )
+        .expect("copy flaky policy");
+    }
+    for (name, text) in &options.extra_policies {
+        std::fs::write(policies.join(name), text).expect("write extra policy");
+    }
+    let downstream_bin = env!("CARGO_BIN_EXE_case-platform");
+    let mut config = format!(
+        r#"
+capabilities_dir = "capabilities"
+policies_dir = "policies"
+data_dir = "data"
+
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}/mcp"
+agent_sees_policy_ids = true
+
+[[issuers]]
+issuer = "{HS_ISSUER}"
+algorithm = "HS256"
+secret_env = "CAPGATE_TEST_SECRET"
+
+[[issuers]]
+issuer = "{RS_ISSUER}"
+algorithm = "RS256"
+public_key_file = "{rs_key}"
+
+[[downstream]]
+id = "case"
+command = "{downstream_bin}"
+timeout_ms = 10000
+env = {{ CASE_PLATFORM_JOURNAL = "{journal}" }}
+"#,
+        rs_key = fixtures().join("test-rs256-public.pem").display(),
+        journal = dir.join("case-journal.jsonl").display(),
+    );
+    if options.with_flaky {
+        config.push_str(&format!(
+            r#"
+[[downstream]]
+id = "flaky"
+command = "{downstream_bin}"
+timeout_ms = {timeout}
+env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
+"#,
+            timeout = options.flaky_timeout_ms.unwrap_or(3000),
+            journal = dir.join("flaky-journal.jsonl").display(),
+        ));
+    }
+    let path = dir.join("capgate.toml");
+    std::fs::write(&path, config).expect("write config");
+    path
+}
+
+impl TestGateway {
+    pub async fn start(options: GatewayOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = write_config(dir.path(), port, &options);
+        let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("CAPGATE_TEST_SECRET", TEST_SECRET)
+            .env("CAPGATE_LOG", "info,capgate=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn capgate");
+        let gateway = TestGateway {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            journal: dir.path().join("case-journal.jsonl"),
+            flaky_journal: dir.path().join("flaky-journal.jsonl"),
+            dir,
+        };
+        gateway.wait_healthy(Duration::from_secs(60)).await;
+        gateway
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Waits until /healthz answers and every downstream is up.
+    pub async fn wait_healthy(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(response) = http.get(format!("{}/healthz", self.base_url())).send().await {
+                if let Ok(doc) = response.json::<Value>().await {
+                    let all_up = doc["downstreams"]
+                        .as_object()
+                        .is_some_and(|m| m.values().all(|v| v == "up"));
+                    if all_up {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not become healthy; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn health(&self) -> Value {
+        reqwest::get(format!("{}/healthz", self.base_url()))
+            .await
+            .expect("healthz")
+            .json()
+            .await
+            .expect("healthz json")
+    }
+
+    /// Connects a session-based (2025-11-25) rmcp client with a bearer token.
+    pub async fn client(&self, token: &str) -> RunningService<RoleClient, ()> {
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(self.url.clone()).auth_header(token),
+        );
+        ().serve(transport).await.expect("MCP client connects")
+    }
+
+    /// Journal lines the main downstream wrote: every call it actually received.
+    pub fn journal_entries(&self) -> Vec<Value> {
+        read_journal(&self.journal)
+    }
+
+    pub fn flaky_journal_entries(&self) -> Vec<Value> {
+        read_journal(&self.flaky_journal)
+    }
+}
+
+pub fn read_journal(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Claims for a test token; `claims()` gives sensible defaults to override.
+pub struct TokenSpec {
+    pub user: &'static str,
+    pub tenant: Option<&'static str>,
+    pub roles: Vec<&'static str>,
+    pub agent: Option<&'static str>,
+    pub service: Option<&'static str>,
+}
+
+pub fn claims(spec: &TokenSpec, audience: &str) -> serde_json::Map<String, Value> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = serde_json::Map::new();
+    claims.insert("iss".into(), HS_ISSUER.into());
+    claims.insert("aud".into(), audience.into());
+    claims.insert("sub".into(), spec.user.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("nbf".into(), (now - 5).into());
+    claims.insert("exp".into(), (now + 600).into());
+    if let Some(tenant) = spec.tenant {
+        claims.insert("tenant".into(), tenant.into());
+    }
+    claims.insert("roles".into(), json!(spec.roles));
+    if let Some(agent) = spec.agent {
+        claims.insert("act".into(), json!({ "sub": agent }));
+    }
+    if let Some(service) = spec.service {
+        claims.insert("azp".into(), service.into());
+    }
+    claims
+}
+
+pub fn sign_hs256(claims: &serde_json::Map<String, Value>, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
+}
+
+pub fn sign_rs256(claims: &serde_json::Map<String, Value>) -> String {
+    let pem = std::fs::read(fixtures().join("test-rs256-private.pem")).expect("test key");
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        claims,
+        &EncodingKey::from_rsa_pem(&pem).expect("rsa key"),
+    )
+    .expect("sign")
+}
+
+impl TestGateway {
+    /// A valid HS256 token for this gateway.
+    pub fn token(&self, spec: &TokenSpec) -> String {
+        sign_hs256(&claims(spec, &self.url), TEST_SECRET.as_bytes())
+    }
+}
+
+pub fn analyst(tenant: &'static str, user: &'static str, agent: &'static str) -> TokenSpec {
+    TokenSpec {
+        user,
+        tenant: Some(tenant),
+        roles: vec!["analyst"],
+        agent: Some(agent),
+        service: Some("agent-runtime"),
+    }
+}
+
+pub fn args(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    }
+}
+
+pub async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
+        .await
+        .expect("tools/call returns a result")
+}
+
+pub fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
