@@ -1,0 +1,223 @@
+//! Seed data of the case platform: tenants `acme` and `globex`.
+//!
+//! The gateway's policy entity file mirrors these cases (ids, tenants, risk, assignees), so
+//! change both together.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::state::{
+    Case, CaseStatus, Edge, Entity, Evidence, EvidenceSensitivity, Platform, Risk, TenantState,
+};
+
+/// `(id, title, risk, assigned users)`; every seeded case starts `open`.
+type CaseRow = (&'static str, &'static str, Risk, &'static [&'static str]);
+/// `(id, case id, title, sensitivity, text)`.
+type EvidenceRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    EvidenceSensitivity,
+    &'static str,
+);
+/// `(id, kind, label)`.
+type EntityRow = (&'static str, &'static str, &'static str);
+/// `(from, relation, to)`.
+type EdgeRow = (&'static str, &'static str, &'static str);
+
+const ACME_CASES: &[CaseRow] = &[
+    (
+        "case-101",
+        "Unlicensed lending — Northwind",
+        Risk::Medium,
+        &["alice"],
+    ),
+    (
+        "case-102",
+        "Market manipulation — Contoso",
+        Risk::High,
+        &["alice", "bob"],
+    ),
+    (
+        "case-103",
+        "Sanctions breach — Fabrikam",
+        Risk::Critical,
+        &["bob"],
+    ),
+    ("case-104", "Late filing — Tailspin", Risk::Low, &[]),
+];
+
+const GLOBEX_CASES: &[CaseRow] = &[(
+    "case-201",
+    "Data breach — Initech",
+    Risk::Medium,
+    &["carol"],
+)];
+
+const ACME_EVIDENCE: &[EvidenceRow] = &[
+    (
+        "ev-1001",
+        "case-101",
+        "Loan agreements — Northwind Credit",
+        EvidenceSensitivity::Internal,
+        "Northwind Credit Ltd issued at least 240 consumer loans between March and August \
+         without holding a lending licence. The loan agreements reviewed carry annual rates \
+         above 60 percent. Repayments were collected through a bank account controlled by \
+         J. Smith.",
+    ),
+    (
+        "ev-1002",
+        "case-101",
+        "Whistleblower statement",
+        EvidenceSensitivity::Restricted,
+        "A former Northwind employee states that management knew the licence application had \
+         been refused and kept lending regardless. The statement names J. Smith as the person \
+         who approved the lending programme. The witness identity is restricted.",
+    ),
+    (
+        "ev-1021",
+        "case-102",
+        "Trading pattern analysis — Contoso",
+        EvidenceSensitivity::Internal,
+        "Order book analysis shows repeated layering in Contoso shares: large orders placed \
+         and cancelled within seconds ahead of small executions on the opposite side. The \
+         pattern recurs on 14 trading days before the quarterly results announcement.",
+    ),
+    (
+        "ev-1031",
+        "case-103",
+        "Payment trail — Fabrikam",
+        EvidenceSensitivity::Confidential,
+        "Fabrikam routed three payments totalling 1.2 million EUR to a shipping company on the \
+         consolidated sanctions list through an intermediary bank. The invoices describe the \
+         goods as agricultural machinery parts.",
+    ),
+];
+
+const GLOBEX_EVIDENCE: &[EvidenceRow] = &[(
+    "ev-2001",
+    "case-201",
+    "Incident report — Initech",
+    EvidenceSensitivity::Internal,
+    "Initech reported unauthorised access to its customer database. Roughly 18,000 records, \
+     including account numbers, were exfiltrated. The breach notification reached the \
+     regulator nine days after discovery, beyond the 72-hour deadline.",
+)];
+
+const ACME_ENTITIES: &[EntityRow] = &[
+    ("case-101", "case", "Unlicensed lending — Northwind"),
+    ("case-102", "case", "Market manipulation — Contoso"),
+    ("case-103", "case", "Sanctions breach — Fabrikam"),
+    ("case-104", "case", "Late filing — Tailspin"),
+    ("northwind", "company", "Northwind Credit Ltd"),
+    ("contoso", "company", "Contoso plc"),
+    ("fabrikam", "company", "Fabrikam Inc."),
+    ("tailspin", "company", "Tailspin Toys"),
+    ("j.smith", "person", "J. Smith"),
+    ("v.petrov", "person", "V. Petrov"),
+    ("acct-5520", "account", "Account 5520 (Woodgrove Bank)"),
+];
+
+const ACME_EDGES: &[EdgeRow] = &[
+    ("case-101", "subject", "northwind"),
+    ("northwind", "director", "j.smith"),
+    ("j.smith", "shareholder_of", "contoso"),
+    ("j.smith", "controls_account", "acct-5520"),
+    ("case-102", "subject", "contoso"),
+    ("contoso", "counterparty", "fabrikam"),
+    ("case-103", "subject", "fabrikam"),
+    ("fabrikam", "beneficial_owner", "v.petrov"),
+    ("case-104", "subject", "tailspin"),
+];
+
+const GLOBEX_ENTITIES: &[EntityRow] = &[
+    ("case-201", "case", "Data breach — Initech"),
+    ("initech", "company", "Initech LLC"),
+    ("m.bolton", "person", "M. Bolton"),
+    ("acct-7781", "account", "Account 7781 (Initech payroll)"),
+];
+
+const GLOBEX_EDGES: &[EdgeRow] = &[
+    ("case-201", "subject", "initech"),
+    ("initech", "employee", "m.bolton"),
+    ("m.bolton", "controls_account", "acct-7781"),
+];
+
+fn tenant(
+    cases: &[CaseRow],
+    evidence: &[EvidenceRow],
+    entities: &[EntityRow],
+    edges: &[EdgeRow],
+) -> TenantState {
+    let cases: BTreeMap<String, Case> = cases
+        .iter()
+        .map(|(id, title, risk, users)| {
+            (
+                (*id).to_owned(),
+                Case {
+                    id: (*id).to_owned(),
+                    title: (*title).to_owned(),
+                    status: CaseStatus::Open,
+                    risk: *risk,
+                    assigned_users: users.iter().map(|u| (*u).to_owned()).collect(),
+                },
+            )
+        })
+        .collect();
+    let evidence = evidence
+        .iter()
+        .map(|(id, case_id, title, sensitivity, text)| {
+            (
+                (*id).to_owned(),
+                Evidence {
+                    id: (*id).to_owned(),
+                    case_id: (*case_id).to_owned(),
+                    title: (*title).to_owned(),
+                    sensitivity: *sensitivity,
+                    text: (*text).to_owned(),
+                },
+            )
+        })
+        .collect();
+    let entities = entities
+        .iter()
+        .map(|(id, kind, label)| {
+            (
+                (*id).to_owned(),
+                Entity {
+                    id: (*id).to_owned(),
+                    kind: (*kind).to_owned(),
+                    label: (*label).to_owned(),
+                },
+            )
+        })
+        .collect();
+    let edges = edges
+        .iter()
+        .map(|(from, relation, to)| Edge {
+            from: (*from).to_owned(),
+            to: (*to).to_owned(),
+            relation: (*relation).to_owned(),
+        })
+        .collect();
+    TenantState {
+        cases,
+        evidence,
+        entities,
+        edges,
+        ..TenantState::default()
+    }
+}
+
+/// A fresh platform holding the seed data.
+pub fn platform() -> Platform {
+    let mut tenants = HashMap::new();
+    tenants.insert(
+        "acme".to_owned(),
+        tenant(ACME_CASES, ACME_EVIDENCE, ACME_ENTITIES, ACME_EDGES),
+    );
+    tenants.insert(
+        "globex".to_owned(),
+        tenant(GLOBEX_CASES, GLOBEX_EVIDENCE, GLOBEX_ENTITIES, GLOBEX_EDGES),
+    );
+    Platform::with_tenants(tenants)
+}
