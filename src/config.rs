@@ -211,7 +211,11 @@ impl GatewayConfig {
 
     /// The embedded default configuration, resolved against the current directory.
     pub fn embedded_default() -> Result<Self, ConfigError> {
-        Self::parse(EMBEDDED_DEFAULT, "<embedded default capgate.toml>", Path::new("."))
+        Self::parse(
+            EMBEDDED_DEFAULT,
+            "<embedded default capgate.toml>",
+            Path::new("."),
+        )
     }
 
     /// Parses configuration text; `source` names it in errors, `base` anchors relative paths.
@@ -263,16 +267,17 @@ impl GatewayConfig {
         let mut issuers = Vec::new();
         for (index, raw_issuer) in raw.issuers.into_iter().enumerate() {
             let key_path = format!("issuers[{index}]");
-            let key = issuer_key(&raw_issuer, base).map_err(|(problem, fix)| {
-                err(&key_path, problem, fix)
-            })?;
+            let key = issuer_key(&raw_issuer, base)
+                .map_err(|(problem, fix)| err(&key_path, problem, fix))?;
             let algorithm_fits = matches!(
                 (&key, raw_issuer.algorithm),
-                (IssuerKey::SecretEnv(_) | IssuerKey::SecretFile { .. }, PinnedAlgorithm::HS256)
-                    | (
-                        IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_),
-                        PinnedAlgorithm::RS256 | PinnedAlgorithm::ES256 | PinnedAlgorithm::EdDSA
-                    )
+                (
+                    IssuerKey::SecretEnv(_) | IssuerKey::SecretFile { .. },
+                    PinnedAlgorithm::HS256
+                ) | (
+                    IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_),
+                    PinnedAlgorithm::RS256 | PinnedAlgorithm::ES256 | PinnedAlgorithm::EdDSA
+                )
             );
             if !algorithm_fits {
                 return Err(err(

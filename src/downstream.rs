@@ -43,6 +43,10 @@ pub enum DownstreamError {
     UnknownServer(String),
 }
 
+/// Tells whether a downstream tool (server id, tool name) has a contract; the others are warned
+/// about at every catalogue refresh.
+pub type ContractCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// A downstream tool with the digest of its definition as last listed (pinned for audit and
 /// approval binding).
 #[derive(Debug, Clone)]
@@ -82,8 +86,7 @@ pub struct DownstreamServer {
     health: ArcSwap<Health>,
     /// Bumped on every (re)connection and catalogue refresh; lets observers wait for changes.
     generation: watch::Sender<u64>,
-    /// Called with the names of tools that have no contract, so they can be warned about.
-    contract_check: Arc<dyn Fn(&str, &str) -> bool + Send + Sync>,
+    contract_check: ContractCheck,
 }
 
 /// Receives the downstream's notifications; refreshes the catalogue on `list_changed`.
@@ -135,14 +138,16 @@ impl DownstreamServer {
     }
 
     fn live_peer(&self) -> Result<Arc<Peer<RoleClient>>, DownstreamError> {
-        self.peer.load_full().ok_or_else(|| DownstreamError::Unavailable {
-            server: self.id.clone(),
-            reason: match self.health() {
-                Health::Starting => "still starting".into(),
-                Health::Up => "reconnecting".into(),
-                Health::Down(reason) => reason,
-            },
-        })
+        self.peer
+            .load_full()
+            .ok_or_else(|| DownstreamError::Unavailable {
+                server: self.id.clone(),
+                reason: match self.health() {
+                    Health::Starting => "still starting".into(),
+                    Health::Up => "reconnecting".into(),
+                    Health::Down(reason) => reason,
+                },
+            })
     }
 
     async fn with_timeout<T>(
@@ -290,8 +295,7 @@ impl DownstreamServer {
                     })?;
                     config = config.auth_header(credential);
                 }
-                let transport =
-                    rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
                 events
                     .serve(transport)
                     .await
@@ -353,7 +357,7 @@ impl Downstreams {
     /// listed tools are registered (the others are warned about at every refresh).
     pub fn start(
         configs: &[DownstreamConfig],
-        has_contract: Arc<dyn Fn(&str, &str) -> bool + Send + Sync>,
+        has_contract: ContractCheck,
         shutdown: CancellationToken,
     ) -> Self {
         let mut servers = HashMap::new();

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData, GetPromptRequestParams,
-    GetPromptResult, JsonObject, Prompt, ReadResourceRequestParams, ReadResourceResult,
-    RequestMetaObject, Resource, ResourceTemplate, Tool,
+    CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData,
+    GetPromptRequestParams, GetPromptResult, JsonObject, Prompt, ReadResourceRequestParams,
+    ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate, Tool,
 };
 use serde_json::{json, Value};
 
@@ -39,7 +39,9 @@ pub struct Gateway {
 /// Why a capability could not be resolved or its arguments bound, before any decision.
 #[derive(Debug, thiserror::Error)]
 enum BindError {
-    #[error("argument `{argument}` is required: it names the {entity_type} this call is decided on")]
+    #[error(
+        "argument `{argument}` is required: it names the {entity_type} this call is decided on"
+    )]
     Missing {
         argument: String,
         entity_type: String,
@@ -140,7 +142,8 @@ impl Gateway {
                 contract.server
             )));
         }
-        let mut params = CallToolRequestParams::new(contract.name.clone()).with_arguments(arguments);
+        let mut params =
+            CallToolRequestParams::new(contract.name.clone()).with_arguments(arguments);
         params.meta = Some(actor_meta(actor));
         match server.call_tool(params).await {
             Ok(result) => Ok(result),
@@ -335,7 +338,8 @@ impl Gateway {
     fn refusal(&self, decision: &Decision) -> CallToolResult {
         let mut result = refusal_text(&decision.agent_message(self.agent_sees_policy_ids));
         let mut meta = rmcp::model::MetaObject::new();
-        meta.0.insert(DECISION_META_KEY.into(), self.decision_summary(decision));
+        meta.0
+            .insert(DECISION_META_KEY.into(), self.decision_summary(decision));
         result.meta = Some(meta);
         result
     }

@@ -179,7 +179,10 @@ impl Authenticator {
     /// The `WWW-Authenticate` header value for a refusal.
     pub fn challenge(&self, error: &AuthError) -> String {
         match error.oauth_error_code() {
-            None => format!("Bearer resource_metadata=\"{}\"", self.resource_metadata_url),
+            None => format!(
+                "Bearer resource_metadata=\"{}\"",
+                self.resource_metadata_url
+            ),
             Some(code) => format!(
                 "Bearer resource_metadata=\"{}\", error=\"{code}\", error_description=\"{}\"",
                 self.resource_metadata_url,
@@ -425,7 +428,8 @@ fn actor_from_claims(
     claims: &Map<String, Value>,
     mapping: &ClaimMapping,
 ) -> Result<CompositeActor, AuthError> {
-    let user_id = string_claim(claims, "sub")?.ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
+    let user_id =
+        string_claim(claims, "sub")?.ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
     let tenant = string_claim(claims, &mapping.tenant)?
         .ok_or_else(|| AuthError::MissingClaim(mapping.tenant.clone()))?;
     let mut delegation_chain = vec![user_id.clone()];
@@ -497,7 +501,10 @@ pub struct DevTokenRequest {
 }
 
 /// Mints an HS256 token for a dev issuer. Refuses any issuer not marked `dev = true`.
-pub fn mint_dev_token(issuer: &IssuerConfig, request: &DevTokenRequest) -> Result<String, KeyError> {
+pub fn mint_dev_token(
+    issuer: &IssuerConfig,
+    request: &DevTokenRequest,
+) -> Result<String, KeyError> {
     let err = |problem: String| KeyError {
         issuer: issuer.issuer.clone(),
         problem,
@@ -508,7 +515,9 @@ pub fn mint_dev_token(issuer: &IssuerConfig, request: &DevTokenRequest) -> Resul
         ));
     }
     let secret = match &issuer.key {
-        IssuerKey::SecretFile { path, generate } => read_or_create_secret(path, *generate).map_err(err)?,
+        IssuerKey::SecretFile { path, generate } => {
+            read_or_create_secret(path, *generate).map_err(err)?
+        }
         IssuerKey::SecretEnv(var) => std::env::var(var)
             .map_err(|_| err(format!("environment variable {var} is not set")))?
             .into_bytes(),
@@ -575,7 +584,10 @@ mod tests {
             actor.delegation_chain,
             vec!["alice", "supervisor-agent", "drafting-agent"]
         );
-        assert_eq!(actor.agent.as_ref().map(|a| a.role.as_str()), Some("drafting-agent"));
+        assert_eq!(
+            actor.agent.as_ref().map(|a| a.role.as_str()),
+            Some("drafting-agent")
+        );
         assert_eq!(actor.user.scopes, vec!["cases.read", "cases.write"]);
         assert_eq!(actor.service.as_deref(), Some("agent-runtime"));
     }

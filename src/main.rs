@@ -11,7 +11,11 @@ use capgate::identity::{mint_dev_token, DevTokenRequest};
 use capgate::policy::PolicyEngine;
 
 #[derive(Parser)]
-#[command(name = "capgate", version, about = "Policy enforcement point for MCP agents")]
+#[command(
+    name = "capgate",
+    version,
+    about = "Policy enforcement point for MCP agents"
+)]
 struct Cli {
     /// Configuration file; without it, the embedded default (example platform, dev issuer).
     #[arg(long, global = true, env = "CAPGATE_CONFIG")]
@@ -111,9 +115,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 #[cfg(unix)]
                 {
                     let on_term = shutdown.clone();
-                    if let Ok(mut term) = tokio::signal::unix::signal(
-                        tokio::signal::unix::SignalKind::terminate(),
-                    ) {
+                    if let Ok(mut term) =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
                         tokio::spawn(async move {
                             term.recv().await;
                             on_term.cancel();
@@ -161,7 +165,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ttl_seconds: ttl,
                 },
             )?;
-            eprintln!("DEV-ONLY token from issuer {} (never use in production)", chosen.issuer);
+            eprintln!(
+                "DEV-ONLY token from issuer {} (never use in production)",
+                chosen.issuer
+            );
             println!("{token}");
             Ok(())
         }

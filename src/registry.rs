@@ -244,7 +244,10 @@ impl Registry {
             if let Some(previous) = seen_servers.insert(raw.server.clone(), name.clone()) {
                 return Err(RegistryError {
                     file: name,
-                    problem: format!("server `{}` already has contracts in {previous}", raw.server),
+                    problem: format!(
+                        "server `{}` already has contracts in {previous}",
+                        raw.server
+                    ),
                     fix: "keep one capabilities file per downstream server".into(),
                 });
             }

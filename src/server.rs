@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CacheScope, ErrorData, GetPromptRequestParams,
+    CacheScope, CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams,
     GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig,
@@ -138,8 +138,10 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(ListToolsResult::with_all_items(self.gateway.list_tools(&actor))
-            .with_cache_scope(CacheScope::Private))
+        Ok(
+            ListToolsResult::with_all_items(self.gateway.list_tools(&actor))
+                .with_cache_scope(CacheScope::Private),
+        )
     }
 
     async fn call_tool(
@@ -172,12 +174,10 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(
-            ListResourceTemplatesResult::with_all_items(
-                self.gateway.list_resource_templates(&actor),
-            )
-            .with_cache_scope(CacheScope::Private),
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.gateway.list_resource_templates(&actor),
         )
+        .with_cache_scope(CacheScope::Private))
     }
 
     async fn read_resource(
@@ -198,8 +198,10 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(ListPromptsResult::with_all_items(self.gateway.list_prompts(&actor))
-            .with_cache_scope(CacheScope::Private))
+        Ok(
+            ListPromptsResult::with_all_items(self.gateway.list_prompts(&actor))
+                .with_cache_scope(CacheScope::Private),
+        )
     }
 
     async fn get_prompt(
@@ -227,9 +229,7 @@ async fn authenticate(
         .and_then(|v| v.to_str().ok());
     match auth.authenticate_header(header_value) {
         Ok(actor) => {
-            request
-                .extensions_mut()
-                .insert::<ActorRef>(Arc::new(actor));
+            request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
             next.run(request).await
         }
         Err(error) => unauthorized(&auth, &error),
@@ -330,7 +330,10 @@ fn health_document(gateway: &Gateway) -> serde_json::Value {
 }
 
 /// Serves MCP over streamable HTTP until `shutdown` is cancelled.
-pub async fn serve_http(config: GatewayConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn serve_http(
+    config: GatewayConfig,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let auth = Arc::new(Authenticator::from_config(&config)?);
     let gateway = start_gateway(&config, shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -339,7 +342,10 @@ pub async fn serve_http(config: GatewayConfig, shutdown: CancellationToken) -> R
             address: config.server.listen.to_string(),
             error: e.to_string(),
         })?;
-    let ready = gateway.downstreams().wait_until_up(Duration::from_secs(10)).await;
+    let ready = gateway
+        .downstreams()
+        .wait_until_up(Duration::from_secs(10))
+        .await;
     for (server, health) in ready {
         if health != crate::downstream::Health::Up {
             tracing::warn!(%server, ?health, "downstream not up at start; its tools fail until it is");
@@ -370,11 +376,14 @@ pub async fn serve_stdio(
             "environment variable {token_env} holds no token; export a JWT for this agent in it"
         ))
     })?;
-    let actor: CompositeActor = auth
-        .authenticate(&token)
-        .map_err(|e| StartError::StdioIdentity(format!("the token in {token_env} is refused: {e}")))?;
+    let actor: CompositeActor = auth.authenticate(&token).map_err(|e| {
+        StartError::StdioIdentity(format!("the token in {token_env} is refused: {e}"))
+    })?;
     let gateway = start_gateway(&config, shutdown.clone())?;
-    gateway.downstreams().wait_until_up(Duration::from_secs(10)).await;
+    gateway
+        .downstreams()
+        .wait_until_up(Duration::from_secs(10))
+        .await;
     let front = McpFront {
         gateway,
         stdio_actor: Some(Arc::new(actor)),

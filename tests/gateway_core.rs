@@ -106,7 +106,11 @@ async fn relationships_and_guardrails_are_enforced() {
     // Case-103 is assigned to bob only (ReBAC).
     let unassigned = call(&alice, "case__read_case", json!({"case_id": "case-103"})).await;
     assert_eq!(unassigned.is_error, Some(true));
-    assert!(text_of(&unassigned).contains("case-assignment"), "{}", text_of(&unassigned));
+    assert!(
+        text_of(&unassigned).contains("case-assignment"),
+        "{}",
+        text_of(&unassigned)
+    );
 
     // A case the entity store does not know is denied, never guessed.
     let unknown = call(&alice, "case__read_case", json!({"case_id": "case-999"})).await;
@@ -115,15 +119,33 @@ async fn relationships_and_guardrails_are_enforced() {
     // A bound argument that is missing is refused before any decision.
     let missing = call(&alice, "case__read_case", json!({})).await;
     assert_eq!(missing.is_error, Some(true));
-    assert!(text_of(&missing).contains("case_id"), "{}", text_of(&missing));
+    assert!(
+        text_of(&missing).contains("case_id"),
+        "{}",
+        text_of(&missing)
+    );
 
     // No agent deletes evidence, even when asked for a real document of its own tenant.
-    let delete = call(&alice, "case__delete_evidence", json!({"evidence_id": "ev-1001"})).await;
+    let delete = call(
+        &alice,
+        "case__delete_evidence",
+        json!({"evidence_id": "ev-1001"}),
+    )
+    .await;
     assert_eq!(delete.is_error, Some(true));
-    assert!(text_of(&delete).contains("no-agent-deletes-evidence"), "{}", text_of(&delete));
+    assert!(
+        text_of(&delete).contains("no-agent-deletes-evidence"),
+        "{}",
+        text_of(&delete)
+    );
 
     // The drafting agent cannot send notices.
-    let send = call(&alice, "case__send_approved_notice", json!({"draft_id": "draft-1"})).await;
+    let send = call(
+        &alice,
+        "case__send_approved_notice",
+        json!({"draft_id": "draft-1"}),
+    )
+    .await;
     assert_eq!(send.is_error, Some(true));
 
     // An unknown tool name is a protocol error, as for any MCP server.
@@ -134,7 +156,11 @@ async fn relationships_and_guardrails_are_enforced() {
 
     let journal = gateway.journal_entries();
     let names: Vec<&str> = journal.iter().filter_map(|e| e["name"].as_str()).collect();
-    assert_eq!(names, vec!["read_case", "create_notice_draft"], "{journal:?}");
+    assert_eq!(
+        names,
+        vec!["read_case", "create_notice_draft"],
+        "{journal:?}"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +205,10 @@ async fn resources_and_prompts_are_filtered_and_decided() {
         .into_iter()
         .map(|p| p.name)
         .collect();
-    assert!(prompts.contains(&"case__summarize_case".to_string()), "{prompts:?}");
+    assert!(
+        prompts.contains(&"case__summarize_case".to_string()),
+        "{prompts:?}"
+    );
     let prompt = alice
         .get_prompt(
             rmcp::model::GetPromptRequestParams::new("case__summarize_case")
@@ -204,13 +233,16 @@ async fn session_based_and_stateless_2026_clients_both_list_and_call() {
 
     // Session-based (initialize, Mcp-Session-Id).
     let session = gateway.client(&token).await;
-    assert!(tool_names(&session).await.contains(&"case__read_case".to_string()));
+    assert!(tool_names(&session)
+        .await
+        .contains(&"case__read_case".to_string()));
     let result = call(&session, "case__read_case", json!({"case_id": "case-101"})).await;
     assert_ne!(result.is_error, Some(true), "{}", text_of(&result));
 
     // Stateless 2026-07-28 (server/discover, per-request _meta, no session).
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(gateway.url.clone()).auth_header(token.clone()),
+        StreamableHttpClientTransportConfig::with_uri(gateway.url.clone())
+            .auth_header(token.clone()),
     );
     let stateless = ()
         .serve_with_lifecycle(
@@ -221,8 +253,15 @@ async fn session_based_and_stateless_2026_clients_both_list_and_call() {
         )
         .await
         .expect("2026-07-28 discover");
-    assert!(tool_names(&stateless).await.contains(&"case__read_case".to_string()));
-    let result = call(&stateless, "case__read_case", json!({"case_id": "case-102"})).await;
+    assert!(tool_names(&stateless)
+        .await
+        .contains(&"case__read_case".to_string()));
+    let result = call(
+        &stateless,
+        "case__read_case",
+        json!({"case_id": "case-102"}),
+    )
+    .await;
     assert_ne!(result.is_error, Some(true), "{}", text_of(&result));
 
     // And one bare 2026-07-28 HTTP request with no session at all.
@@ -270,19 +309,35 @@ async fn a_tool_added_at_runtime_without_a_contract_stays_hidden_and_uncallable(
     let before = tool_names(&alice).await;
     assert!(before.contains(&"flaky__debug_add_tool".to_string()));
 
-    let added = call(&alice, "flaky__debug_add_tool", json!({"name": "exfiltrate"})).await;
+    let added = call(
+        &alice,
+        "flaky__debug_add_tool",
+        json!({"name": "exfiltrate"}),
+    )
+    .await;
     assert_ne!(added.is_error, Some(true), "{}", text_of(&added));
 
     // The gateway refreshes on list_changed and warns about the contract-less tool.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gateway.log().contains("exfiltrate") {
-        assert!(Instant::now() < deadline, "no refresh seen; log:\n{}", gateway.log());
+        assert!(
+            Instant::now() < deadline,
+            "no refresh seen; log:\n{}",
+            gateway.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gateway.log().contains("has no contract"), "{}", gateway.log());
+    assert!(
+        gateway.log().contains("has no contract"),
+        "{}",
+        gateway.log()
+    );
 
     let after = tool_names(&alice).await;
-    assert_eq!(before, after, "the catalogue change must not expose anything");
+    assert_eq!(
+        before, after,
+        "the catalogue change must not expose anything"
+    );
     assert!(!after.iter().any(|n| n.contains("exfiltrate")));
     for name in ["flaky__exfiltrate", "exfiltrate"] {
         let refused = alice.call_tool(CallToolRequestParams::new(name)).await;
@@ -323,7 +378,12 @@ async fn a_crashing_downstream_fails_only_its_own_call_and_is_restarted() {
 
     // flaky comes back by itself, as a new process.
     gateway.wait_healthy(Duration::from_secs(30)).await;
-    let after = call(&alice, "flaky__read_memory", json!({"scope": "user", "key": "k"})).await;
+    let after = call(
+        &alice,
+        "flaky__read_memory",
+        json!({"scope": "user", "key": "k"}),
+    )
+    .await;
     assert!(
         !text_of(&after).contains("unavailable"),
         "flaky must be restarted: {}",
@@ -334,5 +394,9 @@ async fn a_crashing_downstream_fails_only_its_own_call_and_is_restarted() {
         .iter()
         .map(|e| e["pid"].to_string())
         .collect();
-    assert_eq!(pids.len(), 2, "one process crashed, a new one served: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        2,
+        "one process crashed, a new one served: {pids:?}"
+    );
 }

@@ -175,11 +175,11 @@ impl CasePlatform {
                         () = ctx.ct.cancelled() => tools::failure("cancelled", "sleep cancelled"),
                     }
                 }
-                Err(invalid) => invalid,
+                Err(invalid) => *invalid,
             }),
             DEBUG_ADD_TOOL => Some(match tools::parse::<tools::AddToolArgs>(name, args) {
                 Ok(a) => self.add_runtime_tool(&a.name, ctx).await,
-                Err(invalid) => invalid,
+                Err(invalid) => *invalid,
             }),
             _ if self.runtime_tools().iter().any(|t| t.name == name) => Some(tools::success_text(
                 &format!("called {name}"),

@@ -303,13 +303,14 @@ pub fn success_text(text: &str, value: Value) -> CallToolResult {
     result
 }
 
-/// Deserialises a tool's arguments.
-pub fn parse<T: DeserializeOwned>(tool: &str, args: &JsonObject) -> Result<T, CallToolResult> {
+/// Deserialises a tool's arguments; the error is the tool result that explains them (boxed:
+/// it is large and only built on the failure path).
+pub fn parse<T: DeserializeOwned>(tool: &str, args: &JsonObject) -> Result<T, Box<CallToolResult>> {
     serde_json::from_value(Value::Object(args.clone())).map_err(|e| {
-        failure(
+        Box::new(failure(
             "invalid_arguments",
             &format!("invalid arguments for {tool}: {e}"),
-        )
+        ))
     })
 }
 
@@ -366,7 +367,7 @@ pub fn call_domain_tool(
     };
     Some(match result {
         Ok(outcome) => finish(outcome),
-        Err(invalid) => invalid,
+        Err(invalid) => *invalid,
     })
 }
 

@@ -7,9 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{
-    Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator,
-};
+use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
@@ -45,7 +43,11 @@ pub struct PolicyLoadError {
 
 impl fmt::Display for PolicyLoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the policy set is invalid ({} problem(s)):", self.problems.len())?;
+        writeln!(
+            f,
+            "the policy set is invalid ({} problem(s)):",
+            self.problems.len()
+        )?;
         for problem in &self.problems {
             writeln!(f, "  {problem}")?;
         }
@@ -77,7 +79,10 @@ impl SourceFile {
     }
 
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 }
 
@@ -165,7 +170,13 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 continue;
             }
         };
-        digest.update(source.path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        digest.update(
+            source
+                .path
+                .file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         digest.update(source.text.as_bytes());
         let parsed = match PolicySet::from_str(&source.text) {
             Ok(parsed) => parsed,

@@ -184,7 +184,11 @@ impl TestGateway {
         let deadline = Instant::now() + limit;
         let http = reqwest::Client::new();
         loop {
-            if let Ok(response) = http.get(format!("{}/healthz", self.base_url())).send().await {
+            if let Ok(response) = http
+                .get(format!("{}/healthz", self.base_url()))
+                .send()
+                .await
+            {
                 if let Ok(doc) = response.json::<Value>().await {
                     let all_up = doc["downstreams"]
                         .as_object()
