@@ -1,0 +1,101 @@
+//! The official Python MCP SDK (PyPI `mcp`) lists and calls a tool through capgate with a bearer
+//! token. The test sets up `.venv` with the SDK when it is missing (`.ci/run` does the same).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const SDK_REQUIREMENT: &str = "mcp==2.3.0";
+
+/// The venv's Python with the SDK installed, creating the venv if needed.
+fn python_with_sdk() -> PathBuf {
+    let venv = repo_root().join(".venv");
+    let python = venv.join("bin/python");
+    let has_sdk = |python: &PathBuf| {
+        Command::new(python)
+            .args(["-c", "import mcp.client.streamable_http"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.exists() && has_sdk(&python) {
+        return python;
+    }
+    if !python.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is installed");
+        assert!(status.success(), "python3 -m venv failed");
+    }
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", SDK_REQUIREMENT])
+        .status()
+        .expect("pip runs");
+    assert!(status.success(), "pip install {SDK_REQUIREMENT} failed");
+    assert!(
+        has_sdk(&python),
+        "the MCP SDK is not importable after install"
+    );
+    python
+}
+
+#[tokio::test]
+async fn the_official_python_sdk_lists_and_calls_through_capgate() {
+    let python = python_with_sdk();
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
+    let script = repo_root().join("tests/python/sdk_client.py");
+    let url = gateway.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(url)
+            .arg(token)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "SDK client failed:\n{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report");
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(tools.contains(&"case__read_case"), "{tools:?}");
+    assert!(!tools.contains(&"case__delete_evidence"), "{tools:?}");
+    assert_eq!(report["allowed"]["is_error"], false, "{report}");
+    assert!(report["allowed"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Northwind"));
+    assert_eq!(report["denied"]["is_error"], true, "{report}");
+    assert!(report["denied"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("tenant-isolation-case"));
+
+    let received: Vec<Value> = gateway
+        .journal_entries()
+        .into_iter()
+        .filter(|e| e["name"] == "read_case")
+        .collect();
+    assert_eq!(
+        received.len(),
+        1,
+        "only the allowed call reaches the downstream"
+    );
+}

@@ -1,0 +1,145 @@
+//! `capgate serve` refuses to start on a bad policy, schema violation, contract or config, and
+//! says which file and line to fix.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Runs `capgate serve` and expects it to exit by itself with failure; returns stderr.
+fn serve_must_refuse(config: &std::path::Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CAPGATE_TEST_SECRET", TEST_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn capgate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                use std::io::Read;
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            assert!(
+                !status.success(),
+                "capgate must exit non-zero; stderr:\n{stderr}"
+            );
+            return stderr;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("capgate started although its configuration is invalid");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config_with_policy(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = GatewayOptions {
+        extra_policies: vec![(name.to_string(), text.to_string())],
+        ..Default::default()
+    };
+    let config = write_config(dir.path(), 1, &options);
+    (dir, config)
+}
+
+#[test]
+fn a_policy_syntax_error_refuses_start_naming_file_and_line() {
+    let (_dir, config) = config_with_policy(
+        "broken.cedar",
+        "// fine first line\n@id(\"broken\")\npermit(principal, action resource);\n",
+    );
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("broken.cedar:3:"), "{stderr}");
+}
+
+#[test]
+fn a_schema_violation_refuses_start_naming_file_and_line() {
+    let (_dir, config) = config_with_policy(
+        "violation.cedar",
+        "@id(\"uses-unknown-attribute\")\npermit(principal, action == Action::\"call_tool\", resource is Tool)\nwhen {\n  resource.owner == \"me\"\n};\n",
+    );
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("violation.cedar:4:"), "{stderr}");
+    assert!(stderr.contains("uses-unknown-attribute"), "{stderr}");
+    assert!(stderr.contains("owner"), "{stderr}");
+}
+
+#[test]
+fn a_contract_naming_an_undeclared_entity_type_refuses_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 1, &GatewayOptions::default());
+    let contracts = dir.path().join("capabilities/case-platform.toml");
+    let text = std::fs::read_to_string(&contracts).expect("read");
+    std::fs::write(
+        &contracts,
+        text.replacen("case_id = \"Case\"", "case_id = \"Dossier\"", 1),
+    )
+    .expect("write");
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("Dossier"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_names_the_file_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 1, &GatewayOptions::default());
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        text.replace("algorithm = \"RS256\"", "algorithm = \"HS256\""),
+    )
+    .expect("write");
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+    assert!(stderr.contains("issuers[1].algorithm"), "{stderr}");
+    assert!(stderr.contains("Fix:"), "{stderr}");
+}
+
+#[test]
+fn a_missing_hs256_secret_refuses_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 1, &GatewayOptions::default());
+    let output = Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("CAPGATE_TEST_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run capgate");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CAPGATE_TEST_SECRET"), "{stderr}");
+}
+
+#[test]
+fn policy_check_accepts_the_example_policies_and_rejects_a_broken_set() {
+    let ok = Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["policy", "check"])
+        .arg(repo_root().join("policies"))
+        .output()
+        .expect("run");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let (dir, _config) =
+        config_with_policy("broken.cedar", "permit(principal, action, resource)\n");
+    let bad = Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["policy", "check"])
+        .arg(dir.path().join("policies"))
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("broken.cedar"));
+}
