@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     pub downstreams: Vec<DownstreamConfig>,
     pub capabilities_dir: PathBuf,
     pub policies_dir: PathBuf,
+    /// A candidate policy set evaluated beside the enforced one on every decision.
+    pub shadow_policies_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
 }
 
@@ -45,8 +47,19 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Host names accepted in the `Host` header (DNS-rebinding protection).
     pub allowed_hosts: Vec<String>,
-    /// Whether refusals shown to agents name policy ids (admins see them in logs either way).
-    pub agent_sees_policy_ids: bool,
+    /// What refused agents are told (admins see the specific reason in the log either way).
+    pub explain_to_agent: AgentExplanations,
+}
+
+/// How much of a decision's reasoning an agent sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentExplanations {
+    /// The outcome, the advice and what context is missing: no policy ids or internals.
+    #[default]
+    Safe,
+    /// The specific reason with policy ids and version, as admins see it (development).
+    Detailed,
 }
 
 /// The JWS algorithm an issuer is pinned to. `none` cannot be expressed.
@@ -143,6 +156,8 @@ struct RawConfig {
     downstream: Vec<RawDownstream>,
     capabilities_dir: PathBuf,
     policies_dir: PathBuf,
+    #[serde(default)]
+    shadow_policies_dir: Option<PathBuf>,
     data_dir: PathBuf,
 }
 
@@ -154,7 +169,7 @@ struct RawServer {
     #[serde(default)]
     allowed_hosts: Vec<String>,
     #[serde(default)]
-    agent_sees_policy_ids: bool,
+    explain_to_agent: AgentExplanations,
 }
 
 #[derive(Deserialize)]
@@ -403,12 +418,13 @@ impl GatewayConfig {
                 listen,
                 public_url,
                 allowed_hosts,
-                agent_sees_policy_ids: raw.server.agent_sees_policy_ids,
+                explain_to_agent: raw.server.explain_to_agent,
             },
             issuers,
             downstreams,
             capabilities_dir: base.join(raw.capabilities_dir),
             policies_dir: base.join(raw.policies_dir),
+            shadow_policies_dir: raw.shadow_policies_dir.map(|d| base.join(d)),
             data_dir: base.join(raw.data_dir),
         })
     }

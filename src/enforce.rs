@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData,
     GetPromptRequestParams, GetPromptResult, JsonObject, Prompt, ReadResourceRequestParams,
@@ -15,12 +14,14 @@ use rmcp::model::{
 };
 use serde_json::{json, Value};
 
+use crate::config::AgentExplanations;
 use crate::downstream::{DownstreamError, Downstreams};
 use crate::identity::CompositeActor;
 use crate::policy::{
-    Action, BoundEntity, CapabilityFacts, CapabilityKind, Decision, DecisionInput, PolicyEngine,
+    Action, ActorFacts, AttributeValue, Decision, EntityRef, Outcome, PolicyEngine, PolicyRequest,
+    ResourceFacts,
 };
-use crate::registry::{EntityBinding, Registry, ToolContract};
+use crate::registry::{EntityBinding, PromptContract, Registry, ResourceContract, Risk, ToolContract};
 
 /// The `_meta` key under which capgate tells a downstream server who the call is for. Downstream
 /// servers trust it because only the gateway can reach them; the agent's token is never forwarded.
@@ -28,12 +29,16 @@ pub const ACTOR_META_KEY: &str = "dev.capgate/actor";
 /// The `_meta` key of refusals, carrying the decision in machine-readable form.
 pub const DECISION_META_KEY: &str = "dev.capgate/decision";
 
-/// The gateway's shared state: contracts, the current policy set, downstream connections.
+/// Obligation kinds this gateway can enforce today. A decision carrying any other obligation is
+/// refused: an obligation that is not enforced would make the allow a lie.
+const ENFORCEABLE_OBLIGATIONS: &[&str] = &["audit"];
+
+/// The gateway's shared state: contracts, the PDP, downstream connections.
 pub struct Gateway {
     registry: Arc<Registry>,
-    policy: ArcSwap<PolicyEngine>,
+    policy: Arc<PolicyEngine>,
     downstreams: Downstreams,
-    agent_sees_policy_ids: bool,
+    explain_to_agent: AgentExplanations,
 }
 
 /// Why a capability could not be resolved or its arguments bound, before any decision.
@@ -58,13 +63,13 @@ impl Gateway {
         registry: Arc<Registry>,
         policy: Arc<PolicyEngine>,
         downstreams: Downstreams,
-        agent_sees_policy_ids: bool,
+        explain_to_agent: AgentExplanations,
     ) -> Self {
         Self {
             registry,
-            policy: ArcSwap::new(policy),
+            policy,
             downstreams,
-            agent_sees_policy_ids,
+            explain_to_agent,
         }
     }
 
@@ -72,27 +77,52 @@ impl Gateway {
         &self.downstreams
     }
 
-    pub fn policy(&self) -> Arc<PolicyEngine> {
-        self.policy.load_full()
+    pub fn policy(&self) -> &Arc<PolicyEngine> {
+        &self.policy
+    }
+
+    /// Decides, then holds an allow to its obligations: an allow whose obligations this gateway
+    /// cannot enforce becomes a deny.
+    fn decide(&self, request: &PolicyRequest) -> Decision {
+        let mut decision = self.policy.decide(request);
+        if decision.outcome == Outcome::Allow {
+            let unenforceable: Vec<&String> = decision
+                .obligations
+                .iter()
+                .filter(|o| {
+                    let kind = o.split(':').next().unwrap_or_default();
+                    !ENFORCEABLE_OBLIGATIONS.contains(&kind)
+                })
+                .collect();
+            if !unenforceable.is_empty() {
+                decision.reason = format!(
+                    "denied: obligation(s) {unenforceable:?} cannot be enforced by this gateway, so the allow does not stand ({})",
+                    decision.reason
+                );
+                decision.outcome = Outcome::Deny;
+                decision.agent_reason = "not permitted: a required safeguard is unavailable".into();
+            }
+        }
+        decision
     }
 
     // ---- tools ------------------------------------------------------------------------------
 
     /// The tools this actor may use: contracted, offered by a live downstream, and allowed.
     pub fn list_tools(&self, actor: &CompositeActor) -> Vec<Tool> {
-        let policy = self.policy.load();
+        let facts = ActorFacts::from_actor(actor);
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             for listed in &server.catalogue().tools {
                 let Some(contract) = self.registry.tool_of(&server.id, &listed.tool.name) else {
                     continue;
                 };
-                let decision = policy.decide(&DecisionInput {
+                let decision = self.decide(&request(
                     actor,
-                    action: Action::DiscoverTool,
-                    capability: tool_facts(contract),
-                    bound: Vec::new(),
-                });
+                    &facts,
+                    Action::DiscoverTool,
+                    tool_resource(contract),
+                ));
                 if decision.is_allow() {
                     let mut tool = listed.tool.clone();
                     tool.name = contract.exposed_name.clone().into();
@@ -118,18 +148,21 @@ impl Gateway {
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool: {name}"), None))?;
         let arguments = arguments.unwrap_or_default();
 
-        // Bind the arguments that name entities, then decide.
-        let bound = match bind_entities(&contract.entities, |arg| arguments.get(arg).cloned()) {
-            Ok(bound) => bound,
-            Err(e) => return Ok(refusal_text(&e.to_string())),
-        };
-        let decision = self.policy.load().decide(&DecisionInput {
+        // Bind the arguments that name entities and carry attributes, then decide.
+        let mut policy_request = request(
             actor,
-            action: Action::CallTool,
-            capability: tool_facts(contract),
-            bound,
-        });
-        record(actor, Action::CallTool, name, &decision);
+            &ActorFacts::from_actor(actor),
+            Action::CallTool,
+            tool_resource(contract),
+        );
+        policy_request.entities =
+            match bind_entities(&contract.entities, |arg| arguments.get(arg).cloned()) {
+                Ok(bound) => bound,
+                Err(e) => return Ok(refusal_text(&e.to_string())),
+            };
+        policy_request.arguments = argument_attributes(&contract.attributes, &arguments);
+        let decision = self.decide(&policy_request);
+        record(&policy_request, &decision);
         if !decision.is_allow() {
             return Ok(self.refusal(&decision));
         }
@@ -170,7 +203,7 @@ impl Gateway {
             for resource in listed {
                 if self
                     .decide_resource(actor, Action::DiscoverResource, &resource.uri, &server.id)
-                    .is_some_and(|d| d.is_allow())
+                    .is_some_and(|(_, d)| d.is_allow())
                 {
                     visible.push(resource);
                 }
@@ -181,7 +214,7 @@ impl Gateway {
 
     /// Resource templates the actor may see: only those a contract registers.
     pub fn list_resource_templates(&self, actor: &CompositeActor) -> Vec<ResourceTemplate> {
-        let policy = self.policy.load();
+        let facts = ActorFacts::from_actor(actor);
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             for template in &server.catalogue().resource_templates {
@@ -192,20 +225,11 @@ impl Gateway {
                 else {
                     continue;
                 };
-                let decision = policy.decide(&DecisionInput {
-                    actor,
-                    action: Action::DiscoverResource,
-                    capability: CapabilityFacts {
-                        kind: CapabilityKind::Resource,
-                        id: &template.uri_template,
-                        server: &contract.server,
-                        name: &contract.name,
-                        effect: None,
-                        risk: contract.risk,
-                        cost: 0,
-                    },
-                    bound: Vec::new(),
-                });
+                // A template names no entity yet: it is decided on the contract alone.
+                let mut resource = resource_facts(contract, &template.uri_template);
+                resource.requires.clear();
+                let decision =
+                    self.decide(&request(actor, &facts, Action::DiscoverResource, resource));
                 if decision.is_allow() {
                     visible.push(template.clone());
                 }
@@ -221,37 +245,24 @@ impl Gateway {
         action: Action,
         uri: &str,
         expected_server: &str,
-    ) -> Option<Decision> {
+    ) -> Option<(PolicyRequest, Decision)> {
         let (contract, variables) = self.registry.resource_for_uri(uri)?;
         if contract.server != expected_server {
             return None;
         }
-        let bound = bind_entities(&contract.entities, |arg| {
+        let mut policy_request = request(
+            actor,
+            &ActorFacts::from_actor(actor),
+            action,
+            resource_facts(contract, uri),
+        );
+        // A variable that is absent leaves its entity out: the PDP answers require_more_context.
+        policy_request.entities = bind_entities(&contract.entities, |arg| {
             variables.get(arg).map(|v| Value::String(v.clone()))
-        });
-        let decision = match bound {
-            Ok(bound) => self.policy.load().decide(&DecisionInput {
-                actor,
-                action,
-                capability: CapabilityFacts {
-                    kind: CapabilityKind::Resource,
-                    id: uri,
-                    server: &contract.server,
-                    name: &contract.name,
-                    effect: None,
-                    risk: contract.risk,
-                    cost: 0,
-                },
-                bound,
-            }),
-            Err(e) => Decision {
-                outcome: crate::policy::Outcome::Deny,
-                reason: e.to_string(),
-                policy_ids: Vec::new(),
-                policy_version: self.policy.load().version().to_string(),
-            },
-        };
-        Some(decision)
+        })
+        .unwrap_or_default();
+        let decision = self.decide(&policy_request);
+        Some((policy_request, decision))
     }
 
     /// One `resources/read`: resolve the URI to its contract → decide → record → forward.
@@ -263,10 +274,10 @@ impl Gateway {
         let not_found = || ErrorData::resource_not_found(format!("unknown resource: {uri}"), None);
         let (contract, _) = self.registry.resource_for_uri(uri).ok_or_else(not_found)?;
         let server_id = contract.server.clone();
-        let decision = self
+        let (policy_request, decision) = self
             .decide_resource(actor, Action::ReadResource, uri, &server_id)
             .ok_or_else(not_found)?;
-        record(actor, Action::ReadResource, uri, &decision);
+        record(&policy_request, &decision);
         if !decision.is_allow() {
             return Err(self.refusal_error(&decision));
         }
@@ -278,19 +289,19 @@ impl Gateway {
     // ---- prompts ----------------------------------------------------------------------------
 
     pub fn list_prompts(&self, actor: &CompositeActor) -> Vec<Prompt> {
-        let policy = self.policy.load();
+        let facts = ActorFacts::from_actor(actor);
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             for listed in &server.catalogue().prompts {
                 let Some(contract) = self.registry.prompt_of(&server.id, &listed.name) else {
                     continue;
                 };
-                let decision = policy.decide(&DecisionInput {
+                let decision = self.decide(&request(
                     actor,
-                    action: Action::DiscoverPrompt,
-                    capability: prompt_facts(contract),
-                    bound: Vec::new(),
-                });
+                    &facts,
+                    Action::DiscoverPrompt,
+                    prompt_resource(contract),
+                ));
                 if decision.is_allow() {
                     let mut prompt = listed.clone();
                     prompt.name = contract.exposed_name.clone();
@@ -314,15 +325,17 @@ impl Gateway {
             .prompt(name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt: {name}"), None))?;
         let arguments = arguments.unwrap_or_default();
-        let bound = bind_entities(&contract.entities, |arg| arguments.get(arg).cloned())
-            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
-        let decision = self.policy.load().decide(&DecisionInput {
+        let mut policy_request = request(
             actor,
-            action: Action::GetPrompt,
-            capability: prompt_facts(contract),
-            bound,
-        });
-        record(actor, Action::GetPrompt, name, &decision);
+            &ActorFacts::from_actor(actor),
+            Action::GetPrompt,
+            prompt_resource(contract),
+        );
+        policy_request.entities =
+            bind_entities(&contract.entities, |arg| arguments.get(arg).cloned())
+                .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let decision = self.decide(&policy_request);
+        record(&policy_request, &decision);
         if !decision.is_allow() {
             return Err(self.refusal_error(&decision));
         }
@@ -335,8 +348,15 @@ impl Gateway {
 
     // ---- refusals ---------------------------------------------------------------------------
 
+    fn agent_message(&self, decision: &Decision) -> String {
+        match self.explain_to_agent {
+            AgentExplanations::Safe => decision.agent_reason.clone(),
+            AgentExplanations::Detailed => decision.reason.clone(),
+        }
+    }
+
     fn refusal(&self, decision: &Decision) -> CallToolResult {
-        let mut result = refusal_text(&decision.agent_message(self.agent_sees_policy_ids));
+        let mut result = refusal_text(&self.agent_message(decision));
         let mut meta = rmcp::model::MetaObject::new();
         meta.0
             .insert(DECISION_META_KEY.into(), self.decision_summary(decision));
@@ -347,59 +367,130 @@ impl Gateway {
     fn refusal_error(&self, decision: &Decision) -> ErrorData {
         ErrorData::new(
             ErrorCode::INVALID_REQUEST,
-            decision.agent_message(self.agent_sees_policy_ids),
+            self.agent_message(decision),
             Some(json!({ DECISION_META_KEY: self.decision_summary(decision) })),
         )
     }
 
     /// What a refused agent may learn about the decision.
     fn decision_summary(&self, decision: &Decision) -> Value {
-        if self.agent_sees_policy_ids {
-            json!({
+        match self.explain_to_agent {
+            AgentExplanations::Detailed => json!({
                 "decision": decision.outcome,
                 "reason": decision.reason,
+                "advice": decision.advice,
+                "missing": decision.missing,
                 "policy_ids": decision.policy_ids,
                 "policy_version": decision.policy_version,
-            })
-        } else {
-            json!({
+            }),
+            AgentExplanations::Safe => json!({
                 "decision": decision.outcome,
-                "reason": decision.agent_message(false),
-            })
+                "reason": decision.agent_reason,
+                "advice": decision.advice,
+            }),
         }
     }
 }
 
-fn tool_facts(contract: &ToolContract) -> CapabilityFacts<'_> {
-    CapabilityFacts {
-        kind: CapabilityKind::Tool,
-        id: &contract.exposed_name,
-        server: &contract.server,
-        name: &contract.name,
-        effect: Some(contract.effect),
-        risk: contract.risk,
-        cost: contract.cost,
+/// A request about one capability, with the actor's facts; entities and arguments are added
+/// by the caller when the capability has them.
+fn request(
+    actor: &CompositeActor,
+    facts: &ActorFacts,
+    action: Action,
+    resource: ResourceFacts,
+) -> PolicyRequest {
+    PolicyRequest {
+        request_id: new_request_id(),
+        tenant: Some(actor.tenant.clone()),
+        run_id: actor.run_id.clone(),
+        actor: facts.clone(),
+        action,
+        resource,
+        entities: Default::default(),
+        arguments: Default::default(),
+        environment: Default::default(),
+        risk: Default::default(),
+        runtime: Default::default(),
     }
 }
 
-fn prompt_facts(contract: &crate::registry::PromptContract) -> CapabilityFacts<'_> {
-    CapabilityFacts {
-        kind: CapabilityKind::Prompt,
-        id: &contract.exposed_name,
-        server: &contract.server,
-        name: &contract.name,
-        effect: None,
-        risk: contract.risk,
-        cost: 0,
+fn new_request_id() -> String {
+    format!("req-{:016x}", rand::random::<u64>())
+}
+
+fn base_attributes(
+    server: &str,
+    name: &str,
+    risk: Risk,
+) -> std::collections::BTreeMap<String, AttributeValue> {
+    std::collections::BTreeMap::from([
+        ("server".to_string(), AttributeValue::String(server.to_string())),
+        ("name".to_string(), AttributeValue::String(name.to_string())),
+        ("risk".to_string(), AttributeValue::String(risk.as_str().to_string())),
+    ])
+}
+
+fn requires(bindings: &[EntityBinding]) -> Vec<String> {
+    bindings.iter().map(|b| b.context_key.clone()).collect()
+}
+
+fn tool_resource(contract: &ToolContract) -> ResourceFacts {
+    let mut attributes = base_attributes(&contract.server, &contract.name, contract.risk);
+    attributes.insert(
+        "effect".into(),
+        AttributeValue::String(contract.effect.as_str().to_string()),
+    );
+    attributes.insert("cost".into(), AttributeValue::Long(i64::from(contract.cost)));
+    ResourceFacts {
+        id: contract.exposed_name.clone(),
+        attributes,
+        requires: requires(&contract.entities),
     }
+}
+
+fn resource_facts(contract: &ResourceContract, uri: &str) -> ResourceFacts {
+    ResourceFacts {
+        id: uri.to_string(),
+        attributes: base_attributes(&contract.server, &contract.name, contract.risk),
+        requires: requires(&contract.entities),
+    }
+}
+
+fn prompt_resource(contract: &PromptContract) -> ResourceFacts {
+    ResourceFacts {
+        id: contract.exposed_name.clone(),
+        attributes: base_attributes(&contract.server, &contract.name, contract.risk),
+        requires: requires(&contract.entities),
+    }
+}
+
+/// The contract-declared arguments as attributes; values of other shapes are left out (and a
+/// policy that needs them sees them missing).
+fn argument_attributes(
+    declared: &[String],
+    arguments: &JsonObject,
+) -> std::collections::BTreeMap<String, AttributeValue> {
+    declared
+        .iter()
+        .filter_map(|name| {
+            let value = match arguments.get(name)? {
+                Value::String(s) => AttributeValue::String(s.clone()),
+                Value::Bool(b) => AttributeValue::Bool(*b),
+                Value::Number(n) => AttributeValue::Long(n.as_i64()?),
+                _ => return None,
+            };
+            Some((name.clone(), value))
+        })
+        .collect()
 }
 
 /// Reads each bound argument as an entity id. Arguments come from the model, so they are only
 /// ids here: what the entity *is* comes from the trusted entity store.
-fn bind_entities<'a>(
-    bindings: &'a [EntityBinding],
+fn bind_entities(
+    bindings: &[EntityBinding],
     value_of: impl Fn(&str) -> Option<Value>,
-) -> Result<Vec<BoundEntity<'a>>, BindError> {
+) -> Result<std::collections::BTreeMap<String, EntityRef>, BindError> {
     bindings
         .iter()
         .map(|binding| {
@@ -419,11 +510,13 @@ fn bind_entities<'a>(
                     })
                 }
             };
-            Ok(BoundEntity {
-                context_key: &binding.context_key,
-                entity_type: &binding.entity_type,
-                id,
-            })
+            Ok((
+                binding.context_key.clone(),
+                EntityRef {
+                    entity_type: binding.entity_type.clone(),
+                    id,
+                },
+            ))
         })
         .collect()
 }
@@ -445,18 +538,21 @@ fn actor_meta(actor: &CompositeActor) -> RequestMetaObject {
 
 /// Records a decision. The durable, hash-chained decision log replaces this in its own module;
 /// until then every decision is a structured tracing event.
-fn record(actor: &CompositeActor, action: Action, capability: &str, decision: &Decision) {
+fn record(request: &PolicyRequest, decision: &Decision) {
     tracing::info!(
         target: "capgate::decision",
-        tenant = %actor.tenant,
-        user = %actor.user.id,
-        agent = actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
-        run_id = actor.run_id.as_deref().unwrap_or("-"),
-        action = action.as_str(),
-        capability,
-        outcome = ?decision.outcome,
+        request_id = %request.request_id,
+        tenant = request.tenant.as_deref().unwrap_or("-"),
+        user = %request.actor.user.id,
+        agent = request.actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
+        run_id = request.run_id.as_deref().unwrap_or("-"),
+        action = request.action.as_str(),
+        capability = %request.resource.id,
+        outcome = decision.outcome.as_str(),
         policies = ?decision.policy_ids,
         policy_version = %decision.policy_version,
+        obligations = ?decision.obligations,
+        shadow = ?decision.shadow.as_ref().map(|s| (s.outcome, s.differs)),
         reason = %decision.reason,
         "decision"
     );

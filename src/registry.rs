@@ -109,6 +109,8 @@ pub struct ToolContract {
     pub risk: Risk,
     pub cost: u32,
     pub entities: Vec<EntityBinding>,
+    /// Arguments whose values reach policies as `context.arguments.<name>` (ABAC on arguments).
+    pub attributes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +173,8 @@ struct RawTool {
     cost: u32,
     #[serde(default)]
     entities: BTreeMap<String, String>,
+    #[serde(default)]
+    attributes: Vec<String>,
     #[serde(default)]
     #[allow(dead_code)]
     description: Option<String>,
@@ -268,6 +272,7 @@ impl Registry {
                 effect: tool.effect,
                 risk: tool.risk,
                 cost: tool.cost,
+                attributes: tool.attributes,
             });
             self.tools
                 .insert(contract.exposed_name.clone(), contract.clone());

@@ -68,9 +68,16 @@ pub fn start_gateway(
 ) -> Result<Arc<Gateway>, StartError> {
     let server_ids: Vec<String> = config.downstreams.iter().map(|d| d.id.clone()).collect();
     let registry = Arc::new(Registry::load(&config.capabilities_dir, &server_ids)?);
-    let policy = PolicyEngine::load(&config.policies_dir)?;
+    let policy = PolicyEngine::load(
+        &config.policies_dir,
+        config.shadow_policies_dir.as_deref(),
+    )?;
+    let policy_set = policy.latest();
+    for warning in &policy_set.warnings {
+        tracing::warn!(%warning, "policy warning");
+    }
     for (capability, binding) in registry.bound_entity_types() {
-        if !policy.declares_entity_type(&binding.entity_type) {
+        if !policy_set.declares_entity_type(&binding.entity_type) {
             return Err(StartError::UnknownEntityType {
                 capability: capability.to_string(),
                 argument: binding.argument.clone(),
@@ -79,8 +86,9 @@ pub fn start_gateway(
         }
     }
     tracing::info!(
-        policies = policy.policy_count(),
-        version = policy.version(),
+        policies = policy_set.policy_count(),
+        version = policy_set.label(),
+        digest = %policy_set.digest,
         "policy set loaded"
     );
     let contracts = registry.clone();
@@ -93,7 +101,7 @@ pub fn start_gateway(
         registry,
         policy,
         downstreams,
-        config.server.agent_sees_policy_ids,
+        config.server.explain_to_agent,
     )))
 }
 
@@ -324,7 +332,7 @@ fn health_document(gateway: &Gateway) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "status": "ok",
-        "policy_version": gateway.policy().version(),
+        "policy_version": gateway.policy().latest().label(),
         "downstreams": servers,
     })
 }

@@ -64,7 +64,7 @@ data_dir = "data"
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}/mcp"
-agent_sees_policy_ids = true
+explain_to_agent = "detailed"
 [[issuers]]
 issuer = "{HS_ISSUER}"
 algorithm = "HS256"

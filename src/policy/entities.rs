@@ -9,9 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
-use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy::{
+    Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
+};
 
-use crate::identity::CompositeActor;
+use super::contract::ActorFacts;
 
 /// Cedar entity type names the gateway itself constructs; the schema must declare them.
 pub mod types {
@@ -25,6 +27,10 @@ pub mod types {
     pub const TOOL: &str = "Tool";
     pub const RESOURCE: &str = "Resource";
     pub const PROMPT: &str = "Prompt";
+    /// Every type above: the schema must declare them all.
+    pub const GATEWAY_TYPES: [&str; 10] = [
+        USER, ROLE, AGENT, AGENT_ROLE, SERVICE, TENANT, SERVER, TOOL, RESOURCE, PROMPT,
+    ];
 }
 
 /// Builds an entity uid from a type name known to be valid and an arbitrary id.
@@ -51,8 +57,8 @@ pub struct ActorEntities {
 }
 
 impl ActorEntities {
-    pub fn build(actor: &CompositeActor) -> Result<Self, String> {
-        let tenant = uid(types::TENANT, &actor.tenant)?;
+    pub fn build(actor: &ActorFacts, tenant: &str) -> Result<Self, String> {
+        let tenant = uid(types::TENANT, tenant)?;
         let user = uid(types::USER, &actor.user.id)?;
         let role_parents = actor
             .user
@@ -106,16 +112,50 @@ impl ActorEntities {
     }
 }
 
-/// Static entity data (cases, evidence, relationships), validated once, indexed by uid.
+/// The relationship store: entity data (cases, evidence, drafts, assignments, supervision),
+/// validated against the schema when loaded or updated, indexed by uid with each entity's
+/// ancestors precomputed. Decisions only copy the few entities they touch; nothing is parsed
+/// per call.
 #[derive(Default)]
-pub struct EntityStore {
+pub struct RelationshipStore {
     /// Each entity together with its ancestors, ready to be copied into a request.
     closure: HashMap<EntityUid, Vec<Entity>>,
+    /// The source data, kept so that updates and schema changes re-validate the whole store.
+    source: Vec<serde_json::Value>,
 }
 
-impl EntityStore {
+impl RelationshipStore {
+    /// Validates Cedar entity JSON against the schema and indexes it.
+    pub fn from_json(source: Vec<serde_json::Value>, schema: &Schema) -> Result<Self, String> {
+        let entities =
+            Entities::from_json_value(serde_json::Value::Array(source.clone()), Some(schema))
+                .map_err(|e| format!("entity data does not match the schema: {e}"))?;
+        let mut store = Self::index(&entities);
+        store.source = source;
+        Ok(store)
+    }
+
+    /// A new store with `updates` replacing entities of the same uid and adding the others.
+    pub fn upsert(&self, updates: Vec<serde_json::Value>, schema: &Schema) -> Result<Self, String> {
+        let key = |v: &serde_json::Value| v.get("uid").map(|u| u.to_string());
+        let replaced: std::collections::HashSet<String> = updates.iter().filter_map(key).collect();
+        let mut source: Vec<serde_json::Value> = self
+            .source
+            .iter()
+            .filter(|v| key(v).is_none_or(|k| !replaced.contains(&k)))
+            .cloned()
+            .collect();
+        source.extend(updates);
+        Self::from_json(source, schema)
+    }
+
+    /// The same data re-validated against another schema (on policy reload).
+    pub fn revalidate(&self, schema: &Schema) -> Result<Self, String> {
+        Self::from_json(self.source.clone(), schema)
+    }
+
     /// Indexes validated entities; ancestors come from the transitive closure Cedar computed.
-    pub fn index(entities: &Entities) -> Self {
+    fn index(entities: &Entities) -> Self {
         let mut closure = HashMap::new();
         for entity in entities.iter() {
             let mut with_ancestors = vec![entity.clone()];
@@ -128,7 +168,10 @@ impl EntityStore {
             }
             closure.insert(entity.uid(), with_ancestors);
         }
-        Self { closure }
+        Self {
+            closure,
+            source: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {

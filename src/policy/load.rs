@@ -7,16 +7,64 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::entities::EntityStore;
+use super::contract::Outcome;
 
 /// The schema file inside the policies directory.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
 /// Static entity data (relationships, case attributes) inside the policies directory.
 pub const ENTITIES_DIR: &str = "entities";
+/// The policy set's manifest: id, version, owner, effective window.
+pub const MANIFEST_FILE: &str = "manifest.toml";
+
+/// `policies/manifest.toml`: who owns this policy set, which version it is, and when it is in
+/// effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub version: String,
+    pub owner: String,
+    #[serde(default)]
+    pub description: String,
+    /// RFC 3339; the set decides nothing before this instant.
+    #[serde(default)]
+    pub effective_from: Option<String>,
+    /// RFC 3339; the set decides nothing from this instant on.
+    #[serde(default)]
+    pub effective_until: Option<String>,
+}
+
+/// The manifest's effective window in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveWindow {
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl EffectiveWindow {
+    pub fn contains(&self, now: i64) -> bool {
+        self.from.is_none_or(|from| now >= from) && self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// What the annotations of one policy say, read once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMeta {
+    pub file: String,
+    pub line: Option<usize>,
+    pub is_forbid: bool,
+    /// For forbids: `require_approval` / `require_more_context` instead of a plain deny.
+    pub outcome: Option<Outcome>,
+    /// For permits: obligations the PEP must enforce when this permit determines an allow.
+    pub obligations: Vec<String>,
+    pub advice: Vec<String>,
+    pub reason: Option<String>,
+}
 
 /// One problem in one policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,15 +105,18 @@ impl fmt::Display for PolicyLoadError {
 
 /// A parsed, strictly validated policy directory.
 pub struct LoadedPolicies {
+    pub manifest: Manifest,
+    pub window: EffectiveWindow,
     pub schema: Schema,
     pub policies: PolicySet,
-    pub entities: EntityStore,
-    /// Which file each policy came from (for messages).
-    pub policy_files: HashMap<PolicyId, String>,
-    /// Human-readable reasons from `@reason("...")` annotations, read once here.
-    pub reasons: HashMap<PolicyId, String>,
-    /// Content digest of schema, policies and entities: the version decisions carry.
-    pub version: String,
+    /// Annotations of every policy, by id.
+    pub meta: HashMap<PolicyId, PolicyMeta>,
+    /// The relationship data (`entities/*.json`), as JSON, validated by the relationship store.
+    pub entity_json: Vec<serde_json::Value>,
+    /// Content digest of manifest, schema, policies and entities.
+    pub digest: String,
+    /// Things worth a policy author's attention that do not refuse the set.
+    pub warnings: Vec<PolicyProblem>,
 }
 
 struct SourceFile {
@@ -135,6 +186,39 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
     };
     let mut digest = Sha256::new();
 
+    let manifest_file = read(&dir.join(MANIFEST_FILE)).map_err(fail)?;
+    digest.update(manifest_file.text.as_bytes());
+    let manifest: Manifest = toml::from_str(&manifest_file.text).map_err(|e| {
+        fail(PolicyProblem {
+            file: manifest_file.name(),
+            line: e.span().map(|s| manifest_file.line_of(s.start)),
+            message: format!("{}; expected id, version, owner, description, effective_from, effective_until", e.message()),
+        })
+    })?;
+    let parse_time = |key: &str, value: &Option<String>| -> Result<Option<i64>, PolicyLoadError> {
+        match value {
+            None => Ok(None),
+            Some(text) => humantime::parse_rfc3339_weak(text)
+                .map(|t| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0)
+                })
+                .map(Some)
+                .map_err(|e| {
+                    fail(PolicyProblem {
+                        file: manifest_file.name(),
+                        line: manifest_file.text.find(key).map(|o| manifest_file.line_of(o)),
+                        message: format!("{key} `{text}` is not an RFC 3339 time: {e}"),
+                    })
+                }),
+        }
+    };
+    let window = EffectiveWindow {
+        from: parse_time("effective_from", &manifest.effective_from)?,
+        until: parse_time("effective_until", &manifest.effective_until)?,
+    };
+
     let schema_file = read(&dir.join(SCHEMA_FILE)).map_err(fail)?;
     digest.update(schema_file.text.as_bytes());
     let schema = Schema::from_cedarschema_str(&schema_file.text)
@@ -150,9 +234,8 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
     let mut problems = Vec::new();
     let mut sources: Vec<SourceFile> = Vec::new();
     let mut policies = PolicySet::new();
-    let mut policy_files: HashMap<PolicyId, String> = HashMap::new();
+    let mut meta: HashMap<PolicyId, PolicyMeta> = HashMap::new();
     let mut policy_source_index: HashMap<PolicyId, usize> = HashMap::new();
-    let mut reasons = HashMap::new();
 
     let files = sorted_files(dir, "cedar").map_err(fail)?;
     if files.is_empty() {
@@ -202,19 +285,26 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 None => format!("{stem}#{index}"),
             };
             let policy_id = PolicyId::new(&id);
-            if let Some(other) = policy_files.get(&policy_id) {
+            let line = source
+                .text
+                .find(&format!("@id(\"{id}\")"))
+                .map(|o| source.line_of(o));
+            if let Some(other) = meta.get(&policy_id) {
                 problems.push(PolicyProblem {
                     file: source.name(),
-                    line: source
-                        .text
-                        .find(&format!("@id(\"{id}\")"))
-                        .map(|o| source.line_of(o)),
-                    message: format!("policy id `{id}` is already used in {other}"),
+                    line,
+                    message: format!("policy id `{id}` is already used in {}", other.file),
                 });
                 continue;
             }
-            if let Some(reason) = policy.annotation("reason") {
-                reasons.insert(policy_id.clone(), reason.to_string());
+            match read_annotations(policy, &source.name(), line) {
+                Ok(policy_meta) => {
+                    meta.insert(policy_id.clone(), policy_meta);
+                }
+                Err(problem) => {
+                    problems.push(problem);
+                    continue;
+                }
             }
             if let Err(e) = policies.add(policy.new_id(policy_id.clone())) {
                 problems.push(PolicyProblem {
@@ -224,7 +314,6 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 });
                 continue;
             }
-            policy_files.insert(policy_id.clone(), source.name());
             policy_source_index.insert(policy_id, sources.len());
         }
         sources.push(source);
@@ -249,6 +338,20 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
     if !problems.is_empty() {
         return Err(PolicyLoadError { problems });
     }
+    let mut warnings = Vec::new();
+    for warning in validation.validation_warnings() {
+        let source = policy_source_index
+            .get(warning.policy_id())
+            .and_then(|i| sources.get(*i));
+        warnings.push(PolicyProblem {
+            file: source
+                .map(SourceFile::name)
+                .unwrap_or_else(|| dir.display().to_string()),
+            line: source.and_then(|s| first_label_offset(warning).map(|o| s.line_of(o))),
+            message: format!("policy `{}` (warning): {warning}", warning.policy_id()),
+        });
+    }
+    warnings.extend(never_applies_warnings(&policies, &meta));
 
     let mut entity_json = Vec::new();
     for path in sorted_files(&dir.join(ENTITIES_DIR), "json").map_err(fail)? {
@@ -271,21 +374,125 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
     if !problems.is_empty() {
         return Err(PolicyLoadError { problems });
     }
-    let entities = Entities::from_json_value(serde_json::Value::Array(entity_json), Some(&schema))
-        .map_err(|e| {
-            fail(PolicyProblem {
-                file: dir.join(ENTITIES_DIR).display().to_string(),
-                line: None,
-                message: format!("entity data does not match the schema: {e}"),
-            })
-        })?;
 
     Ok(LoadedPolicies {
-        entities: EntityStore::index(&entities),
+        manifest,
+        window,
         schema,
         policies,
-        policy_files,
-        reasons,
-        version: format!("sha256:{}", &hex::encode(digest.finalize())[..16]),
+        meta,
+        entity_json,
+        digest: format!("sha256:{}", &hex::encode(digest.finalize())[..16]),
+        warnings,
     })
+}
+
+/// Splits an annotation value on commas into trimmed, non-empty items.
+fn annotation_list(value: Option<&str>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`; misplaced ones refuse the set.
+fn read_annotations(
+    policy: &cedar_policy::Policy,
+    file: &str,
+    line: Option<usize>,
+) -> Result<PolicyMeta, PolicyProblem> {
+    let problem = |message: String| PolicyProblem {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let is_forbid = policy.effect() == Effect::Forbid;
+    let outcome = match policy.annotation("outcome") {
+        None => None,
+        Some(_) if !is_forbid => {
+            return Err(problem(
+                "@outcome belongs on forbid policies (a permit cannot require approval)".into(),
+            ))
+        }
+        Some("require_approval") => Some(Outcome::RequireApproval),
+        Some("require_more_context") => Some(Outcome::RequireMoreContext),
+        Some(other) => {
+            return Err(problem(format!(
+                "@outcome(\"{other}\") is unknown; use require_approval or require_more_context"
+            )))
+        }
+    };
+    let obligations = annotation_list(policy.annotation("obligation"));
+    if is_forbid && !obligations.is_empty() {
+        return Err(problem(
+            "@obligation belongs on permit policies (obligations come with an allow)".into(),
+        ));
+    }
+    for obligation in &obligations {
+        let well_formed = obligation
+            .split_once(':')
+            .is_some_and(|(kind, arg)| !kind.is_empty() && !arg.is_empty())
+            || obligation == "require_idempotency";
+        if !well_formed {
+            return Err(problem(format!(
+                "obligation `{obligation}` is not of the form kind:argument (e.g. redact:customer_ssn)"
+            )));
+        }
+    }
+    Ok(PolicyMeta {
+        file: file.to_string(),
+        line,
+        is_forbid,
+        outcome,
+        obligations,
+        advice: policy
+            .annotation("advice")
+            .map(|a| vec![a.to_string()])
+            .unwrap_or_default(),
+        reason: policy.annotation("reason").map(str::to_string),
+    })
+}
+
+/// Policies whose scope names a single capability can apply only to it; and a policy set with
+/// forbids but no permit for an action decides nothing but deny for it.
+fn never_applies_warnings(
+    policies: &PolicySet,
+    meta: &HashMap<PolicyId, PolicyMeta>,
+) -> Vec<PolicyProblem> {
+    let mut warnings = Vec::new();
+    for policy in policies.policies() {
+        let Some(policy_meta) = meta.get(policy.id()) else {
+            continue;
+        };
+        let text = policy.to_string();
+        // A condition that dereferences a bound entity errors when the entity is unknown;
+        // capgate then answers require_more_context, which authors should expect.
+        for key in ["context.case.", "context.evidence.", "context.draft.", "context.memory."] {
+            if text.contains(key) {
+                warnings.push(PolicyProblem {
+                    file: policy_meta.file.clone(),
+                    line: policy_meta.line,
+                    message: format!(
+                        "policy `{}` can error: it reads `{}` of an entity the relationship store may not know (capgate then answers require_more_context)",
+                        policy.id(),
+                        key.trim_end_matches('.')
+                    ),
+                });
+                break;
+            }
+        }
+        if text.contains("when { false }") || text.contains("unless { true }") {
+            warnings.push(PolicyProblem {
+                file: policy_meta.file.clone(),
+                line: policy_meta.line,
+                message: format!("policy `{}` can never apply", policy.id()),
+            });
+        }
+    }
+    warnings
 }
