@@ -11,4 +11,5 @@ pub mod enforce;
 pub mod identity;
 pub mod policy;
 pub mod registry;
+pub mod scenarios;
 pub mod server;

@@ -1,4 +1,5 @@
-//! The `capgate` command line: `serve`, `token` (dev tokens), `policy check`.
+//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, and the policy tooling
+//! (`policy check | test | explain | fmt`).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use capgate::config::GatewayConfig;
 use capgate::identity::{mint_dev_token, DevTokenRequest};
-use capgate::policy::PolicyEngine;
+use capgate::policy::{CompiledPolicySet, PolicyEngine, PolicyRequest};
+use capgate::registry::Registry;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +61,8 @@ enum Command {
         #[arg(long)]
         issuer: Option<String>,
     },
+    /// Print the JSON Schemas of the decision contract (PolicyRequest, Decision).
+    Schema,
     /// Policy tooling.
     Policy {
         #[command(subcommand)]
@@ -68,9 +72,36 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Parse and strictly validate the policy directory; non-zero exit on any problem.
+    /// Parse and strictly validate the policy directory, with warnings; non-zero exit on errors.
     Check {
         /// Policies directory; defaults to the config's policies_dir.
+        dir: Option<PathBuf>,
+    },
+    /// Run the scenario files (policies/tests/*.yaml); non-zero exit on any failure.
+    Test {
+        /// Policies directory; defaults to the config's policies_dir.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Capabilities directory; defaults to the config's capabilities_dir.
+        #[arg(long)]
+        capabilities: Option<PathBuf>,
+        /// Scenario directory; defaults to <policies>/tests.
+        #[arg(long)]
+        tests: Option<PathBuf>,
+        /// Print every decision's reason, not only failures.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Decide one PolicyRequest (JSON file, `-` for stdin) and print the Decision.
+    Explain {
+        request: PathBuf,
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
+    /// Format the Cedar policy files in place (or only check with --check).
+    Fmt {
+        #[arg(long)]
+        check: bool,
         dir: Option<PathBuf>,
     },
 }
@@ -172,20 +203,136 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Policy {
-            command: PolicyCommand::Check { dir },
-        } => {
-            let dir = match dir {
-                Some(dir) => dir,
-                None => load_config(cli.config.as_ref())?.policies_dir,
-            };
-            let engine = PolicyEngine::load(&dir)?;
+        Command::Schema => {
             println!(
-                "{}: {} policies valid (strict), version {}",
-                dir.display(),
-                engine.policy_count(),
-                engine.version()
+                "{}",
+                serde_json::to_string_pretty(&capgate::policy::contract::json_schemas())?
             );
+            Ok(())
+        }
+        Command::Policy { command } => policy_command(cli.config.as_ref(), command),
+    }
+}
+
+fn policies_dir(config: Option<&PathBuf>, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match given {
+        Some(dir) => dir,
+        None => load_config(config)?.policies_dir,
+    })
+}
+
+fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Check { dir } => {
+            let dir = policies_dir(config, dir)?;
+            let (set, relationships) = CompiledPolicySet::load(&dir)?;
+            for warning in &set.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: {} policies valid (strict), policy set {} ({}), {} relationship entities, {} warning(s)",
+                dir.display(),
+                set.policy_count(),
+                set.label(),
+                set.digest,
+                relationships.len(),
+                set.warnings.len()
+            );
+            Ok(())
+        }
+        PolicyCommand::Test {
+            policies,
+            capabilities,
+            tests,
+            verbose,
+        } => {
+            let policies = policies_dir(config, policies)?;
+            let capabilities = match capabilities {
+                Some(dir) => dir,
+                None => load_config(config)?.capabilities_dir,
+            };
+            let tests = tests.unwrap_or_else(|| policies.join("tests"));
+            let engine = PolicyEngine::load(&policies, None)?;
+            let registry = Registry::load(&capabilities, None)?;
+            let results = capgate::scenarios::run_dir(&tests, &engine, &registry)
+                .map_err(anyhow::Error::msg)?;
+            let mut failed = 0;
+            for result in &results {
+                match &result.failure {
+                    None => {
+                        println!("test {}::{} ... ok", result.file, result.name);
+                        if verbose {
+                            if let Some(decision) = &result.decision {
+                                println!("    {}", decision.reason);
+                            }
+                        }
+                    }
+                    Some(failure) => {
+                        failed += 1;
+                        println!(
+                            "test {}::{} ... FAILED\n    {failure}",
+                            result.file, result.name
+                        );
+                    }
+                }
+            }
+            println!();
+            println!("{} passed, {} failed", results.len() - failed, failed);
+            if results.is_empty() {
+                bail!("no scenarios found in {}", tests.display());
+            }
+            if failed > 0 {
+                bail!("{failed} scenario(s) failed");
+            }
+            Ok(())
+        }
+        PolicyCommand::Explain { request, policies } => {
+            let policies = policies_dir(config, policies)?;
+            let text = if request.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&request)
+                    .with_context(|| format!("reading {}", request.display()))?
+            };
+            let request: PolicyRequest = serde_json::from_str(&text).with_context(|| {
+                "the request does not match the PolicyRequest schema (see `capgate schema`)"
+            })?;
+            let engine = PolicyEngine::load(&policies, None)?;
+            let decision = engine.decide(&request);
+            println!("{}", serde_json::to_string_pretty(&decision)?);
+            Ok(())
+        }
+        PolicyCommand::Fmt { check, dir } => {
+            let dir = policies_dir(config, dir)?;
+            let formatter = cedar_policy_formatter::Config {
+                line_width: 100,
+                indent_width: 2,
+            };
+            let mut unformatted = Vec::new();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+                .collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file)?;
+                let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &formatter)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:?}", file.display()))?;
+                if pretty != text {
+                    if check {
+                        unformatted.push(file.display().to_string());
+                    } else {
+                        std::fs::write(&file, pretty)?;
+                        println!("formatted {}", file.display());
+                    }
+                }
+            }
+            if !unformatted.is_empty() {
+                bail!(
+                    "not formatted (run `capgate policy fmt`): {}",
+                    unformatted.join(", ")
+                );
+            }
             Ok(())
         }
     }

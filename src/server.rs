@@ -67,11 +67,8 @@ pub fn start_gateway(
     shutdown: CancellationToken,
 ) -> Result<Arc<Gateway>, StartError> {
     let server_ids: Vec<String> = config.downstreams.iter().map(|d| d.id.clone()).collect();
-    let registry = Arc::new(Registry::load(&config.capabilities_dir, &server_ids)?);
-    let policy = PolicyEngine::load(
-        &config.policies_dir,
-        config.shadow_policies_dir.as_deref(),
-    )?;
+    let registry = Arc::new(Registry::load(&config.capabilities_dir, Some(&server_ids))?);
+    let policy = PolicyEngine::load(&config.policies_dir, config.shadow_policies_dir.as_deref())?;
     let policy_set = policy.latest();
     for warning in &policy_set.warnings {
         tracing::warn!(%warning, "policy warning");

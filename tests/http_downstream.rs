@@ -44,6 +44,11 @@ async fn an_http_downstream_is_called_with_the_gateways_own_credential() {
         dir.path().join("policies/schema.cedarschema"),
     )
     .expect("schema");
+    std::fs::copy(
+        repo_root().join("policies/manifest.toml"),
+        dir.path().join("policies/manifest.toml"),
+    )
+    .expect("manifest");
     std::fs::write(
         dir.path().join("policies/inner.cedar"),
         "@id(\"inner-reads\")\npermit(principal in AgentRole::\"drafting-agent\", action in [Action::\"discover_tool\", Action::\"call_tool\"], resource is Tool)\nwhen { resource.server == \"inner\" };\n",

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::identity::CompositeActor;
 
 /// The protected operations, one Cedar action each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     DiscoverTool,
@@ -231,7 +233,10 @@ impl ActorFacts {
             Some(agent) if agent.id == agent.role => {
                 format!("{} for user {}", agent.role, self.user.id)
             }
-            Some(agent) => format!("{} (agent {}) for user {}", agent.role, agent.id, self.user.id),
+            Some(agent) => format!(
+                "{} (agent {}) for user {}",
+                agent.role, agent.id, self.user.id
+            ),
             None => format!("user {}", self.user.id),
         }
     }

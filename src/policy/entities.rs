@@ -50,6 +50,8 @@ fn string_set(items: &[String]) -> RestrictedExpression {
 /// tenant and service that travel in context.
 pub struct ActorEntities {
     pub principal: EntityUid,
+    /// The agent's role entity, whose attributes (workflow nodes) come from the store.
+    pub agent_role: Option<EntityUid>,
     pub user: EntityUid,
     pub tenant: EntityUid,
     pub service: Option<EntityUid>,
@@ -79,20 +81,29 @@ impl ActorEntities {
         )
         .map_err(|e| e.to_string())?;
         let mut entities = vec![user_entity];
+        let mut agent_role = None;
         let principal = match &actor.agent {
             Some(agent) => {
                 let agent_uid = uid(types::AGENT, &agent.id)?;
+                let role = uid(types::AGENT_ROLE, &agent.role)?;
                 entities.push(
                     Entity::new(
                         agent_uid.clone(),
-                        HashMap::from([(
-                            "role".to_string(),
-                            RestrictedExpression::new_string(agent.role.clone()),
-                        )]),
-                        HashSet::from([uid(types::AGENT_ROLE, &agent.role)?]),
+                        HashMap::from([
+                            (
+                                "role".to_string(),
+                                RestrictedExpression::new_string(agent.role.clone()),
+                            ),
+                            (
+                                "profile".to_string(),
+                                RestrictedExpression::new_entity_uid(role.clone()),
+                            ),
+                        ]),
+                        HashSet::from([role.clone()]),
                     )
                     .map_err(|e| e.to_string())?,
                 );
+                agent_role = Some(role);
                 agent_uid
             }
             None => user.clone(),
@@ -104,6 +115,7 @@ impl ActorEntities {
             .transpose()?;
         Ok(Self {
             principal,
+            agent_role,
             user,
             tenant,
             service,
@@ -130,7 +142,18 @@ impl RelationshipStore {
         let entities =
             Entities::from_json_value(serde_json::Value::Array(source.clone()), Some(schema))
                 .map_err(|e| format!("entity data does not match the schema: {e}"))?;
-        let mut store = Self::index(&entities);
+        let mut references: HashMap<EntityUid, Vec<EntityUid>> = HashMap::new();
+        for item in &source {
+            let Some(owner) = item.get("uid").and_then(json_uid) else {
+                continue;
+            };
+            let mut found = Vec::new();
+            if let Some(attrs) = item.get("attrs") {
+                collect_references(attrs, &mut found);
+            }
+            references.insert(owner, found);
+        }
+        let mut store = Self::index(&entities, &references);
         store.source = source;
         Ok(store)
     }
@@ -154,18 +177,29 @@ impl RelationshipStore {
         Self::from_json(self.source.clone(), schema)
     }
 
-    /// Indexes validated entities; ancestors come from the transitive closure Cedar computed.
-    fn index(entities: &Entities) -> Self {
+    /// Indexes validated entities. An entity's closure is what a decision touching it may
+    /// dereference: its ancestors (Cedar's transitive closure) and the entities its attributes
+    /// name (a case's team), transitively.
+    fn index(entities: &Entities, references: &HashMap<EntityUid, Vec<EntityUid>>) -> Self {
         let mut closure = HashMap::new();
         for entity in entities.iter() {
-            let mut with_ancestors = vec![entity.clone()];
-            if let Some(ancestors) = entities.ancestors(&entity.uid()) {
-                for ancestor in ancestors {
-                    if let Some(found) = entities.get(ancestor) {
-                        with_ancestors.push(found.clone());
+            let mut members: Vec<EntityUid> = vec![entity.uid()];
+            let mut next = 0;
+            while next < members.len() {
+                let current = members[next].clone();
+                next += 1;
+                let ancestors = entities.ancestors(&current).into_iter().flatten().cloned();
+                let referenced = references.get(&current).into_iter().flatten().cloned();
+                for candidate in ancestors.chain(referenced) {
+                    if entities.get(&candidate).is_some() && !members.contains(&candidate) {
+                        members.push(candidate);
                     }
                 }
             }
+            let with_ancestors = members
+                .iter()
+                .filter_map(|m| entities.get(m).cloned())
+                .collect();
             closure.insert(entity.uid(), with_ancestors);
         }
         Self {
@@ -185,5 +219,30 @@ impl RelationshipStore {
     /// The entity and its ancestors, if the store knows it.
     pub fn with_ancestors(&self, uid: &EntityUid) -> Option<&[Entity]> {
         self.closure.get(uid).map(Vec::as_slice)
+    }
+}
+
+/// Reads `{"type": .., "id": ..}` (or `{"__entity": {..}}`) as an entity uid.
+fn json_uid(value: &serde_json::Value) -> Option<EntityUid> {
+    let value = value.get("__entity").unwrap_or(value);
+    let object = value.as_object()?;
+    if object.len() != 2 {
+        return None;
+    }
+    let entity_type = object.get("type")?.as_str()?;
+    let id = object.get("id")?.as_str()?;
+    uid(entity_type, id).ok()
+}
+
+/// Every entity reference inside an attribute value (records and sets included).
+fn collect_references(value: &serde_json::Value, found: &mut Vec<EntityUid>) {
+    if let Some(reference) = json_uid(value) {
+        found.push(reference);
+        return;
+    }
+    match value {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_references(i, found)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_references(v, found)),
+        _ => {}
     }
 }

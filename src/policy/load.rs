@@ -192,7 +192,10 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
         fail(PolicyProblem {
             file: manifest_file.name(),
             line: e.span().map(|s| manifest_file.line_of(s.start)),
-            message: format!("{}; expected id, version, owner, description, effective_from, effective_until", e.message()),
+            message: format!(
+                "{}; expected id, version, owner, description, effective_from, effective_until",
+                e.message()
+            ),
         })
     })?;
     let parse_time = |key: &str, value: &Option<String>| -> Result<Option<i64>, PolicyLoadError> {
@@ -208,7 +211,10 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 .map_err(|e| {
                     fail(PolicyProblem {
                         file: manifest_file.name(),
-                        line: manifest_file.text.find(key).map(|o| manifest_file.line_of(o)),
+                        line: manifest_file
+                            .text
+                            .find(key)
+                            .map(|o| manifest_file.line_of(o)),
                         message: format!("{key} `{text}` is not an RFC 3339 time: {e}"),
                     })
                 }),
@@ -458,8 +464,8 @@ fn read_annotations(
     })
 }
 
-/// Policies whose scope names a single capability can apply only to it; and a policy set with
-/// forbids but no permit for an action decides nothing but deny for it.
+/// Warnings beyond the validator's: policies that can never apply, and policies that can
+/// error at evaluation.
 fn never_applies_warnings(
     policies: &PolicySet,
     meta: &HashMap<PolicyId, PolicyMeta>,
@@ -470,21 +476,29 @@ fn never_applies_warnings(
             continue;
         };
         let text = policy.to_string();
-        // A condition that dereferences a bound entity errors when the entity is unknown;
-        // capgate then answers require_more_context, which authors should expect.
-        for key in ["context.case.", "context.evidence.", "context.draft.", "context.memory."] {
-            if text.contains(key) {
-                warnings.push(PolicyProblem {
-                    file: policy_meta.file.clone(),
-                    line: policy_meta.line,
-                    message: format!(
-                        "policy `{}` can error: it reads `{}` of an entity the relationship store may not know (capgate then answers require_more_context)",
-                        policy.id(),
-                        key.trim_end_matches('.')
-                    ),
-                });
-                break;
-            }
+        // Arithmetic can overflow and extension constructors can reject their input at
+        // evaluation time; capgate then denies, which authors should know.
+        let can_error = [
+            " + ",
+            " - ",
+            " * ",
+            "decimal(",
+            "ip(",
+            "datetime(",
+            "duration(",
+        ]
+        .iter()
+        .find(|op| text.contains(**op));
+        if let Some(op) = can_error {
+            warnings.push(PolicyProblem {
+                file: policy_meta.file.clone(),
+                line: policy_meta.line,
+                message: format!(
+                    "policy `{}` can error at evaluation (`{}`); an error denies",
+                    policy.id(),
+                    op.trim()
+                ),
+            });
         }
         if text.contains("when { false }") || text.contains("unless { true }") {
             warnings.push(PolicyProblem {

@@ -70,14 +70,16 @@ impl CompiledPolicySet {
     /// Loads a policies directory and its relationship data; refuses it on any problem.
     pub fn load(dir: &Path) -> Result<(Self, RelationshipStore), PolicyLoadError> {
         let loaded = load_policies(dir)?;
-        let relationships = RelationshipStore::from_json(loaded.entity_json.clone(), &loaded.schema)
-            .map_err(|message| PolicyLoadError {
-                problems: vec![PolicyProblem {
-                    file: dir.join(load::ENTITIES_DIR).display().to_string(),
-                    line: None,
-                    message,
-                }],
-            })?;
+        let relationships =
+            RelationshipStore::from_json(loaded.entity_json.clone(), &loaded.schema).map_err(
+                |message| PolicyLoadError {
+                    problems: vec![PolicyProblem {
+                        file: dir.join(load::ENTITIES_DIR).display().to_string(),
+                        line: None,
+                        message,
+                    }],
+                },
+            )?;
         Ok((Self::compile(loaded, dir)?, relationships))
     }
 
@@ -103,7 +105,11 @@ impl CompiledPolicySet {
             }
             action_uids.insert(action, action_uid);
         }
-        let declared: Vec<String> = loaded.schema.entity_types().map(|t| t.to_string()).collect();
+        let declared: Vec<String> = loaded
+            .schema
+            .entity_types()
+            .map(|t| t.to_string())
+            .collect();
         for required in types::GATEWAY_TYPES {
             if !declared.iter().any(|d| d == required) {
                 return Err(schema_problem(
@@ -175,7 +181,10 @@ impl CompiledPolicySet {
         if !missing.is_empty() {
             let mut decision = self.decision(
                 Outcome::RequireMoreContext,
-                format!("{what} needs more context: missing {} ({under})", missing.join(", ")),
+                format!(
+                    "{what} needs more context: missing {} ({under})",
+                    missing.join(", ")
+                ),
                 Vec::new(),
             );
             decision.agent_reason = format!(
@@ -205,42 +214,6 @@ impl CompiledPolicySet {
         };
         let response = Authorizer::new().is_authorized(&cedar_request, policies, &entities);
 
-        // 2. Evaluation errors never drop a policy silently.
-        let mut errors = Vec::new();
-        let mut erring = Vec::new();
-        let mut missing_data = true;
-        for error in response.diagnostics().errors() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-            missing_data &= matches!(
-                e.inner(),
-                EvaluationError::EntityDoesNotExist(_)
-                    | EvaluationError::EntityAttrDoesNotExist(_)
-                    | EvaluationError::RecordAttrDoesNotExist(_)
-            );
-            erring.push(e.policy_id().to_string());
-            errors.push(error.to_string());
-        }
-        if !errors.is_empty() {
-            let outcome = if missing_data {
-                Outcome::RequireMoreContext
-            } else {
-                Outcome::Deny
-            };
-            let mut decision = self.decision(
-                outcome,
-                format!(
-                    "{} {what}: a policy could not be evaluated, so capgate fails closed: {} ({under})",
-                    outcome.as_str(),
-                    errors.join("; ")
-                ),
-                erring,
-            );
-            if missing_data {
-                decision.missing = errors;
-            }
-            return decision;
-        }
-
         // 3 and 4. Cedar's answer, refined by the determining policies' annotations.
         let determining: Vec<(&PolicyId, Option<&PolicyMeta>)> = response
             .diagnostics()
@@ -248,6 +221,50 @@ impl CompiledPolicySet {
             .map(|id| (id, self.meta.get(id)))
             .collect();
         let ids: Vec<String> = determining.iter().map(|(id, _)| id.to_string()).collect();
+        let plain_forbid = response.decision() == cedar_policy::Decision::Deny
+            && determining
+                .iter()
+                .any(|(_, m)| m.is_some_and(|m| m.is_forbid && m.outcome.is_none()));
+
+        // 2. Evaluation errors never drop a policy silently (a plain forbid still wins: it
+        //    cannot be made less restrictive by what failed to evaluate).
+        if !plain_forbid {
+            let mut errors = Vec::new();
+            let mut erring = Vec::new();
+            let mut missing_data = true;
+            for error in response.diagnostics().errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                missing_data &= matches!(
+                    e.inner(),
+                    EvaluationError::EntityDoesNotExist(_)
+                        | EvaluationError::EntityAttrDoesNotExist(_)
+                        | EvaluationError::RecordAttrDoesNotExist(_)
+                );
+                erring.push(e.policy_id().to_string());
+                errors.push(error.to_string());
+            }
+            if !errors.is_empty() {
+                let outcome = if missing_data {
+                    Outcome::RequireMoreContext
+                } else {
+                    Outcome::Deny
+                };
+                let mut decision = self.decision(
+                    outcome,
+                    format!(
+                        "{} {what}: a policy could not be evaluated, so capgate fails closed: {} ({under})",
+                        outcome.as_str(),
+                        errors.join("; ")
+                    ),
+                    erring,
+                );
+                if missing_data {
+                    decision.missing = errors;
+                }
+                return decision;
+            }
+        }
+
         let advice: Vec<String> = determining
             .iter()
             .flat_map(|(_, m)| m.map(|m| m.advice.clone()).unwrap_or_default())
@@ -290,9 +307,9 @@ impl CompiledPolicySet {
         });
         let reason = match outcome {
             Outcome::Allow => format!("allowed {what} by {} ({under})", explained.join(", ")),
-            Outcome::Deny if determining.is_empty() => format!(
-                "denied {what}: no policy permits it (deny by default) ({under})"
-            ),
+            Outcome::Deny if determining.is_empty() => {
+                format!("denied {what}: no policy permits it (deny by default) ({under})")
+            }
             Outcome::Deny => format!("denied {what} by forbid {} ({under})", explained.join(", ")),
             Outcome::RequireApproval => format!(
                 "{what} requires approval: {} ({under})",
@@ -345,8 +362,14 @@ impl CompiledPolicySet {
         entities.extend(self.action_entities.iter().cloned());
 
         let mut context: Vec<(String, RestrictedExpression)> = vec![
-            ("user".into(), RestrictedExpression::new_entity_uid(actor.user.clone())),
-            ("tenant".into(), RestrictedExpression::new_entity_uid(actor.tenant.clone())),
+            (
+                "user".into(),
+                RestrictedExpression::new_entity_uid(actor.user.clone()),
+            ),
+            (
+                "tenant".into(),
+                RestrictedExpression::new_entity_uid(actor.tenant.clone()),
+            ),
             (
                 "delegation_depth".into(),
                 RestrictedExpression::new_long(
@@ -358,19 +381,34 @@ impl CompiledPolicySet {
             ("runtime".into(), runtime_record(request)?),
         ];
         if let Some(service) = &actor.service {
-            context.push(("service".into(), RestrictedExpression::new_entity_uid(service.clone())));
+            context.push((
+                "service".into(),
+                RestrictedExpression::new_entity_uid(service.clone()),
+            ));
         }
         if let Some(run_id) = &request.run_id {
-            context.push(("run_id".into(), RestrictedExpression::new_string(run_id.clone())));
+            context.push((
+                "run_id".into(),
+                RestrictedExpression::new_string(run_id.clone()),
+            ));
         }
-        for (key, entity) in &request.entities {
-            let entity_uid = uid(&entity.entity_type, &entity.id)?;
-            for known in store.with_ancestors(&entity_uid).unwrap_or_default() {
+        let add_known = |entity_uid: &EntityUid, entities: &mut Vec<Entity>| {
+            for known in store.with_ancestors(entity_uid).unwrap_or_default() {
                 if !entities.iter().any(|e| e.uid() == known.uid()) {
                     entities.push(known.clone());
                 }
             }
-            context.push((key.clone(), RestrictedExpression::new_entity_uid(entity_uid)));
+        };
+        if let Some(role) = &actor.agent_role {
+            add_known(role, &mut entities);
+        }
+        for (key, entity) in &request.entities {
+            let entity_uid = uid(&entity.entity_type, &entity.id)?;
+            add_known(&entity_uid, &mut entities);
+            context.push((
+                key.clone(),
+                RestrictedExpression::new_entity_uid(entity_uid),
+            ));
         }
         let action = self
             .action_uids
@@ -461,7 +499,11 @@ fn new_record(
 fn record(
     values: &std::collections::BTreeMap<String, AttributeValue>,
 ) -> Result<RestrictedExpression, String> {
-    new_record(values.iter().map(|(k, v)| (k.clone(), attribute_expression(v))))
+    new_record(
+        values
+            .iter()
+            .map(|(k, v)| (k.clone(), attribute_expression(v))),
+    )
 }
 
 fn risk_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
@@ -486,16 +528,28 @@ fn runtime_record(request: &PolicyRequest) -> Result<RestrictedExpression, Strin
     let runtime = &request.runtime;
     let mut fields = Vec::new();
     if let Some(n) = runtime.budget_remaining {
-        fields.push(("budget_remaining".to_string(), RestrictedExpression::new_long(n)));
+        fields.push((
+            "budget_remaining".to_string(),
+            RestrictedExpression::new_long(n),
+        ));
     }
     if let Some(n) = runtime.pending_approvals {
-        fields.push(("pending_approvals".to_string(), RestrictedExpression::new_long(n)));
+        fields.push((
+            "pending_approvals".to_string(),
+            RestrictedExpression::new_long(n),
+        ));
     }
     if let Some(node) = &runtime.workflow_node {
-        fields.push(("workflow_node".to_string(), RestrictedExpression::new_string(node.clone())));
+        fields.push((
+            "workflow_node".to_string(),
+            RestrictedExpression::new_string(node.clone()),
+        ));
     }
     if let Some(granted) = runtime.approval_granted {
-        fields.push(("approval_granted".to_string(), RestrictedExpression::new_bool(granted)));
+        fields.push((
+            "approval_granted".to_string(),
+            RestrictedExpression::new_bool(granted),
+        ));
     }
     new_record(fields)
 }
@@ -515,12 +569,19 @@ fn capability_entity(request: &PolicyRequest) -> Result<Entity, String> {
             "medium" => 1,
             "high" => 2,
             "critical" => 3,
-            other => return Err(format!("risk `{other}` is not low, medium, high or critical")),
+            other => {
+                return Err(format!(
+                    "risk `{other}` is not low, medium, high or critical"
+                ))
+            }
         };
         attrs.insert("risk_level".into(), RestrictedExpression::new_long(level));
     }
     if kind == CapabilityKind::Resource {
-        attrs.insert("uri".into(), RestrictedExpression::new_string(request.resource.id.clone()));
+        attrs.insert(
+            "uri".into(),
+            RestrictedExpression::new_string(request.resource.id.clone()),
+        );
     }
     let server = match request.resource.attributes.get("server") {
         Some(AttributeValue::String(server)) => server.clone(),
@@ -633,17 +694,19 @@ impl PolicyEngine {
     /// On any problem the running version stays and the error says why.
     pub fn reload(&self) -> Result<String, PolicyLoadError> {
         let (set, _) = CompiledPolicySet::load(&self.dir)?;
-        let relationships = self
-            .relationships
-            .load()
-            .revalidate(set.schema())
-            .map_err(|message| PolicyLoadError {
-                problems: vec![PolicyProblem {
-                    file: self.dir.join(load::ENTITIES_DIR).display().to_string(),
-                    line: None,
-                    message: format!("the relationship store does not fit the new schema: {message}"),
-                }],
-            })?;
+        let relationships =
+            self.relationships
+                .load()
+                .revalidate(set.schema())
+                .map_err(|message| PolicyLoadError {
+                    problems: vec![PolicyProblem {
+                        file: self.dir.join(load::ENTITIES_DIR).display().to_string(),
+                        line: None,
+                        message: format!(
+                            "the relationship store does not fit the new schema: {message}"
+                        ),
+                    }],
+                })?;
         let shadow = match &self.shadow_dir {
             Some(dir) => Some(Arc::new(CompiledPolicySet::load(dir)?.0)),
             None => None,

@@ -5,6 +5,12 @@
 //! return the result, or a specific refusal. Discovery runs the same PDP for every capability and
 //! returns only what the actor may use. Nothing reaches a downstream server without an allow.
 
+mod requests;
+
+pub use requests::{
+    bind_entities, prompt_request, resource_request, tool_request, Asker, BindError,
+};
+
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -17,11 +23,8 @@ use serde_json::{json, Value};
 use crate::config::AgentExplanations;
 use crate::downstream::{DownstreamError, Downstreams};
 use crate::identity::CompositeActor;
-use crate::policy::{
-    Action, ActorFacts, AttributeValue, Decision, EntityRef, Outcome, PolicyEngine, PolicyRequest,
-    ResourceFacts,
-};
-use crate::registry::{EntityBinding, PromptContract, Registry, ResourceContract, Risk, ToolContract};
+use crate::policy::{Action, ActorFacts, Decision, Outcome, PolicyEngine, PolicyRequest};
+use crate::registry::Registry;
 
 /// The `_meta` key under which capgate tells a downstream server who the call is for. Downstream
 /// servers trust it because only the gateway can reach them; the agent's token is never forwarded.
@@ -39,23 +42,6 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     downstreams: Downstreams,
     explain_to_agent: AgentExplanations,
-}
-
-/// Why a capability could not be resolved or its arguments bound, before any decision.
-#[derive(Debug, thiserror::Error)]
-enum BindError {
-    #[error(
-        "argument `{argument}` is required: it names the {entity_type} this call is decided on"
-    )]
-    Missing {
-        argument: String,
-        entity_type: String,
-    },
-    #[error("argument `{argument}` must be a string or number naming a {entity_type}")]
-    NotAnId {
-        argument: String,
-        entity_type: String,
-    },
 }
 
 impl Gateway {
@@ -117,13 +103,10 @@ impl Gateway {
                 let Some(contract) = self.registry.tool_of(&server.id, &listed.tool.name) else {
                     continue;
                 };
-                let decision = self.decide(&request(
-                    actor,
-                    &facts,
-                    Action::DiscoverTool,
-                    tool_resource(contract),
-                ));
-                if decision.is_allow() {
+                let decision =
+                    tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
+                        .map(|request| self.decide(&request));
+                if decision.is_ok_and(|d| d.is_allow()) {
                     let mut tool = listed.tool.clone();
                     tool.name = contract.exposed_name.clone().into();
                     visible.push(tool);
@@ -149,18 +132,16 @@ impl Gateway {
         let arguments = arguments.unwrap_or_default();
 
         // Bind the arguments that name entities and carry attributes, then decide.
-        let mut policy_request = request(
-            actor,
-            &ActorFacts::from_actor(actor),
+        let facts = ActorFacts::from_actor(actor);
+        let policy_request = match tool_request(
+            asker(actor, &facts),
             Action::CallTool,
-            tool_resource(contract),
-        );
-        policy_request.entities =
-            match bind_entities(&contract.entities, |arg| arguments.get(arg).cloned()) {
-                Ok(bound) => bound,
-                Err(e) => return Ok(refusal_text(&e.to_string())),
-            };
-        policy_request.arguments = argument_attributes(&contract.attributes, &arguments);
+            contract,
+            Some(&arguments),
+        ) {
+            Ok(request) => request,
+            Err(e) => return Ok(refusal_text(&e.to_string())),
+        };
         let decision = self.decide(&policy_request);
         record(&policy_request, &decision);
         if !decision.is_allow() {
@@ -226,10 +207,13 @@ impl Gateway {
                     continue;
                 };
                 // A template names no entity yet: it is decided on the contract alone.
-                let mut resource = resource_facts(contract, &template.uri_template);
-                resource.requires.clear();
-                let decision =
-                    self.decide(&request(actor, &facts, Action::DiscoverResource, resource));
+                let decision = self.decide(&resource_request(
+                    asker(actor, &facts),
+                    Action::DiscoverResource,
+                    contract,
+                    &template.uri_template,
+                    None,
+                ));
                 if decision.is_allow() {
                     visible.push(template.clone());
                 }
@@ -250,17 +234,14 @@ impl Gateway {
         if contract.server != expected_server {
             return None;
         }
-        let mut policy_request = request(
-            actor,
-            &ActorFacts::from_actor(actor),
+        let facts = ActorFacts::from_actor(actor);
+        let policy_request = resource_request(
+            asker(actor, &facts),
             action,
-            resource_facts(contract, uri),
+            contract,
+            uri,
+            Some(&variables),
         );
-        // A variable that is absent leaves its entity out: the PDP answers require_more_context.
-        policy_request.entities = bind_entities(&contract.entities, |arg| {
-            variables.get(arg).map(|v| Value::String(v.clone()))
-        })
-        .unwrap_or_default();
         let decision = self.decide(&policy_request);
         Some((policy_request, decision))
     }
@@ -296,13 +277,10 @@ impl Gateway {
                 let Some(contract) = self.registry.prompt_of(&server.id, &listed.name) else {
                     continue;
                 };
-                let decision = self.decide(&request(
-                    actor,
-                    &facts,
-                    Action::DiscoverPrompt,
-                    prompt_resource(contract),
-                ));
-                if decision.is_allow() {
+                let decision =
+                    prompt_request(asker(actor, &facts), Action::DiscoverPrompt, contract, None)
+                        .map(|request| self.decide(&request));
+                if decision.is_ok_and(|d| d.is_allow()) {
                     let mut prompt = listed.clone();
                     prompt.name = contract.exposed_name.clone();
                     visible.push(prompt);
@@ -325,15 +303,14 @@ impl Gateway {
             .prompt(name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt: {name}"), None))?;
         let arguments = arguments.unwrap_or_default();
-        let mut policy_request = request(
-            actor,
-            &ActorFacts::from_actor(actor),
+        let facts = ActorFacts::from_actor(actor);
+        let policy_request = prompt_request(
+            asker(actor, &facts),
             Action::GetPrompt,
-            prompt_resource(contract),
-        );
-        policy_request.entities =
-            bind_entities(&contract.entities, |arg| arguments.get(arg).cloned())
-                .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+            contract,
+            Some(&arguments),
+        )
+        .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let decision = self.decide(&policy_request);
         record(&policy_request, &decision);
         if !decision.is_allow() {
@@ -392,133 +369,12 @@ impl Gateway {
     }
 }
 
-/// A request about one capability, with the actor's facts; entities and arguments are added
-/// by the caller when the capability has them.
-fn request(
-    actor: &CompositeActor,
-    facts: &ActorFacts,
-    action: Action,
-    resource: ResourceFacts,
-) -> PolicyRequest {
-    PolicyRequest {
-        request_id: new_request_id(),
-        tenant: Some(actor.tenant.clone()),
-        run_id: actor.run_id.clone(),
-        actor: facts.clone(),
-        action,
-        resource,
-        entities: Default::default(),
-        arguments: Default::default(),
-        environment: Default::default(),
-        risk: Default::default(),
-        runtime: Default::default(),
+fn asker<'a>(actor: &'a CompositeActor, facts: &'a ActorFacts) -> Asker<'a> {
+    Asker {
+        facts,
+        tenant: &actor.tenant,
+        run_id: actor.run_id.as_deref(),
     }
-}
-
-fn new_request_id() -> String {
-    format!("req-{:016x}", rand::random::<u64>())
-}
-
-fn base_attributes(
-    server: &str,
-    name: &str,
-    risk: Risk,
-) -> std::collections::BTreeMap<String, AttributeValue> {
-    std::collections::BTreeMap::from([
-        ("server".to_string(), AttributeValue::String(server.to_string())),
-        ("name".to_string(), AttributeValue::String(name.to_string())),
-        ("risk".to_string(), AttributeValue::String(risk.as_str().to_string())),
-    ])
-}
-
-fn requires(bindings: &[EntityBinding]) -> Vec<String> {
-    bindings.iter().map(|b| b.context_key.clone()).collect()
-}
-
-fn tool_resource(contract: &ToolContract) -> ResourceFacts {
-    let mut attributes = base_attributes(&contract.server, &contract.name, contract.risk);
-    attributes.insert(
-        "effect".into(),
-        AttributeValue::String(contract.effect.as_str().to_string()),
-    );
-    attributes.insert("cost".into(), AttributeValue::Long(i64::from(contract.cost)));
-    ResourceFacts {
-        id: contract.exposed_name.clone(),
-        attributes,
-        requires: requires(&contract.entities),
-    }
-}
-
-fn resource_facts(contract: &ResourceContract, uri: &str) -> ResourceFacts {
-    ResourceFacts {
-        id: uri.to_string(),
-        attributes: base_attributes(&contract.server, &contract.name, contract.risk),
-        requires: requires(&contract.entities),
-    }
-}
-
-fn prompt_resource(contract: &PromptContract) -> ResourceFacts {
-    ResourceFacts {
-        id: contract.exposed_name.clone(),
-        attributes: base_attributes(&contract.server, &contract.name, contract.risk),
-        requires: requires(&contract.entities),
-    }
-}
-
-/// The contract-declared arguments as attributes; values of other shapes are left out (and a
-/// policy that needs them sees them missing).
-fn argument_attributes(
-    declared: &[String],
-    arguments: &JsonObject,
-) -> std::collections::BTreeMap<String, AttributeValue> {
-    declared
-        .iter()
-        .filter_map(|name| {
-            let value = match arguments.get(name)? {
-                Value::String(s) => AttributeValue::String(s.clone()),
-                Value::Bool(b) => AttributeValue::Bool(*b),
-                Value::Number(n) => AttributeValue::Long(n.as_i64()?),
-                _ => return None,
-            };
-            Some((name.clone(), value))
-        })
-        .collect()
-}
-
-/// Reads each bound argument as an entity id. Arguments come from the model, so they are only
-/// ids here: what the entity *is* comes from the trusted entity store.
-fn bind_entities(
-    bindings: &[EntityBinding],
-    value_of: impl Fn(&str) -> Option<Value>,
-) -> Result<std::collections::BTreeMap<String, EntityRef>, BindError> {
-    bindings
-        .iter()
-        .map(|binding| {
-            let id = match value_of(&binding.argument) {
-                Some(Value::String(s)) if !s.is_empty() => s,
-                Some(Value::Number(n)) => n.to_string(),
-                None | Some(Value::Null) => {
-                    return Err(BindError::Missing {
-                        argument: binding.argument.clone(),
-                        entity_type: binding.entity_type.clone(),
-                    })
-                }
-                Some(_) => {
-                    return Err(BindError::NotAnId {
-                        argument: binding.argument.clone(),
-                        entity_type: binding.entity_type.clone(),
-                    })
-                }
-            };
-            Ok((
-                binding.context_key.clone(),
-                EntityRef {
-                    entity_type: binding.entity_type.clone(),
-                    id,
-                },
-            ))
-        })
-        .collect()
 }
 
 /// The trusted actor context a downstream receives in `_meta`.

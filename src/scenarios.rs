@@ -1,0 +1,257 @@
+//! Policy scenario tests (`capgate policy test`), in the spirit of `opa test`: YAML files under
+//! `policies/tests/` list requests and the decision each must get. A scenario names an actor, an
+//! action, a capability and its arguments; the request is built by the same code the gateway
+//! uses on every call (`enforce::tool_request` and friends), so contract bindings are tested too.
+
+use std::path::{Path, PathBuf};
+
+use rmcp::model::JsonObject;
+use serde::Deserialize;
+
+use crate::enforce::{prompt_request, resource_request, tool_request, Asker};
+use crate::policy::contract::{AgentFacts, Environment, RiskContext, RuntimeContext, UserFacts};
+use crate::policy::{
+    Action, ActorFacts, CapabilityKind, Decision, Outcome, PolicyEngine, PolicyRequest,
+};
+use crate::registry::Registry;
+
+/// One scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub scenarios: Vec<Scenario>,
+}
+
+/// The actor, briefly: what a token would say.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSpec {
+    pub user: String,
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub agent: Option<String>,
+    pub agent_role: Option<String>,
+    pub service: Option<String>,
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub actor: Option<ActorSpec>,
+    #[serde(default = "default_action")]
+    pub action: Action,
+    /// Exposed tool or prompt name, or a resource URI.
+    pub capability: Option<String>,
+    /// Call arguments (omit for discovery actions).
+    pub arguments: Option<JsonObject>,
+    #[serde(default)]
+    pub runtime: RuntimeContext,
+    #[serde(default)]
+    pub risk: RiskContext,
+    #[serde(default)]
+    pub environment: Environment,
+    /// A complete request instead of actor + capability.
+    pub request: Option<PolicyRequest>,
+    pub expect: Expectation,
+}
+
+fn default_action() -> Action {
+    Action::CallTool
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub outcome: Outcome,
+    /// The exact obligations (sorted), when given.
+    pub obligations: Option<Vec<String>>,
+    /// A policy that must be among the determining ones.
+    pub policy: Option<String>,
+    /// Fragments that must each appear in some `missing` entry.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub file: String,
+    pub name: String,
+    pub failure: Option<String>,
+    pub decision: Option<Decision>,
+}
+
+impl ActorSpec {
+    pub fn facts(&self) -> ActorFacts {
+        let agent = self.agent.as_ref().map(|id| AgentFacts {
+            id: id.clone(),
+            role: self.agent_role.clone().unwrap_or_else(|| id.clone()),
+        });
+        let mut chain = vec![self.user.clone()];
+        if let Some(agent) = &agent {
+            chain.push(agent.id.clone());
+        }
+        ActorFacts {
+            user: UserFacts {
+                id: self.user.clone(),
+                roles: self.roles.clone(),
+                scopes: Vec::new(),
+            },
+            agent,
+            service: self.service.clone(),
+            delegation_chain: chain,
+        }
+    }
+}
+
+/// Builds the request a scenario describes, as the gateway would.
+pub fn scenario_request(scenario: &Scenario, registry: &Registry) -> Result<PolicyRequest, String> {
+    if let Some(request) = &scenario.request {
+        return Ok(request.clone());
+    }
+    let actor = scenario
+        .actor
+        .as_ref()
+        .ok_or("a scenario needs `actor` and `capability`, or a full `request`")?;
+    let capability = scenario
+        .capability
+        .as_deref()
+        .ok_or("a scenario needs `capability`")?;
+    let facts = actor.facts();
+    let asker = Asker {
+        facts: &facts,
+        tenant: actor.tenant.as_deref().unwrap_or_default(),
+        run_id: actor.run_id.as_deref(),
+    };
+    let arguments = scenario.arguments.as_ref();
+    let mut request = match scenario.action.kind() {
+        CapabilityKind::Tool => {
+            let contract = registry
+                .tool(capability)
+                .ok_or_else(|| format!("no contract for tool `{capability}`"))?;
+            tool_request(asker, scenario.action, contract, arguments).map_err(|e| e.to_string())?
+        }
+        CapabilityKind::Prompt => {
+            let contract = registry
+                .prompt(capability)
+                .ok_or_else(|| format!("no contract for prompt `{capability}`"))?;
+            prompt_request(asker, scenario.action, contract, arguments)
+                .map_err(|e| e.to_string())?
+        }
+        CapabilityKind::Resource => {
+            let (contract, variables) = registry
+                .resource_for_uri(capability)
+                .ok_or_else(|| format!("no resource contract matches `{capability}`"))?;
+            resource_request(
+                asker,
+                scenario.action,
+                contract,
+                capability,
+                Some(&variables),
+            )
+        }
+    };
+    if actor.tenant.is_none() {
+        request.tenant = None;
+    }
+    request.request_id = format!("scenario: {}", scenario.name);
+    request.runtime = scenario.runtime.clone();
+    request.risk = scenario.risk.clone();
+    request.environment = scenario.environment.clone();
+    Ok(request)
+}
+
+fn check(expect: &Expectation, decision: &Decision) -> Option<String> {
+    let mut problems = Vec::new();
+    if decision.outcome != expect.outcome {
+        problems.push(format!(
+            "expected {}, got {}",
+            expect.outcome.as_str(),
+            decision.outcome.as_str()
+        ));
+    }
+    if let Some(obligations) = &expect.obligations {
+        let mut expected = obligations.clone();
+        expected.sort();
+        if expected != decision.obligations {
+            problems.push(format!(
+                "expected obligations {expected:?}, got {:?}",
+                decision.obligations
+            ));
+        }
+    }
+    if let Some(policy) = &expect.policy {
+        if !decision.policy_ids.contains(policy) {
+            problems.push(format!(
+                "expected policy `{policy}` to decide, got {:?}",
+                decision.policy_ids
+            ));
+        }
+    }
+    for fragment in &expect.missing {
+        if !decision
+            .missing
+            .iter()
+            .any(|m| m.contains(fragment.as_str()))
+        {
+            problems.push(format!(
+                "expected missing context `{fragment}`, got {:?}",
+                decision.missing
+            ));
+        }
+    }
+    (!problems.is_empty()).then(|| format!("{}; reason: {}", problems.join("; "), decision.reason))
+}
+
+/// The scenario files in a directory, sorted.
+pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot read scenario directory: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Parses one scenario file; errors name the file and line.
+pub fn parse_file(path: &Path) -> Result<ScenarioFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| match e.location() {
+        Some(at) => format!("{}:{}: {e}", path.display(), at.line()),
+        None => format!("{}: {e}", path.display()),
+    })
+}
+
+/// Runs every scenario of every file in `dir`.
+pub fn run_dir(
+    dir: &Path,
+    engine: &PolicyEngine,
+    registry: &Registry,
+) -> Result<Vec<ScenarioResult>, String> {
+    let mut results = Vec::new();
+    for path in scenario_files(dir)? {
+        let file = parse_file(&path)?;
+        let name = path.display().to_string();
+        for scenario in &file.scenarios {
+            let (failure, decision) = match scenario_request(scenario, registry) {
+                Err(problem) => (Some(format!("cannot build the request: {problem}")), None),
+                Ok(request) => {
+                    let decision = engine.decide(&request);
+                    (check(&scenario.expect, &decision), Some(decision))
+                }
+            };
+            results.push(ScenarioResult {
+                file: name.clone(),
+                name: scenario.name.clone(),
+                failure,
+                decision,
+            });
+        }
+    }
+    Ok(results)
+}
