@@ -394,7 +394,6 @@ data_dir = "data"
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "{url}"
-agent_sees_policy_ids = true
 
 [[issuers]]
 issuer = "{ISSUER}"

@@ -38,6 +38,16 @@ pub struct GatewayConfig {
     /// A candidate policy set evaluated beside the enforced one on every decision.
     pub shadow_policies_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
+    /// The admin API's separate listener, when configured.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin API: a separate listener; callers need a valid token whose user holds `role` and
+/// that no agent acts on (admins are people).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: std::net::SocketAddr,
+    pub role: String,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +169,20 @@ struct RawConfig {
     #[serde(default)]
     shadow_policies_dir: Option<PathBuf>,
     data_dir: PathBuf,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+    #[serde(default = "default_admin_role")]
+    role: String,
+}
+
+fn default_admin_role() -> String {
+    "capgate-admin".into()
 }
 
 #[derive(Deserialize)]
@@ -412,7 +436,22 @@ impl GatewayConfig {
             });
         }
 
+        let admin = match raw.admin {
+            None => None,
+            Some(admin) => Some(AdminConfig {
+                listen: admin.listen.parse().map_err(|e| {
+                    err(
+                        "admin.listen",
+                        format!("`{}` is not an address: {e}", admin.listen),
+                        "use host:port, e.g. \"127.0.0.1:8081\"",
+                    )
+                })?,
+                role: admin.role,
+            }),
+        };
+
         Ok(Self {
+            admin,
             source: source.to_string(),
             server: ServerConfig {
                 listen,

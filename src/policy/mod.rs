@@ -650,6 +650,15 @@ impl PolicyEngine {
             .expect("the engine always holds at least the version it was loaded with")
     }
 
+    /// The shadow set's label, when one is configured.
+    pub fn shadow_label(&self) -> Option<String> {
+        self.shadow.load().as_ref().map(|s| s.label().to_string())
+    }
+
+    pub fn relationship_count(&self) -> usize {
+        self.relationships.load().len()
+    }
+
     /// Decides one request, and its shadow decision when a candidate set is configured.
     pub fn decide(&self, request: &PolicyRequest) -> Decision {
         let now = request.environment.now.unwrap_or_else(now_unix);

@@ -38,11 +38,14 @@ pub struct GatewayOptions {
     pub flaky_timeout_ms: Option<u64>,
     /// Extra policy files (name, text) added to a copy of the repo's policies.
     pub extra_policies: Vec<(String, String)>,
+    /// Starts the admin API on its own port (role `capgate-admin`).
+    pub admin: bool,
 }
 
 pub struct TestGateway {
-    child: Child,
+    child: std::sync::Mutex<Child>,
     pub port: u16,
+    pub admin_url: Option<String>,
     pub url: String,
     pub dir: tempfile::TempDir,
     pub journal: PathBuf,
@@ -143,11 +146,32 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
     path
 }
 
+/// Adds an admin listener to a written config; returns its base URL.
+pub fn add_admin(config: &Path) -> String {
+    let port = free_port();
+    let mut text = std::fs::read_to_string(config).expect("read config");
+    // Top-level tables must precede the first array table, so prepend.
+    text = format!("[admin]\nlisten = \"127.0.0.1:{port}\"\nrole = \"capgate-admin\"\n{text}");
+    // `[admin]` before top-level keys would swallow them: move the keys above it.
+    let (keys, rest): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| {
+        l.starts_with("capabilities_dir")
+            || l.starts_with("policies_dir")
+            || l.starts_with("data_dir")
+    });
+    std::fs::write(
+        config,
+        format!("{}\n{}\n", keys.join("\n"), rest.join("\n")),
+    )
+    .expect("write config");
+    format!("http://127.0.0.1:{port}")
+}
+
 impl TestGateway {
     pub async fn start(options: GatewayOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = write_config(dir.path(), port, &options);
+        let admin_url = options.admin.then(|| add_admin(&config));
         let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_capgate"))
             .args(["serve", "--config"])
@@ -160,8 +184,9 @@ impl TestGateway {
             .spawn()
             .expect("spawn capgate");
         let gateway = TestGateway {
-            child,
+            child: std::sync::Mutex::new(child),
             port,
+            admin_url,
             url: format!("http://127.0.0.1:{port}/mcp"),
             journal: dir.path().join("case-journal.jsonl"),
             flaky_journal: dir.path().join("flaky-journal.jsonl"),
@@ -169,6 +194,19 @@ impl TestGateway {
         };
         gateway.wait_healthy(Duration::from_secs(60)).await;
         gateway
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or_default()
+    }
+
+    /// The gateway's exit status, if it has exited.
+    pub fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten())
+    }
+
+    pub fn policies_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
     }
 
     pub fn base_url(&self) -> String {
@@ -190,13 +228,17 @@ impl TestGateway {
                 .await
             {
                 if let Ok(doc) = response.json::<Value>().await {
-                    let all_up = doc["downstreams"]
+                    let ours = doc["public_url"] == self.url.as_str();
+                    let all_up = ours && doc["downstreams"]
                         .as_object()
                         .is_some_and(|m| m.values().all(|v| v == "up"));
                     if all_up {
                         return;
                     }
                 }
+            }
+            if let Some(status) = self.exited() {
+                panic!("gateway exited ({status}) before becoming healthy; log:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
@@ -244,8 +286,10 @@ pub fn read_journal(path: &Path) -> Vec<Value> {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(child) = self.child.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

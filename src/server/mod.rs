@@ -7,6 +7,8 @@
 //! it. A session never carries identity. In stdio mode the token comes from the environment once,
 //! at start, because the process itself is the session.
 
+pub mod admin;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -282,6 +284,7 @@ pub fn http_router(
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn_with_state(auth, authenticate));
     let metadata_doc = metadata.clone();
+    let public_url = config.server.public_url.clone();
     Router::new()
         .route(
             &metadata_path,
@@ -301,7 +304,8 @@ pub fn http_router(
             "/healthz",
             get(move || {
                 let gateway = gateway.clone();
-                async move { Json(health_document(&gateway)) }
+                let public_url = public_url.clone();
+                async move { Json(health_document(&gateway, &public_url)) }
             }),
         )
         .merge(protected)
@@ -314,7 +318,7 @@ fn well_known_path(metadata_url: &str) -> String {
         .unwrap_or_else(|| "/.well-known/oauth-protected-resource/mcp".into())
 }
 
-fn health_document(gateway: &Gateway) -> serde_json::Value {
+fn health_document(gateway: &Gateway, public_url: &str) -> serde_json::Value {
     let servers: serde_json::Map<String, serde_json::Value> = gateway
         .downstreams()
         .iter()
@@ -329,6 +333,7 @@ fn health_document(gateway: &Gateway) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "status": "ok",
+        "public_url": public_url,
         "policy_version": gateway.policy().latest().label(),
         "downstreams": servers,
     })
@@ -356,6 +361,26 @@ pub async fn serve_http(
             tracing::warn!(%server, ?health, "downstream not up at start; its tools fail until it is");
         }
     }
+    if let Some(admin) = &config.admin {
+        let admin_listener = tokio::net::TcpListener::bind(admin.listen)
+            .await
+            .map_err(|e| StartError::Listen {
+                address: admin.listen.to_string(),
+                error: e.to_string(),
+            })?;
+        let router = admin::admin_router(gateway.clone(), auth.clone(), admin.role.clone());
+        let admin_shutdown = shutdown.clone();
+        tracing::info!(listen = %admin.listen, "admin API listening");
+        tokio::spawn(async move {
+            let served = axum::serve(admin_listener, router)
+                .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "admin listener failed");
+            }
+        });
+    }
+    spawn_reload_on_sighup(gateway.clone(), shutdown.clone());
     let app = http_router(&config, gateway, auth, shutdown.clone());
     tracing::info!(
         listen = %config.server.listen,
@@ -367,6 +392,32 @@ pub async fn serve_http(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(|e| StartError::Serve(e.to_string()))
+}
+
+/// Reloads the policy set on SIGHUP (validate, then swap; an invalid set is refused and logged).
+fn spawn_reload_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin API");
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hangups.recv() => match gateway.policy().reload() {
+                        Ok(version) => tracing::info!(%version, "policy reloaded on SIGHUP"),
+                        Err(error) => tracing::error!(%error, "policy reload on SIGHUP refused; the running version stays"),
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (gateway, shutdown);
 }
 
 /// Serves MCP over stdio for one identity, read from `token_env` at start.
