@@ -15,8 +15,8 @@
 //! rotates through all six permutations) and noise hits all of them alike. Every result must be a
 //! success: a broken gateway cannot produce a fast-looking number.
 //!
-//! `CAPGATE_BENCH_ITERS` (default 2000) and `CAPGATE_BENCH_WARMUP` (default 200) set the number
-//! of measured and warm-up calls per path; `CAPGATE_BENCH_LOG` overrides the gateway's log filter
+//! `CAPGATE_BENCH_ITERS` (default 10000, about 25 s on two cores) and `CAPGATE_BENCH_WARMUP`
+//! (default 500) set the number of measured and warm-up calls per path; `CAPGATE_BENCH_LOG` overrides the gateway's log filter
 //! (default `info`, the binary's own default). Results go to stdout and, as JSON, to
 //! `target/capgate-bench/gateway_overhead.json`.
 //!
@@ -100,8 +100,8 @@ const ORDERS: [[usize; 3]; 6] = [
 ];
 
 fn main() {
-    let iterations = env_count("CAPGATE_BENCH_ITERS", 2000);
-    let warmup = env_count("CAPGATE_BENCH_WARMUP", 200);
+    let iterations = env_count("CAPGATE_BENCH_ITERS", 10_000);
+    let warmup = env_count("CAPGATE_BENCH_WARMUP", 500);
     // One client thread: the clients' own scheduling stays the same on every path and leaves
     // the second core to the gateway and the downstream.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -147,6 +147,11 @@ async fn run(iterations: usize, warmup: usize) {
 
     // The three paths must do the same downstream work: compare one answer of each.
     let reference = call_checked(clients[0], &direct_params, PathKind::Direct).await;
+    let reference_text = format!("{:?}", reference.1.content);
+    assert!(
+        reference_text.contains(CASE_ID),
+        "direct read_case does not describe {CASE_ID}: {reference_text}"
+    );
     for kind in [PathKind::GatewayHttp, PathKind::GatewayStdio] {
         let (_, result) = call_checked(clients[kind.index()], params(kind), kind).await;
         if result.content != reference.1.content
@@ -168,6 +173,8 @@ async fn run(iterations: usize, warmup: usize) {
         }
     }
     let mut samples: [Vec<u64>; 3] = std::array::from_fn(|_| Vec::with_capacity(iterations));
+    let cpu = CpuProbe::new([direct.pid, http.child.id(), stdio.pid]);
+    let cpu_before = cpu.snapshot();
     let started = Instant::now();
     for i in 0..iterations {
         for &k in &ORDERS[i % ORDERS.len()] {
@@ -177,12 +184,20 @@ async fn run(iterations: usize, warmup: usize) {
         }
     }
     let measured_for = started.elapsed();
+    let cpu_per_call = cpu.per_call(&cpu_before, &cpu.snapshot(), iterations);
 
     direct.stop().await;
     http.stop().await;
     stdio.stop().await;
 
-    report(iterations, warmup, measured_for, &samples, &gateway_log);
+    report(
+        iterations,
+        warmup,
+        measured_for,
+        &samples,
+        &cpu_per_call,
+        &gateway_log,
+    );
 }
 
 /// One timed call; panics unless it is a successful tool result.
@@ -247,6 +262,7 @@ fn log_file(path: &Path) -> std::fs::File {
 /// A stdio MCP child process and the processes it started, for the leftover check at the end.
 struct StdioChild {
     client: Client,
+    /// The child's process id, for the CPU accounting and the leftover check.
     pid: Option<u32>,
     name: &'static str,
 }
@@ -547,6 +563,73 @@ async fn reap_leftovers(name: &str, pids: &[u32]) {
     }
 }
 
+// ---- CPU accounting -----------------------------------------------------------------------------
+
+/// CPU time per measured call of the process a path talks to and of the processes it started.
+#[derive(Clone, Copy)]
+struct CpuPerCall {
+    front_us: f64,
+    below_us: f64,
+}
+
+/// Reads the CPU time of each path's process tree from /proc.
+struct CpuProbe {
+    trees: [Vec<u32>; 3],
+    ticks_per_second: f64,
+}
+
+impl CpuProbe {
+    fn new(roots: [Option<u32>; 3]) -> Self {
+        let ticks_per_second = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .unwrap_or(100.0);
+        Self {
+            trees: roots.map(|root| root.map(descendants_of).unwrap_or_default()),
+            ticks_per_second,
+        }
+    }
+
+    /// Per path: (ticks of the root, ticks of everything below it); `None` where unreadable.
+    fn snapshot(&self) -> [Option<(u64, u64)>; 3] {
+        std::array::from_fn(|i| {
+            let (root, below) = self.trees[i].split_first()?;
+            let below = below.iter().map(|&p| cpu_ticks(p)).sum::<Option<u64>>()?;
+            Some((cpu_ticks(*root)?, below))
+        })
+    }
+
+    fn per_call(
+        &self,
+        before: &[Option<(u64, u64)>; 3],
+        after: &[Option<(u64, u64)>; 3],
+        calls: usize,
+    ) -> [Option<CpuPerCall>; 3] {
+        let us = |ticks: u64| ticks as f64 / self.ticks_per_second * 1e6 / calls.max(1) as f64;
+        std::array::from_fn(|i| {
+            let (b, a) = (before[i]?, after[i]?);
+            Some(CpuPerCall {
+                front_us: us(a.0.saturating_sub(b.0)),
+                below_us: us(a.1.saturating_sub(b.1)),
+            })
+        })
+    }
+}
+
+/// User + system CPU ticks of `pid`, all threads.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After `pid (comm)`: state is field 3, utime field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 // ---- statistics and report -----------------------------------------------------------------------
 
 /// Nearest-rank percentile of sorted values.
@@ -597,6 +680,7 @@ fn report(
     warmup: usize,
     measured_for: Duration,
     samples: &[Vec<u64>; 3],
+    cpu_per_call: &[Option<CpuPerCall>; 3],
     gateway_log: &str,
 ) {
     let as_i64 = |v: &Vec<u64>| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
@@ -660,9 +744,40 @@ fn report(
         );
     }
 
+    println!(
+        "\nCPU per call (user + system, all threads, from /proc; not latency, but where it goes):"
+    );
+    for kind in PathKind::ALL {
+        match cpu_per_call[kind.index()] {
+            Some(cpu) if matches!(kind, PathKind::Direct) => {
+                println!(
+                    "  {:<15} case-platform {:.0} µs",
+                    kind.label(),
+                    cpu.front_us
+                )
+            }
+            Some(cpu) => println!(
+                "  {:<15} capgate {:.0} µs + its case-platform {:.0} µs",
+                kind.label(),
+                cpu.front_us,
+                cpu.below_us
+            ),
+            None => println!("  {:<15} (unavailable)", kind.label()),
+        }
+    }
+
     let paths: serde_json::Map<String, Value> = PathKind::ALL
         .iter()
-        .map(|k| (k.key().to_string(), stats_json(&per_path[k.index()])))
+        .map(|k| {
+            let mut doc = stats_json(&per_path[k.index()]);
+            if let Some(cpu) = cpu_per_call[k.index()] {
+                doc["cpu_per_call_us"] = json!({
+                    "server": (cpu.front_us * 10.0).round() / 10.0,
+                    "its_children": (cpu.below_us * 10.0).round() / 10.0,
+                });
+            }
+            (k.key().to_string(), doc)
+        })
         .collect();
     let document = json!({
         "benchmark": "gateway_overhead",

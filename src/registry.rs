@@ -164,6 +164,19 @@ struct RawFile {
     prompts: BTreeMap<String, RawPrompt>,
 }
 
+/// An entity binding: `case_id = "Case"` (context key derived from the type), or
+/// `tenant = { type = "Tenant", key = "uri_tenant" }` (explicit context key).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawBinding {
+    Type(String),
+    Detailed {
+        #[serde(rename = "type")]
+        entity_type: String,
+        key: String,
+    },
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTool {
@@ -172,7 +185,7 @@ struct RawTool {
     #[serde(default = "default_cost")]
     cost: u32,
     #[serde(default)]
-    entities: BTreeMap<String, String>,
+    entities: BTreeMap<String, RawBinding>,
     #[serde(default)]
     attributes: Vec<String>,
     #[serde(default)]
@@ -187,7 +200,7 @@ struct RawResource {
     uri_template: String,
     risk: Risk,
     #[serde(default)]
-    entities: BTreeMap<String, String>,
+    entities: BTreeMap<String, RawBinding>,
 }
 
 #[derive(Deserialize)]
@@ -195,7 +208,7 @@ struct RawResource {
 struct RawPrompt {
     risk: Risk,
     #[serde(default)]
-    entities: BTreeMap<String, String>,
+    entities: BTreeMap<String, RawBinding>,
 }
 
 fn default_cost() -> u32 {
@@ -428,13 +441,29 @@ fn check_capability_name(file: &str, name: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// Context keys capgate itself fills; a binding may not shadow them.
+const RESERVED_CONTEXT_KEYS: [&str; 8] = [
+    "user",
+    "tenant",
+    "delegation_depth",
+    "service",
+    "run_id",
+    "arguments",
+    "risk",
+    "runtime",
+];
+
 fn bindings(
     file: &str,
     capability: &str,
-    raw: BTreeMap<String, String>,
+    raw: BTreeMap<String, RawBinding>,
 ) -> Result<Vec<EntityBinding>, RegistryError> {
     let mut out: Vec<EntityBinding> = Vec::new();
-    for (argument, entity_type) in raw {
+    for (argument, binding) in raw {
+        let (entity_type, explicit_key) = match binding {
+            RawBinding::Type(entity_type) => (entity_type, None),
+            RawBinding::Detailed { entity_type, key } => (entity_type, Some(key)),
+        };
         let valid_type = entity_type
             .chars()
             .next()
@@ -447,7 +476,14 @@ fn bindings(
                 fix: "name a Cedar entity type of the policy schema, e.g. Case".into(),
             });
         }
-        let context_key = context_key_for(&entity_type);
+        let context_key = explicit_key.unwrap_or_else(|| context_key_for(&entity_type));
+        if RESERVED_CONTEXT_KEYS.contains(&context_key.as_str()) {
+            return Err(RegistryError {
+                file: file.into(),
+                problem: format!("`{capability}` binds `{argument}` to context key `{context_key}`, which capgate fills itself"),
+                fix: "give the binding its own key: { type = \"...\", key = \"...\" }".into(),
+            });
+        }
         if out.iter().any(|b| b.context_key == context_key) {
             return Err(RegistryError {
                 file: file.into(),

@@ -126,7 +126,18 @@ pub fn scenario_request(scenario: &Scenario, registry: &Registry) -> Result<Poli
         tenant: actor.tenant.as_deref().unwrap_or_default(),
         run_id: actor.run_id.as_deref(),
     };
-    let arguments = scenario.arguments.as_ref();
+    // Calls always carry arguments (possibly none): only discovery is decided on the contract
+    // alone, exactly as in the gateway.
+    let no_arguments = JsonObject::new();
+    let discovery = matches!(
+        scenario.action,
+        Action::DiscoverTool | Action::DiscoverResource | Action::DiscoverPrompt
+    );
+    let arguments = match (&scenario.arguments, discovery) {
+        (_, true) => None,
+        (Some(arguments), false) => Some(arguments),
+        (None, false) => Some(&no_arguments),
+    };
     let mut request = match scenario.action.kind() {
         CapabilityKind::Tool => {
             let contract = registry
@@ -158,8 +169,26 @@ pub fn scenario_request(scenario: &Scenario, registry: &Registry) -> Result<Poli
         request.tenant = None;
     }
     request.request_id = format!("scenario: {}", scenario.name);
-    request.runtime = scenario.runtime.clone();
-    request.risk = scenario.risk.clone();
+    // What the scenario states overrides what the gateway would state.
+    let runtime = &scenario.runtime;
+    if runtime.budget_remaining.is_some() {
+        request.runtime.budget_remaining = runtime.budget_remaining;
+    }
+    if runtime.pending_approvals.is_some() {
+        request.runtime.pending_approvals = runtime.pending_approvals;
+    }
+    if runtime.workflow_node.is_some() {
+        request.runtime.workflow_node = runtime.workflow_node.clone();
+    }
+    if runtime.approval_granted.is_some() {
+        request.runtime.approval_granted = runtime.approval_granted;
+    }
+    if scenario.risk.score.is_some() {
+        request.risk.score = scenario.risk.score;
+    }
+    if !scenario.risk.signals.is_empty() {
+        request.risk.signals = scenario.risk.signals.clone();
+    }
     request.environment = scenario.environment.clone();
     Ok(request)
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use rmcp::model::JsonObject;
 use serde_json::Value;
 
+use crate::policy::contract::{RiskContext, RuntimeContext, NO_WORKFLOW_NODE};
 use crate::policy::{Action, ActorFacts, AttributeValue, EntityRef, PolicyRequest, ResourceFacts};
 use crate::registry::{EntityBinding, PromptContract, ResourceContract, Risk, ToolContract};
 
@@ -45,8 +46,15 @@ fn request(asker: Asker<'_>, action: Action, resource: ResourceFacts) -> PolicyR
         entities: Default::default(),
         arguments: Default::default(),
         environment: Default::default(),
-        risk: Default::default(),
-        runtime: Default::default(),
+        // Nothing scores risk yet: a known zero, not an unknown.
+        risk: RiskContext {
+            score: Some(0),
+            signals: Vec::new(),
+        },
+        runtime: RuntimeContext {
+            workflow_node: Some(NO_WORKFLOW_NODE.to_string()),
+            ..Default::default()
+        },
     }
 }
 

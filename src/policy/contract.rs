@@ -167,6 +167,10 @@ pub struct RiskContext {
     pub signals: Vec<String>,
 }
 
+/// The workflow node of a run that is at none. The gateway always states the node (and the
+/// risk score), so that a policy can tell "no workflow" from "unknown".
+pub const NO_WORKFLOW_NODE: &str = "none";
+
 /// capgate's own state about the run, never taken from the agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

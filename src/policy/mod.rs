@@ -205,14 +205,23 @@ impl CompiledPolicySet {
                 )
             }
         };
-        let Some(policies) = self.slices.slice(request.action, &resource_uid) else {
+        let Some(slice) = self.slices.slice(request.action, &resource_uid) else {
             return self.decision(
                 Outcome::Deny,
                 format!("denied {what}: no policies for this action ({under})"),
                 Vec::new(),
             );
         };
-        let response = Authorizer::new().is_authorized(&cedar_request, policies, &entities);
+        let authorizer = Authorizer::new();
+        let response = authorizer.is_authorized(&cedar_request, &slice.all, &entities);
+        // Approval, more context and evaluation errors matter only if something would permit
+        // the request: without a permit the answer is deny, whatever else happened.
+        let some_permit_applies = || {
+            authorizer
+                .is_authorized(&cedar_request, &slice.permits, &entities)
+                .decision()
+                == cedar_policy::Decision::Allow
+        };
 
         // 3 and 4. Cedar's answer, refined by the determining policies' annotations.
         let determining: Vec<(&PolicyId, Option<&PolicyMeta>)> = response
@@ -228,7 +237,14 @@ impl CompiledPolicySet {
 
         // 2. Evaluation errors never drop a policy silently (a plain forbid still wins: it
         //    cannot be made less restrictive by what failed to evaluate).
-        if !plain_forbid {
+        if !plain_forbid && response.diagnostics().errors().next().is_some() {
+            if !some_permit_applies() {
+                return self.decision(
+                    Outcome::Deny,
+                    format!("denied {what}: no policy permits it (deny by default; some policies could not be evaluated) ({under})"),
+                    Vec::new(),
+                );
+            }
             let mut errors = Vec::new();
             let mut erring = Vec::new();
             let mut missing_data = true;
@@ -283,7 +299,9 @@ impl CompiledPolicySet {
             cedar_policy::Decision::Deny if determining.is_empty() => Outcome::Deny,
             cedar_policy::Decision::Deny => {
                 let outcome_of = |m: &Option<&PolicyMeta>| m.and_then(|m| m.outcome);
-                if determining.iter().any(|(_, m)| outcome_of(m).is_none()) {
+                if determining.iter().any(|(_, m)| outcome_of(m).is_none())
+                    || !some_permit_applies()
+                {
                     Outcome::Deny
                 } else if determining
                     .iter()
@@ -295,8 +313,13 @@ impl CompiledPolicySet {
                 }
             }
         };
-        // The ids of the policies that produced this outcome come first.
-        let mut policy_ids = ids.clone();
+        // The ids of the policies that produced this outcome come first; a default deny has
+        // none (annotated forbids that matched did not decide it).
+        let mut policy_ids = if outcome == Outcome::Deny && !plain_forbid {
+            Vec::new()
+        } else {
+            ids.clone()
+        };
         policy_ids.sort_by_key(|id| {
             let meta = self.meta.get(&PolicyId::new(id));
             match (outcome, meta.and_then(|m| m.outcome)) {
@@ -307,7 +330,7 @@ impl CompiledPolicySet {
         });
         let reason = match outcome {
             Outcome::Allow => format!("allowed {what} by {} ({under})", explained.join(", ")),
-            Outcome::Deny if determining.is_empty() => {
+            Outcome::Deny if !plain_forbid => {
                 format!("denied {what}: no policy permits it (deny by default) ({under})")
             }
             Outcome::Deny => format!("denied {what} by forbid {} ({under})", explained.join(", ")),

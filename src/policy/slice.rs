@@ -13,12 +13,18 @@ use cedar_policy::{ActionConstraint, EntityUid, Policy, PolicySet, ResourceConst
 use super::contract::Action;
 use super::entities::uid;
 
+/// One slice: its policies, and its permits alone (to ask "would anything permit this?").
+pub struct Slice {
+    pub all: PolicySet,
+    pub permits: PolicySet,
+}
+
 /// The policy set cut into per-request slices.
 pub struct PolicySlices {
     /// Per action: the policies whose resource scope is not one specific capability.
-    generic: HashMap<Action, PolicySet>,
+    generic: HashMap<Action, Slice>,
     /// Per action and capability: the generic slice plus the policies naming that capability.
-    specific: HashMap<(Action, EntityUid), PolicySet>,
+    specific: HashMap<(Action, EntityUid), Slice>,
 }
 
 fn actions_of(policy: &Policy, action_uids: &HashMap<Action, EntityUid>) -> Vec<Action> {
@@ -75,8 +81,20 @@ impl PolicySlices {
                 }
             }
         }
-        let to_set = |policies: Vec<Policy>| {
-            PolicySet::from_policies(policies).map_err(|e| format!("slicing the policy set: {e}"))
+        let to_set = |policies: Vec<Policy>| -> Result<Slice, String> {
+            let permits: Vec<Policy> = policies
+                .iter()
+                .filter(|p| p.effect() == cedar_policy::Effect::Permit)
+                .cloned()
+                .collect();
+            let set = |policies: Vec<Policy>| {
+                PolicySet::from_policies(policies)
+                    .map_err(|e| format!("slicing the policy set: {e}"))
+            };
+            Ok(Slice {
+                all: set(policies)?,
+                permits: set(permits)?,
+            })
         };
         let mut specific = HashMap::new();
         for ((action, target), own) in by_capability {
@@ -95,7 +113,7 @@ impl PolicySlices {
     }
 
     /// The policies that could apply to `action` on `resource`.
-    pub fn slice(&self, action: Action, resource: &EntityUid) -> Option<&PolicySet> {
+    pub fn slice(&self, action: Action, resource: &EntityUid) -> Option<&Slice> {
         self.specific
             .get(&(action, resource.clone()))
             .or_else(|| self.generic.get(&action))
@@ -122,7 +140,7 @@ mod tests {
         let slices = PolicySlices::build(&set).expect("slices");
         let tool_a = uid("Tool", "a").expect("uid");
         let tool_c = uid("Tool", "c").expect("uid");
-        let count = |a, r: &EntityUid| slices.slice(a, r).map(|s| s.policies().count());
+        let count = |a, r: &EntityUid| slices.slice(a, r).map(|s| s.all.policies().count());
         assert_eq!(count(Action::CallTool, &tool_a), Some(4));
         assert_eq!(count(Action::CallTool, &tool_c), Some(2));
         assert_eq!(count(Action::DiscoverTool, &tool_a), Some(2));

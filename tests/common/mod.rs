@@ -202,7 +202,10 @@ impl TestGateway {
 
     /// The gateway's exit status, if it has exited.
     pub fn exited(&self) -> Option<std::process::ExitStatus> {
-        self.child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten())
+        self.child
+            .lock()
+            .ok()
+            .and_then(|mut c| c.try_wait().ok().flatten())
     }
 
     pub fn policies_dir(&self) -> PathBuf {
@@ -229,16 +232,20 @@ impl TestGateway {
             {
                 if let Ok(doc) = response.json::<Value>().await {
                     let ours = doc["public_url"] == self.url.as_str();
-                    let all_up = ours && doc["downstreams"]
-                        .as_object()
-                        .is_some_and(|m| m.values().all(|v| v == "up"));
+                    let all_up = ours
+                        && doc["downstreams"]
+                            .as_object()
+                            .is_some_and(|m| m.values().all(|v| v == "up"));
                     if all_up {
                         return;
                     }
                 }
             }
             if let Some(status) = self.exited() {
-                panic!("gateway exited ({status}) before becoming healthy; log:\n{}", self.log());
+                panic!(
+                    "gateway exited ({status}) before becoming healthy; log:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,

@@ -1,0 +1,162 @@
+//! The PDP alone (PolicyRequest → Decision) at 10, 1,000 and 10,000 policies.
+//!
+//! Each set is the example tenancy policies plus per-tool permits scoped to one tool each
+//! (`resource == Tool::"synthetic__tool_N"`), the shape a large deployment has. Slicing should
+//! keep the cost flat. Criterion times the mean; the percentile table (p50, p99 over individually
+//! timed decisions) is printed after it and written to target/capgate-bench/pdp.json.
+
+use std::path::Path;
+use std::time::Instant;
+
+use capgate::policy::contract::{AgentFacts, UserFacts};
+use capgate::policy::{
+    Action, ActorFacts, AttributeValue, EntityRef, Outcome, PolicyEngine, PolicyRequest,
+    ResourceFacts,
+};
+use criterion::{criterion_group, Criterion};
+
+const SIZES: [usize; 3] = [10, 1_000, 10_000];
+const TARGET_TOOL: usize = 3;
+
+fn write_policy_dir(dir: &Path, total: usize) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    std::fs::create_dir_all(dir.join("entities")).expect("mkdir");
+    for file in [
+        "schema.cedarschema",
+        "manifest.toml",
+        "tenancy.cedar",
+        "entities/case-platform.json",
+    ] {
+        std::fs::copy(repo.join(file), dir.join(file)).expect("copy");
+    }
+    let tenancy = 5;
+    let mut synthetic = String::new();
+    for i in 0..total.saturating_sub(tenancy) {
+        synthetic.push_str(&format!(
+            "@id(\"synthetic-{i}\")\npermit(principal in AgentRole::\"drafting-agent\", action in [Action::\"discover_tool\", Action::\"call_tool\"], resource == Tool::\"synthetic__tool_{i}\")\nwhen {{ context.user in Role::\"analyst\" && resource.risk_level <= 1 }};\n"
+        ));
+    }
+    std::fs::write(dir.join("synthetic.cedar"), synthetic).expect("write");
+}
+
+fn request() -> PolicyRequest {
+    PolicyRequest {
+        request_id: "bench".into(),
+        tenant: Some("acme".into()),
+        run_id: Some("run-1".into()),
+        actor: ActorFacts {
+            user: UserFacts {
+                id: "alice".into(),
+                roles: vec!["analyst".into()],
+                scopes: vec![],
+            },
+            agent: Some(AgentFacts {
+                id: "drafting-agent".into(),
+                role: "drafting-agent".into(),
+            }),
+            service: Some("agent-runtime".into()),
+            delegation_chain: vec!["alice".into(), "drafting-agent".into()],
+        },
+        action: Action::CallTool,
+        resource: ResourceFacts {
+            id: format!("synthetic__tool_{TARGET_TOOL}"),
+            attributes: [
+                ("server", AttributeValue::String("synthetic".into())),
+                (
+                    "name",
+                    AttributeValue::String(format!("tool_{TARGET_TOOL}")),
+                ),
+                ("effect", AttributeValue::String("read".into())),
+                ("risk", AttributeValue::String("low".into())),
+                ("cost", AttributeValue::Long(1)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            requires: vec!["case".into()],
+        },
+        entities: [(
+            "case".to_string(),
+            EntityRef {
+                entity_type: "Case".into(),
+                id: "case-101".into(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        arguments: Default::default(),
+        environment: Default::default(),
+        risk: Default::default(),
+        runtime: Default::default(),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn engines() -> Vec<(usize, tempfile::TempDir, std::sync::Arc<PolicyEngine>)> {
+    SIZES
+        .iter()
+        .map(|&size| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_policy_dir(dir.path(), size);
+            let engine = PolicyEngine::load(dir.path(), None).expect("policy set loads");
+            let decision = engine.decide(&request());
+            assert_eq!(decision.outcome, Outcome::Allow, "{}", decision.reason);
+            (size, dir, engine)
+        })
+        .collect()
+}
+
+fn bench_pdp(c: &mut Criterion) {
+    let request = request();
+    let mut group = c.benchmark_group("pdp_decide");
+    for (size, _dir, engine) in engines() {
+        group.bench_function(format!("{size}_policies"), |b| {
+            b.iter(|| engine.decide(std::hint::black_box(&request)))
+        });
+    }
+    group.finish();
+}
+
+fn percentile_table() {
+    let request = request();
+    let mut rows = Vec::new();
+    println!("\nPDP decision latency (PolicyRequest -> Decision), individually timed:");
+    println!(
+        "{:>10} {:>10} {:>10} {:>10}",
+        "policies", "p50 µs", "p99 µs", "samples"
+    );
+    for (size, _dir, engine) in engines() {
+        for _ in 0..2_000 {
+            std::hint::black_box(engine.decide(&request));
+        }
+        let mut samples: Vec<f64> = (0..20_000)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(engine.decide(std::hint::black_box(&request)));
+                start.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        println!("{size:>10} {p50:>10.2} {p99:>10.2} {:>10}", samples.len());
+        rows.push(serde_json::json!({"policies": size, "p50_us": p50, "p99_us": p99, "samples": samples.len()}));
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/capgate-bench");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join("pdp.json"),
+        serde_json::to_string_pretty(&rows).unwrap_or_default(),
+    );
+}
+
+criterion_group!(benches, bench_pdp);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    percentile_table();
+}
