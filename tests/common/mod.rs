@@ -40,6 +40,8 @@ pub struct GatewayOptions {
     pub extra_policies: Vec<(String, String)>,
     /// Starts the admin API on its own port (role `capgate-admin`).
     pub admin: bool,
+    /// Agents get the audience-safe reason instead of the detailed one.
+    pub safe_explanations: bool,
 }
 
 pub struct TestGateway {
@@ -140,6 +142,12 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
             timeout = options.flaky_timeout_ms.unwrap_or(3000),
             journal = dir.join("flaky-journal.jsonl").display(),
         ));
+    }
+    if options.safe_explanations {
+        config = config.replace(
+            "explain_to_agent = \"detailed\"",
+            "explain_to_agent = \"safe\"",
+        );
     }
     let path = dir.join("capgate.toml");
     std::fs::write(&path, config).expect("write config");
