@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use capgate::policy::contract::{AgentFacts, UserFacts};
+use capgate::policy::contract::{
+    AgentFacts, RiskContext, RuntimeContext, UserFacts, NO_WORKFLOW_NODE,
+};
 use capgate::policy::{
     Action, ActorFacts, AttributeValue, EntityRef, Outcome, PolicyEngine, PolicyRequest,
     ResourceFacts,
@@ -86,8 +88,14 @@ fn request() -> PolicyRequest {
         .collect(),
         arguments: Default::default(),
         environment: Default::default(),
-        risk: Default::default(),
-        runtime: Default::default(),
+        risk: RiskContext {
+            score: Some(0),
+            signals: vec![],
+        },
+        runtime: RuntimeContext {
+            workflow_node: Some(NO_WORKFLOW_NODE.into()),
+            ..Default::default()
+        },
     }
 }
 

@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     pub data_dir: PathBuf,
     /// The admin API's separate listener, when configured.
     pub admin: Option<AdminConfig>,
+    /// Run budgets and idempotency settings.
+    pub enforcement: crate::enforce::EnforcementConfig,
 }
 
 /// The admin API: a separate listener; callers need a valid token whose user holds `role` and
@@ -171,6 +173,8 @@ struct RawConfig {
     data_dir: PathBuf,
     #[serde(default)]
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    enforcement: crate::enforce::EnforcementConfig,
 }
 
 #[derive(Deserialize)]
@@ -452,6 +456,7 @@ impl GatewayConfig {
 
         Ok(Self {
             admin,
+            enforcement: raw.enforcement,
             source: source.to_string(),
             server: ServerConfig {
                 listen,

@@ -13,3 +13,4 @@ pub mod policy;
 pub mod registry;
 pub mod scenarios;
 pub mod server;
+pub mod store;

@@ -111,6 +111,8 @@ pub struct ToolContract {
     pub entities: Vec<EntityBinding>,
     /// Arguments whose values reach policies as `context.arguments.<name>` (ABAC on arguments).
     pub attributes: Vec<String>,
+    /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
+    pub fail_open: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +190,8 @@ struct RawTool {
     entities: BTreeMap<String, RawBinding>,
     #[serde(default)]
     attributes: Vec<String>,
+    #[serde(default)]
+    fail_open: bool,
     #[serde(default)]
     #[allow(dead_code)]
     description: Option<String>,
@@ -278,6 +282,13 @@ impl Registry {
         let server = raw.server;
         for (name, tool) in raw.tools {
             check_capability_name(file, &name)?;
+            if tool.fail_open && (tool.effect != Effect::Read || tool.risk != Risk::Low) {
+                return Err(RegistryError {
+                    file: file.into(),
+                    problem: format!("`{name}` is fail_open but not a low-risk read"),
+                    fix: "only effect = \"read\", risk = \"low\" tools may fail open".into(),
+                });
+            }
             let contract = Arc::new(ToolContract {
                 exposed_name: exposed_name(&server, &name),
                 entities: bindings(file, &name, tool.entities)?,
@@ -287,6 +298,7 @@ impl Registry {
                 risk: tool.risk,
                 cost: tool.cost,
                 attributes: tool.attributes,
+                fail_open: tool.fail_open,
             });
             self.tools
                 .insert(contract.exposed_name.clone(), contract.clone());

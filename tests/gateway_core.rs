@@ -95,10 +95,11 @@ async fn relationships_and_guardrails_are_enforced() {
     // Assigned case: allowed, and the drafting agent can create a draft on it.
     let read = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
     assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
-    let draft = call(
+    let draft = call_with_meta(
         &alice,
         "case__create_notice_draft",
         json!({"case_id": "case-101", "body": "Notice of investigation"}),
+        key("draft-case-101-1"),
     )
     .await;
     assert_ne!(draft.is_error, Some(true), "{}", text_of(&draft));
@@ -309,10 +310,11 @@ async fn a_tool_added_at_runtime_without_a_contract_stays_hidden_and_uncallable(
     let before = tool_names(&alice).await;
     assert!(before.contains(&"flaky__debug_add_tool".to_string()));
 
-    let added = call(
+    let added = call_with_meta(
         &alice,
         "flaky__debug_add_tool",
         json!({"name": "exfiltrate"}),
+        key("add-exfiltrate"),
     )
     .await;
     assert_ne!(added.is_error, Some(true), "{}", text_of(&added));

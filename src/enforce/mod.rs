@@ -1,11 +1,19 @@
 //! The policy enforcement point (PEP): the path every discovery and every call takes.
 //!
-//! For a call: resolve the exposed name to its contract → bind the arguments that name domain
-//! entities → ask the PDP → record the decision → forward to the downstream only on allow →
-//! return the result, or a specific refusal. Discovery runs the same PDP for every capability and
+//! For a call: resolve the exposed name to its contract → stop it if a kill switch covers it →
+//! bind the arguments that name domain entities, with the run's budget as trusted context → ask
+//! the PDP → record the decision → claim the idempotency key (side effects) and debit the run's
+//! budget → forward to the downstream only on allow → store the result for replays → return the
+//! result, or a specific refusal. Discovery runs the same PDP for every capability and
 //! returns only what the actor may use. Nothing reaches a downstream server without an allow.
 
+mod controls;
 mod requests;
+
+pub use controls::{
+    ControlRefusal, Controls, EnforcementConfig, IdempotencyStart, WithoutRunId,
+    IDEMPOTENCY_META_KEY, REPLAY_META_KEY,
+};
 
 pub use requests::{
     bind_entities, prompt_request, resource_request, tool_request, Asker, BindError,
@@ -41,6 +49,7 @@ pub struct Gateway {
     registry: Arc<Registry>,
     policy: Arc<PolicyEngine>,
     downstreams: Downstreams,
+    controls: Controls,
     explain_to_agent: AgentExplanations,
 }
 
@@ -49,14 +58,20 @@ impl Gateway {
         registry: Arc<Registry>,
         policy: Arc<PolicyEngine>,
         downstreams: Downstreams,
+        controls: Controls,
         explain_to_agent: AgentExplanations,
     ) -> Self {
         Self {
             registry,
             policy,
             downstreams,
+            controls,
             explain_to_agent,
         }
+    }
+
+    pub fn controls(&self) -> &Controls {
+        &self.controls
     }
 
     pub fn downstreams(&self) -> &Downstreams {
@@ -103,6 +118,13 @@ impl Gateway {
                 let Some(contract) = self.registry.tool_of(&server.id, &listed.tool.name) else {
                     continue;
                 };
+                if self
+                    .controls
+                    .kill_switch_for(actor, &contract.server, &contract.exposed_name)
+                    .is_some()
+                {
+                    continue;
+                }
                 let decision =
                     tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
                         .map(|request| self.decide(&request));
@@ -117,12 +139,13 @@ impl Gateway {
         visible
     }
 
-    /// One `tools/call`, from request to response: resolve → bind → decide → record → forward.
+    /// One `tools/call`, from request to response (see the module documentation).
     pub async fn call_tool(
         &self,
         actor: &CompositeActor,
         name: &str,
         arguments: Option<JsonObject>,
+        idempotency_key: Option<&str>,
     ) -> Result<CallToolResult, ErrorData> {
         // Resolve. An uncontracted or unknown name is "unknown" whatever the downstream offers.
         let contract = self
@@ -131,9 +154,23 @@ impl Gateway {
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool: {name}"), None))?;
         let arguments = arguments.unwrap_or_default();
 
-        // Bind the arguments that name entities and carry attributes, then decide.
+        // Stop what admins stopped.
+        if let Some(switch) = self.controls.kill_switch_for(actor, &contract.server, name) {
+            return Ok(self.refused_by_control(
+                actor,
+                name,
+                ControlRefusal::Killed {
+                    kind: format!("{:?}", switch.scope),
+                    reason: switch.reason,
+                },
+            ));
+        }
+
+        // Bind the arguments that name entities and carry attributes, add the run's budget as
+        // trusted context, then decide. A store failure fails closed (low-risk fail_open reads
+        // pass, degraded and logged).
         let facts = ActorFacts::from_actor(actor);
-        let policy_request = match tool_request(
+        let mut policy_request = match tool_request(
             asker(actor, &facts),
             Action::CallTool,
             contract,
@@ -142,15 +179,57 @@ impl Gateway {
             Ok(request) => request,
             Err(e) => return Ok(refusal_text(&e.to_string())),
         };
+        let run = match self.controls.run_of(actor) {
+            Ok(run) => run,
+            Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
+        };
+        let mut degraded = false;
+        match self.controls.usage(&run, name).await {
+            Ok(usage) => {
+                policy_request.runtime.budget_remaining = Some(self.controls.remaining(&usage))
+            }
+            Err(refusal) if contract.fail_open => {
+                tracing::warn!(target: "capgate::decision", tool = name, %refusal, "fail_open read passes degraded");
+                degraded = true;
+            }
+            Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
+        }
         let decision = self.decide(&policy_request);
         record(&policy_request, &decision);
         if !decision.is_allow() {
             return Ok(self.refusal(&decision));
         }
 
+        // Claim the idempotency key of a side effect (a replay returns the stored result), then
+        // debit the run's budget.
+        let claim = if contract.effect.is_side_effect() {
+            match self
+                .controls
+                .start_idempotent(actor, contract, idempotency_key, &arguments)
+                .await
+            {
+                Ok(IdempotencyStart::Perform(scope)) => Some(scope),
+                Ok(IdempotencyStart::Replay(stored)) => return Ok(replayed(&stored)),
+                Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
+            }
+        } else {
+            None
+        };
+        if !degraded {
+            if let Err(refusal) = self.controls.debit(&run, contract).await {
+                if let Some(scope) = claim {
+                    let _ = self.controls.release(scope).await;
+                }
+                return Ok(self.refused_by_control(actor, name, refusal));
+            }
+        }
+
         // Forward, as the gateway, with the actor's context in `_meta`.
         let server = self.downstreams.get(&contract.server).map_err(internal)?;
         if server.catalogue().tool(&contract.name).is_none() {
+            if let Some(scope) = claim {
+                let _ = self.controls.release(scope).await;
+            }
             return Ok(refusal_text(&format!(
                 "tool `{name}` is not currently offered by downstream server `{}`",
                 contract.server
@@ -159,10 +238,54 @@ impl Gateway {
         let mut params =
             CallToolRequestParams::new(contract.name.clone()).with_arguments(arguments);
         params.meta = Some(actor_meta(actor));
-        match server.call_tool(params).await {
-            Ok(result) => Ok(result),
-            Err(e) => Ok(downstream_failure(&e)),
+        let result = match server.call_tool(params).await {
+            Ok(result) => result,
+            // Certainly not performed: the key may be used again.
+            Err(e @ DownstreamError::Unavailable { .. }) => {
+                if let Some(scope) = claim {
+                    let _ = self.controls.release(scope).await;
+                }
+                return Ok(downstream_failure(&e));
+            }
+            // Maybe performed (timeout, crash mid-call): the key stays spent on this outcome.
+            Err(e) => downstream_failure(&e),
+        };
+
+        // Keep the result for replays of the same key.
+        if let Some(scope) = claim {
+            let stored = serde_json::to_string(&result).unwrap_or_default();
+            if let Err(refusal) = self.controls.complete(scope, stored).await {
+                tracing::error!(tool = name, %refusal, "could not store the idempotent result");
+            }
         }
+        Ok(result)
+    }
+
+    /// Logs and returns a refusal by a control (kill switch, budget, idempotency, store).
+    fn refused_by_control(
+        &self,
+        actor: &CompositeActor,
+        tool: &str,
+        refusal: ControlRefusal,
+    ) -> CallToolResult {
+        tracing::info!(
+            target: "capgate::decision",
+            tenant = %actor.tenant,
+            user = %actor.user.id,
+            agent = actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
+            capability = tool,
+            outcome = "deny",
+            reason = %refusal,
+            "refused by an enforcement control"
+        );
+        let mut result = refusal_text(&refusal.to_string());
+        let mut meta = rmcp::model::MetaObject::new();
+        meta.0.insert(
+            DECISION_META_KEY.into(),
+            json!({"decision": "deny", "reason": refusal.to_string()}),
+        );
+        result.meta = Some(meta);
+        result
     }
 
     // ---- resources --------------------------------------------------------------------------
@@ -412,6 +535,17 @@ fn record(request: &PolicyRequest, decision: &Decision) {
         reason = %decision.reason,
         "decision"
     );
+}
+
+/// A stored result returned again for a retried idempotency key, marked as a replay.
+fn replayed(stored: &str) -> CallToolResult {
+    let mut result = serde_json::from_str::<CallToolResult>(stored).unwrap_or_else(|_| {
+        refusal_text("the stored result of this idempotency key could not be read")
+    });
+    let mut meta = result.meta.take().unwrap_or_default();
+    meta.0.insert(REPLAY_META_KEY.into(), Value::Bool(true));
+    result.meta = Some(meta);
+    result
 }
 
 fn refusal_text(message: &str) -> CallToolResult {

@@ -37,6 +37,12 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         .route("/admin/policy", get(policy_status))
         .route("/admin/policy/reload", post(reload_policy))
         .route("/admin/relationships", post(update_relationships))
+        .route(
+            "/admin/kill-switches",
+            get(list_kill_switches).post(set_kill_switch),
+        )
+        .route("/admin/kill-switches/lift", post(lift_kill_switch))
+        .route("/admin/budgets", get(budget_usage))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
@@ -148,6 +154,100 @@ async fn update_relationships(
         Err(message) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"error": message, "note": "the relationship store is unchanged"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn list_kill_switches(State(state): State<AdminState>) -> Json<Value> {
+    Json(json!({ "kill_switches": state.gateway.controls().kill_switches() }))
+}
+
+#[derive(serde::Deserialize)]
+struct KillRequest {
+    #[serde(flatten)]
+    scope: crate::store::KillScope,
+    reason: Option<String>,
+}
+
+fn store_failure(error: crate::store::StoreError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": error.to_string()})),
+    )
+        .into_response()
+}
+
+async fn set_kill_switch(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+    Json(request): Json<KillRequest>,
+) -> Response {
+    let Some(reason) = request.reason.filter(|r| !r.trim().is_empty()) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "a kill switch needs a reason"})),
+        )
+            .into_response();
+    };
+    let switch = crate::store::KillSwitch {
+        scope: request.scope,
+        reason,
+        set_by: actor.user.id.clone(),
+        set_at: crate::policy::now_unix(),
+    };
+    tracing::warn!(target: "capgate::admin", user = %actor.user.id, scope = ?switch.scope, reason = %switch.reason, "kill switch set");
+    match state.gateway.controls().set_kill_switch(switch) {
+        Ok(()) => Json(json!({ "kill_switches": state.gateway.controls().kill_switches() }))
+            .into_response(),
+        Err(error) => store_failure(error),
+    }
+}
+
+async fn lift_kill_switch(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+    Json(request): Json<KillRequest>,
+) -> Response {
+    tracing::warn!(target: "capgate::admin", user = %actor.user.id, scope = ?request.scope, "kill switch lifted");
+    match state.gateway.controls().lift_kill_switch(&request.scope) {
+        Ok(lifted) => Json(json!({
+            "lifted": lifted,
+            "kill_switches": state.gateway.controls().kill_switches(),
+        }))
+        .into_response(),
+        Err(error) => store_failure(error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BudgetQuery {
+    /// `<tenant>/<run id>`, as budgets are kept.
+    run: String,
+    #[serde(default)]
+    tool: String,
+}
+
+async fn budget_usage(
+    State(state): State<AdminState>,
+    axum::extract::Query(query): axum::extract::Query<BudgetQuery>,
+) -> Response {
+    let controls = state.gateway.controls();
+    match controls.usage(&query.run, &query.tool).await {
+        Ok(usage) => Json(json!({
+            "run": query.run,
+            "usage": usage,
+            "limits": {
+                "max_calls_per_run": controls.config().max_calls_per_run,
+                "max_calls_per_tool": controls.config().max_calls_per_tool,
+                "max_cost_per_run": controls.config().max_cost_per_run,
+            },
+            "remaining_calls": controls.remaining(&usage),
+        }))
+        .into_response(),
+        Err(refusal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": refusal.to_string()})),
         )
             .into_response(),
     }

@@ -90,6 +90,10 @@ pub fn start_gateway(
         digest = %policy_set.digest,
         "policy set loaded"
     );
+    let store = crate::store::SqliteStore::open(&config.data_dir)
+        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+    let controls = crate::enforce::Controls::new(Arc::new(store), config.enforcement.clone())
+        .map_err(|e| StartError::Serve(e.to_string()))?;
     let contracts = registry.clone();
     let downstreams = Downstreams::start(
         &config.downstreams,
@@ -100,6 +104,7 @@ pub fn start_gateway(
         registry,
         policy,
         downstreams,
+        controls,
         config.server.explain_to_agent,
     )))
 }
@@ -157,8 +162,14 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
+        let idempotency_key = ctx
+            .meta
+            .0
+             .0
+            .get(crate::enforce::IDEMPOTENCY_META_KEY)
+            .and_then(|v| v.as_str());
         self.gateway
-            .call_tool(&actor, &request.name, request.arguments)
+            .call_tool(&actor, &request.name, request.arguments, idempotency_key)
             .await
             .map(Into::into)
     }

@@ -42,6 +42,8 @@ pub struct GatewayOptions {
     pub admin: bool,
     /// Agents get the audience-safe reason instead of the detailed one.
     pub safe_explanations: bool,
+    /// An `[enforcement]` table body (budgets, idempotency retention).
+    pub enforcement: Option<String>,
 }
 
 pub struct TestGateway {
@@ -143,6 +145,14 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
             journal = dir.join("flaky-journal.jsonl").display(),
         ));
     }
+    if let Some(enforcement) = &options.enforcement {
+        // Top-level tables go before the first [[array]] table.
+        config = config.replacen(
+            "[server]",
+            &format!("[enforcement]\n{enforcement}\n\n[server]"),
+            1,
+        );
+    }
     if options.safe_explanations {
         config = config.replace(
             "explain_to_agent = \"detailed\"",
@@ -174,23 +184,31 @@ pub fn add_admin(config: &Path) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+fn spawn_gateway(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("gateway.log"))
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["serve", "--config"])
+        .arg(dir.join("capgate.toml"))
+        .env("CAPGATE_TEST_SECRET", TEST_SECRET)
+        .env("CAPGATE_LOG", "info,capgate=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn capgate")
+}
+
 impl TestGateway {
     pub async fn start(options: GatewayOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = write_config(dir.path(), port, &options);
         let admin_url = options.admin.then(|| add_admin(&config));
-        let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_capgate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("CAPGATE_TEST_SECRET", TEST_SECRET)
-            .env("CAPGATE_LOG", "info,capgate=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn capgate");
+        let child = spawn_gateway(dir.path());
         let gateway = TestGateway {
             child: std::sync::Mutex::new(child),
             port,
@@ -202,6 +220,16 @@ impl TestGateway {
         };
         gateway.wait_healthy(Duration::from_secs(60)).await;
         gateway
+    }
+
+    /// Kills the gateway (SIGKILL) and starts it again on the same config and data directory.
+    pub async fn restart(&self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+            *child = spawn_gateway(self.dir.path());
+        }
+        self.wait_healthy(Duration::from_secs(60)).await;
     }
 
     pub fn pid(&self) -> u32 {
@@ -363,6 +391,13 @@ impl TestGateway {
     pub fn token(&self, spec: &TokenSpec) -> String {
         sign_hs256(&claims(spec, &self.url), TEST_SECRET.as_bytes())
     }
+
+    /// A valid token for a run.
+    pub fn token_in_run(&self, spec: &TokenSpec, run_id: &str) -> String {
+        let mut claims = claims(spec, &self.url);
+        claims.insert("run_id".into(), run_id.into());
+        sign_hs256(&claims, TEST_SECRET.as_bytes())
+    }
 }
 
 pub fn analyst(tenant: &'static str, user: &'static str, agent: &'static str) -> TokenSpec {
@@ -391,6 +426,32 @@ pub async fn call(
         .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
         .await
         .expect("tools/call returns a result")
+}
+
+/// A call with our own `_meta` entries (idempotency key, ...).
+pub async fn call_with_meta(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    arguments: Value,
+    meta: Value,
+) -> CallToolResult {
+    let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments));
+    let mut request_meta = rmcp::model::RequestMetaObject::new();
+    if let Value::Object(entries) = meta {
+        for (key, value) in entries {
+            request_meta.0 .0.insert(key, value);
+        }
+    }
+    params.meta = Some(request_meta);
+    client
+        .call_tool(params)
+        .await
+        .expect("tools/call returns a result")
+}
+
+/// `_meta` with an idempotency key.
+pub fn key(key: &str) -> Value {
+    json!({ "dev.capgate/idempotency-key": key })
 }
 
 pub fn text_of(result: &CallToolResult) -> String {

@@ -1,0 +1,239 @@
+//! Enforcement controls with real MCP traffic: idempotency of side effects, run budgets that
+//! survive a restart, and kill switches that act on the next request.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn drafts_received(gateway: &TestGateway) -> usize {
+    gateway
+        .journal_entries()
+        .iter()
+        .filter(|e| e["name"] == "create_notice_draft")
+        .count()
+}
+
+#[tokio::test]
+async fn concurrent_identical_side_effects_with_one_key_run_once() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
+    let client = std::sync::Arc::new(gateway.client(&token).await);
+    let draft = json!({"case_id": "case-101", "body": "Notice of investigation"});
+
+    // No key: refused with a clear error, nothing reaches the downstream.
+    let keyless = call(&client, "case__create_notice_draft", draft.clone()).await;
+    assert_eq!(keyless.is_error, Some(true));
+    assert!(
+        text_of(&keyless).contains("idempotency key"),
+        "{}",
+        text_of(&keyless)
+    );
+    assert_eq!(drafts_received(&gateway), 0);
+
+    // 50 concurrent identical calls with one key: the downstream performs exactly one.
+    let calls = (0..50).map(|_| {
+        let client = client.clone();
+        let draft = draft.clone();
+        tokio::spawn(async move {
+            call_with_meta(&client, "case__create_notice_draft", draft, key("notice-1")).await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(calls).await;
+    let mut performed_or_replayed = 0;
+    let mut in_flight = 0;
+    for result in results {
+        let result = result.expect("task");
+        if result.is_error == Some(true) {
+            assert!(
+                text_of(&result).contains("still in progress"),
+                "{}",
+                text_of(&result)
+            );
+            in_flight += 1;
+        } else {
+            performed_or_replayed += 1;
+        }
+    }
+    assert_eq!(drafts_received(&gateway), 1, "exactly one draft created");
+    assert!(performed_or_replayed >= 1);
+    assert_eq!(performed_or_replayed + in_flight, 50);
+
+    // A retry with the key returns the stored result, marked as a replay, with no new call.
+    let replay = call_with_meta(
+        &client,
+        "case__create_notice_draft",
+        draft.clone(),
+        key("notice-1"),
+    )
+    .await;
+    assert_ne!(replay.is_error, Some(true), "{}", text_of(&replay));
+    let meta = serde_json::to_value(&replay.meta).expect("meta");
+    assert_eq!(meta["dev.capgate/replay"], true, "{meta}");
+    assert_eq!(drafts_received(&gateway), 1);
+
+    // The same key with a changed argument is refused.
+    let changed = call_with_meta(
+        &client,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "A different notice"}),
+        key("notice-1"),
+    )
+    .await;
+    assert_eq!(changed.is_error, Some(true));
+    assert!(
+        text_of(&changed).contains("different call"),
+        "{}",
+        text_of(&changed)
+    );
+    assert_eq!(drafts_received(&gateway), 1);
+
+    // Another actor's same key is another scope.
+    let carol = gateway
+        .client(&gateway.token(&analyst("globex", "carol", "drafting-agent")))
+        .await;
+    let other = call_with_meta(
+        &carol,
+        "case__create_notice_draft",
+        json!({"case_id": "case-201", "body": "Notice"}),
+        key("notice-1"),
+    )
+    .await;
+    assert_ne!(other.is_error, Some(true), "{}", text_of(&other));
+    assert_eq!(drafts_received(&gateway), 2);
+}
+
+#[tokio::test]
+async fn an_exhausted_run_is_denied_and_stays_denied_across_a_restart() {
+    let gateway = TestGateway::start(GatewayOptions {
+        enforcement: Some(
+            "max_calls_per_run = 3\nmax_calls_per_tool = 10\nmax_cost_per_run = 100".into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let token = gateway.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-7");
+    let client = gateway.client(&token).await;
+    for _ in 0..3 {
+        let read = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+        assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    }
+    let fourth = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_eq!(fourth.is_error, Some(true));
+    assert!(text_of(&fourth).contains("budget"), "{}", text_of(&fourth));
+
+    gateway.restart().await;
+    let client = gateway.client(&token).await;
+    let after = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_eq!(after.is_error, Some(true), "the budget is durable");
+    assert!(text_of(&after).contains("budget"), "{}", text_of(&after));
+    // Another run has its own budget.
+    let other_run = gateway
+        .client(&gateway.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-8"))
+        .await;
+    let fresh = call(
+        &other_run,
+        "case__read_case",
+        json!({"case_id": "case-101"}),
+    )
+    .await;
+    assert_ne!(fresh.is_error, Some(true), "{}", text_of(&fresh));
+    let reads = gateway
+        .journal_entries()
+        .iter()
+        .filter(|e| e["name"] == "read_case")
+        .count();
+    assert_eq!(reads, 4, "refused calls never reached the downstream");
+}
+
+async fn admin(gateway: &TestGateway, path: &str, body: Value) -> Value {
+    let admin = gateway.token(&TokenSpec {
+        user: "root-admin",
+        tenant: Some("acme"),
+        roles: vec!["capgate-admin"],
+        agent: None,
+        service: None,
+    });
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}{path}",
+            gateway.admin_url.as_deref().expect("admin")
+        ))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .expect("admin request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_kill_switch_hides_and_denies_a_tool_on_the_next_request_and_lifting_restores_it() {
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        ..Default::default()
+    })
+    .await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    assert!(tool_names(&client)
+        .await
+        .contains(&"case__read_case".to_string()));
+
+    admin(
+        &gateway,
+        "/admin/kill-switches",
+        json!({"scope": "tool", "target": "case__read_case", "reason": "incident 42: leaking data"}),
+    )
+    .await;
+    // The same, already connected session: hidden and denied on its next requests.
+    assert!(!tool_names(&client)
+        .await
+        .contains(&"case__read_case".to_string()));
+    let denied = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_eq!(denied.is_error, Some(true));
+    assert!(
+        text_of(&denied).contains("incident 42"),
+        "{}",
+        text_of(&denied)
+    );
+    // Other tools are untouched.
+    assert!(tool_names(&client)
+        .await
+        .contains(&"case__search_evidence".to_string()));
+
+    // Survives a restart.
+    gateway.restart().await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    assert!(!tool_names(&client)
+        .await
+        .contains(&"case__read_case".to_string()));
+
+    admin(
+        &gateway,
+        "/admin/kill-switches/lift",
+        json!({"scope": "tool", "target": "case__read_case"}),
+    )
+    .await;
+    assert!(tool_names(&client)
+        .await
+        .contains(&"case__read_case".to_string()));
+    let restored = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_ne!(restored.is_error, Some(true), "{}", text_of(&restored));
+    assert_eq!(
+        gateway
+            .journal_entries()
+            .iter()
+            .filter(|e| e["name"] == "read_case")
+            .count(),
+        1,
+        "the killed call never reached the downstream"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
