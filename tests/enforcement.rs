@@ -237,3 +237,59 @@ async fn a_kill_switch_hides_and_denies_a_tool_on_the_next_request_and_lifting_r
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn with_the_store_unavailable_side_effects_fail_closed_and_fail_open_reads_pass() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    // Another process-level writer holds the database's write lock: the store cannot commit.
+    let db =
+        rusqlite::Connection::open(gateway.dir.path().join("data/capgate.db")).expect("open db");
+    db.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+
+    let side_effect = call_with_meta(
+        &client,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Notice"}),
+        key("while-down-1"),
+    )
+    .await;
+    assert_eq!(side_effect.is_error, Some(true));
+    assert!(
+        text_of(&side_effect).contains("fails closed"),
+        "{}",
+        text_of(&side_effect)
+    );
+    assert_eq!(drafts_received(&gateway), 0);
+
+    let read = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    let meta = serde_json::to_value(&read.meta).expect("meta");
+    assert_eq!(meta["dev.capgate/degraded"], true, "{meta}");
+    // Reads that are not fail_open are refused.
+    let search = call(
+        &client,
+        "case__search_evidence",
+        json!({"case_id": "case-101", "query": "loan"}),
+    )
+    .await;
+    assert_eq!(search.is_error, Some(true));
+
+    // Both are recorded.
+    let log = gateway.log();
+    assert!(log.contains("fail_open read passes degraded"), "{log}");
+    assert!(log.contains("refused by an enforcement control"), "{log}");
+
+    db.execute_batch("ROLLBACK").expect("release");
+    let after = call_with_meta(
+        &client,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Notice"}),
+        key("after-recovery"),
+    )
+    .await;
+    assert_ne!(after.is_error, Some(true), "{}", text_of(&after));
+}

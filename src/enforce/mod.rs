@@ -37,6 +37,8 @@ use crate::registry::Registry;
 /// The `_meta` key under which capgate tells a downstream server who the call is for. Downstream
 /// servers trust it because only the gateway can reach them; the agent's token is never forwarded.
 pub const ACTOR_META_KEY: &str = "dev.capgate/actor";
+/// The `_meta` key marking a result served while the enforcement store was unavailable.
+pub const DEGRADED_META_KEY: &str = "dev.capgate/degraded";
 /// The `_meta` key of refusals, carrying the decision in machine-readable form.
 pub const DECISION_META_KEY: &str = "dev.capgate/decision";
 
@@ -216,11 +218,18 @@ impl Gateway {
             None
         };
         if !degraded {
-            if let Err(refusal) = self.controls.debit(&run, contract).await {
-                if let Some(scope) = claim {
-                    let _ = self.controls.release(scope).await;
+            match self.controls.debit(&run, contract).await {
+                Ok(_) => {}
+                Err(ControlRefusal::StoreUnavailable(error)) if contract.fail_open => {
+                    tracing::warn!(target: "capgate::decision", tool = name, %error, "fail_open read passes degraded: budget not debited");
+                    degraded = true;
                 }
-                return Ok(self.refused_by_control(actor, name, refusal));
+                Err(refusal) => {
+                    if let Some(scope) = claim {
+                        let _ = self.controls.release(scope).await;
+                    }
+                    return Ok(self.refused_by_control(actor, name, refusal));
+                }
             }
         }
 
@@ -250,6 +259,13 @@ impl Gateway {
             // Maybe performed (timeout, crash mid-call): the key stays spent on this outcome.
             Err(e) => downstream_failure(&e),
         };
+
+        let mut result = result;
+        if degraded {
+            let mut meta = result.meta.take().unwrap_or_default();
+            meta.0.insert(DEGRADED_META_KEY.into(), Value::Bool(true));
+            result.meta = Some(meta);
+        }
 
         // Keep the result for replays of the same key.
         if let Some(scope) = claim {

@@ -33,10 +33,29 @@ pub mod types {
     ];
 }
 
-/// Builds an entity uid from a type name known to be valid and an arbitrary id.
-pub fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let type_name = EntityTypeName::from_str(type_name)
-        .map_err(|e| format!("`{type_name}` is not an entity type name: {e}"))?;
+/// Parsed entity type names, kept: parsing one runs Cedar's parser, which would otherwise
+/// happen several times per decision.
+fn type_name(name: &str) -> Result<EntityTypeName, String> {
+    static PARSED: std::sync::OnceLock<std::sync::RwLock<HashMap<String, EntityTypeName>>> =
+        std::sync::OnceLock::new();
+    let cache = PARSED.get_or_init(Default::default);
+    if let Some(parsed) = cache.read().ok().and_then(|c| c.get(name).cloned()) {
+        return Ok(parsed);
+    }
+    let parsed = EntityTypeName::from_str(name)
+        .map_err(|e| format!("`{name}` is not an entity type name: {e}"))?;
+    if let Ok(mut cache) = cache.write() {
+        // Type names come from the schema and contracts: a small, bounded set.
+        if cache.len() < 1024 {
+            cache.insert(name.to_string(), parsed.clone());
+        }
+    }
+    Ok(parsed)
+}
+
+/// Builds an entity uid from a type name and an arbitrary id.
+pub fn uid(type_name_text: &str, id: &str) -> Result<EntityUid, String> {
+    let type_name = type_name(type_name_text)?;
     // EntityId::from_str accepts any string; it cannot fail.
     let id = EntityId::from_str(id).map_err(|e| format!("entity id `{id}`: {e}"))?;
     Ok(EntityUid::from_type_name_and_id(type_name, id))

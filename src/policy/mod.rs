@@ -54,6 +54,7 @@ pub struct CompiledPolicySet {
     action_entities: Vec<Entity>,
     policy_count: usize,
     label: String,
+    authorizer: Authorizer,
 }
 
 fn schema_problem(dir: &Path, message: String) -> PolicyLoadError {
@@ -131,6 +132,7 @@ impl CompiledPolicySet {
             meta: loaded.meta,
             action_uids,
             action_entities,
+            authorizer: Authorizer::new(),
         })
     }
 
@@ -212,7 +214,7 @@ impl CompiledPolicySet {
                 Vec::new(),
             );
         };
-        let authorizer = Authorizer::new();
+        let authorizer = &self.authorizer;
         let response = authorizer.is_authorized(&cedar_request, &slice.all, &entities);
         // Approval, more context and evaluation errors matter only if something would permit
         // the request: without a permit the answer is deny, whatever else happened.
@@ -440,14 +442,11 @@ impl CompiledPolicySet {
             .ok_or_else(|| format!("action {} is not declared", request.action.as_str()))?;
         let context = Context::from_pairs(context)
             .map_err(|e| format!("the request context is invalid: {e}"))?;
-        let cedar_request = Request::new(
-            actor.principal,
-            action,
-            resource_uid.clone(),
-            context,
-            Some(&self.schema),
-        )
-        .map_err(|e| format!("the request does not match the policy schema: {e}"))?;
+        // Not re-validated against the schema per call: every part is built here with typed
+        // constructors, and what a request must state is checked by `missing_context` first.
+        let cedar_request =
+            Request::new(actor.principal, action, resource_uid.clone(), context, None)
+                .map_err(|e| format!("the request is malformed: {e}"))?;
         let entities = Entities::from_entities(entities, None)
             .map_err(|e| format!("the request's entities are inconsistent: {e}"))?;
         Ok((cedar_request, entities, resource_uid))
@@ -469,6 +468,13 @@ fn missing_context(request: &PolicyRequest, store: &RelationshipStore) -> Vec<St
         if !request.entities.contains_key(key) {
             missing.push(format!("context.{key}"));
         }
+    }
+    // Runtime facts capgate always states; unknown is not the same as "none".
+    if request.runtime.workflow_node.is_none() {
+        missing.push("runtime.workflow_node".to_string());
+    }
+    if request.risk.score.is_none() {
+        missing.push("risk.score".to_string());
     }
     for (key, entity) in &request.entities {
         let known = uid(&entity.entity_type, &entity.id)

@@ -64,7 +64,7 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(failed)?;
         connection
-            .busy_timeout(std::time::Duration::from_secs(5))
+            .busy_timeout(std::time::Duration::from_millis(1500))
             .map_err(failed)?;
         connection.execute_batch(SCHEMA).map_err(failed)?;
         Ok(Self {
