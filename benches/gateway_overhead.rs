@@ -39,6 +39,8 @@ const SECRET: &str = "capgate-bench-secret-0123456789abcdef0123456789abcdef";
 const ISSUER: &str = "https://bench-issuer.capgate.local";
 const ACTOR_META_KEY: &str = "dev.capgate/actor";
 const CASE_ID: &str = "case-101";
+/// Run budget limits (calls and cost) in the gateways' config: far above any run of this bench.
+const BUDGET: u64 = 1_000_000_000;
 
 /// Environment a parent may have set that would change what a child does; every child starts
 /// without it so that all three downstream processes run the same way.
@@ -390,7 +392,7 @@ fn public_url(port: u16) -> String {
 
 /// A gateway config in `dir`, as tests/common/mod.rs writes it: the repo's contracts and
 /// policies, one HS256 issuer whose secret comes from the environment, `case-platform` as the
-/// only downstream (without a journal: it fsyncs every call).
+/// only downstream (without a journal: it fsyncs every call), its store in `dir/data`.
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let capabilities = dir.join("capabilities");
@@ -406,6 +408,13 @@ fn write_config(dir: &Path, port: u16) -> PathBuf {
 capabilities_dir = "capabilities"
 policies_dir = "policies"
 data_dir = "data"
+
+# Run budgets stay on (each call is debited in the store, as in production), with limits no
+# benchmark reaches: the defaults stop a run after 50 calls of one tool.
+[enforcement]
+max_calls_per_run = {BUDGET}
+max_calls_per_tool = {BUDGET}
+max_cost_per_run = {BUDGET}
 
 [server]
 listen = "127.0.0.1:{port}"

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::state::{
-    Case, CaseStatus, Edge, Entity, Evidence, EvidenceSensitivity, Platform, Risk, TenantState,
+    Case, CaseStatus, Draft, DraftStatus, Edge, Entity, Evidence, EvidenceSensitivity, Platform,
+    Risk, TenantState,
 };
 
 /// `(id, title, risk, assigned users)`; every seeded case starts `open`.
@@ -208,6 +209,60 @@ fn tenant(
     }
 }
 
+/// Seeded notice drafts: (tenant, id, case, author, status). They mirror the gateway's
+/// relationship store (policies/entities/case-platform.json), as a system of record would.
+const SEED_DRAFTS: &[(&str, &str, &str, &str, DraftStatus)] = &[
+    (
+        "acme",
+        "draft-901",
+        "case-101",
+        "alice",
+        DraftStatus::Approved,
+    ),
+    (
+        "acme",
+        "draft-902",
+        "case-101",
+        "alice",
+        DraftStatus::Drafted,
+    ),
+    (
+        "acme",
+        "draft-903",
+        "case-102",
+        "alice",
+        DraftStatus::ApprovalRequested,
+    ),
+    (
+        "acme",
+        "draft-904",
+        "case-105",
+        "alice",
+        DraftStatus::Approved,
+    ),
+    (
+        "acme",
+        "draft-905",
+        "case-102",
+        "bob",
+        DraftStatus::ApprovalRequested,
+    ),
+    (
+        "acme",
+        "draft-906",
+        "case-102",
+        "alice",
+        DraftStatus::Approved,
+    ),
+    (
+        "globex",
+        "draft-951",
+        "case-201",
+        "carol",
+        DraftStatus::Approved,
+    ),
+];
+
 /// A fresh platform holding the seed data.
 pub fn platform() -> Platform {
     let mut tenants = HashMap::new();
@@ -219,5 +274,22 @@ pub fn platform() -> Platform {
         "globex".to_owned(),
         tenant(GLOBEX_CASES, GLOBEX_EVIDENCE, GLOBEX_ENTITIES, GLOBEX_EDGES),
     );
+    for (tenant_id, id, case_id, author, status) in SEED_DRAFTS {
+        if let Some(state) = tenants.get_mut(*tenant_id) {
+            state.drafts.insert(
+                (*id).to_owned(),
+                Draft {
+                    id: (*id).to_owned(),
+                    case_id: (*case_id).to_owned(),
+                    body: format!("Seeded notice for {case_id}"),
+                    status: *status,
+                    created_by: Some((*author).to_owned()),
+                    approval_requested_by: None,
+                    approved_by: None,
+                    sent_by: None,
+                },
+            );
+        }
+    }
     Platform::with_tenants(tenants)
 }

@@ -13,12 +13,14 @@ use sha2::{Digest, Sha256};
 use crate::identity::CompositeActor;
 use crate::registry::ToolContract;
 use crate::store::{
-    canonical_json, BudgetDebit, BudgetLimits, BudgetUsage, IdempotencyClaim, IdempotencyScope,
-    KillScope, KillSwitch, Store, StoreError,
+    canonical_json, Approval, ApprovalProblem, ApprovalStatus, BudgetDebit, BudgetLimits,
+    BudgetUsage, IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store, StoreError,
 };
 
 /// The `_meta` key carrying the agent's idempotency key on side-effecting calls.
 pub const IDEMPOTENCY_META_KEY: &str = "dev.capgate/idempotency-key";
+/// The `_meta` key carrying an approval reference on a retried call.
+pub const APPROVAL_META_KEY: &str = "dev.capgate/approval";
 /// The `_meta` key marking a result replayed from the idempotency record.
 pub const REPLAY_META_KEY: &str = "dev.capgate/replay";
 
@@ -42,6 +44,10 @@ pub struct EnforcementConfig {
     pub max_cost_per_run: u64,
     pub without_run_id: WithoutRunId,
     pub idempotency_retention_seconds: i64,
+    /// How long an approval request may be granted and used.
+    pub approval_ttl_seconds: i64,
+    /// The approver role when the deciding policy names none.
+    pub default_approver_role: String,
 }
 
 impl Default for EnforcementConfig {
@@ -52,6 +58,8 @@ impl Default for EnforcementConfig {
             max_cost_per_run: 500,
             without_run_id: WithoutRunId::UserDay,
             idempotency_retention_seconds: 24 * 3600,
+            approval_ttl_seconds: 3600,
+            default_approver_role: "senior_reviewer".into(),
         }
     }
 }
@@ -73,8 +81,35 @@ pub enum ControlRefusal {
         "a call with idempotency key `{0}` is still in progress; retry later with the same key"
     )]
     InFlight(String),
+    #[error("the approval does not authorize this call: {0}")]
+    Approval(#[from] ApprovalProblem),
     #[error("the enforcement store is unavailable, so capgate fails closed: {0}")]
     StoreUnavailable(#[from] StoreError),
+}
+
+/// A call's identity for approvals: what exactly was (or will be) approved.
+pub struct ActionDigest(pub String);
+
+impl ActionDigest {
+    /// SHA-256 over the canonical JSON of tenant, actor, tool, tool definition, arguments, run.
+    pub fn of(
+        actor: &CompositeActor,
+        tool: &str,
+        definition_hash: &str,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+        run: &str,
+    ) -> Self {
+        let canonical = canonical_json(&serde_json::json!({
+            "tenant": actor.tenant,
+            "user": actor.user.id,
+            "agent": actor.agent.as_ref().map(|a| a.id.clone()),
+            "tool": tool,
+            "tool_definition": definition_hash,
+            "arguments": arguments,
+            "run": run,
+        }));
+        Self(hex::encode(Sha256::digest(canonical.as_bytes())))
+    }
 }
 
 /// The controls and their durable state.
@@ -192,14 +227,14 @@ impl Controls {
         }
     }
 
-    /// Claims the call's idempotency key: perform, replay, or refuse.
-    pub async fn start_idempotent(
+    /// The scope and fingerprint of a side effect's idempotency key.
+    fn idempotency_of(
         &self,
         actor: &CompositeActor,
         contract: &ToolContract,
         key: Option<&str>,
         arguments: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<IdempotencyStart, ControlRefusal> {
+    ) -> Result<(IdempotencyScope, String), ControlRefusal> {
         let Some(key) = key.filter(|k| !k.trim().is_empty()) else {
             return Err(ControlRefusal::MissingIdempotencyKey {
                 tool: contract.exposed_name.clone(),
@@ -222,6 +257,35 @@ impl Controls {
             }))
             .as_bytes(),
         ));
+        Ok((scope, fingerprint))
+    }
+
+    /// The stored result when this exact call already completed under this key: a retry is
+    /// answered from the record, whatever approvals or budgets say now, and nothing runs again.
+    pub async fn replay_of(
+        &self,
+        actor: &CompositeActor,
+        contract: &ToolContract,
+        key: Option<&str>,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<String>, ControlRefusal> {
+        if !contract.effect.is_side_effect() || key.is_none() {
+            return Ok(None);
+        }
+        let (scope, fingerprint) = self.idempotency_of(actor, contract, key, arguments)?;
+        let store = self.store.clone();
+        blocking(move || store.completed_result(&scope, &fingerprint)).await
+    }
+
+    /// Claims the call's idempotency key: perform, replay, or refuse.
+    pub async fn start_idempotent(
+        &self,
+        actor: &CompositeActor,
+        contract: &ToolContract,
+        key: Option<&str>,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<IdempotencyStart, ControlRefusal> {
+        let (scope, fingerprint) = self.idempotency_of(actor, contract, key, arguments)?;
         let (store, claim_scope, retain) = (
             self.store.clone(),
             scope.clone(),
@@ -231,12 +295,167 @@ impl Controls {
         let claim =
             blocking(move || store.claim_idempotency(&claim_scope, &fingerprint, now, retain))
                 .await?;
-        match claim {
-            IdempotencyClaim::Claimed => Ok(IdempotencyStart::Perform(scope)),
-            IdempotencyClaim::Replay(result) => Ok(IdempotencyStart::Replay(result)),
-            IdempotencyClaim::InFlight => Err(ControlRefusal::InFlight(scope.key)),
-            IdempotencyClaim::Mismatch => Err(ControlRefusal::KeyReused(scope.key)),
+        claim_outcome(claim, scope)
+    }
+
+    /// Opens an approval request for a call the PDP wants approved.
+    pub async fn request_approval(
+        &self,
+        actor: &CompositeActor,
+        tool: &str,
+        digest: &ActionDigest,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+        approver_role: Option<&str>,
+        policy_version: &str,
+    ) -> Result<Approval, ControlRefusal> {
+        let now = crate::policy::now_unix();
+        let approval = Approval {
+            id: format!("apr-{:016x}", rand::random::<u64>()),
+            tenant: actor.tenant.clone(),
+            requester: actor.user.id.clone(),
+            tool: tool.to_string(),
+            action_digest: digest.0.clone(),
+            arguments: serde_json::Value::Object(arguments.clone()).to_string(),
+            approver_role: approver_role
+                .unwrap_or(&self.config.default_approver_role)
+                .to_string(),
+            policy_version: policy_version.to_string(),
+            created_at: now,
+            expires_at: now + self.config.approval_ttl_seconds,
+            status: ApprovalStatus::Pending,
+            decided_by: None,
+        };
+        let (store, record) = (self.store.clone(), approval.clone());
+        blocking(move || store.create_approval(&record)).await?;
+        Ok(approval)
+    }
+
+    /// Checks, without using it, that an approval is granted for exactly this call.
+    pub async fn check_approval(
+        &self,
+        id: &str,
+        actor: &CompositeActor,
+        digest: &ActionDigest,
+    ) -> Result<Approval, ControlRefusal> {
+        let (store, lookup) = (self.store.clone(), id.to_string());
+        let approval = blocking(move || store.approval(&lookup))
+            .await?
+            .ok_or_else(|| ApprovalProblem::Unknown(id.to_string()))?;
+        let problem = if approval.tenant != actor.tenant {
+            Some(ApprovalProblem::OtherTenant(id.to_string()))
+        } else if approval.action_digest != digest.0 {
+            Some(ApprovalProblem::OtherCall(id.to_string()))
+        } else {
+            match approval.status {
+                ApprovalStatus::Approved if crate::policy::now_unix() >= approval.expires_at => {
+                    Some(ApprovalProblem::Expired(id.to_string()))
+                }
+                ApprovalStatus::Approved => None,
+                ApprovalStatus::Pending => Some(ApprovalProblem::Pending(id.to_string())),
+                ApprovalStatus::Rejected => Some(ApprovalProblem::Rejected(id.to_string())),
+                ApprovalStatus::Consumed => Some(ApprovalProblem::AlreadyUsed(id.to_string())),
+            }
+        };
+        match problem {
+            Some(problem) => Err(problem.into()),
+            None => Ok(approval),
         }
+    }
+
+    /// Uses an approval, atomically with the call's idempotency claim (side effects).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn consume_approval(
+        &self,
+        id: &str,
+        actor: &CompositeActor,
+        digest: &ActionDigest,
+        policy_version: &str,
+        contract: &ToolContract,
+        key: Option<&str>,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<IdempotencyStart>, ControlRefusal> {
+        let idempotency = if contract.effect.is_side_effect() {
+            Some(self.idempotency_of(actor, contract, key, arguments)?)
+        } else {
+            None
+        };
+        let (store, id, tenant, digest, version, retain) = (
+            self.store.clone(),
+            id.to_string(),
+            actor.tenant.clone(),
+            digest.0.clone(),
+            policy_version.to_string(),
+            self.config.idempotency_retention_seconds,
+        );
+        let now = crate::policy::now_unix();
+        let claim_scope = idempotency.clone();
+        let result = blocking(move || {
+            store.consume_approval(
+                &id,
+                &tenant,
+                &digest,
+                &version,
+                now,
+                claim_scope.as_ref().map(|(s, f)| (s, f.as_str(), retain)),
+            )
+        })
+        .await?;
+        match (result?, idempotency) {
+            (Some(claim), Some((scope, _))) => claim_outcome(claim, scope).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>, ControlRefusal> {
+        let (store, id) = (self.store.clone(), id.to_string());
+        blocking(move || store.approval(&id)).await
+    }
+
+    pub async fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, ControlRefusal> {
+        let (store, tenant) = (self.store.clone(), tenant.to_string());
+        blocking(move || store.approvals(&tenant)).await
+    }
+
+    /// Grants or rejects a pending approval. `approver` must hold the approval's role, be in its
+    /// tenant, and not be its requester: a person may not approve their own request.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &CompositeActor,
+    ) -> Result<Approval, ApprovalDecisionError> {
+        let approval = self
+            .approval(id)
+            .await
+            .map_err(ApprovalDecisionError::Store)?
+            .ok_or_else(|| ApprovalDecisionError::Problem(ApprovalProblem::Unknown(id.into())))?;
+        if approver.agent.is_some() {
+            return Err(ApprovalDecisionError::Forbidden(
+                "approvals are decided by people, not agents".into(),
+            ));
+        }
+        if approver.tenant != approval.tenant {
+            return Err(ApprovalDecisionError::Forbidden(
+                "the approver belongs to another tenant".into(),
+            ));
+        }
+        if approver.user.id == approval.requester {
+            return Err(ApprovalDecisionError::Forbidden(
+                "the requester cannot approve their own request".into(),
+            ));
+        }
+        if !approver.user.roles.contains(&approval.approver_role) {
+            return Err(ApprovalDecisionError::Forbidden(format!(
+                "approving needs role `{}`",
+                approval.approver_role
+            )));
+        }
+        let (store, lookup, who) = (self.store.clone(), id.to_string(), approver.user.id.clone());
+        let now = crate::policy::now_unix();
+        blocking(move || store.decide_approval(&lookup, approve, &who, now))
+            .await
+            .map_err(ApprovalDecisionError::Store)?
+            .map_err(ApprovalDecisionError::Problem)
     }
 
     /// Stores a performed call's result for replays.
@@ -253,6 +472,29 @@ impl Controls {
     pub async fn release(&self, scope: IdempotencyScope) -> Result<(), ControlRefusal> {
         let store = self.store.clone();
         blocking(move || store.release_idempotency(&scope)).await
+    }
+}
+
+/// Why an approver's decision was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalDecisionError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Problem(ApprovalProblem),
+    #[error(transparent)]
+    Store(ControlRefusal),
+}
+
+fn claim_outcome(
+    claim: IdempotencyClaim,
+    scope: IdempotencyScope,
+) -> Result<IdempotencyStart, ControlRefusal> {
+    match claim {
+        IdempotencyClaim::Claimed => Ok(IdempotencyStart::Perform(scope)),
+        IdempotencyClaim::Replay(result) => Ok(IdempotencyStart::Replay(result)),
+        IdempotencyClaim::InFlight => Err(ControlRefusal::InFlight(scope.key)),
+        IdempotencyClaim::Mismatch => Err(ControlRefusal::KeyReused(scope.key)),
     }
 }
 

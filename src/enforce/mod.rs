@@ -11,9 +11,16 @@ mod controls;
 mod requests;
 
 pub use controls::{
-    ControlRefusal, Controls, EnforcementConfig, IdempotencyStart, WithoutRunId,
-    IDEMPOTENCY_META_KEY, REPLAY_META_KEY,
+    ActionDigest, ApprovalDecisionError, ControlRefusal, Controls, EnforcementConfig,
+    IdempotencyStart, WithoutRunId, APPROVAL_META_KEY, IDEMPOTENCY_META_KEY, REPLAY_META_KEY,
 };
+
+/// What capgate reads from a call's `_meta` (model-controlled: references, never authority).
+#[derive(Debug, Clone, Default)]
+pub struct CallMeta {
+    pub idempotency_key: Option<String>,
+    pub approval: Option<String>,
+}
 
 pub use requests::{
     bind_entities, prompt_request, resource_request, tool_request, Asker, BindError,
@@ -147,7 +154,7 @@ impl Gateway {
         actor: &CompositeActor,
         name: &str,
         arguments: Option<JsonObject>,
-        idempotency_key: Option<&str>,
+        call_meta: &CallMeta,
     ) -> Result<CallToolResult, ErrorData> {
         // Resolve. An uncontracted or unknown name is "unknown" whatever the downstream offers.
         let contract = self
@@ -196,26 +203,76 @@ impl Gateway {
             }
             Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
         }
-        let decision = self.decide(&policy_request);
-        record(&policy_request, &decision);
-        if !decision.is_allow() {
-            return Ok(self.refusal(&decision));
+        // The exact call, for approvals: an approval reference counts only for this digest.
+        let server = self.downstreams.get(&contract.server).map_err(internal)?;
+        let Some(definition_hash) = server
+            .catalogue()
+            .tool(&contract.name)
+            .map(|t| t.definition_hash.clone())
+        else {
+            return Ok(refusal_text(&format!(
+                "tool `{name}` is not currently offered by downstream server `{}`",
+                contract.server
+            )));
+        };
+        let digest = ActionDigest::of(actor, name, &definition_hash, &arguments, &run);
+        match self
+            .controls
+            .replay_of(actor, contract, call_meta.idempotency_key.as_deref(), &arguments)
+            .await
+        {
+            Ok(Some(stored)) => return Ok(replayed(&stored)),
+            Ok(None) => {}
+            Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
         }
-
-        // Claim the idempotency key of a side effect (a replay returns the stored result), then
-        // debit the run's budget.
-        let claim = if contract.effect.is_side_effect() {
-            match self
-                .controls
-                .start_idempotent(actor, contract, idempotency_key, &arguments)
-                .await
-            {
-                Ok(IdempotencyStart::Perform(scope)) => Some(scope),
-                Ok(IdempotencyStart::Replay(stored)) => return Ok(replayed(&stored)),
+        if let Some(approval) = &call_meta.approval {
+            match self.controls.check_approval(approval, actor, &digest).await {
+                Ok(_) => policy_request.runtime.approval_granted = Some(true),
                 Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
             }
-        } else {
-            None
+        }
+
+        let decision = self.decide(&policy_request);
+        record(&policy_request, &decision);
+        match decision.outcome {
+            Outcome::Allow => {}
+            Outcome::RequireApproval => {
+                return Ok(self
+                    .approval_required(actor, name, &digest, &arguments, &decision)
+                    .await)
+            }
+            Outcome::Deny | Outcome::RequireMoreContext => return Ok(self.refusal(&decision)),
+        }
+
+        // Use the approval and claim the idempotency key of a side effect in one transaction
+        // (a replay returns the stored result), then debit the run's budget.
+        let key = call_meta.idempotency_key.as_deref();
+        let start = match &call_meta.approval {
+            Some(approval) => {
+                self.controls
+                    .consume_approval(
+                        approval,
+                        actor,
+                        &digest,
+                        &decision.policy_version,
+                        contract,
+                        key,
+                        &arguments,
+                    )
+                    .await
+            }
+            None if contract.effect.is_side_effect() => self
+                .controls
+                .start_idempotent(actor, contract, key, &arguments)
+                .await
+                .map(Some),
+            None => Ok(None),
+        };
+        let claim = match start {
+            Ok(Some(IdempotencyStart::Perform(scope))) => Some(scope),
+            Ok(Some(IdempotencyStart::Replay(stored))) => return Ok(replayed(&stored)),
+            Ok(None) => None,
+            Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
         };
         if !degraded {
             match self.controls.debit(&run, contract).await {
@@ -234,16 +291,6 @@ impl Gateway {
         }
 
         // Forward, as the gateway, with the actor's context in `_meta`.
-        let server = self.downstreams.get(&contract.server).map_err(internal)?;
-        if server.catalogue().tool(&contract.name).is_none() {
-            if let Some(scope) = claim {
-                let _ = self.controls.release(scope).await;
-            }
-            return Ok(refusal_text(&format!(
-                "tool `{name}` is not currently offered by downstream server `{}`",
-                contract.server
-            )));
-        }
         let mut params =
             CallToolRequestParams::new(contract.name.clone()).with_arguments(arguments);
         params.meta = Some(actor_meta(actor));
@@ -275,6 +322,52 @@ impl Gateway {
             }
         }
         Ok(result)
+    }
+
+    /// Opens an approval request bound to this exact call and tells the agent how to proceed.
+    async fn approval_required(
+        &self,
+        actor: &CompositeActor,
+        tool: &str,
+        digest: &ActionDigest,
+        arguments: &JsonObject,
+        decision: &Decision,
+    ) -> CallToolResult {
+        let approval = match self
+            .controls
+            .request_approval(
+                actor,
+                tool,
+                digest,
+                arguments,
+                decision.approver_role.as_deref(),
+                &decision.policy_version,
+            )
+            .await
+        {
+            Ok(approval) => approval,
+            Err(refusal) => return self.refused_by_control(actor, tool, refusal),
+        };
+        tracing::info!(target: "capgate::decision", approval = %approval.id, tool, approver_role = %approval.approver_role, "approval requested");
+        let mut result = refusal_text(&format!(
+            "{}; approval request {} was created for this exact call (approver role: {}, expires at {}). Once it is approved, retry the same call with _meta[\"{APPROVAL_META_KEY}\"] = \"{}\"",
+            self.agent_message(decision),
+            approval.id,
+            approval.approver_role,
+            approval.expires_at,
+            approval.id
+        ));
+        let mut summary = self.decision_summary(decision);
+        summary["approval"] = json!({
+            "id": approval.id,
+            "approver_role": approval.approver_role,
+            "expires_at": approval.expires_at,
+            "status": approval.status,
+        });
+        let mut meta = rmcp::model::MetaObject::new();
+        meta.0.insert(DECISION_META_KEY.into(), summary);
+        result.meta = Some(meta);
+        result
     }
 
     /// Logs and returns a refusal by a control (kill switch, budget, idempotency, store).

@@ -298,6 +298,9 @@ pub struct Decision {
     /// What is missing, for `require_more_context`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// Who may approve, for `require_approval` (from the deciding policy's `@approver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowDecision>,
 }

@@ -64,6 +64,8 @@ pub struct PolicyMeta {
     pub obligations: Vec<String>,
     pub advice: Vec<String>,
     pub reason: Option<String>,
+    /// For `@outcome("require_approval")` forbids: the role whose holders may approve.
+    pub approver_role: Option<String>,
 }
 
 /// One problem in one policy file.
@@ -433,6 +435,11 @@ fn read_annotations(
             )))
         }
     };
+    if policy.annotation("approver").is_some() && outcome != Some(Outcome::RequireApproval) {
+        return Err(problem(
+            "@approver belongs on forbids with @outcome(\"require_approval\")".into(),
+        ));
+    }
     let obligations = annotation_list(policy.annotation("obligation"));
     if is_forbid && !obligations.is_empty() {
         return Err(problem(
@@ -461,6 +468,7 @@ fn read_annotations(
             .map(|a| vec![a.to_string()])
             .unwrap_or_default(),
         reason: policy.annotation("reason").map(str::to_string),
+        approver_role: policy.annotation("approver").map(str::to_string),
     })
 }
 

@@ -164,6 +164,7 @@ impl CompiledPolicySet {
             policy_ids,
             policy_version: self.label.clone(),
             missing: Vec::new(),
+            approver_role: None,
             shadow: None,
         }
     }
@@ -355,6 +356,13 @@ impl CompiledPolicySet {
         } else {
             Vec::new()
         };
+        let approver_role = (outcome == Outcome::RequireApproval)
+            .then(|| {
+                determining
+                    .iter()
+                    .find_map(|(_, m)| m.and_then(|m| m.approver_role.clone()))
+            })
+            .flatten();
         Decision {
             outcome,
             agent_reason: agent_reason(outcome, &advice, &[]),
@@ -365,6 +373,7 @@ impl CompiledPolicySet {
             policy_ids,
             policy_version: self.label.clone(),
             missing: Vec::new(),
+            approver_role,
             shadow: None,
         }
     }
@@ -711,6 +720,7 @@ impl PolicyEngine {
                     policy_ids: Vec::new(),
                     policy_version: latest.label().to_string(),
                     missing: Vec::new(),
+                    approver_role: None,
                     shadow: None,
                 }
             }

@@ -33,6 +33,15 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         auth,
         role,
     };
+    let approvals = Router::new()
+        .route("/approvals", get(list_approvals))
+        .route("/approvals/{id}/approve", post(approve))
+        .route("/approvals/{id}/reject", post(reject))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_person,
+        ))
+        .with_state(state.clone());
     Router::new()
         .route("/admin/policy", get(policy_status))
         .route("/admin/policy/reload", post(reload_policy))
@@ -48,6 +57,90 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
             require_admin,
         ))
         .with_state(state)
+        .merge(approvals)
+}
+
+/// Approvers are authenticated people; what they may approve is checked per approval.
+async fn require_person(
+    State(state): State<AdminState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header_value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state.auth.authenticate_header(header_value) {
+        Ok(actor) => {
+            request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
+            next.run(request).await
+        }
+        Err(error) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, state.auth.challenge(&error))],
+            Json(json!({"error": "invalid_token", "error_description": error.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn list_approvals(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+) -> Response {
+    match state.gateway.controls().approvals(&actor.tenant).await {
+        Ok(approvals) => Json(json!({ "approvals": approvals })).into_response(),
+        Err(refusal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": refusal.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn decide(state: AdminState, actor: ActorRef, id: String, approve: bool) -> Response {
+    use crate::enforce::ApprovalDecisionError;
+    match state
+        .gateway
+        .controls()
+        .decide_approval(&id, approve, &actor)
+        .await
+    {
+        Ok(approval) => {
+            tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, approve, "approval decided");
+            Json(json!({ "approval": approval })).into_response()
+        }
+        Err(ApprovalDecisionError::Forbidden(why)) => {
+            tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, %why, "approval decision refused");
+            (StatusCode::FORBIDDEN, Json(json!({"error": why}))).into_response()
+        }
+        Err(ApprovalDecisionError::Problem(problem)) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": problem.to_string()})),
+        )
+            .into_response(),
+        Err(ApprovalDecisionError::Store(refusal)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": refusal.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn approve(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    decide(state, actor, id, true).await
+}
+
+async fn reject(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    decide(state, actor, id, false).await
 }
 
 async fn require_admin(

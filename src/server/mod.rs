@@ -162,14 +162,20 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
-        let idempotency_key = ctx
-            .meta
-            .0
-             .0
-            .get(crate::enforce::IDEMPOTENCY_META_KEY)
-            .and_then(|v| v.as_str());
+        let meta_string = |key: &str| {
+            ctx.meta
+                .0
+                 .0
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let call_meta = crate::enforce::CallMeta {
+            idempotency_key: meta_string(crate::enforce::IDEMPOTENCY_META_KEY),
+            approval: meta_string(crate::enforce::APPROVAL_META_KEY),
+        };
         self.gateway
-            .call_tool(&actor, &request.name, request.arguments, idempotency_key)
+            .call_tool(&actor, &request.name, request.arguments, &call_meta)
             .await
             .map(Into::into)
     }

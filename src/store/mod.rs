@@ -137,8 +137,109 @@ pub enum IdempotencyClaim {
     Mismatch,
 }
 
+/// Where an approval request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Consumed,
+}
+
+impl ApprovalStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Consumed => "consumed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved,
+            "rejected" => ApprovalStatus::Rejected,
+            "consumed" => ApprovalStatus::Consumed,
+            _ => return None,
+        })
+    }
+}
+
+/// An approval request, bound to one exact call by its action digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Approval {
+    pub id: String,
+    pub tenant: String,
+    pub requester: String,
+    pub tool: String,
+    /// SHA-256 of the canonical call: tenant, actor, tool, tool definition, arguments, run.
+    pub action_digest: String,
+    /// The call's arguments, for the approver to read.
+    pub arguments: String,
+    pub approver_role: String,
+    pub policy_version: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub status: ApprovalStatus,
+    pub decided_by: Option<String>,
+}
+
+/// Why an approval cannot be used or decided.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalProblem {
+    #[error("approval `{0}` does not exist")]
+    Unknown(String),
+    #[error("approval `{0}` belongs to another tenant")]
+    OtherTenant(String),
+    #[error("approval `{0}` was granted for a different call (another action digest)")]
+    OtherCall(String),
+    #[error("approval `{0}` has expired")]
+    Expired(String),
+    #[error("approval `{0}` was already used")]
+    AlreadyUsed(String),
+    #[error("approval `{0}` was rejected")]
+    Rejected(String),
+    #[error("approval `{0}` is still pending")]
+    Pending(String),
+    #[error("approval `{0}` was decided already")]
+    AlreadyDecided(String),
+    #[error("approval `{id}` was granted under policy {granted}; the policy in force is {current}: request a new approval")]
+    PolicyChanged {
+        id: String,
+        granted: String,
+        current: String,
+    },
+}
+
 /// The store's operations.
 pub trait Store: Send + Sync {
+    fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+    fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;
+    /// Grants or rejects a pending, unexpired approval (who may do so is checked by the caller).
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        now: i64,
+    ) -> Result<Result<Approval, ApprovalProblem>, StoreError>;
+    /// In one transaction: checks the approval (digest, expiry, single use, policy version),
+    /// claims the idempotency key when there is one, and marks the approval used.
+    #[allow(clippy::too_many_arguments)]
+    fn consume_approval(
+        &self,
+        id: &str,
+        tenant: &str,
+        action_digest: &str,
+        policy_version: &str,
+        now: i64,
+        idempotency: Option<(&IdempotencyScope, &str, i64)>,
+    ) -> Result<Result<Option<IdempotencyClaim>, ApprovalProblem>, StoreError>;
+
     fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError>;
     fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError>;
     /// Removes a switch; `false` when none was on for that scope.
@@ -162,6 +263,12 @@ pub trait Store: Send + Sync {
         now: i64,
         retain_secs: i64,
     ) -> Result<IdempotencyClaim, StoreError>;
+    /// The stored result of a completed call with this key and fingerprint, if any.
+    fn completed_result(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+    ) -> Result<Option<String>, StoreError>;
     /// Stores the result of a claimed call for replays.
     fn complete_idempotency(
         &self,

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    BudgetDebit, BudgetLimits, BudgetUsage, IdempotencyClaim, IdempotencyScope, KillScope,
-    KillSwitch, Store, StoreError,
+    Approval, ApprovalProblem, ApprovalStatus, BudgetDebit, BudgetLimits, BudgetUsage,
+    IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store, StoreError,
 };
 
 const SCHEMA: &str = r#"
@@ -37,6 +37,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
     result TEXT,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, actor, tool, key)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    action_digest TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    approver_role TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT
 );
 "#;
 
@@ -85,6 +99,130 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                params![
+                    approval.id,
+                    approval.tenant,
+                    approval.requester,
+                    approval.tool,
+                    approval.action_digest,
+                    approval.arguments,
+                    approval.approver_role,
+                    approval.policy_version,
+                    approval.created_at,
+                    approval.expires_at,
+                    approval.status.as_str(),
+                    approval.decided_by
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        self.with(|c| load_approval(c, id))
+    }
+
+    fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant = ?1 ORDER BY created_at"
+            ))?;
+            let rows = statement.query_map(params![tenant], approval_row)?;
+            rows.collect()
+        })
+    }
+
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        now: i64,
+    ) -> Result<Result<Approval, ApprovalProblem>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(approval) = load_approval(&tx, id)? else {
+                return Ok(Err(ApprovalProblem::Unknown(id.to_string())));
+            };
+            if approval.status != ApprovalStatus::Pending {
+                return Ok(Err(ApprovalProblem::AlreadyDecided(id.to_string())));
+            }
+            if now >= approval.expires_at {
+                return Ok(Err(ApprovalProblem::Expired(id.to_string())));
+            }
+            let status = if approve {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Rejected
+            };
+            set_approval_status(&tx, id, status, Some(approver))?;
+            let decided = load_approval(&tx, id)?;
+            tx.commit()?;
+            Ok(decided.ok_or_else(|| ApprovalProblem::Unknown(id.to_string())))
+        })
+    }
+
+    fn consume_approval(
+        &self,
+        id: &str,
+        tenant: &str,
+        action_digest: &str,
+        policy_version: &str,
+        now: i64,
+        idempotency: Option<(&IdempotencyScope, &str, i64)>,
+    ) -> Result<Result<Option<IdempotencyClaim>, ApprovalProblem>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(approval) = load_approval(&tx, id)? else {
+                return Ok(Err(ApprovalProblem::Unknown(id.to_string())));
+            };
+            let problem = if approval.tenant != tenant {
+                Some(ApprovalProblem::OtherTenant(id.to_string()))
+            } else if approval.action_digest != action_digest {
+                Some(ApprovalProblem::OtherCall(id.to_string()))
+            } else {
+                match approval.status {
+                    ApprovalStatus::Consumed => Some(ApprovalProblem::AlreadyUsed(id.to_string())),
+                    ApprovalStatus::Rejected => Some(ApprovalProblem::Rejected(id.to_string())),
+                    ApprovalStatus::Pending => Some(ApprovalProblem::Pending(id.to_string())),
+                    ApprovalStatus::Approved if now >= approval.expires_at => {
+                        Some(ApprovalProblem::Expired(id.to_string()))
+                    }
+                    ApprovalStatus::Approved if approval.policy_version != policy_version => {
+                        Some(ApprovalProblem::PolicyChanged {
+                            id: id.to_string(),
+                            granted: approval.policy_version.clone(),
+                            current: policy_version.to_string(),
+                        })
+                    }
+                    ApprovalStatus::Approved => None,
+                }
+            };
+            if let Some(problem) = problem {
+                return Ok(Err(problem));
+            }
+            let claim = match idempotency {
+                Some((scope, fingerprint, retain)) => {
+                    let claim = claim_in(&tx, scope, fingerprint, now, retain)?;
+                    if claim != IdempotencyClaim::Claimed {
+                        // A replay or conflict does not use the approval.
+                        tx.commit()?;
+                        return Ok(Ok(Some(claim)));
+                    }
+                    Some(claim)
+                }
+                None => None,
+            };
+            set_approval_status(&tx, id, ApprovalStatus::Consumed, None)?;
+            tx.commit()?;
+            Ok(Ok(claim))
+        })
+    }
+
     fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError> {
         self.with(|c| {
             let mut statement =
@@ -200,33 +338,27 @@ impl Store for SqliteStore {
     ) -> Result<IdempotencyClaim, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "DELETE FROM idempotency WHERE created_at < ?1 AND state = 'done'",
-                params![now - retain_secs],
-            )?;
-            let existing: Option<(String, String, Option<String>)> = tx
-                .query_row(
-                    "SELECT fingerprint, state, result FROM idempotency
-                     WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4",
-                    params![scope.tenant, scope.actor, scope.tool, scope.key],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()?;
-            let claim = match existing {
-                None => {
-                    tx.execute(
-                        "INSERT INTO idempotency (tenant, actor, tool, key, fingerprint, state, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'in_flight', ?6)",
-                        params![scope.tenant, scope.actor, scope.tool, scope.key, fingerprint, now],
-                    )?;
-                    IdempotencyClaim::Claimed
-                }
-                Some((stored, _, _)) if stored != fingerprint => IdempotencyClaim::Mismatch,
-                Some((_, state, Some(result))) if state == "done" => IdempotencyClaim::Replay(result),
-                Some(_) => IdempotencyClaim::InFlight,
-            };
+            let claim = claim_in(&tx, scope, fingerprint, now, retain_secs)?;
             tx.commit()?;
             Ok(claim)
+        })
+    }
+
+    fn completed_result(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT result FROM idempotency
+                 WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4
+                   AND fingerprint = ?5 AND state = 'done'",
+                params![scope.tenant, scope.actor, scope.tool, scope.key, fingerprint],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
         })
     }
 
@@ -254,6 +386,90 @@ impl Store for SqliteStore {
             .map(|_| ())
         })
     }
+}
+
+fn claim_in(
+    tx: &Connection,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+    now: i64,
+    retain_secs: i64,
+) -> rusqlite::Result<IdempotencyClaim> {
+    tx.execute(
+        "DELETE FROM idempotency WHERE created_at < ?1 AND state = 'done'",
+        params![now - retain_secs],
+    )?;
+    let existing: Option<(String, String, Option<String>)> = tx
+        .query_row(
+            "SELECT fingerprint, state, result FROM idempotency
+             WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4",
+            params![scope.tenant, scope.actor, scope.tool, scope.key],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    Ok(match existing {
+        None => {
+            tx.execute(
+                "INSERT INTO idempotency (tenant, actor, tool, key, fingerprint, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'in_flight', ?6)",
+                params![
+                    scope.tenant,
+                    scope.actor,
+                    scope.tool,
+                    scope.key,
+                    fingerprint,
+                    now
+                ],
+            )?;
+            IdempotencyClaim::Claimed
+        }
+        Some((stored, _, _)) if stored != fingerprint => IdempotencyClaim::Mismatch,
+        Some((_, state, Some(result))) if state == "done" => IdempotencyClaim::Replay(result),
+        Some(_) => IdempotencyClaim::InFlight,
+    })
+}
+
+const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by";
+
+fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
+    let status: String = row.get(10)?;
+    Ok(Approval {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        requester: row.get(2)?,
+        tool: row.get(3)?,
+        action_digest: row.get(4)?,
+        arguments: row.get(5)?,
+        approver_role: row.get(6)?,
+        policy_version: row.get(7)?,
+        created_at: row.get(8)?,
+        expires_at: row.get(9)?,
+        // An unreadable status is treated as used: it can never authorize a call.
+        status: ApprovalStatus::parse(&status).unwrap_or(ApprovalStatus::Consumed),
+        decided_by: row.get(11)?,
+    })
+}
+
+fn load_approval(c: &Connection, id: &str) -> rusqlite::Result<Option<Approval>> {
+    c.query_row(
+        &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
+        params![id],
+        approval_row,
+    )
+    .optional()
+}
+
+fn set_approval_status(
+    c: &Connection,
+    id: &str,
+    status: ApprovalStatus,
+    decided_by: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE approvals SET status = ?2, decided_by = COALESCE(?3, decided_by) WHERE id = ?1",
+        params![id, status.as_str(), decided_by],
+    )
+    .map(|_| ())
 }
 
 fn usage(c: &Connection, run: &str, tool: &str) -> rusqlite::Result<BudgetUsage> {
