@@ -293,3 +293,93 @@ async fn with_the_store_unavailable_side_effects_fail_closed_and_fail_open_reads
     .await;
     assert_ne!(after.is_error, Some(true), "{}", text_of(&after));
 }
+
+#[tokio::test]
+async fn obligations_redact_before_the_agent_sees_the_result() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let risk = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "risk-agent")))
+        .await;
+    let drafting = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+
+    // redact:assigned_users for the risk agent, in structured and text content alike.
+    let redacted = call(&risk, "case__read_case", json!({"case_id": "case-102"})).await;
+    assert_ne!(redacted.is_error, Some(true), "{}", text_of(&redacted));
+    let structured = redacted
+        .structured_content
+        .clone()
+        .expect("structured")
+        .to_string();
+    assert!(
+        !structured.contains("assigned_users") && !structured.contains("bob"),
+        "{structured}"
+    );
+    assert!(
+        !text_of(&redacted).contains("assigned_users"),
+        "{}",
+        text_of(&redacted)
+    );
+    assert!(
+        structured.contains("Contoso"),
+        "the rest stays: {structured}"
+    );
+    // The drafting agent's permit carries no such obligation.
+    let full = call(&drafting, "case__read_case", json!({"case_id": "case-102"})).await;
+    assert!(full
+        .structured_content
+        .expect("structured")
+        .to_string()
+        .contains("assigned_users"));
+
+    // redact_pattern:email on memory reads.
+    let curator = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "memory-curator-agent")))
+        .await;
+    let wrote = call_with_meta(
+        &curator,
+        "case__write_memory",
+        json!({"scope": "user", "key": "contact", "value": "reach j.smith@northwind.example", "sensitivity": "internal"}),
+        key("mem-1"),
+    )
+    .await;
+    assert_ne!(wrote.is_error, Some(true), "{}", text_of(&wrote));
+    let read = call(
+        &curator,
+        "case__read_memory",
+        json!({"scope": "user", "key": "contact"}),
+    )
+    .await;
+    assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    let everything = format!(
+        "{} {}",
+        text_of(&read),
+        read.structured_content.clone().unwrap_or_default()
+    );
+    assert!(!everything.contains("northwind.example"), "{everything}");
+    assert!(everything.contains("[redacted email]"), "{everything}");
+}
+
+#[tokio::test]
+async fn an_obligation_the_gateway_cannot_enforce_turns_the_allow_into_a_deny() {
+    let gateway = TestGateway::start(GatewayOptions {
+        extra_policies: vec![(
+            "zz-encrypt.cedar".into(),
+            "@id(\"needs-encryption\")\n@obligation(\"encrypt:case\")\npermit(principal in AgentRole::\"drafting-agent\", action == Action::\"call_tool\", resource is Tool) when { resource.name == \"read_case\" };\n".into(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let refused = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text_of(&refused).contains("encrypt:case"),
+        "{}",
+        text_of(&refused)
+    );
+    assert!(gateway.journal_entries().is_empty());
+}

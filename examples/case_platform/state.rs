@@ -899,7 +899,8 @@ mod tests {
         assert!(p.read_memory(&acme(), MemoryScope::Tenant, "k").is_ok());
         // Snapshots only count the caller's objects.
         let g = p.state_snapshot(&globex()).expect("snapshot");
-        assert_eq!(g["counts"]["drafts"], 0);
+        // Only globex's own seeded draft (draft-951); acme's drafts are not counted.
+        assert_eq!(g["counts"]["drafts"], 1);
         assert_eq!(g["counts"]["memory_entries"], 0);
         assert_eq!(g["counts"]["cases"], 1);
         // An unknown tenant sees nothing.

@@ -71,6 +71,8 @@ pub enum ControlRefusal {
     Killed { kind: String, reason: String },
     #[error("run budget exhausted: {0}")]
     BudgetExhausted(String),
+    #[error("the policy allows at most {limit} calls of {tool} per run (obligation max_calls), and they are used")]
+    MaxCalls { tool: String, limit: u64 },
     #[error("this call has no run id and the gateway refuses calls outside a run")]
     NoRun,
     #[error("`{tool}` has side effects: send an idempotency key in _meta[\"{IDEMPOTENCY_META_KEY}\"] (a unique string per intended action; reuse it only to retry the same call)")]
@@ -269,7 +271,7 @@ impl Controls {
         key: Option<&str>,
         arguments: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<String>, ControlRefusal> {
-        if !contract.effect.is_side_effect() || key.is_none() {
+        if key.is_none() {
             return Ok(None);
         }
         let (scope, fingerprint) = self.idempotency_of(actor, contract, key, arguments)?;
@@ -372,9 +374,10 @@ impl Controls {
         policy_version: &str,
         contract: &ToolContract,
         key: Option<&str>,
+        needs_key: bool,
         arguments: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<IdempotencyStart>, ControlRefusal> {
-        let idempotency = if contract.effect.is_side_effect() {
+        let idempotency = if needs_key {
             Some(self.idempotency_of(actor, contract, key, arguments)?)
         } else {
             None

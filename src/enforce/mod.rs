@@ -8,7 +8,10 @@
 //! returns only what the actor may use. Nothing reaches a downstream server without an allow.
 
 mod controls;
+mod obligations;
 mod requests;
+
+pub use obligations::{Obligation, Obligations};
 
 pub use controls::{
     ActionDigest, ApprovalDecisionError, ControlRefusal, Controls, EnforcementConfig,
@@ -48,10 +51,6 @@ pub const ACTOR_META_KEY: &str = "dev.capgate/actor";
 pub const DEGRADED_META_KEY: &str = "dev.capgate/degraded";
 /// The `_meta` key of refusals, carrying the decision in machine-readable form.
 pub const DECISION_META_KEY: &str = "dev.capgate/decision";
-
-/// Obligation kinds this gateway can enforce today. A decision carrying any other obligation is
-/// refused: an obligation that is not enforced would make the allow a lie.
-const ENFORCEABLE_OBLIGATIONS: &[&str] = &["audit"];
 
 /// The gateway's shared state: contracts, the PDP, downstream connections.
 pub struct Gateway {
@@ -96,15 +95,7 @@ impl Gateway {
     fn decide(&self, request: &PolicyRequest) -> Decision {
         let mut decision = self.policy.decide(request);
         if decision.outcome == Outcome::Allow {
-            let unenforceable: Vec<&String> = decision
-                .obligations
-                .iter()
-                .filter(|o| {
-                    let kind = o.split(':').next().unwrap_or_default();
-                    !ENFORCEABLE_OBLIGATIONS.contains(&kind)
-                })
-                .collect();
-            if !unenforceable.is_empty() {
+            if let Err(unenforceable) = Obligations::parse(&decision.obligations) {
                 decision.reason = format!(
                     "denied: obligation(s) {unenforceable:?} cannot be enforced by this gateway, so the allow does not stand ({})",
                     decision.reason
@@ -193,8 +184,10 @@ impl Gateway {
             Err(refusal) => return Ok(self.refused_by_control(actor, name, refusal)),
         };
         let mut degraded = false;
+        let mut tool_calls_in_run = 0;
         match self.controls.usage(&run, name).await {
             Ok(usage) => {
+                tool_calls_in_run = usage.tool_calls;
                 policy_request.runtime.budget_remaining = Some(self.controls.remaining(&usage))
             }
             Err(refusal) if contract.fail_open => {
@@ -218,7 +211,12 @@ impl Gateway {
         let digest = ActionDigest::of(actor, name, &definition_hash, &arguments, &run);
         match self
             .controls
-            .replay_of(actor, contract, call_meta.idempotency_key.as_deref(), &arguments)
+            .replay_of(
+                actor,
+                contract,
+                call_meta.idempotency_key.as_deref(),
+                &arguments,
+            )
             .await
         {
             Ok(Some(stored)) => return Ok(replayed(&stored)),
@@ -243,10 +241,25 @@ impl Gateway {
             }
             Outcome::Deny | Outcome::RequireMoreContext => return Ok(self.refusal(&decision)),
         }
+        // The allow stands only with its obligations (`decide` refused unenforceable ones).
+        let obligations = Obligations::parse(&decision.obligations).unwrap_or_default();
+        if let Some(limit) = obligations.max_calls() {
+            if tool_calls_in_run >= limit {
+                let refusal = ControlRefusal::MaxCalls {
+                    tool: name.to_string(),
+                    limit,
+                };
+                return Ok(self.refused_by_control(actor, name, refusal));
+            }
+        }
+        for tag in obligations.audit_tags() {
+            tracing::info!(target: "capgate::audit", tag, tool = name, tenant = %actor.tenant, user = %actor.user.id, request_id = %policy_request.request_id, "audited call");
+        }
 
         // Use the approval and claim the idempotency key of a side effect in one transaction
         // (a replay returns the stored result), then debit the run's budget.
         let key = call_meta.idempotency_key.as_deref();
+        let needs_key = contract.effect.is_side_effect() || obligations.requires_idempotency();
         let start = match &call_meta.approval {
             Some(approval) => {
                 self.controls
@@ -257,11 +270,12 @@ impl Gateway {
                         &decision.policy_version,
                         contract,
                         key,
+                        needs_key,
                         &arguments,
                     )
                     .await
             }
-            None if contract.effect.is_side_effect() => self
+            None if needs_key => self
                 .controls
                 .start_idempotent(actor, contract, key, &arguments)
                 .await
@@ -308,6 +322,7 @@ impl Gateway {
         };
 
         let mut result = result;
+        obligations.apply(&mut result);
         if degraded {
             let mut meta = result.meta.take().unwrap_or_default();
             meta.0.insert(DEGRADED_META_KEY.into(), Value::Bool(true));

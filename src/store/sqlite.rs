@@ -354,7 +354,13 @@ impl Store for SqliteStore {
                 "SELECT result FROM idempotency
                  WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4
                    AND fingerprint = ?5 AND state = 'done'",
-                params![scope.tenant, scope.actor, scope.tool, scope.key, fingerprint],
+                params![
+                    scope.tenant,
+                    scope.actor,
+                    scope.tool,
+                    scope.key,
+                    fingerprint
+                ],
                 |row| row.get::<_, Option<String>>(0),
             )
             .optional()
