@@ -383,3 +383,120 @@ async fn an_obligation_the_gateway_cannot_enforce_turns_the_allow_into_a_deny() 
     );
     assert!(gateway.journal_entries().is_empty());
 }
+
+async fn open_grant(gateway: &TestGateway, token: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/break-glass",
+            gateway.admin_url.as_deref().expect("admin")
+        ))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn break_glass_is_time_limited_and_loud() {
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        ..Default::default()
+    })
+    .await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let status_change = json!({"case_id": "case-104", "status": "under_review"});
+    let refused = call_with_meta(
+        &alice,
+        "case__update_case_status",
+        status_change.clone(),
+        key("bg-1"),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true), "policy refuses it");
+
+    let officer = gateway.token(&TokenSpec {
+        user: "sam",
+        tenant: Some("acme"),
+        roles: vec!["break-glass"],
+        agent: None,
+        service: None,
+    });
+    let not_allowed = gateway.token(&TokenSpec {
+        user: "root-admin",
+        tenant: Some("acme"),
+        roles: vec!["capgate-admin"],
+        agent: None,
+        service: None,
+    });
+    let grant = json!({"user": "alice", "tool": "case__update_case_status", "reason": "incident 77: regulator deadline", "expires_in_seconds": 60});
+    assert_eq!(
+        open_grant(&gateway, &not_allowed, grant.clone()).await.0,
+        403
+    );
+    let too_long = json!({"user": "alice", "reason": "incident 77: regulator deadline", "expires_in_seconds": 999_999});
+    assert_eq!(open_grant(&gateway, &officer, too_long).await.0, 422);
+    let (status, opened) = open_grant(&gateway, &officer, grant).await;
+    assert_eq!(status, 200, "{opened}");
+    let grant_id = opened["grant"]["id"].as_str().expect("id").to_string();
+
+    let allowed = call_with_meta(
+        &alice,
+        "case__update_case_status",
+        status_change.clone(),
+        key("bg-2"),
+    )
+    .await;
+    assert_ne!(allowed.is_error, Some(true), "{}", text_of(&allowed));
+    let meta = serde_json::to_value(&allowed.meta).expect("meta");
+    assert_eq!(meta["dev.capgate/break-glass"], grant_id.as_str(), "{meta}");
+    assert!(gateway
+        .log()
+        .contains("BREAK-GLASS: call allowed against policy"));
+
+    // Listed for review, with its use.
+    let listed: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/break-glass",
+            gateway.admin_url.as_deref().expect("admin")
+        ))
+        .bearer_auth(&officer)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let entry = listed["grants"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["grant"]["id"] == grant_id.as_str()))
+        .cloned()
+        .expect("grant listed");
+    assert_eq!(entry["grant"]["uses"], 1);
+    assert_eq!(entry["open"], true);
+
+    // An expired grant does nothing.
+    let short = json!({"user": "alice", "tool": "case__propose_risk_update", "reason": "incident 78: short window", "expires_in_seconds": 1});
+    assert_eq!(open_grant(&gateway, &officer, short).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = call_with_meta(
+        &alice,
+        "case__propose_risk_update",
+        json!({"case_id": "case-101", "risk": "high", "rationale": "r"}),
+        key("bg-3"),
+    )
+    .await;
+    assert_eq!(expired.is_error, Some(true), "{}", text_of(&expired));
+    assert_eq!(
+        gateway
+            .journal_entries()
+            .iter()
+            .filter(|e| e["name"] == "propose_risk_update")
+            .count(),
+        0
+    );
+}

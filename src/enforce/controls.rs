@@ -13,8 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::identity::CompositeActor;
 use crate::registry::ToolContract;
 use crate::store::{
-    canonical_json, Approval, ApprovalProblem, ApprovalStatus, BudgetDebit, BudgetLimits,
-    BudgetUsage, IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store, StoreError,
+    canonical_json, Approval, ApprovalProblem, ApprovalStatus, BreakGlassGrant, BudgetDebit,
+    BudgetLimits, BudgetUsage, IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store,
+    StoreError,
 };
 
 /// The `_meta` key carrying the agent's idempotency key on side-effecting calls.
@@ -48,6 +49,10 @@ pub struct EnforcementConfig {
     pub approval_ttl_seconds: i64,
     /// The approver role when the deciding policy names none.
     pub default_approver_role: String,
+    /// The role a person needs to open break-glass grants.
+    pub break_glass_role: String,
+    /// The longest a break-glass grant may last.
+    pub break_glass_max_seconds: i64,
 }
 
 impl Default for EnforcementConfig {
@@ -60,6 +65,8 @@ impl Default for EnforcementConfig {
             idempotency_retention_seconds: 24 * 3600,
             approval_ttl_seconds: 3600,
             default_approver_role: "senior_reviewer".into(),
+            break_glass_role: "break-glass".into(),
+            break_glass_max_seconds: 4 * 3600,
         }
     }
 }
@@ -118,7 +125,30 @@ impl ActionDigest {
 pub struct Controls {
     store: Arc<dyn Store>,
     switches: ArcSwap<Vec<KillSwitch>>,
+    grants: ArcSwap<Vec<BreakGlassGrant>>,
     config: EnforcementConfig,
+}
+
+/// Why a break-glass grant could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BreakGlassError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a person asks for when opening a break-glass grant.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRequest {
+    pub user: String,
+    pub agent_role: Option<String>,
+    pub tool: Option<String>,
+    pub reason: String,
+    pub expires_in_seconds: i64,
 }
 
 /// The outcome of claiming an idempotency key for a call.
@@ -132,11 +162,83 @@ pub enum IdempotencyStart {
 impl Controls {
     pub fn new(store: Arc<dyn Store>, config: EnforcementConfig) -> Result<Self, StoreError> {
         let switches = store.kill_switches()?;
+        let grants = store.grants()?;
         Ok(Self {
             store,
             switches: ArcSwap::from_pointee(switches),
+            grants: ArcSwap::from_pointee(grants),
             config,
         })
+    }
+
+    /// Opens a break-glass grant: a person with the break-glass role, in the grant's tenant,
+    /// for a reason, for at most the configured time. Loudly logged.
+    pub fn open_break_glass(
+        &self,
+        opener: &CompositeActor,
+        request: BreakGlassRequest,
+    ) -> Result<BreakGlassGrant, BreakGlassError> {
+        if opener.agent.is_some() || !opener.user.roles.contains(&self.config.break_glass_role) {
+            return Err(BreakGlassError::Forbidden(format!(
+                "opening break-glass needs a person with role `{}`",
+                self.config.break_glass_role
+            )));
+        }
+        if request.reason.trim().len() < 10 {
+            return Err(BreakGlassError::Invalid(
+                "a break-glass grant needs a reason (at least 10 characters)".into(),
+            ));
+        }
+        if request.expires_in_seconds <= 0
+            || request.expires_in_seconds > self.config.break_glass_max_seconds
+        {
+            return Err(BreakGlassError::Invalid(format!(
+                "expires_in_seconds must be between 1 and {}",
+                self.config.break_glass_max_seconds
+            )));
+        }
+        let now = crate::policy::now_unix();
+        let grant = BreakGlassGrant {
+            id: format!("bg-{:016x}", rand::random::<u64>()),
+            tenant: opener.tenant.clone(),
+            user: request.user,
+            agent_role: request.agent_role,
+            tool: request.tool,
+            reason: request.reason,
+            opened_by: opener.user.id.clone(),
+            opened_at: now,
+            expires_at: now + request.expires_in_seconds,
+            uses: 0,
+        };
+        self.store.open_grant(&grant)?;
+        self.grants.store(Arc::new(self.store.grants()?));
+        tracing::warn!(target: "capgate::break_glass", grant = %grant.id, opened_by = %grant.opened_by, user = %grant.user, tool = ?grant.tool, reason = %grant.reason, expires_at = grant.expires_at, "BREAK-GLASS grant opened");
+        Ok(grant)
+    }
+
+    /// Every grant, open and expired, with its uses (for review).
+    pub fn break_glass_grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        self.store.grants()
+    }
+
+    /// The unexpired grant covering this call, if any (no I/O).
+    pub fn break_glass_for(&self, actor: &CompositeActor, tool: &str) -> Option<BreakGlassGrant> {
+        let now = crate::policy::now_unix();
+        let role = actor.agent.as_ref().map(|a| a.role.as_str());
+        self.grants
+            .load()
+            .iter()
+            .find(|g| g.covers(&actor.tenant, &actor.user.id, role, tool, now))
+            .cloned()
+    }
+
+    /// Counts a use of a grant.
+    pub async fn record_break_glass_use(
+        &self,
+        grant: &BreakGlassGrant,
+    ) -> Result<(), ControlRefusal> {
+        let (store, id) = (self.store.clone(), grant.id.clone());
+        blocking(move || store.record_grant_use(&id)).await
     }
 
     pub fn config(&self) -> &EnforcementConfig {

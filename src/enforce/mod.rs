@@ -14,8 +14,9 @@ mod requests;
 pub use obligations::{Obligation, Obligations};
 
 pub use controls::{
-    ActionDigest, ApprovalDecisionError, ControlRefusal, Controls, EnforcementConfig,
-    IdempotencyStart, WithoutRunId, APPROVAL_META_KEY, IDEMPOTENCY_META_KEY, REPLAY_META_KEY,
+    ActionDigest, ApprovalDecisionError, BreakGlassError, BreakGlassRequest, ControlRefusal,
+    Controls, EnforcementConfig, IdempotencyStart, WithoutRunId, APPROVAL_META_KEY,
+    IDEMPOTENCY_META_KEY, REPLAY_META_KEY,
 };
 
 /// What capgate reads from a call's `_meta` (model-controlled: references, never authority).
@@ -47,6 +48,8 @@ use crate::registry::Registry;
 /// The `_meta` key under which capgate tells a downstream server who the call is for. Downstream
 /// servers trust it because only the gateway can reach them; the agent's token is never forwarded.
 pub const ACTOR_META_KEY: &str = "dev.capgate/actor";
+/// The `_meta` key marking a result allowed under a break-glass grant (its id).
+pub const BREAK_GLASS_META_KEY: &str = "dev.capgate/break-glass";
 /// The `_meta` key marking a result served while the enforcement store was unavailable.
 pub const DEGRADED_META_KEY: &str = "dev.capgate/degraded";
 /// The `_meta` key of refusals, carrying the decision in machine-readable form.
@@ -128,7 +131,11 @@ impl Gateway {
                 let decision =
                     tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
                         .map(|request| self.decide(&request));
-                if decision.is_ok_and(|d| d.is_allow()) {
+                let granted = self
+                    .controls
+                    .break_glass_for(actor, &contract.exposed_name)
+                    .is_some();
+                if granted || decision.is_ok_and(|d| d.is_allow()) {
                     let mut tool = listed.tool.clone();
                     tool.name = contract.exposed_name.clone().into();
                     visible.push(tool);
@@ -230,8 +237,22 @@ impl Gateway {
             }
         }
 
-        let decision = self.decide(&policy_request);
+        let mut decision = self.decide(&policy_request);
         record(&policy_request, &decision);
+        // Break-glass: a time-limited grant allows what policy refused, never silently.
+        let mut break_glass = None;
+        if !decision.is_allow() {
+            if let Some(grant) = self.controls.break_glass_for(actor, name) {
+                tracing::warn!(target: "capgate::break_glass", grant = %grant.id, tool = name, user = %actor.user.id, overridden = decision.outcome.as_str(), reason = %decision.reason, "BREAK-GLASS: call allowed against policy");
+                if let Err(refusal) = self.controls.record_break_glass_use(&grant).await {
+                    return Ok(self.refused_by_control(actor, name, refusal));
+                }
+                decision.outcome = Outcome::Allow;
+                decision.obligations.clear();
+                decision.reason = format!("break-glass grant {}: {}", grant.id, decision.reason);
+                break_glass = Some(grant);
+            }
+        }
         match decision.outcome {
             Outcome::Allow => {}
             Outcome::RequireApproval => {
@@ -323,9 +344,15 @@ impl Gateway {
 
         let mut result = result;
         obligations.apply(&mut result);
-        if degraded {
+        if degraded || break_glass.is_some() {
             let mut meta = result.meta.take().unwrap_or_default();
-            meta.0.insert(DEGRADED_META_KEY.into(), Value::Bool(true));
+            if degraded {
+                meta.0.insert(DEGRADED_META_KEY.into(), Value::Bool(true));
+            }
+            if let Some(grant) = &break_glass {
+                meta.0
+                    .insert(BREAK_GLASS_META_KEY.into(), Value::String(grant.id.clone()));
+            }
             result.meta = Some(meta);
         }
 

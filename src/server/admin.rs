@@ -37,6 +37,7 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         .route("/approvals", get(list_approvals))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
+        .route("/break-glass", get(list_grants).post(open_grant))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_person,
@@ -343,5 +344,44 @@ async fn budget_usage(
             Json(json!({"error": refusal.to_string()})),
         )
             .into_response(),
+    }
+}
+
+async fn open_grant(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+    Json(request): Json<crate::enforce::BreakGlassRequest>,
+) -> Response {
+    use crate::enforce::BreakGlassError;
+    match state.gateway.controls().open_break_glass(&actor, request) {
+        Ok(grant) => Json(json!({ "grant": grant })).into_response(),
+        Err(BreakGlassError::Forbidden(why)) => {
+            tracing::warn!(target: "capgate::break_glass", user = %actor.user.id, %why, "break-glass refused");
+            (StatusCode::FORBIDDEN, Json(json!({"error": why}))).into_response()
+        }
+        Err(BreakGlassError::Invalid(why)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": why})),
+        )
+            .into_response(),
+        Err(BreakGlassError::Store(error)) => store_failure(error),
+    }
+}
+
+async fn list_grants(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+) -> Response {
+    match state.gateway.controls().break_glass_grants() {
+        Ok(grants) => {
+            let now = crate::policy::now_unix();
+            let mine: Vec<Value> = grants
+                .into_iter()
+                .filter(|g| g.tenant == actor.tenant)
+                .map(|g| json!({"grant": g, "open": now < g.expires_at}))
+                .collect();
+            Json(json!({ "grants": mine })).into_response()
+        }
+        Err(error) => store_failure(error),
     }
 }

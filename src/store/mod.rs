@@ -214,8 +214,49 @@ pub enum ApprovalProblem {
     },
 }
 
+/// A break-glass grant: for a limited time, calls of `tool` (or all tools) by `user` (optionally
+/// only through one agent role) are allowed even where policy refuses them, loudly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BreakGlassGrant {
+    pub id: String,
+    pub tenant: String,
+    pub user: String,
+    pub agent_role: Option<String>,
+    /// An exposed tool name; `None` covers every tool.
+    pub tool: Option<String>,
+    pub reason: String,
+    pub opened_by: String,
+    pub opened_at: i64,
+    pub expires_at: i64,
+    pub uses: i64,
+}
+
+impl BreakGlassGrant {
+    pub fn covers(
+        &self,
+        tenant: &str,
+        user: &str,
+        agent_role: Option<&str>,
+        tool: &str,
+        now: i64,
+    ) -> bool {
+        now < self.expires_at
+            && self.tenant == tenant
+            && self.user == user
+            && self
+                .agent_role
+                .as_deref()
+                .is_none_or(|r| Some(r) == agent_role)
+            && self.tool.as_deref().is_none_or(|t| t == tool)
+    }
+}
+
 /// The store's operations.
 pub trait Store: Send + Sync {
+    fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
+    fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError>;
+    fn record_grant_use(&self, id: &str) -> Result<(), StoreError>;
+
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
     fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
     fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;

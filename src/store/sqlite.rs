@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    Approval, ApprovalProblem, ApprovalStatus, BudgetDebit, BudgetLimits, BudgetUsage,
-    IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store, StoreError,
+    Approval, ApprovalProblem, ApprovalStatus, BreakGlassGrant, BudgetDebit, BudgetLimits,
+    BudgetUsage, IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store, StoreError,
 };
 
 const SCHEMA: &str = r#"
@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS idempotency (
     result TEXT,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, actor, tool, key)
+);
+CREATE TABLE IF NOT EXISTS break_glass (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    user TEXT NOT NULL,
+    agent_role TEXT,
+    tool TEXT,
+    reason TEXT NOT NULL,
+    opened_by TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    uses INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
@@ -99,6 +111,61 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO break_glass (id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+                params![
+                    grant.id,
+                    grant.tenant,
+                    grant.user,
+                    grant.agent_role,
+                    grant.tool,
+                    grant.reason,
+                    grant.opened_by,
+                    grant.opened_at,
+                    grant.expires_at
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses
+                 FROM break_glass ORDER BY opened_at",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(BreakGlassGrant {
+                    id: row.get(0)?,
+                    tenant: row.get(1)?,
+                    user: row.get(2)?,
+                    agent_role: row.get(3)?,
+                    tool: row.get(4)?,
+                    reason: row.get(5)?,
+                    opened_by: row.get(6)?,
+                    opened_at: row.get(7)?,
+                    expires_at: row.get(8)?,
+                    uses: row.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn record_grant_use(&self, id: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE break_glass SET uses = uses + 1 WHERE id = ?1",
+                params![id],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
