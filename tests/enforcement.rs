@@ -500,3 +500,71 @@ async fn break_glass_is_time_limited_and_loud() {
         0
     );
 }
+
+#[derive(Clone, Default)]
+struct ListChanges(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl rmcp::ClientHandler for ListChanges {
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn connected_sessions_are_told_when_a_kill_switch_changes_their_tools() {
+    use rmcp::ServiceExt;
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        ..Default::default()
+    })
+    .await;
+    let changes = ListChanges::default();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            gateway.url.clone(),
+        )
+        .auth_header(gateway.token(&analyst("acme", "alice", "drafting-agent"))),
+    );
+    let session = changes.clone().serve(transport).await.expect("session");
+    // Let the session's notification stream open.
+    let _ = session.list_all_tools().await.expect("tools/list");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = |n: usize| {
+        let counter = changes.0.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while counter.load(std::sync::atomic::Ordering::SeqCst) < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no list_changed notification"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    admin(
+        &gateway,
+        "/admin/kill-switches",
+        json!({"scope": "tool", "target": "case__read_case", "reason": "incident 43"}),
+    )
+    .await;
+    seen(1).await;
+    let names: Vec<String> = session
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(!names.contains(&"case__read_case".to_string()));
+    admin(
+        &gateway,
+        "/admin/kill-switches/lift",
+        json!({"scope": "tool", "target": "case__read_case"}),
+    )
+    .await;
+    seen(2).await;
+}

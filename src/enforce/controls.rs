@@ -58,9 +58,9 @@ pub struct EnforcementConfig {
 impl Default for EnforcementConfig {
     fn default() -> Self {
         Self {
-            max_calls_per_run: 200,
-            max_calls_per_tool: 50,
-            max_cost_per_run: 500,
+            max_calls_per_run: 1_000,
+            max_calls_per_tool: 500,
+            max_cost_per_run: 5_000,
             without_run_id: WithoutRunId::UserDay,
             idempotency_retention_seconds: 24 * 3600,
             approval_ttl_seconds: 3600,
@@ -127,6 +127,8 @@ pub struct Controls {
     switches: ArcSwap<Vec<KillSwitch>>,
     grants: ArcSwap<Vec<BreakGlassGrant>>,
     config: EnforcementConfig,
+    /// Fires when what agents may see changes (kill switches, break-glass grants).
+    visibility: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a break-glass grant could not be opened.
@@ -168,7 +170,17 @@ impl Controls {
             switches: ArcSwap::from_pointee(switches),
             grants: ArcSwap::from_pointee(grants),
             config,
+            visibility: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// A receiver that changes whenever a control changes what agents may see.
+    pub fn visibility_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.visibility.subscribe()
+    }
+
+    fn visibility_changed(&self) {
+        self.visibility.send_modify(|generation| *generation += 1);
     }
 
     /// Opens a break-glass grant: a person with the break-glass role, in the grant's tenant,
@@ -212,6 +224,7 @@ impl Controls {
         };
         self.store.open_grant(&grant)?;
         self.grants.store(Arc::new(self.store.grants()?));
+        self.visibility_changed();
         tracing::warn!(target: "capgate::break_glass", grant = %grant.id, opened_by = %grant.opened_by, user = %grant.user, tool = ?grant.tool, reason = %grant.reason, expires_at = grant.expires_at, "BREAK-GLASS grant opened");
         Ok(grant)
     }
@@ -270,12 +283,14 @@ impl Controls {
     pub fn set_kill_switch(&self, switch: KillSwitch) -> Result<(), StoreError> {
         self.store.set_kill_switch(&switch)?;
         self.switches.store(Arc::new(self.store.kill_switches()?));
+        self.visibility_changed();
         Ok(())
     }
 
     pub fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError> {
         let lifted = self.store.lift_kill_switch(scope)?;
         self.switches.store(Arc::new(self.store.kill_switches()?));
+        self.visibility_changed();
         Ok(lifted)
     }
 

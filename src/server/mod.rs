@@ -131,7 +131,43 @@ impl McpFront {
     }
 }
 
+impl McpFront {
+    /// Tells one session's client, for as long as it is connected, whenever what it may see
+    /// changes: a kill switch, a break-glass grant, or a downstream's catalogue.
+    fn notify_list_changes(&self, peer: rmcp::Peer<RoleServer>) {
+        let mut controls = self.gateway.controls().visibility_changes();
+        let mut catalogues: Vec<_> = self
+            .gateway
+            .downstreams()
+            .iter()
+            .map(|s| s.subscribe())
+            .collect();
+        tokio::spawn(async move {
+            loop {
+                let changed = if catalogues.is_empty() {
+                    controls.changed().await.is_ok()
+                } else {
+                    let catalogue_change = futures::future::select_all(
+                        catalogues.iter_mut().map(|c| Box::pin(c.changed())),
+                    );
+                    tokio::select! {
+                        r = controls.changed() => r.is_ok(),
+                        (r, _, _) = catalogue_change => r.is_ok(),
+                    }
+                };
+                if !changed || peer.notify_tool_list_changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 impl ServerHandler for McpFront {
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.notify_list_changes(context.peer);
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
