@@ -7,6 +7,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod admin_cli;
+
 use capgate::config::GatewayConfig;
 use capgate::identity::{mint_dev_token, DevTokenRequest};
 use capgate::policy::{CompiledPolicySet, PolicyEngine, PolicyRequest};
@@ -63,6 +65,17 @@ enum Command {
     },
     /// Print the JSON Schemas of the decision contract (PolicyRequest, Decision).
     Schema,
+    /// The admin API: kill switches, approvals, break-glass, budgets, relationships, reload.
+    Admin {
+        /// The admin listener's URL; defaults to the config's [admin] listen address.
+        #[arg(long, env = "CAPGATE_ADMIN_URL")]
+        url: Option<String>,
+        /// The environment variable holding your admin JWT.
+        #[arg(long, default_value = "CAPGATE_ADMIN_TOKEN")]
+        token_env: String,
+        #[command(subcommand)]
+        command: admin_cli::AdminCommand,
+    },
     /// Policy tooling.
     Policy {
         #[command(subcommand)]
@@ -211,6 +224,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command } => policy_command(cli.config.as_ref(), command),
+        Command::Admin {
+            url,
+            token_env,
+            command,
+        } => {
+            let url = match (url, &command) {
+                (Some(url), _) => url,
+                (None, admin_cli::AdminCommand::Openapi) => String::new(),
+                (None, _) => match load_config(cli.config.as_ref())?.admin {
+                    Some(admin) => format!("http://{}", admin.listen),
+                    None => bail!("no [admin] listener is configured; pass --url"),
+                },
+            };
+            admin_cli::run(&url, &token_env, command)
+        }
     }
 }
 

@@ -568,3 +568,104 @@ async fn connected_sessions_are_told_when_a_kill_switch_changes_their_tools() {
     .await;
     seen(2).await;
 }
+
+#[tokio::test]
+async fn the_admin_cli_drives_the_admin_api_and_the_api_is_described() {
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        ..Default::default()
+    })
+    .await;
+    let admin_token = gateway.token(&TokenSpec {
+        user: "root-admin",
+        tenant: Some("acme"),
+        roles: vec!["capgate-admin"],
+        agent: None,
+        service: None,
+    });
+    let url = gateway.admin_url.clone().expect("admin");
+    let cli = move |args: Vec<&'static str>| {
+        let (url, token) = (url.clone(), admin_token.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+                    .args(["admin", "--url", &url])
+                    .args(args)
+                    .env("CAPGATE_ADMIN_TOKEN", token)
+                    .output()
+                    .expect("run capgate admin")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let killed = cli(vec![
+        "kill",
+        "--scope",
+        "tool",
+        "--target",
+        "case__read_case",
+        "--reason",
+        "incident 44",
+    ])
+    .await;
+    assert!(
+        killed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    let listed = cli(vec!["kill-switches"]).await;
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("incident 44"));
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    assert!(!tool_names(&client)
+        .await
+        .contains(&"case__read_case".to_string()));
+    let lifted = cli(vec![
+        "lift",
+        "--scope",
+        "tool",
+        "--target",
+        "case__read_case",
+    ])
+    .await;
+    assert!(lifted.status.success());
+    assert!(tool_names(&client)
+        .await
+        .contains(&"case__read_case".to_string()));
+    // Without the token the CLI fails clearly.
+    let no_token = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["admin", "--url", "http://127.0.0.1:1", "policy"])
+        .env_remove("CAPGATE_ADMIN_TOKEN")
+        .output()
+        .expect("run");
+    assert!(!no_token.status.success());
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("CAPGATE_ADMIN_TOKEN"));
+
+    // The OpenAPI document describes every admin route.
+    let doc = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["admin", "openapi"])
+        .output()
+        .expect("run");
+    let doc: Value = serde_json::from_slice(&doc.stdout).expect("OpenAPI JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/admin/policy",
+        "/admin/policy/reload",
+        "/admin/relationships",
+        "/admin/kill-switches",
+        "/admin/kill-switches/lift",
+        "/admin/budgets",
+        "/approvals",
+        "/approvals/{id}/approve",
+        "/approvals/{id}/reject",
+        "/break-glass",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Approval"].is_object());
+}

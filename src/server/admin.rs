@@ -385,3 +385,64 @@ async fn list_grants(
         Err(error) => store_failure(error),
     }
 }
+
+/// The admin API as an OpenAPI 3.1 document (`capgate admin openapi`).
+pub fn openapi() -> Value {
+    let schema = |value: schemars::Schema| serde_json::to_value(value).unwrap_or(Value::Null);
+    let bearer = json!([{"bearer": []}]);
+    let ok = |description: &str| json!({"200": {"description": description}});
+    let op = |summary: &str, description: &str| json!({"summary": summary, "security": bearer.clone(), "responses": ok(description)});
+    let with_body = |summary: &str, body: Value| {
+        json!({
+            "summary": summary,
+            "security": bearer.clone(),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": {"description": "done"}, "401": {"description": "no valid token"},
+                          "403": {"description": "not allowed"}, "422": {"description": "invalid request"}}
+        })
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "capgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Served on the admin listener. /admin/* needs a person (no agent) with the admin role; /approvals needs an approver (role, same tenant, not the requester); /break-glass needs the break-glass role."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {
+                "KillSwitch": schema(schemars::schema_for!(crate::store::KillSwitch)),
+                "KillScope": schema(schemars::schema_for!(crate::store::KillScope)),
+                "Approval": schema(schemars::schema_for!(crate::store::Approval)),
+                "BreakGlassGrant": schema(schemars::schema_for!(crate::store::BreakGlassGrant)),
+            }
+        },
+        "paths": {
+            "/admin/policy": {"get": op("Policy versions in effect, loaded and shadow", "status")},
+            "/admin/policy/reload": {"post": op("Validate policies/ and swap atomically (422 with file and line when invalid)", "reloaded")},
+            "/admin/relationships": {"post": with_body("Add or replace relationship entities (Cedar entity JSON)", json!({"type": "array", "items": {"type": "object"}}))},
+            "/admin/kill-switches": {
+                "get": op("Kill switches that are on", "list"),
+                "post": with_body("Flip a kill switch (scope, target, reason)", json!({"allOf": [{"$ref": "#/components/schemas/KillScope"}], "properties": {"reason": {"type": "string"}}, "required": ["reason"]}))
+            },
+            "/admin/kill-switches/lift": {"post": with_body("Lift a kill switch", json!({"$ref": "#/components/schemas/KillScope"}))},
+            "/admin/budgets": {"get": {"summary": "A run's budget usage", "security": bearer.clone(),
+                "parameters": [{"name": "run", "in": "query", "required": true, "schema": {"type": "string"}, "description": "<tenant>/<run id>"},
+                               {"name": "tool", "in": "query", "required": false, "schema": {"type": "string"}}],
+                "responses": ok("usage and limits")}},
+            "/approvals": {"get": op("Approval requests of the caller's tenant", "list")},
+            "/approvals/{id}/approve": {"post": {"summary": "Grant a pending approval", "security": bearer.clone(),
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "approved"}, "403": {"description": "not an allowed approver"}, "409": {"description": "not pending or expired"}}}},
+            "/approvals/{id}/reject": {"post": {"summary": "Reject a pending approval", "security": bearer.clone(),
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "rejected"}, "403": {"description": "not an allowed approver"}, "409": {"description": "not pending or expired"}}}},
+            "/break-glass": {
+                "get": op("Break-glass grants of the caller's tenant, open and expired, with uses", "list"),
+                "post": with_body("Open a time-limited break-glass grant", json!({"type": "object", "required": ["user", "reason", "expires_in_seconds"],
+                    "properties": {"user": {"type": "string"}, "agent_role": {"type": "string"}, "tool": {"type": "string"},
+                                   "reason": {"type": "string", "minLength": 10}, "expires_in_seconds": {"type": "integer", "minimum": 1}}}))
+            }
+        }
+    })
+}

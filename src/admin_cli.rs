@@ -1,0 +1,151 @@
+//! `capgate admin ...`: the admin API from the command line. The token comes from an
+//! environment variable (never a flag, so it stays out of shell history and `ps`).
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Print the admin API's OpenAPI document.
+    Openapi,
+    /// Policy versions in effect, loaded and shadow.
+    Policy,
+    /// Validate policies/ and swap them in atomically.
+    Reload,
+    /// Add or replace relationship entities from a Cedar entity JSON file.
+    Relationships {
+        file: std::path::PathBuf,
+    },
+    /// List kill switches that are on.
+    KillSwitches,
+    /// Flip a kill switch: scope global|tenant|server|tool|agent_role|user.
+    Kill {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a kill switch.
+    Lift {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// A run's budget usage (`<tenant>/<run id>`).
+    Budget {
+        run: String,
+    },
+    /// Approval requests of your tenant.
+    Approvals,
+    Approve {
+        id: String,
+    },
+    Reject {
+        id: String,
+    },
+    /// Break-glass grants of your tenant.
+    Grants,
+    /// Open a time-limited break-glass grant (loudly logged).
+    BreakGlass {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        tool: Option<String>,
+        #[arg(long)]
+        agent_role: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = 30)]
+        minutes: i64,
+    },
+}
+
+fn scope_body(scope: &str, target: Option<String>) -> Value {
+    match target {
+        Some(target) => json!({"scope": scope, "target": target}),
+        None => json!({"scope": scope}),
+    }
+}
+
+/// Runs one admin verb against `base_url` with the token in `token_env`.
+pub fn run(base_url: &str, token_env: &str, command: AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::Openapi = command {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&capgate::server::admin::openapi())?
+        );
+        return Ok(());
+    }
+    let token = std::env::var(token_env)
+        .with_context(|| format!("export your admin JWT in {token_env}"))?;
+    let (method, path, body): (&str, String, Option<Value>) = match command {
+        AdminCommand::Openapi => unreachable!("handled above"),
+        AdminCommand::Policy => ("GET", "/admin/policy".into(), None),
+        AdminCommand::Reload => ("POST", "/admin/policy/reload".into(), None),
+        AdminCommand::Relationships { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let entities: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            ("POST", "/admin/relationships".into(), Some(entities))
+        }
+        AdminCommand::KillSwitches => ("GET", "/admin/kill-switches".into(), None),
+        AdminCommand::Kill {
+            scope,
+            target,
+            reason,
+        } => {
+            let mut body = scope_body(&scope, target);
+            body["reason"] = json!(reason);
+            ("POST", "/admin/kill-switches".into(), Some(body))
+        }
+        AdminCommand::Lift { scope, target } => (
+            "POST",
+            "/admin/kill-switches/lift".into(),
+            Some(scope_body(&scope, target)),
+        ),
+        AdminCommand::Budget { run } => ("GET", format!("/admin/budgets?run={run}"), None),
+        AdminCommand::Approvals => ("GET", "/approvals".into(), None),
+        AdminCommand::Approve { id } => ("POST", format!("/approvals/{id}/approve"), None),
+        AdminCommand::Reject { id } => ("POST", format!("/approvals/{id}/reject"), None),
+        AdminCommand::Grants => ("GET", "/break-glass".into(), None),
+        AdminCommand::BreakGlass {
+            user,
+            tool,
+            agent_role,
+            reason,
+            minutes,
+        } => (
+            "POST",
+            "/break-glass".into(),
+            Some(json!({"user": user, "tool": tool, "agent_role": agent_role,
+                        "reason": reason, "expires_in_seconds": minutes * 60})),
+        ),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (status, answer) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", base_url.trim_end_matches('/'));
+        let request = match method {
+            "GET" => client.get(&url),
+            _ => client.post(&url).json(&body.unwrap_or_else(|| json!({}))),
+        };
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {url}"))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        Ok::<_, anyhow::Error>((status, answer))
+    })?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    if !status.is_success() {
+        bail!("the admin API answered {status}");
+    }
+    Ok(())
+}
