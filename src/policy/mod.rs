@@ -85,13 +85,11 @@ impl CompiledPolicySet {
     }
 
     fn compile(loaded: LoadedPolicies, dir: &Path) -> Result<Self, PolicyLoadError> {
-        let action_entities: Vec<Entity> = loaded
+        let schema_actions = loaded
             .schema
             .action_entities()
-            .map_err(|e| schema_problem(dir, e.to_string()))?
-            .iter()
-            .cloned()
-            .collect();
+            .map_err(|e| schema_problem(dir, e.to_string()))?;
+        let action_entities: Vec<Entity> = schema_actions.iter().cloned().collect();
         let mut action_uids = HashMap::new();
         for action in Action::ALL {
             let action_uid = uid("Action", action.as_str()).map_err(|m| schema_problem(dir, m))?;
@@ -131,7 +129,16 @@ impl CompiledPolicySet {
             slices,
             meta: loaded.meta,
             action_uids,
-            action_entities,
+            // Action entities matter only for action groups (`action in Action::"group"`);
+            // without groups, copying them into every request would only cost time.
+            action_entities: if action_entities
+                .iter()
+                .any(|a| schema_actions.ancestors(&a.uid()).is_some_and(|mut up| up.next().is_some()))
+            {
+                action_entities
+            } else {
+                Vec::new()
+            },
             authorizer: Authorizer::new(),
         })
     }
