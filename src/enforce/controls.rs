@@ -460,21 +460,7 @@ impl Controls {
         let approval = blocking(move || store.approval(&lookup))
             .await?
             .ok_or_else(|| ApprovalProblem::Unknown(id.to_string()))?;
-        let problem = if approval.tenant != actor.tenant {
-            Some(ApprovalProblem::OtherTenant(id.to_string()))
-        } else if approval.action_digest != digest.0 {
-            Some(ApprovalProblem::OtherCall(id.to_string()))
-        } else {
-            match approval.status {
-                ApprovalStatus::Approved if crate::policy::now_unix() >= approval.expires_at => {
-                    Some(ApprovalProblem::Expired(id.to_string()))
-                }
-                ApprovalStatus::Approved => None,
-                ApprovalStatus::Pending => Some(ApprovalProblem::Pending(id.to_string())),
-                ApprovalStatus::Rejected => Some(ApprovalProblem::Rejected(id.to_string())),
-                ApprovalStatus::Consumed => Some(ApprovalProblem::AlreadyUsed(id.to_string())),
-            }
-        };
+        let problem = approval.problem_for(&actor.tenant, &digest.0, crate::policy::now_unix());
         match problem {
             Some(problem) => Err(problem.into()),
             None => Ok(approval),

@@ -131,10 +131,11 @@ impl CompiledPolicySet {
             action_uids,
             // Action entities matter only for action groups (`action in Action::"group"`);
             // without groups, copying them into every request would only cost time.
-            action_entities: if action_entities
-                .iter()
-                .any(|a| schema_actions.ancestors(&a.uid()).is_some_and(|mut up| up.next().is_some()))
-            {
+            action_entities: if action_entities.iter().any(|a| {
+                schema_actions
+                    .ancestors(&a.uid())
+                    .is_some_and(|mut up| up.next().is_some())
+            }) {
                 action_entities
             } else {
                 Vec::new()

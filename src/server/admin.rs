@@ -67,21 +67,12 @@ async fn require_person(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match state.auth.authenticate_header(header_value) {
+    match authenticated(&state, &request) {
         Ok(actor) => {
             request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
             next.run(request).await
         }
-        Err(error) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, state.auth.challenge(&error))],
-            Json(json!({"error": "invalid_token", "error_description": error.to_string()})),
-        )
-            .into_response(),
+        Err(error) => unauthorized(&state, &error),
     }
 }
 
@@ -91,11 +82,7 @@ async fn list_approvals(
 ) -> Response {
     match state.gateway.controls().approvals(&actor.tenant).await {
         Ok(approvals) => Json(json!({ "approvals": approvals })).into_response(),
-        Err(refusal) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": refusal.to_string()})),
-        )
-            .into_response(),
+        Err(refusal) => unavailable(refusal),
     }
 }
 
@@ -120,11 +107,7 @@ async fn decide(state: AdminState, actor: ActorRef, id: String, approve: bool) -
             Json(json!({"error": problem.to_string()})),
         )
             .into_response(),
-        Err(ApprovalDecisionError::Store(refusal)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": refusal.to_string()})),
-        )
-            .into_response(),
+        Err(ApprovalDecisionError::Store(refusal)) => unavailable(refusal),
     }
 }
 
@@ -144,25 +127,45 @@ async fn reject(
     decide(state, actor, id, false).await
 }
 
+/// The request's authenticated actor.
+fn authenticated(
+    state: &AdminState,
+    request: &Request,
+) -> Result<crate::identity::CompositeActor, crate::identity::AuthError> {
+    let header_value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state.auth.authenticate_header(header_value)
+}
+
+/// The 401 for a refused token, pointing at the protected-resource metadata.
+fn unauthorized(state: &AdminState, error: &crate::identity::AuthError) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, state.auth.challenge(error))],
+        Json(json!({"error": "invalid_token", "error_description": error.to_string()})),
+    )
+        .into_response()
+}
+
+/// A 503 for when the enforcement store cannot answer.
+fn unavailable(error: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": error.to_string()})),
+    )
+        .into_response()
+}
+
 async fn require_admin(
     State(state): State<AdminState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let actor = match state.auth.authenticate_header(header_value) {
+    let actor = match authenticated(&state, &request) {
         Ok(actor) => actor,
-        Err(error) => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, state.auth.challenge(&error))],
-                Json(json!({"error": "invalid_token", "error_description": error.to_string()})),
-            )
-                .into_response()
-        }
+        Err(error) => return unauthorized(&state, &error),
     };
     if actor.agent.is_some() || !actor.user.roles.contains(&state.role) {
         tracing::warn!(target: "capgate::admin", user = %actor.user.id, "admin request refused: 403");
@@ -264,14 +267,6 @@ struct KillRequest {
     reason: Option<String>,
 }
 
-fn store_failure(error: crate::store::StoreError) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": error.to_string()})),
-    )
-        .into_response()
-}
-
 async fn set_kill_switch(
     State(state): State<AdminState>,
     axum::Extension(actor): axum::Extension<ActorRef>,
@@ -294,7 +289,7 @@ async fn set_kill_switch(
     match state.gateway.controls().set_kill_switch(switch) {
         Ok(()) => Json(json!({ "kill_switches": state.gateway.controls().kill_switches() }))
             .into_response(),
-        Err(error) => store_failure(error),
+        Err(error) => unavailable(error),
     }
 }
 
@@ -310,7 +305,7 @@ async fn lift_kill_switch(
             "kill_switches": state.gateway.controls().kill_switches(),
         }))
         .into_response(),
-        Err(error) => store_failure(error),
+        Err(error) => unavailable(error),
     }
 }
 
@@ -339,11 +334,7 @@ async fn budget_usage(
             "remaining_calls": controls.remaining(&usage),
         }))
         .into_response(),
-        Err(refusal) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": refusal.to_string()})),
-        )
-            .into_response(),
+        Err(refusal) => unavailable(refusal),
     }
 }
 
@@ -364,7 +355,7 @@ async fn open_grant(
             Json(json!({"error": why})),
         )
             .into_response(),
-        Err(BreakGlassError::Store(error)) => store_failure(error),
+        Err(BreakGlassError::Store(error)) => unavailable(error),
     }
 }
 
@@ -382,7 +373,7 @@ async fn list_grants(
                 .collect();
             Json(json!({ "grants": mine })).into_response()
         }
-        Err(error) => store_failure(error),
+        Err(error) => unavailable(error),
     }
 }
 

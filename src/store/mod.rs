@@ -187,6 +187,29 @@ pub struct Approval {
     pub decided_by: Option<String>,
 }
 
+impl Approval {
+    /// Why this approval cannot authorize the call with `digest` in `tenant` at `now`, if it
+    /// cannot (the policy version is checked where the decision is known).
+    pub fn problem_for(&self, tenant: &str, digest: &str, now: i64) -> Option<ApprovalProblem> {
+        let id = || self.id.clone();
+        if self.tenant != tenant {
+            return Some(ApprovalProblem::OtherTenant(id()));
+        }
+        if self.action_digest != digest {
+            return Some(ApprovalProblem::OtherCall(id()));
+        }
+        match self.status {
+            ApprovalStatus::Approved if now >= self.expires_at => {
+                Some(ApprovalProblem::Expired(id()))
+            }
+            ApprovalStatus::Approved => None,
+            ApprovalStatus::Pending => Some(ApprovalProblem::Pending(id())),
+            ApprovalStatus::Rejected => Some(ApprovalProblem::Rejected(id())),
+            ApprovalStatus::Consumed => Some(ApprovalProblem::AlreadyUsed(id())),
+        }
+    }
+}
+
 /// Why an approval cannot be used or decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApprovalProblem {

@@ -250,28 +250,17 @@ impl Store for SqliteStore {
             let Some(approval) = load_approval(&tx, id)? else {
                 return Ok(Err(ApprovalProblem::Unknown(id.to_string())));
             };
-            let problem = if approval.tenant != tenant {
-                Some(ApprovalProblem::OtherTenant(id.to_string()))
-            } else if approval.action_digest != action_digest {
-                Some(ApprovalProblem::OtherCall(id.to_string()))
-            } else {
-                match approval.status {
-                    ApprovalStatus::Consumed => Some(ApprovalProblem::AlreadyUsed(id.to_string())),
-                    ApprovalStatus::Rejected => Some(ApprovalProblem::Rejected(id.to_string())),
-                    ApprovalStatus::Pending => Some(ApprovalProblem::Pending(id.to_string())),
-                    ApprovalStatus::Approved if now >= approval.expires_at => {
-                        Some(ApprovalProblem::Expired(id.to_string()))
-                    }
-                    ApprovalStatus::Approved if approval.policy_version != policy_version => {
-                        Some(ApprovalProblem::PolicyChanged {
+            let problem = approval
+                .problem_for(tenant, action_digest, now)
+                .or_else(|| {
+                    (approval.policy_version != policy_version).then(|| {
+                        ApprovalProblem::PolicyChanged {
                             id: id.to_string(),
                             granted: approval.policy_version.clone(),
                             current: policy_version.to_string(),
-                        })
-                    }
-                    ApprovalStatus::Approved => None,
-                }
-            };
+                        }
+                    })
+                });
             if let Some(problem) = problem {
                 return Ok(Err(problem));
             }
