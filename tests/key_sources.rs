@@ -1,0 +1,154 @@
+//! Every issuer key source: ES256 and EdDSA public key files and an RS256 JWKS (kid selects the
+//! key). Good tokens pass; a token signed by another key, or naming an unknown kid, gets 401.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const ES_ISSUER: &str = "https://es.capgate.local";
+const ED_ISSUER: &str = "https://ed.capgate.local";
+const JWKS_ISSUER: &str = "https://jwks.capgate.local";
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sign(issuer: &str, audience: &str, header: Header, key: &EncodingKey) -> String {
+    let mut claims = claims(&analyst("acme", "alice", "drafting-agent"), audience);
+    claims.insert("iss".into(), issuer.into());
+    jsonwebtoken::encode(&header, &claims, key).expect("sign")
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(name)).expect("fixture key")
+}
+
+#[tokio::test]
+async fn es256_eddsa_and_jwks_issuers_verify_their_own_keys_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    // Reuse the standard config for everything but the issuers.
+    let config = write_config(dir.path(), port, &GatewayOptions::default());
+    let text = std::fs::read_to_string(&config).expect("config");
+    let downstream = text
+        .find("[[downstream]]")
+        .map(|i| text[i..].to_string())
+        .expect("downstream section");
+    let head = text[..text.find("[[issuers]]").expect("issuers")].to_string();
+    let issuers = format!(
+        r#"
+[[issuers]]
+issuer = "{ES_ISSUER}"
+algorithm = "ES256"
+public_key_file = "{es}"
+
+[[issuers]]
+issuer = "{ED_ISSUER}"
+algorithm = "EdDSA"
+public_key_file = "{ed}"
+
+[[issuers]]
+issuer = "{JWKS_ISSUER}"
+algorithm = "RS256"
+jwks_file = "{jwks}"
+"#,
+        es = fixtures().join("test-es256-public.pem").display(),
+        ed = fixtures().join("test-eddsa-public.pem").display(),
+        jwks = fixtures().join("test-jwks.json").display(),
+    );
+    std::fs::write(&config, format!("{head}{issuers}\n{downstream}")).expect("write config");
+    let _gateway = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let up = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status_for = |token: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(&url)
+                .bearer_auth(token)
+                .header("Accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                               "clientInfo": {"name": "keys", "version": "1"}}}))
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+
+    let es = EncodingKey::from_ec_pem(&pem("test-es256-private.pem")).expect("es key");
+    let ed = EncodingKey::from_ed_pem(&pem("test-eddsa-private.pem")).expect("ed key");
+    let rsa = EncodingKey::from_rsa_pem(&pem("test-rs256-private.pem")).expect("rsa key");
+    let mut kid = Header::new(Algorithm::RS256);
+    kid.kid = Some("test-key-1".into());
+    let mut unknown_kid = Header::new(Algorithm::RS256);
+    unknown_kid.kid = Some("rotated-away".into());
+
+    assert_eq!(
+        status_for(sign(ES_ISSUER, &url, Header::new(Algorithm::ES256), &es)).await,
+        200
+    );
+    assert_eq!(
+        status_for(sign(ED_ISSUER, &url, Header::new(Algorithm::EdDSA), &ed)).await,
+        200
+    );
+    assert_eq!(
+        status_for(sign(JWKS_ISSUER, &url, kid.clone(), &rsa)).await,
+        200
+    );
+
+    // The ES issuer's name on an EdDSA signature: refused (pinned algorithm).
+    assert_eq!(
+        status_for(sign(ES_ISSUER, &url, Header::new(Algorithm::EdDSA), &ed)).await,
+        401
+    );
+    // A JWKS token naming a kid that is not in the set, or none at all.
+    assert_eq!(
+        status_for(sign(JWKS_ISSUER, &url, unknown_kid, &rsa)).await,
+        401
+    );
+    assert_eq!(
+        status_for(sign(JWKS_ISSUER, &url, Header::new(Algorithm::RS256), &rsa)).await,
+        401
+    );
+    // Another ES key than the configured one.
+    let other =
+        EncodingKey::from_ec_pem(&pem("test-es256-other-private.pem")).expect("another es key");
+    assert_eq!(
+        status_for(sign(ES_ISSUER, &url, Header::new(Algorithm::ES256), &other)).await,
+        401
+    );
+}
