@@ -5,6 +5,7 @@
 //! (build the request from the `registry` contract, ask the `policy` PDP, forward only on allow)
 //! → `downstream` (the registered MCP server). `config` holds the typed configuration.
 
+pub mod audit;
 pub mod config;
 pub mod downstream;
 pub mod enforce;

@@ -65,6 +65,11 @@ enum Command {
     },
     /// Print the JSON Schemas of the decision contract (PolicyRequest, Decision).
     Schema,
+    /// The decision log: verify its hash chain, export it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The admin API: kill switches, approvals, break-glass, budgets, relationships, reload.
     Admin {
         /// The admin listener's URL; defaults to the config's [admin] listen address.
@@ -80,6 +85,21 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; non-zero exit naming each edited, deleted or reordered record.
+    Verify {
+        /// The data directory; defaults to the config's data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write every record as JSON Lines to stdout.
+    Export {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -224,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command } => policy_command(cli.config.as_ref(), command),
+        Command::Audit { command } => audit_command(cli.config.as_ref(), command),
         Command::Admin {
             url,
             token_env,
@@ -238,6 +259,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             admin_cli::run(&url, &token_env, command)
+        }
+    }
+}
+
+fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Result<()> {
+    let data_dir = |given: Option<PathBuf>| -> anyhow::Result<PathBuf> {
+        Ok(match given {
+            Some(dir) => dir,
+            None => load_config(config)?.data_dir,
+        })
+    };
+    match command {
+        AuditCommand::Verify { data_dir: given } => {
+            let path = capgate::audit::log_path(&data_dir(given)?);
+            let (count, problems) = capgate::audit::verify(&path)?;
+            for problem in &problems {
+                eprintln!("record {}: {}", problem.seq, problem.problem);
+            }
+            if !problems.is_empty() {
+                bail!(
+                    "{}: the decision log is not intact ({} problem(s) in {count} records)",
+                    path.display(),
+                    problems.len()
+                );
+            }
+            println!("{}: {count} records, hash chain intact", path.display());
+            Ok(())
+        }
+        AuditCommand::Export { data_dir: given } => {
+            let path = capgate::audit::log_path(&data_dir(given)?);
+            for (seq, record, prev_hash, hash) in capgate::audit::read_all(&path)? {
+                let record: serde_json::Value = serde_json::from_str(&record)?;
+                println!(
+                    "{}",
+                    serde_json::json!({"seq": seq, "prev_hash": prev_hash, "hash": hash, "record": record})
+                );
+            }
+            Ok(())
         }
     }
 }

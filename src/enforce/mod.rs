@@ -39,6 +39,7 @@ use rmcp::model::{
 };
 use serde_json::{json, Value};
 
+use crate::audit::{DecisionLog, DecisionRecord, Mode};
 use crate::config::AgentExplanations;
 use crate::downstream::{DownstreamError, Downstreams};
 use crate::identity::CompositeActor;
@@ -61,6 +62,7 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     downstreams: Downstreams,
     controls: Controls,
+    log: DecisionLog,
     explain_to_agent: AgentExplanations,
 }
 
@@ -70,6 +72,7 @@ impl Gateway {
         policy: Arc<PolicyEngine>,
         downstreams: Downstreams,
         controls: Controls,
+        log: DecisionLog,
         explain_to_agent: AgentExplanations,
     ) -> Self {
         Self {
@@ -77,6 +80,7 @@ impl Gateway {
             policy,
             downstreams,
             controls,
+            log,
             explain_to_agent,
         }
     }
@@ -154,6 +158,7 @@ impl Gateway {
         arguments: Option<JsonObject>,
         call_meta: &CallMeta,
     ) -> Result<CallToolResult, ErrorData> {
+        let started = std::time::Instant::now();
         // Resolve. An uncontracted or unknown name is "unknown" whatever the downstream offers.
         let contract = self
             .registry
@@ -253,6 +258,24 @@ impl Gateway {
                 break_glass = Some(grant);
             }
         }
+        // Log the decision; a side effect goes ahead only once its record is durable.
+        let mode = match (&break_glass, degraded) {
+            (Some(_), _) => Mode::BreakGlass,
+            (None, true) => Mode::Degraded,
+            (None, false) => Mode::Enforce,
+        };
+        let entry = decision_record(&policy_request, &decision, mode, Some(&digest));
+        if decision.is_allow() && contract.effect.is_side_effect() {
+            if let Err(error) = self.log.append_durable(entry).await {
+                return Ok(self.refused_by_control(
+                    actor,
+                    name,
+                    ControlRefusal::StoreUnavailable(crate::store::StoreError(error.to_string())),
+                ));
+            }
+        } else {
+            self.log.append(entry);
+        }
         match decision.outcome {
             Outcome::Allow => {}
             Outcome::RequireApproval => {
@@ -329,7 +352,23 @@ impl Gateway {
         let mut params =
             CallToolRequestParams::new(contract.name.clone()).with_arguments(arguments);
         params.meta = Some(actor_meta(actor));
-        let result = match server.call_tool(params).await {
+        let downstream_started = std::time::Instant::now();
+        let forwarded = server.call_tool(params).await;
+        let downstream_time = downstream_started.elapsed();
+        let mut outcome = decision_record(&policy_request, &decision, mode, Some(&digest));
+        outcome.downstream_outcome = Some(match &forwarded {
+            Ok(result) if result.is_error == Some(true) => "tool_error".to_string(),
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        });
+        outcome.added_latency_us = Some(
+            started
+                .elapsed()
+                .saturating_sub(downstream_time)
+                .as_micros() as u64,
+        );
+        self.log.append(outcome);
+        let result = match forwarded {
             Ok(result) => result,
             // Certainly not performed: the key may be used again.
             Err(e @ DownstreamError::Unavailable { .. }) => {
@@ -429,6 +468,26 @@ impl Gateway {
             reason = %refusal,
             "refused by an enforcement control"
         );
+        self.log.append(DecisionRecord {
+            time: crate::policy::now_unix(),
+            request_id: String::new(),
+            tenant: actor.tenant.clone(),
+            run_id: actor.run_id.clone(),
+            action: Action::CallTool.as_str().into(),
+            resource: tool.into(),
+            decision: "deny".into(),
+            reason: refusal.to_string(),
+            policy_id: None,
+            policy_version: self.policy.latest().label().to_string(),
+            actor: actor_label(&actor.user.id, actor.agent.as_ref().map(|a| a.id.as_str())),
+            delegation_chain: actor.delegation_chain.clone(),
+            action_digest: None,
+            obligations: Vec::new(),
+            mode: Mode::Enforce,
+            shadow_decision: None,
+            downstream_outcome: None,
+            added_latency_us: None,
+        });
         let mut result = refusal_text(&refusal.to_string());
         let mut meta = rmcp::model::MetaObject::new();
         meta.0.insert(
@@ -533,6 +592,12 @@ impl Gateway {
             .decide_resource(actor, Action::ReadResource, uri, &server_id)
             .ok_or_else(not_found)?;
         record(&policy_request, &decision);
+        self.log.append(decision_record(
+            &policy_request,
+            &decision,
+            Mode::Enforce,
+            None,
+        ));
         if !decision.is_allow() {
             return Err(self.refusal_error(&decision));
         }
@@ -587,6 +652,12 @@ impl Gateway {
         .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let decision = self.decide(&policy_request);
         record(&policy_request, &decision);
+        self.log.append(decision_record(
+            &policy_request,
+            &decision,
+            Mode::Enforce,
+            None,
+        ));
         if !decision.is_allow() {
             return Err(self.refusal_error(&decision));
         }
@@ -686,6 +757,45 @@ fn record(request: &PolicyRequest, decision: &Decision) {
         reason = %decision.reason,
         "decision"
     );
+}
+
+fn actor_label(user: &str, agent: Option<&str>) -> String {
+    format!("{user}/{}", agent.unwrap_or("-"))
+}
+
+/// The decision-log record of a decision.
+fn decision_record(
+    request: &PolicyRequest,
+    decision: &Decision,
+    mode: Mode,
+    digest: Option<&ActionDigest>,
+) -> DecisionRecord {
+    DecisionRecord {
+        time: crate::policy::now_unix(),
+        request_id: request.request_id.clone(),
+        tenant: request.tenant.clone().unwrap_or_default(),
+        run_id: request.run_id.clone(),
+        action: request.action.as_str().into(),
+        resource: request.resource.id.clone(),
+        decision: decision.outcome.as_str().into(),
+        reason: decision.reason.clone(),
+        policy_id: decision.policy_id.clone(),
+        policy_version: decision.policy_version.clone(),
+        actor: actor_label(
+            &request.actor.user.id,
+            request.actor.agent.as_ref().map(|a| a.id.as_str()),
+        ),
+        delegation_chain: request.actor.delegation_chain.clone(),
+        action_digest: digest.map(|d| d.0.clone()),
+        obligations: decision.obligations.clone(),
+        mode,
+        shadow_decision: decision
+            .shadow
+            .as_ref()
+            .map(|s| s.outcome.as_str().to_string()),
+        downstream_outcome: None,
+        added_latency_us: None,
+    }
 }
 
 /// A stored result returned again for a retried idempotency key, marked as a replay.

@@ -94,6 +94,8 @@ pub fn start_gateway(
         .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
     let controls = crate::enforce::Controls::new(Arc::new(store), config.enforcement.clone())
         .map_err(|e| StartError::Serve(e.to_string()))?;
+    let log = crate::audit::DecisionLog::open(&config.data_dir)
+        .map_err(|e| StartError::Serve(e.to_string()))?;
     let contracts = registry.clone();
     let downstreams = Downstreams::start(
         &config.downstreams,
@@ -105,6 +107,7 @@ pub fn start_gateway(
         policy,
         downstreams,
         controls,
+        log,
         config.server.explain_to_agent,
     )))
 }

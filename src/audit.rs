@@ -1,0 +1,319 @@
+//! The decision log: every call's decision, durable and hash-chained, so that no one can edit,
+//! delete or reorder a record without `capgate audit verify` naming it.
+//!
+//! Records go to `<data_dir>/audit.db` through one writer thread that commits whatever has
+//! queued up in a single transaction (group commit). Side-effecting calls wait until their record
+//! is durable before they are forwarded; if it cannot be written, the call is denied.
+//! Each record stores the previous record's hash and its own: SHA-256 over the previous hash and
+//! the record's canonical JSON.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::canonical_json;
+
+/// The hash the first record chains to.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How a decision was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Enforce,
+    BreakGlass,
+    Degraded,
+}
+
+/// One logged decision (and, once known, its downstream outcome in a later record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub time: i64,
+    pub request_id: String,
+    pub tenant: String,
+    pub run_id: Option<String>,
+    pub action: String,
+    pub resource: String,
+    pub decision: String,
+    pub reason: String,
+    pub policy_id: Option<String>,
+    pub policy_version: String,
+    pub actor: String,
+    pub delegation_chain: Vec<String>,
+    pub action_digest: Option<String>,
+    pub obligations: Vec<String>,
+    pub mode: Mode,
+    pub shadow_decision: Option<String>,
+    /// Set on outcome records: `ok`, `tool_error` or the downstream failure.
+    pub downstream_outcome: Option<String>,
+    pub added_latency_us: Option<u64>,
+}
+
+/// A stored record with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainedRecord {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub record: DecisionRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the decision log cannot be written: {0}")]
+pub struct AuditError(pub String);
+
+type Ack = tokio::sync::oneshot::Sender<Result<i64, String>>;
+
+/// The writer's handle. Cloning is cheap; the writer thread ends when all handles are dropped.
+#[derive(Clone)]
+pub struct DecisionLog {
+    queue: mpsc::Sender<(DecisionRecord, Option<Ack>)>,
+}
+
+/// SHA-256 over the previous hash and the record's canonical JSON.
+pub fn chain_hash(prev_hash: &str, record_json: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(prev_hash.as_bytes());
+    digest.update(record_json.as_bytes());
+    hex::encode(digest.finalize())
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.busy_timeout(std::time::Duration::from_millis(1500))?;
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS decisions (
+            seq INTEGER PRIMARY KEY,
+            record TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );",
+    )?;
+    Ok(connection)
+}
+
+fn write_batch(
+    connection: &mut Connection,
+    batch: &[(DecisionRecord, Option<Ack>)],
+) -> rusqlite::Result<Vec<i64>> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (mut seq, mut prev): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string()));
+    let mut written = Vec::with_capacity(batch.len());
+    for (record, _) in batch {
+        let json = canonical_json(&serde_json::to_value(record).unwrap_or_default());
+        let hash = chain_hash(&prev, &json);
+        seq += 1;
+        tx.execute(
+            "INSERT INTO decisions (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)",
+            params![seq, json, prev, hash],
+        )?;
+        written.push(seq);
+        prev = hash;
+    }
+    tx.commit()?;
+    Ok(written)
+}
+
+impl DecisionLog {
+    /// Opens `<data_dir>/audit.db` and starts the writer thread.
+    pub fn open(data_dir: &Path) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| AuditError(format!("cannot create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join("audit.db");
+        let mut connection =
+            open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
+        let (queue, incoming) = mpsc::channel::<(DecisionRecord, Option<Ack>)>();
+        std::thread::Builder::new()
+            .name("capgate-decision-log".into())
+            .spawn(move || {
+                while let Ok(first) = incoming.recv() {
+                    // Group commit: everything that queued while the last batch was written.
+                    let mut batch = vec![first];
+                    while let Ok(more) = incoming.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= 4096 {
+                            break;
+                        }
+                    }
+                    let result = write_batch(&mut connection, &batch);
+                    if let Err(error) = &result {
+                        tracing::error!(%error, records = batch.len(), "decision log write failed");
+                    }
+                    for (index, (_, ack)) in batch.into_iter().enumerate() {
+                        if let Some(ack) = ack {
+                            let _ = ack.send(match &result {
+                                Ok(seqs) => Ok(seqs[index]),
+                                Err(error) => Err(error.to_string()),
+                            });
+                        }
+                    }
+                }
+            })
+            .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?;
+        Ok(Self { queue })
+    }
+
+    /// Queues a record; it is written with the next group commit.
+    pub fn append(&self, record: DecisionRecord) {
+        if self.queue.send((record, None)).is_err() {
+            tracing::error!("the decision log writer has stopped");
+        }
+    }
+
+    /// Appends a record and waits until it is durable; its sequence number.
+    pub async fn append_durable(&self, record: DecisionRecord) -> Result<i64, AuditError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((record, Some(ack)))
+            .map_err(|_| AuditError("the log writer has stopped".into()))?;
+        done.await
+            .map_err(|_| AuditError("the log writer stopped before answering".into()))?
+            .map_err(AuditError)
+    }
+}
+
+/// A problem `capgate audit verify` found, naming the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainProblem {
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// Reads every record in order.
+pub fn read_all(path: &Path) -> Result<Vec<(i64, String, String, String)>, AuditError> {
+    let connection = Connection::open(path).map_err(|e| AuditError(e.to_string()))?;
+    let mut statement = connection
+        .prepare("SELECT seq, record, prev_hash, hash FROM decisions ORDER BY seq")
+        .map_err(|e| AuditError(e.to_string()))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .map_err(|e| AuditError(e.to_string()))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(|e| AuditError(e.to_string()))
+}
+
+/// Checks the chain: every record's hash matches its content and its predecessor, and no
+/// sequence number is missing. Returns every problem found (empty when the log is intact).
+pub fn verify(path: &Path) -> Result<(usize, Vec<ChainProblem>), AuditError> {
+    let rows = read_all(path)?;
+    let mut problems = Vec::new();
+    let mut expected_prev = GENESIS.to_string();
+    let mut expected_seq = 1;
+    for (seq, json, prev_hash, hash) in &rows {
+        if *seq != expected_seq {
+            problems.push(ChainProblem {
+                seq: *seq,
+                problem: format!("records {expected_seq}..{} are missing (deleted)", seq - 1),
+            });
+        }
+        if *prev_hash != expected_prev {
+            problems.push(ChainProblem {
+                seq: *seq,
+                problem: "does not chain to the record before it (deleted, reordered or replaced)"
+                    .into(),
+            });
+        }
+        if chain_hash(prev_hash, json) != *hash {
+            problems.push(ChainProblem {
+                seq: *seq,
+                problem: "its content does not match its hash (edited)".into(),
+            });
+        }
+        expected_prev = hash.clone();
+        expected_seq = seq + 1;
+    }
+    Ok((rows.len(), problems))
+}
+
+/// The log's path under a data directory.
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> DecisionRecord {
+        DecisionRecord {
+            time: n as i64,
+            request_id: format!("req-{n}"),
+            tenant: "acme".into(),
+            run_id: None,
+            action: "call_tool".into(),
+            resource: "case__read_case".into(),
+            decision: "allow".into(),
+            reason: "r".into(),
+            policy_id: None,
+            policy_version: "case-platform@3".into(),
+            actor: "alice/drafting-agent".into(),
+            delegation_chain: vec!["alice".into(), "drafting-agent".into()],
+            action_digest: None,
+            obligations: vec![],
+            mode: Mode::Enforce,
+            shadow_decision: None,
+            downstream_outcome: None,
+            added_latency_us: None,
+        }
+    }
+
+    async fn filled(dir: &Path, n: usize) {
+        let log = DecisionLog::open(dir).expect("open");
+        for i in 0..n {
+            log.append(record(i));
+        }
+        log.append_durable(record(n)).await.expect("durable");
+    }
+
+    fn tamper(dir: &Path, sql: &str) {
+        Connection::open(log_path(dir))
+            .and_then(|c| c.execute_batch(sql))
+            .expect("tamper");
+    }
+
+    #[tokio::test]
+    async fn verify_names_edited_deleted_and_swapped_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        filled(dir.path(), 9).await;
+        let (count, problems) = verify(&log_path(dir.path())).expect("verify");
+        assert_eq!((count, problems.len()), (10, 0));
+
+        tamper(
+            dir.path(),
+            "UPDATE decisions SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 4",
+        );
+        let (_, problems) = verify(&log_path(dir.path())).expect("verify");
+        assert_eq!(problems.first().map(|p| p.seq), Some(4), "{problems:?}");
+        assert!(problems[0].problem.contains("edited"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        filled(dir.path(), 9).await;
+        tamper(dir.path(), "DELETE FROM decisions WHERE seq = 6");
+        let (_, problems) = verify(&log_path(dir.path())).expect("verify");
+        assert_eq!(problems.first().map(|p| p.seq), Some(7), "{problems:?}");
+        assert!(problems[0].problem.contains("missing"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        filled(dir.path(), 9).await;
+        tamper(
+            dir.path(),
+            "UPDATE decisions SET seq = -1 WHERE seq = 2; UPDATE decisions SET seq = 2 WHERE seq = 3; UPDATE decisions SET seq = 3 WHERE seq = -1;",
+        );
+        let (_, problems) = verify(&log_path(dir.path())).expect("verify");
+        assert_eq!(problems.first().map(|p| p.seq), Some(2), "{problems:?}");
+    }
+}

@@ -1,0 +1,117 @@
+//! The decision log with real traffic: every decision is recorded in a hash chain that
+//! `capgate audit verify` checks; an edit is named; side effects are refused when their record
+//! cannot be made durable.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn audit(data_dir: &std::path::Path, verb: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["audit", verb, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run capgate audit")
+}
+
+#[tokio::test]
+async fn decisions_are_chained_and_an_edit_is_named() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    call(&alice, "case__read_case", json!({"case_id": "case-201"})).await;
+    call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Notice"}),
+        key("log-1"),
+    )
+    .await;
+    let data = gateway.dir.path().join("data");
+    // Records are group-committed; wait for the outcome records to land.
+    let mut records: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        let export = audit(&data, "export");
+        records = String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if records.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(records.len() >= 5, "{records:?}");
+    let decisions: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["record"]["decision"].as_str())
+        .collect();
+    assert!(decisions.contains(&"deny") && decisions.contains(&"allow"));
+    let outcome = records
+        .iter()
+        .find(|r| r["record"]["downstream_outcome"] == "ok")
+        .expect("an outcome record");
+    assert!(outcome["record"]["added_latency_us"].as_u64().is_some());
+    assert_eq!(outcome["record"]["policy_version"], "case-platform@3");
+    let side_effect = records
+        .iter()
+        .find(|r| r["record"]["resource"] == "case__create_notice_draft")
+        .expect("side effect recorded");
+    assert!(side_effect["record"]["action_digest"].as_str().is_some());
+
+    let verified = audit(&data, "verify");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Edit one decision: verify fails and names it.
+    let edited = records[2]["seq"].as_i64().expect("seq");
+    rusqlite::Connection::open(data.join("audit.db"))
+        .and_then(|c| {
+            c.execute(
+                "UPDATE decisions SET record = replace(record, 'call_tool', 'read_resource') WHERE seq = ?1",
+                [edited],
+            )
+        })
+        .expect("tamper");
+    let broken = audit(&data, "verify");
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains(&format!("record {edited}:")), "{stderr}");
+}
+
+#[tokio::test]
+async fn side_effects_are_refused_when_their_record_cannot_be_written() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let log = rusqlite::Connection::open(gateway.dir.path().join("data/audit.db")).expect("open");
+    log.execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the log's write lock");
+    let refused = call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Notice"}),
+        key("log-down-1"),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text_of(&refused).contains("decision log"),
+        "{}",
+        text_of(&refused)
+    );
+    assert!(!gateway
+        .journal_entries()
+        .iter()
+        .any(|e| e["name"] == "create_notice_draft"));
+    log.execute_batch("ROLLBACK").expect("release");
+}
