@@ -50,6 +50,9 @@ pub struct DecisionRecord {
     /// Set on outcome records: `ok`, `tool_error` or the downstream failure.
     pub downstream_outcome: Option<String>,
     pub added_latency_us: Option<u64>,
+    /// The request as the PDP saw it (decision records only), for replay under other policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::policy::PolicyRequest>,
 }
 
 /// A stored record with its place in the chain.
@@ -268,6 +271,7 @@ mod tests {
             shadow_decision: None,
             downstream_outcome: None,
             added_latency_us: None,
+            request: None,
         }
     }
 
@@ -316,4 +320,95 @@ mod tests {
         let (_, problems) = verify(&log_path(dir.path())).expect("verify");
         assert_eq!(problems.first().map(|p| p.seq), Some(2), "{problems:?}");
     }
+}
+
+/// Filters for `capgate audit query`.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub run: Option<String>,
+    pub actor: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl Query {
+    pub fn matches(&self, record: &DecisionRecord) -> bool {
+        self.run
+            .as_ref()
+            .is_none_or(|r| record.run_id.as_ref() == Some(r))
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|a| record.actor.contains(a.as_str()))
+            && self.tool.as_ref().is_none_or(|t| &record.resource == t)
+            && self.decision.as_ref().is_none_or(|d| &record.decision == d)
+            && self.since.is_none_or(|s| record.time >= s)
+            && self.until.is_none_or(|u| record.time < u)
+    }
+}
+
+/// Records (in order) that match a query.
+pub fn query(path: &Path, filter: &Query) -> Result<Vec<ChainedRecord>, AuditError> {
+    let mut out = Vec::new();
+    for (seq, json, prev_hash, hash) in read_all(path)? {
+        let record: DecisionRecord =
+            serde_json::from_str(&json).map_err(|e| AuditError(format!("record {seq}: {e}")))?;
+        if filter.matches(&record) {
+            out.push(ChainedRecord {
+                seq,
+                prev_hash,
+                hash,
+                record,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One decision that changes under a candidate policy set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayChange {
+    pub seq: i64,
+    pub resource: String,
+    pub actor: String,
+    pub before: String,
+    pub after: String,
+    pub policy_before: Option<String>,
+    pub policy_after: Option<String>,
+}
+
+/// Re-decides every logged decision (that kept its request) under `candidate`.
+pub fn replay(
+    path: &Path,
+    candidate: &crate::policy::PolicyEngine,
+) -> Result<(usize, Vec<ReplayChange>), AuditError> {
+    let mut replayed = 0;
+    let mut changes = Vec::new();
+    for chained in query(path, &Query::default())? {
+        let record = chained.record;
+        let Some(mut request) = record.request.clone() else {
+            continue;
+        };
+        if record.downstream_outcome.is_some() {
+            continue;
+        }
+        // Decide as of the original time, so effective windows are those of the decision.
+        request.environment.now = Some(record.time);
+        let decision = candidate.decide(&request);
+        replayed += 1;
+        if decision.outcome.as_str() != record.decision {
+            changes.push(ReplayChange {
+                seq: chained.seq,
+                resource: record.resource.clone(),
+                actor: record.actor.clone(),
+                before: record.decision.clone(),
+                after: decision.outcome.as_str().to_string(),
+                policy_before: record.policy_id.clone(),
+                policy_after: decision.policy_id.clone(),
+            });
+        }
+    }
+    Ok((replayed, changes))
 }

@@ -101,6 +101,28 @@ enum AuditCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Records matching all given filters, as JSON Lines.
+    Query {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        run: Option<String>,
+        /// A user or agent id (matches `user/agent`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// An exposed tool name (or resource URI, prompt name).
+        #[arg(long)]
+        tool: Option<String>,
+        /// allow | deny | require_approval | require_more_context
+        #[arg(long)]
+        decision: Option<String>,
+        /// Unix seconds, inclusive.
+        #[arg(long)]
+        since: Option<i64>,
+        /// Unix seconds, exclusive.
+        #[arg(long)]
+        until: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +152,14 @@ enum PolicyCommand {
         request: PathBuf,
         #[arg(long)]
         policies: Option<PathBuf>,
+    },
+    /// Re-decide the logged decisions under a candidate policy directory and report the impact;
+    /// exits 3 when any decision would change (a CI gate).
+    Replay {
+        #[arg(long)]
+        candidate: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Format the Cedar policy files in place (or only check with --check).
     Fmt {
@@ -287,6 +317,29 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             println!("{}: {count} records, hash chain intact", path.display());
             Ok(())
         }
+        AuditCommand::Query {
+            data_dir: given,
+            run,
+            actor,
+            tool,
+            decision,
+            since,
+            until,
+        } => {
+            let path = capgate::audit::log_path(&data_dir(given)?);
+            let filter = capgate::audit::Query {
+                run,
+                actor,
+                tool,
+                decision,
+                since,
+                until,
+            };
+            for record in capgate::audit::query(&path, &filter)? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+            Ok(())
+        }
         AuditCommand::Export { data_dir: given } => {
             let path = capgate::audit::log_path(&data_dir(given)?);
             for (seq, record, prev_hash, hash) in capgate::audit::read_all(&path)? {
@@ -387,6 +440,54 @@ fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::R
             let engine = PolicyEngine::load(&policies, None)?;
             let decision = engine.decide(&request);
             println!("{}", serde_json::to_string_pretty(&decision)?);
+            Ok(())
+        }
+        PolicyCommand::Replay {
+            candidate,
+            data_dir,
+        } => {
+            let data_dir = match data_dir {
+                Some(dir) => dir,
+                None => load_config(config)?.data_dir,
+            };
+            let engine = PolicyEngine::load(&candidate, None)?;
+            let (replayed, changes) =
+                capgate::audit::replay(&capgate::audit::log_path(&data_dir), &engine)?;
+            let mut by_change: std::collections::BTreeMap<(String, String), usize> =
+                Default::default();
+            for change in &changes {
+                println!(
+                    "record {}: {} {} {} -> {} (policy {} -> {})",
+                    change.seq,
+                    change.actor,
+                    change.resource,
+                    change.before,
+                    change.after,
+                    change.policy_before.as_deref().unwrap_or("-"),
+                    change.policy_after.as_deref().unwrap_or("-")
+                );
+                *by_change
+                    .entry((
+                        format!("{} -> {}", change.before, change.after),
+                        change.resource.clone(),
+                    ))
+                    .or_default() += 1;
+            }
+            println!(
+                "\nimpact of {} on {replayed} logged decisions:",
+                candidate.display()
+            );
+            for ((change, tool), count) in &by_change {
+                println!("  {count:>5}  {change:<40} {tool}");
+            }
+            println!(
+                "{} changed, {} unchanged",
+                changes.len(),
+                replayed - changes.len()
+            );
+            if !changes.is_empty() {
+                std::process::exit(3);
+            }
             Ok(())
         }
         PolicyCommand::Fmt { check, dir } => {

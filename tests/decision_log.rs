@@ -115,3 +115,89 @@ async fn side_effects_are_refused_when_their_record_cannot_be_written() {
         .any(|e| e["name"] == "create_notice_draft"));
     log.execute_batch("ROLLBACK").expect("release");
 }
+
+fn copy_policies(to: &std::path::Path) {
+    let from = repo_root().join("policies");
+    std::fs::create_dir_all(to.join("entities")).expect("mkdir");
+    for entry in std::fs::read_dir(&from).expect("read").flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+    std::fs::copy(
+        from.join("entities/case-platform.json"),
+        to.join("entities/case-platform.json"),
+    )
+    .expect("copy");
+}
+
+#[tokio::test]
+async fn replay_under_a_stricter_candidate_reports_exactly_the_changed_decisions() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    // Two allowed reads of case-101, one refused read, one allowed search.
+    call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    call(&alice, "case__read_case", json!({"case_id": "case-201"})).await;
+    call(
+        &alice,
+        "case__search_evidence",
+        json!({"case_id": "case-101", "query": "loan"}),
+    )
+    .await;
+    let data = gateway.dir.path().join("data");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let denied = Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["audit", "query", "--decision", "deny", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("query");
+    let denied: Vec<Value> = String::from_utf8_lossy(&denied.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["record"]["resource"], "case__read_case");
+
+    let replay = |candidate: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(["policy", "replay", "--candidate"])
+            .arg(candidate)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("replay")
+    };
+    let same = tempfile::tempdir().expect("tempdir");
+    copy_policies(same.path());
+    let unchanged = replay(same.path());
+    assert_eq!(
+        unchanged.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&unchanged.stdout)
+    );
+
+    let stricter = tempfile::tempdir().expect("tempdir");
+    copy_policies(stricter.path());
+    std::fs::write(
+        stricter.path().join("freeze.cedar"),
+        "@id(\"read-freeze\")\nforbid(principal, action == Action::\"call_tool\", resource is Tool) when { resource.name == \"read_case\" };\n",
+    )
+    .expect("write");
+    let report = replay(stricter.path());
+    assert_eq!(report.status.code(), Some(3), "a CI job can gate on it");
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(stdout.contains("2 changed, 2 unchanged"), "{stdout}");
+    assert!(stdout.contains("allow -> deny"), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("policy case-agents-read -> read-freeze")
+            .count(),
+        2,
+        "{stdout}"
+    );
+}

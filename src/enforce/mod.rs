@@ -356,6 +356,7 @@ impl Gateway {
         let forwarded = server.call_tool(params).await;
         let downstream_time = downstream_started.elapsed();
         let mut outcome = decision_record(&policy_request, &decision, mode, Some(&digest));
+        outcome.request = None;
         outcome.downstream_outcome = Some(match &forwarded {
             Ok(result) if result.is_error == Some(true) => "tool_error".to_string(),
             Ok(_) => "ok".to_string(),
@@ -487,6 +488,7 @@ impl Gateway {
             shadow_decision: None,
             downstream_outcome: None,
             added_latency_us: None,
+            request: None,
         });
         let mut result = refusal_text(&refusal.to_string());
         let mut meta = rmcp::model::MetaObject::new();
@@ -795,6 +797,7 @@ fn decision_record(
             .map(|s| s.outcome.as_str().to_string()),
         downstream_outcome: None,
         added_latency_us: None,
+        request: Some(request.clone()),
     }
 }
 
