@@ -10,6 +10,7 @@ pub mod config;
 pub mod downstream;
 pub mod enforce;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod scenarios;

@@ -3,50 +3,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
 
-const SDK_REQUIREMENT: &str = "mcp==2.3.0";
-
-/// The venv's Python with the SDK installed, creating the venv if needed.
-fn python_with_sdk() -> PathBuf {
-    let venv = repo_root().join(".venv");
-    let python = venv.join("bin/python");
-    let has_sdk = |python: &PathBuf| {
-        Command::new(python)
-            .args(["-c", "import mcp.client.streamable_http"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if python.exists() && has_sdk(&python) {
-        return python;
-    }
-    if !python.exists() {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is installed");
-        assert!(status.success(), "python3 -m venv failed");
-    }
-    let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", SDK_REQUIREMENT])
-        .status()
-        .expect("pip runs");
-    assert!(status.success(), "pip install {SDK_REQUIREMENT} failed");
-    assert!(
-        has_sdk(&python),
-        "the MCP SDK is not importable after install"
-    );
-    python
-}
-
 #[tokio::test]
 async fn the_official_python_sdk_lists_and_calls_through_capgate() {
-    let python = python_with_sdk();
+    let python = python_venv();
     let gateway = TestGateway::start(GatewayOptions::default()).await;
     let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
     let script = repo_root().join("tests/python/sdk_client.py");

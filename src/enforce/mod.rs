@@ -43,6 +43,7 @@ use crate::audit::{DecisionLog, DecisionRecord, Mode};
 use crate::config::AgentExplanations;
 use crate::downstream::{DownstreamError, Downstreams};
 use crate::identity::CompositeActor;
+use crate::metrics::Metrics;
 use crate::policy::{Action, ActorFacts, Decision, Outcome, PolicyEngine, PolicyRequest};
 use crate::registry::Registry;
 
@@ -63,6 +64,7 @@ pub struct Gateway {
     downstreams: Downstreams,
     controls: Controls,
     log: DecisionLog,
+    metrics: Arc<Metrics>,
     explain_to_agent: AgentExplanations,
 }
 
@@ -81,8 +83,13 @@ impl Gateway {
             downstreams,
             controls,
             log,
+            metrics: Arc::new(Metrics::default()),
             explain_to_agent,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn controls(&self) -> &Controls {
@@ -100,7 +107,16 @@ impl Gateway {
     /// Decides, then holds an allow to its obligations: an allow whose obligations this gateway
     /// cannot enforce becomes a deny.
     fn decide(&self, request: &PolicyRequest) -> Decision {
+        let started = std::time::Instant::now();
         let mut decision = self.policy.decide(request);
+        self.metrics
+            .observe("capgate_decision_seconds", vec![], started.elapsed());
+        if decision.shadow.as_ref().is_some_and(|s| s.differs) {
+            self.metrics.inc(
+                "capgate_shadow_differences_total",
+                vec![("action", request.action.as_str().into())],
+            );
+        }
         if decision.outcome == Outcome::Allow {
             if let Err(unenforceable) = Obligations::parse(&decision.obligations) {
                 decision.reason = format!(
@@ -109,8 +125,28 @@ impl Gateway {
                 );
                 decision.outcome = Outcome::Deny;
                 decision.agent_reason = "not permitted: a required safeguard is unavailable".into();
+                self.metrics
+                    .inc("capgate_obligation_failures_total", vec![]);
             }
         }
+        let capability = match request.action.kind() {
+            crate::policy::CapabilityKind::Resource => {
+                match request.resource.attributes.get("name") {
+                    Some(crate::policy::AttributeValue::String(name)) => format!("resource:{name}"),
+                    _ => "resource".to_string(),
+                }
+            }
+            _ => request.resource.id.clone(),
+        };
+        self.metrics.inc(
+            "capgate_decisions_total",
+            vec![
+                ("outcome", decision.outcome.as_str().into()),
+                ("action", request.action.as_str().into()),
+                ("tool", capability),
+                ("policy_version", decision.policy_version.clone()),
+            ],
+        );
         decision
     }
 
@@ -249,6 +285,10 @@ impl Gateway {
         if !decision.is_allow() {
             if let Some(grant) = self.controls.break_glass_for(actor, name) {
                 tracing::warn!(target: "capgate::break_glass", grant = %grant.id, tool = name, user = %actor.user.id, overridden = decision.outcome.as_str(), reason = %decision.reason, "BREAK-GLASS: call allowed against policy");
+                self.metrics.inc(
+                    "capgate_break_glass_uses_total",
+                    vec![("tool", name.to_string())],
+                );
                 if let Err(refusal) = self.controls.record_break_glass_use(&grant).await {
                     return Ok(self.refused_by_control(actor, name, refusal));
                 }
@@ -355,6 +395,21 @@ impl Gateway {
         let downstream_started = std::time::Instant::now();
         let forwarded = server.call_tool(params).await;
         let downstream_time = downstream_started.elapsed();
+        let server_label = vec![("server", contract.server.clone())];
+        self.metrics.observe(
+            "capgate_downstream_seconds",
+            server_label.clone(),
+            downstream_time,
+        );
+        if forwarded.is_err() {
+            self.metrics
+                .inc("capgate_downstream_errors_total", server_label);
+        }
+        self.metrics.observe(
+            "capgate_gateway_overhead_seconds",
+            vec![],
+            started.elapsed().saturating_sub(downstream_time),
+        );
         let mut outcome = decision_record(&policy_request, &decision, mode, Some(&digest));
         outcome.request = None;
         outcome.downstream_outcome = Some(match &forwarded {
@@ -431,6 +486,10 @@ impl Gateway {
             Err(refusal) => return self.refused_by_control(actor, tool, refusal),
         };
         tracing::info!(target: "capgate::decision", approval = %approval.id, tool, approver_role = %approval.approver_role, "approval requested");
+        self.metrics.inc(
+            "capgate_approvals_requested_total",
+            vec![("tool", tool.to_string())],
+        );
         let mut result = refusal_text(&format!(
             "{}; approval request {} was created for this exact call (approver role: {}, expires at {}). Once it is approved, retry the same call with _meta[\"{APPROVAL_META_KEY}\"] = \"{}\"",
             self.agent_message(decision),
@@ -459,6 +518,19 @@ impl Gateway {
         tool: &str,
         refusal: ControlRefusal,
     ) -> CallToolResult {
+        match &refusal {
+            ControlRefusal::Killed { .. } => self.metrics.inc(
+                "capgate_kill_switch_hits_total",
+                vec![("tool", tool.to_string())],
+            ),
+            ControlRefusal::BudgetExhausted(_) | ControlRefusal::MaxCalls { .. } => {
+                self.metrics.inc(
+                    "capgate_budget_exhausted_total",
+                    vec![("tool", tool.to_string())],
+                )
+            }
+            _ => {}
+        }
         tracing::info!(
             target: "capgate::decision",
             tenant = %actor.tenant,

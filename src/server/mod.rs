@@ -357,6 +357,21 @@ pub fn http_router(
             }),
         )
         .route(
+            "/metrics",
+            get({
+                let gateway = gateway.clone();
+                move || {
+                    let gateway = gateway.clone();
+                    async move {
+                        (
+                            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            gateway.metrics().render(),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
             "/healthz",
             get(move || {
                 let gateway = gateway.clone();

@@ -474,3 +474,46 @@ pub async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> 
     names.sort();
     names
 }
+
+/// Python packages the interoperability tests use (kept in step with `.ci/run`).
+pub const PYTHON_REQUIREMENTS: [&str; 2] = ["mcp==2.3.0", "prometheus-client==0.26.0"];
+
+/// The repo's `.venv` Python with the test packages installed, created when missing.
+pub fn python_venv() -> PathBuf {
+    let venv = repo_root().join(".venv");
+    let python = venv.join("bin/python");
+    let ready = |python: &PathBuf| {
+        Command::new(python)
+            .args([
+                "-c",
+                "import mcp.client.streamable_http, prometheus_client.parser",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.exists() && ready(&python) {
+        return python;
+    }
+    if !python.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is installed");
+        assert!(status.success(), "python3 -m venv failed");
+    }
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(PYTHON_REQUIREMENTS)
+        .status()
+        .expect("pip runs");
+    assert!(
+        status.success(),
+        "pip install {PYTHON_REQUIREMENTS:?} failed"
+    );
+    assert!(
+        ready(&python),
+        "the test packages are not importable after install"
+    );
+    python
+}

@@ -1,0 +1,216 @@
+//! Operational metrics in the Prometheus text format, served at `/metrics`: decisions by outcome,
+//! action, tool and policy version; decision latency and gateway overhead; obligation failures,
+//! shadow differences, kill-switch hits, budget exhaustion, break-glass uses, approvals;
+//! downstream errors and latency.
+//!
+//! Counters and histograms live behind one short-held mutex each update (no `.await` inside);
+//! labels never carry tenant or user ids.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Registry {
+    counters: BTreeMap<(&'static str, Labels), u64>,
+    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+}
+
+/// The gateway's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "capgate_decisions_total",
+        "counter",
+        "Decisions by outcome, action, tool and policy version.",
+    ),
+    (
+        "capgate_decision_seconds",
+        "histogram",
+        "Time the PDP took for one decision.",
+    ),
+    (
+        "capgate_gateway_overhead_seconds",
+        "histogram",
+        "Time a forwarded call spent in capgate, downstream time excluded.",
+    ),
+    (
+        "capgate_obligation_failures_total",
+        "counter",
+        "Allows turned into denies because an obligation could not be enforced.",
+    ),
+    (
+        "capgate_shadow_differences_total",
+        "counter",
+        "Decisions where the shadow policy set decided differently.",
+    ),
+    (
+        "capgate_kill_switch_hits_total",
+        "counter",
+        "Calls stopped by a kill switch.",
+    ),
+    (
+        "capgate_budget_exhausted_total",
+        "counter",
+        "Calls refused because the run's budget was used up.",
+    ),
+    (
+        "capgate_break_glass_uses_total",
+        "counter",
+        "Calls allowed under a break-glass grant.",
+    ),
+    (
+        "capgate_approvals_requested_total",
+        "counter",
+        "Approval requests opened.",
+    ),
+    (
+        "capgate_downstream_errors_total",
+        "counter",
+        "Downstream calls that failed (unavailable, timeout, transport).",
+    ),
+    (
+        "capgate_downstream_seconds",
+        "histogram",
+        "Downstream call latency.",
+    ),
+];
+
+impl Metrics {
+    pub fn inc(&self, name: &'static str, labels: Labels) {
+        if let Ok(mut registry) = self.registry.lock() {
+            *registry.counters.entry((name, labels)).or_default() += 1;
+        }
+    }
+
+    pub fn observe(&self, name: &'static str, labels: Labels, value: Duration) {
+        let seconds = value.as_secs_f64();
+        if let Ok(mut registry) = self.registry.lock() {
+            let histogram = registry.histograms.entry((name, labels)).or_default();
+            for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
+                if seconds <= *bound {
+                    *count += 1;
+                }
+            }
+            histogram.count += 1;
+            histogram.sum += seconds;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let Ok(registry) = self.registry.lock() else {
+            return out;
+        };
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for ((metric, labels), value) in &registry.counters {
+                if metric == name {
+                    let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
+                }
+            }
+            for ((metric, labels), histogram) in &registry.histograms {
+                if metric != name {
+                    continue;
+                }
+                for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter()) {
+                    let le = format!("{bound}");
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {count}",
+                        render_labels(labels, Some(&le))
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    render_labels(labels, Some("+Inf")),
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_sum{} {}",
+                    render_labels(labels, None),
+                    histogram.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_count{} {}",
+                    render_labels(labels, None),
+                    histogram.count
+                );
+            }
+        }
+        out
+    }
+}
+
+fn render_labels(labels: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let metrics = Metrics::default();
+        metrics.inc("capgate_decisions_total", vec![("outcome", "allow".into())]);
+        metrics.inc("capgate_decisions_total", vec![("outcome", "allow".into())]);
+        metrics.observe(
+            "capgate_decision_seconds",
+            vec![],
+            Duration::from_micros(40),
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("capgate_decisions_total{outcome=\"allow\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("capgate_decision_seconds_bucket{le=\"0.00005\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("capgate_decision_seconds_count 1"), "{text}");
+    }
+}

@@ -1,0 +1,99 @@
+//! `/metrics` parses with the Prometheus text-format parser (PyPI `prometheus-client`) and its
+//! counters match the calls the test made.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        out.setdefault(sample.name, []).append({"labels": sample.labels, "value": sample.value})
+print(json.dumps(out))
+"#;
+
+fn total(samples: &Value, name: &str, filter: &[(&str, &str)]) -> f64 {
+    samples[name]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|s| filter.iter().all(|(k, v)| s["labels"][*k] == *v))
+                .filter_map(|s| s["value"].as_f64())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_the_calls_made() {
+    let python = python_venv();
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    for _ in 0..3 {
+        call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    }
+    for _ in 0..2 {
+        call(&alice, "case__read_case", json!({"case_id": "case-201"})).await;
+    }
+    let text = reqwest::get(format!("{}/metrics", gateway.base_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let mut child = Command::new(python)
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+    }
+    let output = child.wait_with_output().expect("parse");
+    assert!(
+        output.status.success(),
+        "the exposition did not parse:\n{text}"
+    );
+    let samples: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let calls = |outcome: &str| {
+        total(
+            &samples,
+            "capgate_decisions_total",
+            &[
+                ("action", "call_tool"),
+                ("tool", "case__read_case"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(calls("allow"), 3.0, "{text}");
+    assert_eq!(calls("deny"), 2.0, "{text}");
+    assert_eq!(
+        total(&samples, "capgate_gateway_overhead_seconds_count", &[]),
+        3.0
+    );
+    assert_eq!(
+        total(
+            &samples,
+            "capgate_downstream_seconds_count",
+            &[("server", "case")]
+        ),
+        3.0
+    );
+    assert!(total(&samples, "capgate_decision_seconds_count", &[]) >= 5.0);
+}
