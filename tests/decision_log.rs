@@ -201,3 +201,73 @@ async fn replay_under_a_stricter_candidate_reports_exactly_the_changed_decisions
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn after_sigkills_under_load_every_executed_side_effect_has_a_durable_record() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let data = gateway.dir.path().join("data");
+    for round in 0..20 {
+        let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
+        let client = std::sync::Arc::new(gateway.client(&token).await);
+        // A load of side-effect calls, killed part-way through.
+        let load: Vec<_> = (0..8)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut params = rmcp::model::CallToolRequestParams::new(
+                        "case__create_notice_draft",
+                    )
+                    .with_arguments(args(
+                        json!({"case_id": "case-101", "body": format!("round {round} call {i}")}),
+                    ));
+                    let mut meta = rmcp::model::RequestMetaObject::new();
+                    meta.0 .0.insert(
+                        "dev.capgate/idempotency-key".into(),
+                        json!(format!("crash-{round}-{i}")),
+                    );
+                    params.meta = Some(meta);
+                    // The gateway may die mid-call: errors are expected here.
+                    let _ = client.call_tool(params).await;
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(
+            20 + (round as u64 * 7) % 60,
+        ))
+        .await;
+        gateway.restart().await; // SIGKILL, then start again on the same data
+        for task in load {
+            task.abort();
+        }
+    }
+    // Every draft the downstream created has an allow record that was durable before forwarding.
+    let executed = gateway
+        .journal_entries()
+        .iter()
+        .filter(|e| e["name"] == "create_notice_draft")
+        .count();
+    let export = audit(&data, "export");
+    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let allowed = records
+        .iter()
+        .filter(|r| {
+            r["record"]["resource"] == "case__create_notice_draft"
+                && r["record"]["decision"] == "allow"
+                && r["record"]["downstream_outcome"].is_null()
+        })
+        .count();
+    assert!(executed > 0, "the load reached the downstream");
+    assert!(
+        allowed >= executed,
+        "{executed} drafts executed but only {allowed} durable allow records"
+    );
+    let verified = audit(&data, "verify");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
