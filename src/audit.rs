@@ -5,7 +5,9 @@
 //! queued up in a single transaction (group commit). Side-effecting calls wait until their record
 //! is durable before they are forwarded; if it cannot be written, the call is denied.
 //! Each record stores the previous record's hash and its own: SHA-256 over the previous hash and
-//! the record's canonical JSON.
+//! the record's canonical JSON. Every `CHECKPOINT_EVERY` records the writer signs a checkpoint
+//! (sequence number and hash) with the Ed25519 key in `<data_dir>/audit-signing.key`, so that
+//! cutting records off the end is detected too.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -15,6 +17,36 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::canonical_json;
+
+/// Records between signed checkpoints.
+pub const CHECKPOINT_EVERY: i64 = 64;
+/// The signing key's file in the data directory (32-byte seed, hex).
+pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
+
+/// Reads the checkpoint signing key, creating one when missing.
+pub fn signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, AuditError> {
+    let path = data_dir.join(SIGNING_KEY_FILE);
+    let seed = match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim())
+            .map_err(|e| AuditError(format!("{}: not a hex key: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            rand::fill(&mut seed);
+            std::fs::write(&path, hex::encode(seed))
+                .map_err(|e| AuditError(format!("cannot write {}: {e}", path.display())))?;
+            seed.to_vec()
+        }
+        Err(e) => return Err(AuditError(format!("cannot read {}: {e}", path.display()))),
+    };
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| AuditError(format!("{}: the key must be 32 bytes", path.display())))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+fn checkpoint_message(seq: i64, hash: &str) -> String {
+    format!("capgate-checkpoint:{seq}:{hash}")
+}
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -95,6 +127,11 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
             record TEXT NOT NULL,
             prev_hash TEXT NOT NULL,
             hash TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS checkpoints (
+            seq INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL,
+            signature TEXT NOT NULL
         );",
     )?;
     Ok(connection)
@@ -103,7 +140,9 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 fn write_batch(
     connection: &mut Connection,
     batch: &[(DecisionRecord, Option<Ack>)],
+    key: &ed25519_dalek::SigningKey,
 ) -> rusqlite::Result<Vec<i64>> {
+    use ed25519_dalek::Signer;
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (mut seq, mut prev): (i64, String) = tx
         .query_row(
@@ -122,6 +161,13 @@ fn write_batch(
             "INSERT INTO decisions (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)",
             params![seq, json, prev, hash],
         )?;
+        if seq % CHECKPOINT_EVERY == 0 {
+            let signature = key.sign(checkpoint_message(seq, &hash).as_bytes());
+            tx.execute(
+                "INSERT INTO checkpoints (seq, hash, signature) VALUES (?1, ?2, ?3)",
+                params![seq, hash, hex::encode(signature.to_bytes())],
+            )?;
+        }
         written.push(seq);
         prev = hash;
     }
@@ -137,6 +183,7 @@ impl DecisionLog {
         let path = data_dir.join("audit.db");
         let mut connection =
             open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
+        let key = signing_key(data_dir)?;
         let (queue, incoming) = mpsc::channel::<(DecisionRecord, Option<Ack>)>();
         std::thread::Builder::new()
             .name("capgate-decision-log".into())
@@ -150,7 +197,7 @@ impl DecisionLog {
                             break;
                         }
                     }
-                    let result = write_batch(&mut connection, &batch);
+                    let result = write_batch(&mut connection, &batch, &key);
                     if let Err(error) = &result {
                         tracing::error!(%error, records = batch.len(), "decision log write failed");
                     }
@@ -209,11 +256,27 @@ pub fn read_all(path: &Path) -> Result<Vec<(i64, String, String, String)>, Audit
         .map_err(|e| AuditError(e.to_string()))
 }
 
-/// Checks the chain: every record's hash matches its content and its predecessor, and no
-/// sequence number is missing. Returns every problem found (empty when the log is intact).
-pub fn verify(path: &Path) -> Result<(usize, Vec<ChainProblem>), AuditError> {
+/// Checks the chain: every record's hash matches its content and its predecessor, no sequence
+/// number is missing, every signed checkpoint verifies with `key` and its record is present and
+/// unchanged (so a cut-off tail is found). Returns every problem (empty when intact).
+pub fn verify(
+    path: &Path,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<(usize, Vec<ChainProblem>), AuditError> {
     let rows = read_all(path)?;
-    let mut problems = Vec::new();
+    let checkpoints: Vec<(i64, String, String)> = {
+        let connection = Connection::open(path).map_err(|e| AuditError(e.to_string()))?;
+        let mut statement = connection
+            .prepare("SELECT seq, hash, signature FROM checkpoints ORDER BY seq")
+            .map_err(|e| AuditError(e.to_string()))?;
+        let found = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(|e| AuditError(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuditError(e.to_string()))?;
+        found
+    };
+    let mut problems = checkpoint_problems(&rows, &checkpoints, key);
     let mut expected_prev = GENESIS.to_string();
     let mut expected_seq = 1;
     for (seq, json, prev_hash, hash) in &rows {
@@ -240,6 +303,51 @@ pub fn verify(path: &Path) -> Result<(usize, Vec<ChainProblem>), AuditError> {
         expected_seq = seq + 1;
     }
     Ok((rows.len(), problems))
+}
+
+fn checkpoint_problems(
+    rows: &[(i64, String, String, String)],
+    checkpoints: &[(i64, String, String)],
+    key: &ed25519_dalek::VerifyingKey,
+) -> Vec<ChainProblem> {
+    let mut problems = Vec::new();
+    let last = rows.last().map(|r| r.0).unwrap_or(0);
+    for (seq, hash, signature) in checkpoints {
+        let signed = hex::decode(signature)
+            .ok()
+            .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+            .map(|bytes| ed25519_dalek::Signature::from_bytes(&bytes))
+            .is_some_and(|sig| {
+                key.verify_strict(checkpoint_message(*seq, hash).as_bytes(), &sig)
+                    .is_ok()
+            });
+        if !signed {
+            problems.push(ChainProblem {
+                seq: *seq,
+                problem: "its checkpoint signature does not verify (forged or edited checkpoint)"
+                    .into(),
+            });
+            continue;
+        }
+        if *seq > last {
+            problems.push(ChainProblem {
+                seq: *seq,
+                problem: format!(
+                    "the log ends at record {last} but a signed checkpoint covers {seq} (truncated)"
+                ),
+            });
+            continue;
+        }
+        if let Some((_, _, _, stored)) = rows.iter().find(|r| r.0 == *seq) {
+            if stored != hash {
+                problems.push(ChainProblem {
+                    seq: *seq,
+                    problem: "differs from its signed checkpoint (rewritten)".into(),
+                });
+            }
+        }
+    }
+    problems
 }
 
 /// The log's path under a data directory.
@@ -293,21 +401,23 @@ mod tests {
     async fn verify_names_edited_deleted_and_swapped_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         filled(dir.path(), 9).await;
-        let (count, problems) = verify(&log_path(dir.path())).expect("verify");
+        let key = signing_key(dir.path()).expect("key").verifying_key();
+        let (count, problems) = verify(&log_path(dir.path()), &key).expect("verify");
         assert_eq!((count, problems.len()), (10, 0));
 
         tamper(
             dir.path(),
             "UPDATE decisions SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 4",
         );
-        let (_, problems) = verify(&log_path(dir.path())).expect("verify");
+        let (_, problems) = verify(&log_path(dir.path()), &key).expect("verify");
         assert_eq!(problems.first().map(|p| p.seq), Some(4), "{problems:?}");
         assert!(problems[0].problem.contains("edited"));
 
         let dir = tempfile::tempdir().expect("tempdir");
         filled(dir.path(), 9).await;
         tamper(dir.path(), "DELETE FROM decisions WHERE seq = 6");
-        let (_, problems) = verify(&log_path(dir.path())).expect("verify");
+        let key = signing_key(dir.path()).expect("key").verifying_key();
+        let (_, problems) = verify(&log_path(dir.path()), &key).expect("verify");
         assert_eq!(problems.first().map(|p| p.seq), Some(7), "{problems:?}");
         assert!(problems[0].problem.contains("missing"));
 
@@ -317,8 +427,51 @@ mod tests {
             dir.path(),
             "UPDATE decisions SET seq = -1 WHERE seq = 2; UPDATE decisions SET seq = 2 WHERE seq = 3; UPDATE decisions SET seq = 3 WHERE seq = -1;",
         );
-        let (_, problems) = verify(&log_path(dir.path())).expect("verify");
+        let key = signing_key(dir.path()).expect("key").verifying_key();
+        let (_, problems) = verify(&log_path(dir.path()), &key).expect("verify");
         assert_eq!(problems.first().map(|p| p.seq), Some(2), "{problems:?}");
+    }
+
+    #[tokio::test]
+    async fn a_tail_cut_past_the_last_checkpoint_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        filled(dir.path(), (CHECKPOINT_EVERY * 2 + 9) as usize).await;
+        let key = signing_key(dir.path()).expect("key").verifying_key();
+        assert!(verify(&log_path(dir.path()), &key)
+            .expect("verify")
+            .1
+            .is_empty());
+        // Cutting records after the last checkpoint cannot be told from a shorter log...
+        tamper(
+            dir.path(),
+            &format!("DELETE FROM decisions WHERE seq > {}", CHECKPOINT_EVERY * 2),
+        );
+        assert!(verify(&log_path(dir.path()), &key)
+            .expect("verify")
+            .1
+            .is_empty());
+        // ...but cutting past it is named.
+        tamper(
+            dir.path(),
+            &format!(
+                "DELETE FROM decisions WHERE seq > {}",
+                CHECKPOINT_EVERY * 2 - 5
+            ),
+        );
+        let (_, problems) = verify(&log_path(dir.path()), &key).expect("verify");
+        assert_eq!(
+            problems.first().map(|p| p.seq),
+            Some(CHECKPOINT_EVERY * 2),
+            "{problems:?}"
+        );
+        assert!(problems[0].problem.contains("truncated"));
+        // A checkpoint signed by another key is named too.
+        let other = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+        let (_, problems) = verify(&log_path(dir.path()), &other).expect("verify");
+        assert!(
+            problems.iter().any(|p| p.problem.contains("signature")),
+            "{problems:?}"
+        );
     }
 }
 

@@ -302,8 +302,10 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
     };
     match command {
         AuditCommand::Verify { data_dir: given } => {
-            let path = capgate::audit::log_path(&data_dir(given)?);
-            let (count, problems) = capgate::audit::verify(&path)?;
+            let dir = data_dir(given)?;
+            let path = capgate::audit::log_path(&dir);
+            let key = capgate::audit::signing_key(&dir)?.verifying_key();
+            let (count, problems) = capgate::audit::verify(&path, &key)?;
             for problem in &problems {
                 eprintln!("record {}: {}", problem.seq, problem.problem);
             }
