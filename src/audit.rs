@@ -106,6 +106,7 @@ type Ack = tokio::sync::oneshot::Sender<Result<i64, String>>;
 #[derive(Clone)]
 pub struct DecisionLog {
     queue: mpsc::Sender<(DecisionRecord, Option<Ack>)>,
+    path: PathBuf,
 }
 
 /// SHA-256 over the previous hash and the record's canonical JSON.
@@ -212,7 +213,12 @@ impl DecisionLog {
                 }
             })
             .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?;
-        Ok(Self { queue })
+        Ok(Self { queue, path })
+    }
+
+    /// The log's database file (readable while the writer runs: WAL).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Queues a record; it is written with the next group commit.
@@ -564,4 +570,36 @@ pub fn replay(
         }
     }
     Ok((replayed, changes))
+}
+
+/// A run's manifest: the policy versions that decided it, and each tool's decisions.
+pub fn run_manifest(path: &Path, tenant: &str, run: &str) -> Result<serde_json::Value, AuditError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let filter = Query {
+        run: Some(run.to_string()),
+        ..Query::default()
+    };
+    let mut versions = BTreeSet::new();
+    let mut tools: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut decisions = 0;
+    for chained in query(path, &filter)? {
+        let record = chained.record;
+        if record.tenant != tenant || record.downstream_outcome.is_some() {
+            continue;
+        }
+        decisions += 1;
+        versions.insert(record.policy_version.clone());
+        *tools
+            .entry(record.resource.clone())
+            .or_default()
+            .entry(record.decision.clone())
+            .or_default() += 1;
+    }
+    Ok(serde_json::json!({
+        "tenant": tenant,
+        "run": run,
+        "decisions": decisions,
+        "policy_versions": versions,
+        "tools": tools,
+    }))
 }

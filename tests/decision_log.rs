@@ -271,3 +271,48 @@ async fn after_sigkills_under_load_every_executed_side_effect_has_a_durable_reco
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_runs_manifest_lists_its_policy_versions_tools_and_decisions() {
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        ..Default::default()
+    })
+    .await;
+    let token = gateway.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-42");
+    let client = gateway.client(&token).await;
+    call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
+    call(&client, "case__read_case", json!({"case_id": "case-102"})).await;
+    call(&client, "case__read_case", json!({"case_id": "case-201"})).await;
+    call(
+        &client,
+        "case__search_evidence",
+        json!({"case_id": "case-101", "query": "loan"}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let admin = gateway.token(&TokenSpec {
+        user: "root-admin",
+        tenant: Some("acme"),
+        roles: vec!["capgate-admin"],
+        agent: None,
+        service: None,
+    });
+    let manifest: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/admin/runs?tenant=acme&run=run-42",
+            gateway.admin_url.as_deref().expect("admin")
+        ))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("manifest")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(manifest["decisions"], 4, "{manifest}");
+    assert_eq!(manifest["policy_versions"], json!(["case-platform@3"]));
+    assert_eq!(manifest["tools"]["case__read_case"]["allow"], 2);
+    assert_eq!(manifest["tools"]["case__read_case"]["deny"], 1);
+    assert_eq!(manifest["tools"]["case__search_evidence"]["allow"], 1);
+}

@@ -92,6 +92,10 @@ impl Gateway {
         &self.metrics
     }
 
+    pub fn decision_log(&self) -> &DecisionLog {
+        &self.log
+    }
+
     pub fn controls(&self) -> &Controls {
         &self.controls
     }

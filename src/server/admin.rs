@@ -53,6 +53,7 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         )
         .route("/admin/kill-switches/lift", post(lift_kill_switch))
         .route("/admin/budgets", get(budget_usage))
+        .route("/admin/runs", get(run_manifest))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
@@ -417,6 +418,10 @@ pub fn openapi() -> Value {
                 "post": with_body("Flip a kill switch (scope, target, reason)", json!({"allOf": [{"$ref": "#/components/schemas/KillScope"}], "properties": {"reason": {"type": "string"}}, "required": ["reason"]}))
             },
             "/admin/kill-switches/lift": {"post": with_body("Lift a kill switch", json!({"$ref": "#/components/schemas/KillScope"}))},
+            "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions", "security": bearer.clone(),
+                "parameters": [{"name": "tenant", "in": "query", "required": true, "schema": {"type": "string"}},
+                               {"name": "run", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": ok("manifest")}},
             "/admin/budgets": {"get": {"summary": "A run's budget usage", "security": bearer.clone(),
                 "parameters": [{"name": "run", "in": "query", "required": true, "schema": {"type": "string"}, "description": "<tenant>/<run id>"},
                                {"name": "tool", "in": "query", "required": false, "schema": {"type": "string"}}],
@@ -436,4 +441,26 @@ pub fn openapi() -> Value {
             }
         }
     })
+}
+
+#[derive(serde::Deserialize)]
+struct RunQuery {
+    tenant: String,
+    run: String,
+}
+
+async fn run_manifest(
+    State(state): State<AdminState>,
+    axum::extract::Query(query): axum::extract::Query<RunQuery>,
+) -> Response {
+    let path = state.gateway.decision_log().path().to_path_buf();
+    let manifest = tokio::task::spawn_blocking(move || {
+        crate::audit::run_manifest(&path, &query.tenant, &query.run)
+    })
+    .await;
+    match manifest {
+        Ok(Ok(manifest)) => Json(manifest).into_response(),
+        Ok(Err(error)) => unavailable(error),
+        Err(error) => unavailable(error),
+    }
 }
