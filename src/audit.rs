@@ -58,6 +58,8 @@ pub enum Mode {
     Enforce,
     BreakGlass,
     Degraded,
+    /// Decided and logged as if enforcing, but a refused call was let through.
+    DryRun,
 }
 
 /// One logged decision (and, once known, its downstream outcome in a later record).

@@ -42,6 +42,31 @@ pub struct GatewayConfig {
     pub admin: Option<AdminConfig>,
     /// Run budgets and idempotency settings.
     pub enforcement: crate::enforce::EnforcementConfig,
+    /// Decision-log settings: dry-run scopes, argument masking.
+    pub audit: AuditConfig,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Decide and log as if enforcing, but let refused calls through, marked dry-run:
+    /// the whole gateway.
+    pub dry_run: bool,
+    /// ... or only these downstream servers.
+    pub dry_run_servers: Vec<String>,
+    /// ... or only these exposed tools.
+    pub dry_run_tools: Vec<String>,
+    /// Argument names whose values are masked in every record before it is written.
+    pub mask_arguments: Vec<String>,
+}
+
+impl AuditConfig {
+    pub fn dry_run_for(&self, server: &str, tool: &str) -> bool {
+        self.dry_run
+            || self.dry_run_servers.iter().any(|s| s == server)
+            || self.dry_run_tools.iter().any(|t| t == tool)
+    }
 }
 
 /// The admin API: a separate listener; callers need a valid token whose user holds `role` and
@@ -175,6 +200,8 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     enforcement: crate::enforce::EnforcementConfig,
+    #[serde(default)]
+    audit: AuditConfig,
 }
 
 #[derive(Deserialize)]
@@ -457,6 +484,7 @@ impl GatewayConfig {
         Ok(Self {
             admin,
             enforcement: raw.enforcement,
+            audit: raw.audit,
             source: source.to_string(),
             server: ServerConfig {
                 listen,

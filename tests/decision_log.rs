@@ -316,3 +316,80 @@ async fn a_runs_manifest_lists_its_policy_versions_tools_and_decisions() {
     assert_eq!(manifest["tools"]["case__read_case"]["deny"], 1);
     assert_eq!(manifest["tools"]["case__search_evidence"]["allow"], 1);
 }
+
+#[tokio::test]
+async fn dry_run_lets_refused_calls_through_marked_and_logged_and_masks_arguments() {
+    let gateway = TestGateway::start(GatewayOptions {
+        audit: Some(
+            "dry_run_tools = [\"case__update_case_status\"]\nmask_arguments = [\"sensitivity\"]"
+                .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    // Policy refuses the drafting agent this tool; dry-run lets it through, marked.
+    let through = call_with_meta(
+        &alice,
+        "case__update_case_status",
+        json!({"case_id": "case-104", "status": "under_review"}),
+        key("dry-1"),
+    )
+    .await;
+    assert_ne!(through.is_error, Some(true), "{}", text_of(&through));
+    let meta = serde_json::to_value(&through.meta).expect("meta");
+    assert_eq!(meta["dev.capgate/dry-run"], true, "{meta}");
+    assert!(gateway
+        .journal_entries()
+        .iter()
+        .any(|e| e["name"] == "update_case_status"));
+    // Other tools are still enforced.
+    let refused = call_with_meta(
+        &alice,
+        "case__propose_risk_update",
+        json!({"case_id": "case-101", "risk": "high", "rationale": "r"}),
+        key("dry-2"),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+
+    // The record says what policy decided, in dry-run mode; masked arguments never reach disk.
+    let curator = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "memory-curator-agent")))
+        .await;
+    call_with_meta(
+        &curator,
+        "case__write_memory",
+        json!({"scope": "user", "key": "k", "value": "v", "sensitivity": "internal"}),
+        key("mask-1"),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let export = audit(&gateway.dir.path().join("data"), "export");
+    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let dry = records
+        .iter()
+        .find(|r| {
+            r["record"]["resource"] == "case__update_case_status"
+                && r["record"]["downstream_outcome"].is_null()
+        })
+        .expect("dry-run record");
+    assert_eq!(dry["record"]["mode"], "dry_run");
+    assert_eq!(dry["record"]["decision"], "deny");
+    let memory = records
+        .iter()
+        .find(|r| {
+            r["record"]["resource"] == "case__write_memory" && r["record"]["request"].is_object()
+        })
+        .expect("memory record");
+    assert_eq!(
+        memory["record"]["request"]["arguments"]["sensitivity"],
+        "***"
+    );
+    assert_eq!(memory["record"]["request"]["arguments"]["scope"], "user");
+}

@@ -50,6 +50,8 @@ use crate::registry::Registry;
 /// The `_meta` key under which capgate tells a downstream server who the call is for. Downstream
 /// servers trust it because only the gateway can reach them; the agent's token is never forwarded.
 pub const ACTOR_META_KEY: &str = "dev.capgate/actor";
+/// The `_meta` key marking a result let through by dry-run although policy refused it.
+pub const DRY_RUN_META_KEY: &str = "dev.capgate/dry-run";
 /// The `_meta` key marking a result allowed under a break-glass grant (its id).
 pub const BREAK_GLASS_META_KEY: &str = "dev.capgate/break-glass";
 /// The `_meta` key marking a result served while the enforcement store was unavailable.
@@ -65,6 +67,7 @@ pub struct Gateway {
     controls: Controls,
     log: DecisionLog,
     metrics: Arc<Metrics>,
+    audit: crate::config::AuditConfig,
     explain_to_agent: AgentExplanations,
 }
 
@@ -75,6 +78,7 @@ impl Gateway {
         downstreams: Downstreams,
         controls: Controls,
         log: DecisionLog,
+        audit: crate::config::AuditConfig,
         explain_to_agent: AgentExplanations,
     ) -> Self {
         Self {
@@ -84,8 +88,28 @@ impl Gateway {
             controls,
             log,
             metrics: Arc::new(Metrics::default()),
+            audit,
             explain_to_agent,
         }
+    }
+
+    /// A decision's log record, with the configured arguments masked.
+    fn logged(
+        &self,
+        request: &PolicyRequest,
+        decision: &Decision,
+        mode: Mode,
+        digest: Option<&ActionDigest>,
+    ) -> DecisionRecord {
+        let mut record = decision_record(request, decision, mode, digest);
+        if let Some(logged) = record.request.as_mut() {
+            for name in &self.audit.mask_arguments {
+                if let Some(value) = logged.arguments.get_mut(name) {
+                    *value = crate::policy::AttributeValue::String("***".into());
+                }
+            }
+        }
+        record
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -302,14 +326,23 @@ impl Gateway {
                 break_glass = Some(grant);
             }
         }
+        // Dry-run: decide and log as if enforcing, but let a refused call through, marked.
+        let dry_run = !decision.is_allow() && self.audit.dry_run_for(&contract.server, name);
+
         // Log the decision; a side effect goes ahead only once its record is durable.
-        let mode = match (&break_glass, degraded) {
-            (Some(_), _) => Mode::BreakGlass,
-            (None, true) => Mode::Degraded,
-            (None, false) => Mode::Enforce,
+        let mode = match (&break_glass, degraded, dry_run) {
+            (Some(_), _, _) => Mode::BreakGlass,
+            (None, _, true) => Mode::DryRun,
+            (None, true, false) => Mode::Degraded,
+            (None, false, false) => Mode::Enforce,
         };
-        let entry = decision_record(&policy_request, &decision, mode, Some(&digest));
-        if decision.is_allow() && contract.effect.is_side_effect() {
+        let entry = self.logged(&policy_request, &decision, mode, Some(&digest));
+        if dry_run {
+            tracing::warn!(target: "capgate::decision", tool = name, refused = decision.outcome.as_str(), reason = %decision.reason, "DRY-RUN: a refused call is let through");
+            decision.outcome = Outcome::Allow;
+            decision.obligations.clear();
+        }
+        if (decision.is_allow() || dry_run) && contract.effect.is_side_effect() {
             if let Err(error) = self.log.append_durable(entry).await {
                 return Ok(self.refused_by_control(
                     actor,
@@ -414,7 +447,7 @@ impl Gateway {
             vec![],
             started.elapsed().saturating_sub(downstream_time),
         );
-        let mut outcome = decision_record(&policy_request, &decision, mode, Some(&digest));
+        let mut outcome = self.logged(&policy_request, &decision, mode, Some(&digest));
         outcome.request = None;
         outcome.downstream_outcome = Some(match &forwarded {
             Ok(result) if result.is_error == Some(true) => "tool_error".to_string(),
@@ -443,8 +476,11 @@ impl Gateway {
 
         let mut result = result;
         obligations.apply(&mut result);
-        if degraded || break_glass.is_some() {
+        if degraded || dry_run || break_glass.is_some() {
             let mut meta = result.meta.take().unwrap_or_default();
+            if dry_run {
+                meta.0.insert(DRY_RUN_META_KEY.into(), Value::Bool(true));
+            }
             if degraded {
                 meta.0.insert(DEGRADED_META_KEY.into(), Value::Bool(true));
             }

@@ -108,6 +108,7 @@ pub fn start_gateway(
         downstreams,
         controls,
         log,
+        config.audit.clone(),
         config.server.explain_to_agent,
     )))
 }

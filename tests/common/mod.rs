@@ -44,6 +44,8 @@ pub struct GatewayOptions {
     pub safe_explanations: bool,
     /// An `[enforcement]` table body (budgets, idempotency retention).
     pub enforcement: Option<String>,
+    /// An `[audit]` table body (dry-run scopes, argument masking).
+    pub audit: Option<String>,
 }
 
 pub struct TestGateway {
@@ -152,6 +154,9 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
             &format!("[enforcement]\n{enforcement}\n\n[server]"),
             1,
         );
+    }
+    if let Some(audit) = &options.audit {
+        config = config.replacen("[server]", &format!("[audit]\n{audit}\n\n[server]"), 1);
     }
     if options.safe_explanations {
         config = config.replace(
