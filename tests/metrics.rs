@@ -96,4 +96,12 @@ async fn metrics_parse_and_count_the_calls_made() {
         3.0
     );
     assert!(total(&samples, "capgate_decision_seconds_count", &[]) >= 5.0);
+
+    // Each call runs in a span that carries its decision.
+    let log = gateway.log();
+    let span_line = log
+        .lines()
+        .find(|l| l.contains("capgate.tools_call{") && l.contains("case-agents-read"))
+        .unwrap_or_else(|| panic!("no decision span in the log:\n{log}"));
+    assert!(span_line.contains("outcome=") && span_line.contains("policy_version="), "{span_line}");
 }

@@ -307,6 +307,10 @@ impl Gateway {
         }
 
         let mut decision = self.decide(&policy_request);
+        let span = tracing::Span::current();
+        span.record("outcome", decision.outcome.as_str());
+        span.record("policy_id", decision.policy_id.as_deref().unwrap_or("-"));
+        span.record("policy_version", decision.policy_version.as_str());
         record(&policy_request, &decision);
         // Break-glass: a time-limited grant allows what policy refused, never silently.
         let mut break_glass = None;

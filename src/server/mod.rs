@@ -214,10 +214,24 @@ impl ServerHandler for McpFront {
             idempotency_key: meta_string(crate::enforce::IDEMPOTENCY_META_KEY),
             approval: meta_string(crate::enforce::APPROVAL_META_KEY),
         };
-        self.gateway
-            .call_tool(&actor, &request.name, request.arguments, &call_meta)
-            .await
-            .map(Into::into)
+        // One span per call, carrying the decision (recorded on the path by `enforce`).
+        let span = tracing::info_span!(
+            "capgate.tools_call",
+            tool = %request.name,
+            tenant = %actor.tenant,
+            user = %actor.user.id,
+            agent = actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
+            outcome = tracing::field::Empty,
+            policy_id = tracing::field::Empty,
+            policy_version = tracing::field::Empty,
+        );
+        tracing::Instrument::instrument(
+            self.gateway
+                .call_tool(&actor, &request.name, request.arguments, &call_meta),
+            span,
+        )
+        .await
+        .map(Into::into)
     }
 
     async fn list_resources(
