@@ -103,5 +103,8 @@ async fn metrics_parse_and_count_the_calls_made() {
         .lines()
         .find(|l| l.contains("capgate.tools_call{") && l.contains("case-agents-read"))
         .unwrap_or_else(|| panic!("no decision span in the log:\n{log}"));
-    assert!(span_line.contains("outcome=") && span_line.contains("policy_version="), "{span_line}");
+    assert!(
+        span_line.contains("outcome=") && span_line.contains("policy_version="),
+        "{span_line}"
+    );
 }
