@@ -255,7 +255,7 @@ async fn an_approval_does_not_survive_a_policy_version_change() {
         text.replace("version = \"3\"", "version = \"4\""),
     )
     .expect("write");
-    let admin = person(&gateway, "root-admin", "acme", vec!["capgate-admin"]);
+    let admin = gateway.admin_token();
     let reload = reqwest::Client::new()
         .post(format!(
             "{}/admin/policy/reload",

@@ -116,21 +116,6 @@ async fn side_effects_are_refused_when_their_record_cannot_be_written() {
     log.execute_batch("ROLLBACK").expect("release");
 }
 
-fn copy_policies(to: &std::path::Path) {
-    let from = repo_root().join("policies");
-    std::fs::create_dir_all(to.join("entities")).expect("mkdir");
-    for entry in std::fs::read_dir(&from).expect("read").flatten() {
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-        }
-    }
-    std::fs::copy(
-        from.join("entities/case-platform.json"),
-        to.join("entities/case-platform.json"),
-    )
-    .expect("copy");
-}
-
 #[tokio::test]
 async fn replay_under_a_stricter_candidate_reports_exactly_the_changed_decisions() {
     let gateway = TestGateway::start(GatewayOptions::default()).await;
@@ -172,7 +157,7 @@ async fn replay_under_a_stricter_candidate_reports_exactly_the_changed_decisions
             .expect("replay")
     };
     let same = tempfile::tempdir().expect("tempdir");
-    copy_policies(same.path());
+    copy_dir(&repo_root().join("policies"), same.path());
     let unchanged = replay(same.path());
     assert_eq!(
         unchanged.status.code(),
@@ -182,7 +167,7 @@ async fn replay_under_a_stricter_candidate_reports_exactly_the_changed_decisions
     );
 
     let stricter = tempfile::tempdir().expect("tempdir");
-    copy_policies(stricter.path());
+    copy_dir(&repo_root().join("policies"), stricter.path());
     std::fs::write(
         stricter.path().join("freeze.cedar"),
         "@id(\"read-freeze\")\nforbid(principal, action == Action::\"call_tool\", resource is Tool) when { resource.name == \"read_case\" };\n",
@@ -291,13 +276,7 @@ async fn a_runs_manifest_lists_its_policy_versions_tools_and_decisions() {
     )
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let admin = gateway.token(&TokenSpec {
-        user: "root-admin",
-        tenant: Some("acme"),
-        roles: vec!["capgate-admin"],
-        agent: None,
-        service: None,
-    });
+    let admin = gateway.admin_token();
     let manifest: Value = reqwest::Client::new()
         .get(format!(
             "{}/admin/runs?tenant=acme&run=run-42",

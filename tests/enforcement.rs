@@ -149,13 +149,7 @@ async fn an_exhausted_run_is_denied_and_stays_denied_across_a_restart() {
 }
 
 async fn admin(gateway: &TestGateway, path: &str, body: Value) -> Value {
-    let admin = gateway.token(&TokenSpec {
-        user: "root-admin",
-        tenant: Some("acme"),
-        roles: vec!["capgate-admin"],
-        agent: None,
-        service: None,
-    });
+    let admin = gateway.admin_token();
     let response = reqwest::Client::new()
         .post(format!(
             "{}{path}",
@@ -426,13 +420,7 @@ async fn break_glass_is_time_limited_and_loud() {
         agent: None,
         service: None,
     });
-    let not_allowed = gateway.token(&TokenSpec {
-        user: "root-admin",
-        tenant: Some("acme"),
-        roles: vec!["capgate-admin"],
-        agent: None,
-        service: None,
-    });
+    let not_allowed = gateway.admin_token();
     let grant = json!({"user": "alice", "tool": "case__update_case_status", "reason": "incident 77: regulator deadline", "expires_in_seconds": 60});
     assert_eq!(
         open_grant(&gateway, &not_allowed, grant.clone()).await.0,
@@ -576,13 +564,7 @@ async fn the_admin_cli_drives_the_admin_api_and_the_api_is_described() {
         ..Default::default()
     })
     .await;
-    let admin_token = gateway.token(&TokenSpec {
-        user: "root-admin",
-        tenant: Some("acme"),
-        roles: vec!["capgate-admin"],
-        agent: None,
-        service: None,
-    });
+    let admin_token = gateway.admin_token();
     let url = gateway.admin_url.clone().expect("admin");
     let cli = move |args: Vec<&'static str>| {
         let (url, token) = (url.clone(), admin_token.clone());

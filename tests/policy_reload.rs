@@ -25,16 +25,6 @@ async fn admin_post(gateway: &TestGateway, path: &str, token: &str, body: Value)
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn admin_token(gateway: &TestGateway) -> String {
-    gateway.token(&TokenSpec {
-        user: "root-admin",
-        tenant: Some("acme"),
-        roles: vec!["capgate-admin"],
-        agent: None,
-        service: None,
-    })
-}
-
 fn set_manifest_version(gateway: &TestGateway, version: &str) {
     let path = gateway.policies_dir().join("manifest.toml");
     let text = std::fs::read_to_string(&path).expect("manifest");
@@ -59,7 +49,7 @@ async fn reloads_swap_atomically_and_invalid_ones_change_nothing() {
         ..Default::default()
     })
     .await;
-    let admin = admin_token(&gateway);
+    let admin = gateway.admin_token();
     let alice = gateway
         .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
         .await;
@@ -156,7 +146,7 @@ async fn relationship_updates_apply_without_restart() {
     let (status, body) = admin_post(
         &gateway,
         "/admin/relationships",
-        &admin_token(&gateway),
+        &gateway.admin_token(),
         assign,
     )
     .await;
@@ -170,7 +160,7 @@ async fn relationship_updates_apply_without_restart() {
     let (status, _) = admin_post(
         &gateway,
         "/admin/relationships",
-        &admin_token(&gateway),
+        &gateway.admin_token(),
         bad,
     )
     .await;

@@ -12,22 +12,6 @@ use capgate::scenarios::{parse_file, scenario_request};
 use common::*;
 use serde_json::{json, Value};
 
-fn copy_policies(to: &Path) {
-    let from = repo_root().join("policies");
-    for entry in std::fs::read_dir(&from).expect("read").flatten() {
-        let path = entry.path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
-        }
-    }
-    std::fs::create_dir_all(to.join("entities")).expect("mkdir");
-    std::fs::copy(
-        from.join("entities/case-platform.json"),
-        to.join("entities/case-platform.json"),
-    )
-    .expect("copy entities");
-}
-
 fn set_manifest(dir: &Path, version: &str, from: &str, until: Option<&str>) {
     let until = until
         .map(|u| format!("effective_until = \"{u}\"\n"))
@@ -54,7 +38,7 @@ fn scenario(needle: &str) -> capgate::policy::PolicyRequest {
 #[test]
 fn effective_windows_are_honoured_and_a_future_version_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_policies(dir.path());
+    copy_dir(&repo_root().join("policies"), dir.path());
     let mut request = scenario("drafting agent creates a draft");
     request.environment.now = Some(now_unix());
 
@@ -99,7 +83,7 @@ fn effective_windows_are_honoured_and_a_future_version_waits() {
 #[test]
 fn the_shadow_set_is_decided_beside_the_enforced_one() {
     let candidate = tempfile::tempdir().expect("tempdir");
-    copy_policies(candidate.path());
+    copy_dir(&repo_root().join("policies"), candidate.path());
     set_manifest(
         candidate.path(),
         "4-candidate",

@@ -65,7 +65,8 @@ fn free_port() -> u16 {
         .expect("the OS hands out a free loopback port")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a directory tree (the repo's policies/ into a test's own, for instance).
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir").flatten() {
         let path = entry.path();
@@ -395,6 +396,17 @@ impl TestGateway {
     /// A valid HS256 token for this gateway.
     pub fn token(&self, spec: &TokenSpec) -> String {
         sign_hs256(&claims(spec, &self.url), TEST_SECRET.as_bytes())
+    }
+
+    /// A token for an admin: a person (no agent) with the `capgate-admin` role in acme.
+    pub fn admin_token(&self) -> String {
+        self.token(&TokenSpec {
+            user: "root-admin",
+            tenant: Some("acme"),
+            roles: vec!["capgate-admin"],
+            agent: None,
+            service: None,
+        })
     }
 
     /// A valid token for a run.
