@@ -27,6 +27,7 @@ fn record(n: usize) -> DecisionRecord {
         downstream_outcome: None,
         added_latency_us: None,
         request: None,
+        listing: None,
     }
 }
 

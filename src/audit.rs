@@ -87,7 +87,31 @@ pub struct DecisionRecord {
     /// The request as the PDP saw it (decision records only), for replay under other policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<crate::policy::PolicyRequest>,
+    /// Set on the one summary record of a discovery (`*/list`) request: what was shown and
+    /// what was hidden, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingSummary>,
 }
+
+/// What one discovery request showed and hid; its record's `decision` is `summary`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListingSummary {
+    pub shown: Vec<String>,
+    pub hidden: Vec<HiddenEntry>,
+}
+
+/// A capability a discovery request left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HiddenEntry {
+    pub name: String,
+    /// `deny`, `require_approval`, ... or `kill_switch` / `unbound` when no decision was made.
+    pub decision: String,
+    pub policy_id: Option<String>,
+    pub reason: String,
+}
+
+/// The `decision` of a discovery summary record.
+pub const LISTING_SUMMARY: &str = "summary";
 
 /// A stored record with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -388,6 +412,7 @@ mod tests {
             downstream_outcome: None,
             added_latency_us: None,
             request: None,
+            listing: None,
         }
     }
 
@@ -584,9 +609,14 @@ pub fn run_manifest(path: &Path, tenant: &str, run: &str) -> Result<serde_json::
     let mut versions = BTreeSet::new();
     let mut tools: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut decisions = 0;
+    let mut discovery_requests = 0;
     for chained in query(path, &filter)? {
         let record = chained.record;
         if record.tenant != tenant || record.downstream_outcome.is_some() {
+            continue;
+        }
+        if record.listing.is_some() {
+            discovery_requests += 1;
             continue;
         }
         decisions += 1;
@@ -601,6 +631,7 @@ pub fn run_manifest(path: &Path, tenant: &str, run: &str) -> Result<serde_json::
         "tenant": tenant,
         "run": run,
         "decisions": decisions,
+        "discovery_requests": discovery_requests,
         "policy_versions": versions,
         "tools": tools,
     }))

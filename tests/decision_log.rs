@@ -72,7 +72,12 @@ async fn decisions_are_chained_and_an_edit_is_named() {
     );
 
     // Edit one decision: verify fails and names it.
-    let edited = records[2]["seq"].as_i64().expect("seq");
+    let edited = records
+        .iter()
+        .filter(|r| r["record"]["action"] == "call_tool")
+        .nth(1)
+        .and_then(|r| r["seq"].as_i64())
+        .expect("seq");
     rusqlite::Connection::open(data.join("audit.db"))
         .and_then(|c| {
             c.execute(
@@ -371,4 +376,100 @@ async fn dry_run_lets_refused_calls_through_marked_and_logged_and_masks_argument
         "***"
     );
     assert_eq!(memory["record"]["request"]["arguments"]["scope"], "user");
+}
+
+/// Discovery requests are summarised: one record per `*/list` request naming what was shown and
+/// what was hidden (with the decision and policy), not one record per capability.
+#[tokio::test]
+async fn each_discovery_request_gets_one_summary_record() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let shown = tool_names(&alice).await;
+    assert_eq!(shown.len(), 6, "{shown:?}");
+    tool_names(&alice).await;
+    let prompts = alice.list_all_prompts().await.expect("prompts/list");
+    let resources = alice.list_all_resources().await.expect("resources/list");
+    // A read after the lists: once its allow is durable, the summaries before it are too.
+    call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Notice"}),
+        key("summary-1"),
+    )
+    .await;
+
+    let data = gateway.dir.path().join("data");
+    let export = audit(&data, "export");
+    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["record"].clone())
+        .collect();
+    let summaries = |method: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["resource"] == method && r["decision"] == "summary")
+            .cloned()
+            .collect()
+    };
+    let tool_lists = summaries("tools/list");
+    assert_eq!(
+        tool_lists.len(),
+        2,
+        "one record per tools/list: {records:#?}"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["action"] == "discover_tool" && r["decision"] != "summary"),
+        "no per-tool discovery records"
+    );
+    let listing = &tool_lists[0]["listing"];
+    let logged_shown: Vec<String> = listing["shown"]
+        .as_array()
+        .expect("shown")
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(logged_shown, shown);
+    let hidden = listing["hidden"].as_array().expect("hidden");
+    let risk = hidden
+        .iter()
+        .find(|h| h["name"] == "case__propose_risk_update")
+        .expect("the risk tool is logged as hidden");
+    assert_eq!(risk["decision"], "deny");
+    assert!(!risk["reason"].as_str().unwrap_or("").is_empty());
+    assert_eq!(tool_lists[0]["tenant"], "acme");
+    assert_eq!(tool_lists[0]["actor"], "alice/drafting-agent");
+    assert_eq!(tool_lists[0]["policy_version"], "case-platform@3");
+    assert!(tool_lists[0]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with(&format!("tools/list: showed 6 of {}", 6 + hidden.len())));
+
+    let prompt_lists = summaries("prompts/list");
+    assert_eq!(prompt_lists.len(), 1, "{records:#?}");
+    assert_eq!(
+        prompt_lists[0]["listing"]["shown"].as_array().map(Vec::len),
+        Some(prompts.len())
+    );
+    let resource_lists = summaries("resources/list");
+    assert_eq!(resource_lists.len(), 1, "{records:#?}");
+    assert_eq!(
+        resource_lists[0]["listing"]["shown"]
+            .as_array()
+            .map(Vec::len),
+        Some(resources.len())
+    );
+    // Cases alice is not assigned to are logged as hidden, naming the policy that hid them.
+    assert!(resource_lists[0]["listing"]["hidden"]
+        .as_array()
+        .is_some_and(
+            |h| h.iter().any(|r| r["name"] == "case://acme/cases/case-103"
+                && r["decision"] == "deny"
+                && r["policy_id"] == "case-assignment")
+        ));
+    assert!(audit(&data, "verify").status.success());
 }

@@ -8,6 +8,7 @@
 //! returns only what the actor may use. Nothing reaches a downstream server without an allow.
 
 mod controls;
+mod listing;
 mod obligations;
 mod requests;
 
@@ -46,6 +47,7 @@ use crate::identity::CompositeActor;
 use crate::metrics::Metrics;
 use crate::policy::{Action, ActorFacts, Decision, Outcome, PolicyEngine, PolicyRequest};
 use crate::registry::Registry;
+use listing::Listing;
 
 /// The `_meta` key under which capgate tells a downstream server who the call is for. Downstream
 /// servers trust it because only the gateway can reach them; the agent's token is never forwarded.
@@ -181,35 +183,49 @@ impl Gateway {
     // ---- tools ------------------------------------------------------------------------------
 
     /// The tools this actor may use: contracted, offered by a live downstream, and allowed.
+    /// Logs one summary record for the request.
     pub fn list_tools(&self, actor: &CompositeActor) -> Vec<Tool> {
         let facts = ActorFacts::from_actor(actor);
+        let mut listing = Listing::new(Action::DiscoverTool, "tools/list");
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             for listed in &server.catalogue().tools {
                 let Some(contract) = self.registry.tool_of(&server.id, &listed.tool.name) else {
                     continue;
                 };
-                if self
-                    .controls
-                    .kill_switch_for(actor, &contract.server, &contract.exposed_name)
-                    .is_some()
-                {
+                let name = &contract.exposed_name;
+                if let Some(switch) = self.controls.kill_switch_for(actor, &contract.server, name) {
+                    let reason = format!(
+                        "stopped by a {:?} kill switch: {}",
+                        switch.scope, switch.reason
+                    );
+                    listing.hide_undecided(name, "kill_switch", reason);
                     continue;
                 }
-                let decision =
-                    tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
-                        .map(|request| self.decide(&request));
-                let granted = self
-                    .controls
-                    .break_glass_for(actor, &contract.exposed_name)
-                    .is_some();
-                if granted || decision.is_ok_and(|d| d.is_allow()) {
+                let decision = match tool_request(
+                    asker(actor, &facts),
+                    Action::DiscoverTool,
+                    contract,
+                    None,
+                ) {
+                    Ok(request) => self.decide(&request),
+                    Err(error) => {
+                        listing.hide_undecided(name, "unbound", error.to_string());
+                        continue;
+                    }
+                };
+                let granted = self.controls.break_glass_for(actor, name).is_some();
+                if granted || decision.is_allow() {
+                    listing.show(name, Some(&decision));
                     let mut tool = listed.tool.clone();
-                    tool.name = contract.exposed_name.clone().into();
+                    tool.name = name.clone().into();
                     visible.push(tool);
+                } else {
+                    listing.hide_decided(name, &decision);
                 }
             }
         }
+        self.log.append(listing.into_record(actor, &self.policy));
         visible.sort_by(|a, b| a.name.cmp(&b.name));
         visible
     }
@@ -585,27 +601,14 @@ impl Gateway {
             reason = %refusal,
             "refused by an enforcement control"
         );
-        self.log.append(DecisionRecord {
-            time: crate::policy::now_unix(),
-            request_id: String::new(),
-            tenant: actor.tenant.clone(),
-            run_id: actor.run_id.clone(),
-            action: Action::CallTool.as_str().into(),
-            resource: tool.into(),
-            decision: "deny".into(),
-            reason: refusal.to_string(),
-            policy_id: None,
-            policy_version: self.policy.latest().label().to_string(),
-            actor: actor_label(&actor.user.id, actor.agent.as_ref().map(|a| a.id.as_str())),
-            delegation_chain: actor.delegation_chain.clone(),
-            action_digest: None,
-            obligations: Vec::new(),
-            mode: Mode::Enforce,
-            shadow_decision: None,
-            downstream_outcome: None,
-            added_latency_us: None,
-            request: None,
-        });
+        self.log.append(actor_record(
+            actor,
+            Action::CallTool,
+            tool,
+            Outcome::Deny.as_str(),
+            refusal.to_string(),
+            self.policy.latest().label().to_string(),
+        ));
         let mut result = refusal_text(&refusal.to_string());
         let mut meta = rmcp::model::MetaObject::new();
         meta.0.insert(
@@ -619,7 +622,9 @@ impl Gateway {
     // ---- resources --------------------------------------------------------------------------
 
     /// Concrete resources the actor may see, from every server with resource contracts.
+    /// Logs one summary record for the request.
     pub async fn list_resources(&self, actor: &CompositeActor) -> Vec<Resource> {
+        let mut listing = Listing::new(Action::DiscoverResource, "resources/list");
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             if self.registry.resources_of(&server.id).next().is_none() {
@@ -633,20 +638,34 @@ impl Gateway {
                 }
             };
             for resource in listed {
-                if self
-                    .decide_resource(actor, Action::DiscoverResource, &resource.uri, &server.id)
-                    .is_some_and(|(_, d)| d.is_allow())
-                {
-                    visible.push(resource);
+                match self.decide_resource(
+                    actor,
+                    Action::DiscoverResource,
+                    &resource.uri,
+                    &server.id,
+                ) {
+                    Some((_, decision)) if decision.is_allow() => {
+                        listing.show(&resource.uri, Some(&decision));
+                        visible.push(resource);
+                    }
+                    Some((_, decision)) => listing.hide_decided(&resource.uri, &decision),
+                    None => listing.hide_undecided(
+                        &resource.uri,
+                        "uncontracted",
+                        format!("no resource contract of server `{}` covers it", server.id),
+                    ),
                 }
             }
         }
+        self.log.append(listing.into_record(actor, &self.policy));
         visible
     }
 
     /// Resource templates the actor may see: only those a contract registers.
+    /// Logs one summary record for the request.
     pub fn list_resource_templates(&self, actor: &CompositeActor) -> Vec<ResourceTemplate> {
         let facts = ActorFacts::from_actor(actor);
+        let mut listing = Listing::new(Action::DiscoverResource, "resources/templates/list");
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             for template in &server.catalogue().resource_templates {
@@ -666,10 +685,14 @@ impl Gateway {
                     None,
                 ));
                 if decision.is_allow() {
+                    listing.show(&template.uri_template, Some(&decision));
                     visible.push(template.clone());
+                } else {
+                    listing.hide_decided(&template.uri_template, &decision);
                 }
             }
         }
+        self.log.append(listing.into_record(actor, &self.policy));
         visible
     }
 
@@ -710,12 +733,8 @@ impl Gateway {
             .decide_resource(actor, Action::ReadResource, uri, &server_id)
             .ok_or_else(not_found)?;
         record(&policy_request, &decision);
-        self.log.append(decision_record(
-            &policy_request,
-            &decision,
-            Mode::Enforce,
-            None,
-        ));
+        self.log
+            .append(self.logged(&policy_request, &decision, Mode::Enforce, None));
         if !decision.is_allow() {
             return Err(self.refusal_error(&decision));
         }
@@ -726,24 +745,32 @@ impl Gateway {
 
     // ---- prompts ----------------------------------------------------------------------------
 
+    /// The prompts this actor may use; logs one summary record for the request.
     pub fn list_prompts(&self, actor: &CompositeActor) -> Vec<Prompt> {
         let facts = ActorFacts::from_actor(actor);
+        let mut listing = Listing::new(Action::DiscoverPrompt, "prompts/list");
         let mut visible = Vec::new();
         for server in self.downstreams.iter() {
             for listed in &server.catalogue().prompts {
                 let Some(contract) = self.registry.prompt_of(&server.id, &listed.name) else {
                     continue;
                 };
-                let decision =
-                    prompt_request(asker(actor, &facts), Action::DiscoverPrompt, contract, None)
-                        .map(|request| self.decide(&request));
-                if decision.is_ok_and(|d| d.is_allow()) {
-                    let mut prompt = listed.clone();
-                    prompt.name = contract.exposed_name.clone();
-                    visible.push(prompt);
+                let name = &contract.exposed_name;
+                match prompt_request(asker(actor, &facts), Action::DiscoverPrompt, contract, None)
+                    .map(|request| self.decide(&request))
+                {
+                    Ok(decision) if decision.is_allow() => {
+                        listing.show(name, Some(&decision));
+                        let mut prompt = listed.clone();
+                        prompt.name = name.clone();
+                        visible.push(prompt);
+                    }
+                    Ok(decision) => listing.hide_decided(name, &decision),
+                    Err(error) => listing.hide_undecided(name, "unbound", error.to_string()),
                 }
             }
         }
+        self.log.append(listing.into_record(actor, &self.policy));
         visible.sort_by(|a, b| a.name.cmp(&b.name));
         visible
     }
@@ -770,12 +797,8 @@ impl Gateway {
         .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let decision = self.decide(&policy_request);
         record(&policy_request, &decision);
-        self.log.append(decision_record(
-            &policy_request,
-            &decision,
-            Mode::Enforce,
-            None,
-        ));
+        self.log
+            .append(self.logged(&policy_request, &decision, Mode::Enforce, None));
         if !decision.is_allow() {
             return Err(self.refusal_error(&decision));
         }
@@ -855,8 +878,7 @@ fn actor_meta(actor: &CompositeActor) -> RequestMetaObject {
     meta
 }
 
-/// Records a decision. The durable, hash-chained decision log replaces this in its own module;
-/// until then every decision is a structured tracing event.
+/// Emits a decision as a structured tracing event (the durable record goes to the decision log).
 fn record(request: &PolicyRequest, decision: &Decision) {
     tracing::info!(
         target: "capgate::decision",
@@ -879,6 +901,39 @@ fn record(request: &PolicyRequest, decision: &Decision) {
 
 fn actor_label(user: &str, agent: Option<&str>) -> String {
     format!("{user}/{}", agent.unwrap_or("-"))
+}
+
+/// A record made without a PDP request: a control's refusal, a discovery summary.
+fn actor_record(
+    actor: &CompositeActor,
+    action: Action,
+    resource: &str,
+    decision: &str,
+    reason: String,
+    policy_version: String,
+) -> DecisionRecord {
+    DecisionRecord {
+        time: crate::policy::now_unix(),
+        request_id: requests::new_request_id(),
+        tenant: actor.tenant.clone(),
+        run_id: actor.run_id.clone(),
+        action: action.as_str().into(),
+        resource: resource.into(),
+        decision: decision.into(),
+        reason,
+        policy_id: None,
+        policy_version,
+        actor: actor_label(&actor.user.id, actor.agent.as_ref().map(|a| a.id.as_str())),
+        delegation_chain: actor.delegation_chain.clone(),
+        action_digest: None,
+        obligations: Vec::new(),
+        mode: Mode::Enforce,
+        shadow_decision: None,
+        downstream_outcome: None,
+        added_latency_us: None,
+        request: None,
+        listing: None,
+    }
 }
 
 /// The decision-log record of a decision.
@@ -914,6 +969,7 @@ fn decision_record(
         downstream_outcome: None,
         added_latency_us: None,
         request: Some(request.clone()),
+        listing: None,
     }
 }
 

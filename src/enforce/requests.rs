@@ -117,7 +117,7 @@ pub fn prompt_request(
     Ok(policy_request)
 }
 
-fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     format!("req-{:016x}", rand::random::<u64>())
 }
 
