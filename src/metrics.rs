@@ -1,7 +1,8 @@
 //! Operational metrics in the Prometheus text format, served at `/metrics`: decisions by outcome,
 //! action, tool and policy version; decision latency and gateway overhead; obligation failures,
 //! shadow differences, kill-switch hits, budget exhaustion, break-glass uses, approvals;
-//! downstream errors and latency.
+//! downstream errors and latency; gauges for pending approvals, active kill switches and
+//! break-glass grants, and whether the enforcement store answers (set at scrape time).
 //!
 //! Counters and histograms live behind one short-held mutex each update (no `.await` inside);
 //! labels never carry tenant or user ids.
@@ -29,6 +30,7 @@ struct Histogram {
 struct Registry {
     counters: BTreeMap<(&'static str, Labels), u64>,
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    gauges: BTreeMap<&'static str, f64>,
 }
 
 /// The gateway's metrics.
@@ -93,6 +95,26 @@ const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "Downstream call latency.",
     ),
+    (
+        "capgate_pending_approvals",
+        "gauge",
+        "Approval requests waiting for a decision and not yet expired.",
+    ),
+    (
+        "capgate_kill_switches_active",
+        "gauge",
+        "Kill switches currently on, at every scope.",
+    ),
+    (
+        "capgate_break_glass_grants_active",
+        "gauge",
+        "Break-glass grants not yet expired.",
+    ),
+    (
+        "capgate_store_up",
+        "gauge",
+        "1 when the enforcement store answered the last scrape, else 0.",
+    ),
 ];
 
 impl Metrics {
@@ -116,6 +138,20 @@ impl Metrics {
         }
     }
 
+    /// Sets a gauge (unlabelled) to its current value.
+    pub fn set_gauge(&self, name: &'static str, value: f64) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.gauges.insert(name, value);
+        }
+    }
+
+    /// Removes a gauge whose value is unknown (so no stale value is served).
+    pub fn clear_gauge(&self, name: &'static str) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.gauges.remove(name);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -129,6 +165,9 @@ impl Metrics {
                 if metric == name {
                     let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
                 }
+            }
+            if let Some(value) = registry.gauges.get(name) {
+                let _ = writeln!(out, "{name} {value}");
             }
             for ((metric, labels), histogram) in &registry.histograms {
                 if metric != name {

@@ -30,19 +30,8 @@ fn total(samples: &Value, name: &str, filter: &[(&str, &str)]) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test]
-async fn metrics_parse_and_count_the_calls_made() {
-    let python = python_venv();
-    let gateway = TestGateway::start(GatewayOptions::default()).await;
-    let alice = gateway
-        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
-        .await;
-    for _ in 0..3 {
-        call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
-    }
-    for _ in 0..2 {
-        call(&alice, "case__read_case", json!({"case_id": "case-201"})).await;
-    }
+/// Fetches `/metrics` and parses it with prometheus-client: the text and its samples by name.
+async fn scrape(gateway: &TestGateway, python: &std::path::Path) -> (String, Value) {
     let text = reqwest::get(format!("{}/metrics", gateway.base_url()))
         .await
         .expect("metrics")
@@ -69,7 +58,24 @@ async fn metrics_parse_and_count_the_calls_made() {
         output.status.success(),
         "the exposition did not parse:\n{text}"
     );
-    let samples: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let samples = serde_json::from_slice(&output.stdout).expect("json");
+    (text, samples)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_the_calls_made() {
+    let python = python_venv();
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    for _ in 0..3 {
+        call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    }
+    for _ in 0..2 {
+        call(&alice, "case__read_case", json!({"case_id": "case-201"})).await;
+    }
+    let (text, samples) = scrape(&gateway, &python).await;
     let calls = |outcome: &str| {
         total(
             &samples,
@@ -106,5 +112,83 @@ async fn metrics_parse_and_count_the_calls_made() {
     assert!(
         span_line.contains("outcome=") && span_line.contains("policy_version="),
         "{span_line}"
+    );
+}
+
+/// Gauges are read at scrape time: pending approvals rise when a call needs approval and fall
+/// when it is decided; kill switches on are counted.
+#[tokio::test]
+async fn pending_approvals_and_kill_switches_are_gauges() {
+    let python = python_venv();
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        ..Default::default()
+    })
+    .await;
+    let gauge = |samples: &Value, name: &str| total(samples, name, &[]);
+    let (text, samples) = scrape(&gateway, &python).await;
+    assert_eq!(gauge(&samples, "capgate_pending_approvals"), 0.0, "{text}");
+    assert_eq!(gauge(&samples, "capgate_store_up"), 1.0, "{text}");
+    assert_eq!(gauge(&samples, "capgate_kill_switches_active"), 0.0);
+
+    let notifier = gateway
+        .client(&gateway.token(&TokenSpec {
+            user: "svc-notify",
+            tenant: Some("acme"),
+            roles: vec![],
+            agent: Some("notification-service"),
+            service: Some("notification-service"),
+        }))
+        .await;
+    let mut approvals = Vec::new();
+    for (draft, key_text) in [("draft-906", "gauge-a"), ("draft-906", "gauge-b")] {
+        let asked = call_with_meta(
+            &notifier,
+            "case__send_approved_notice",
+            json!({"draft_id": draft}),
+            key(key_text),
+        )
+        .await;
+        let meta = serde_json::to_value(&asked.meta).expect("meta");
+        approvals.push(
+            meta["dev.capgate/decision"]["approval"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no approval in {meta}"))
+                .to_string(),
+        );
+    }
+    let (text, samples) = scrape(&gateway, &python).await;
+    assert_eq!(gauge(&samples, "capgate_pending_approvals"), 2.0, "{text}");
+
+    let bob = gateway.token(&TokenSpec {
+        user: "bob",
+        tenant: Some("acme"),
+        roles: vec!["senior_reviewer"],
+        agent: None,
+        service: None,
+    });
+    let admin_url = gateway.admin_url.clone().expect("admin");
+    let http = reqwest::Client::new();
+    let approved = http
+        .post(format!("{admin_url}/approvals/{}/approve", approvals[0]))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .expect("approve");
+    assert!(approved.status().is_success(), "{}", approved.status());
+    let switched = http
+        .post(format!("{admin_url}/admin/kill-switches"))
+        .bearer_auth(gateway.admin_token())
+        .json(&json!({"scope": "tool", "target": "case__read_case", "reason": "incident 7"}))
+        .send()
+        .await
+        .expect("kill switch");
+    assert!(switched.status().is_success(), "{}", switched.status());
+    let (text, samples) = scrape(&gateway, &python).await;
+    assert_eq!(gauge(&samples, "capgate_pending_approvals"), 1.0, "{text}");
+    assert_eq!(
+        gauge(&samples, "capgate_kill_switches_active"),
+        1.0,
+        "{text}"
     );
 }

@@ -174,6 +174,26 @@ impl Controls {
         })
     }
 
+    /// Approvals waiting for a decision (every tenant), for the `/metrics` gauge.
+    pub fn pending_approvals(&self) -> Result<u64, StoreError> {
+        self.store.pending_approval_count(crate::policy::now_unix())
+    }
+
+    /// Kill switches currently on.
+    pub fn active_kill_switches(&self) -> usize {
+        self.switches.load().len()
+    }
+
+    /// Break-glass grants not yet expired.
+    pub fn active_break_glass_grants(&self) -> usize {
+        let now = crate::policy::now_unix();
+        self.grants
+            .load()
+            .iter()
+            .filter(|g| now < g.expires_at)
+            .count()
+    }
+
     /// A receiver that changes whenever a control changes what agents may see.
     pub fn visibility_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.visibility.subscribe()

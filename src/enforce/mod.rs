@@ -118,6 +118,31 @@ impl Gateway {
         &self.metrics
     }
 
+    /// The `/metrics` exposition, with its gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let metrics = &self.metrics;
+        match self.controls.pending_approvals() {
+            Ok(pending) => {
+                metrics.set_gauge("capgate_pending_approvals", pending as f64);
+                metrics.set_gauge("capgate_store_up", 1.0);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the store did not answer the metrics scrape");
+                metrics.clear_gauge("capgate_pending_approvals");
+                metrics.set_gauge("capgate_store_up", 0.0);
+            }
+        }
+        metrics.set_gauge(
+            "capgate_kill_switches_active",
+            self.controls.active_kill_switches() as f64,
+        );
+        metrics.set_gauge(
+            "capgate_break_glass_grants_active",
+            self.controls.active_break_glass_grants() as f64,
+        );
+        metrics.render()
+    }
+
     pub fn decision_log(&self) -> &DecisionLog {
         &self.log
     }

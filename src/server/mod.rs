@@ -380,7 +380,7 @@ pub fn http_router(
                     async move {
                         (
                             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                            gateway.metrics().render(),
+                            gateway.render_metrics(),
                         )
                     }
                 }

@@ -283,6 +283,8 @@ pub trait Store: Send + Sync {
     fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
     fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
     fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;
+    /// Approvals still waiting for a decision and not yet expired at `now`, in every tenant.
+    fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError>;
     /// Grants or rejects a pending, unexpired approval (who may do so is checked by the caller).
     fn decide_approval(
         &self,

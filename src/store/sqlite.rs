@@ -206,6 +206,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?1",
+                params![now],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+        })
+    }
+
     fn decide_approval(
         &self,
         id: &str,
