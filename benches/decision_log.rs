@@ -38,7 +38,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = DecisionLog::open(dir.path()).expect("open");
+    let key_file = dir.path().join("audit-signing.key");
+    let signing = capgate::audit::generate_signing_key(&key_file).expect("key");
+    let public = signing.verifying_key();
+    let log = DecisionLog::open(&log_path(dir.path()), signing).expect("open");
     let total = std::env::var("CAPGATE_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -68,10 +71,7 @@ fn main() {
     samples.sort_by(|a, b| a.total_cmp(b));
     let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
 
-    let key = capgate::audit::signing_key(dir.path())
-        .expect("key")
-        .verifying_key();
-    let (count, problems) = verify(&log_path(dir.path()), &key).expect("verify");
+    let (count, problems) = verify(&log_path(dir.path()), &public).expect("verify");
     assert!(problems.is_empty(), "{problems:?}");
 
     println!("decision log, group commit, WAL + synchronous=NORMAL:");

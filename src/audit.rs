@@ -6,8 +6,9 @@
 //! is durable before they are forwarded; if it cannot be written, the call is denied.
 //! Each record stores the previous record's hash and its own: SHA-256 over the previous hash and
 //! the record's canonical JSON. Every `CHECKPOINT_EVERY` records the writer signs a checkpoint
-//! (sequence number and hash) with the Ed25519 key in `<data_dir>/audit-signing.key`, so that
-//! cutting records off the end is detected too.
+//! (sequence number and hash) with an Ed25519 key (`[audit] signing_key_file`, by default
+//! `<data_dir>/audit-signing.key`), so that cutting records off the end is detected too.
+//! Verification needs only the public key, which can be kept away from the gateway's disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -20,21 +21,28 @@ use crate::store::canonical_json;
 
 /// Records between signed checkpoints.
 pub const CHECKPOINT_EVERY: i64 = 64;
-/// The signing key's file in the data directory (32-byte seed, hex).
+/// The default signing key's file in the data directory (32-byte seed, hex).
 pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
 
-/// Reads the checkpoint signing key, creating one when missing.
-pub fn signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, AuditError> {
-    let path = data_dir.join(SIGNING_KEY_FILE);
-    let seed = match std::fs::read_to_string(&path) {
+/// Reads the checkpoint signing key from `path`; when the file is missing, creates one (readable
+/// by its owner only) if `create_if_missing`, else refuses.
+pub fn load_signing_key(
+    path: &Path,
+    create_if_missing: bool,
+) -> Result<ed25519_dalek::SigningKey, AuditError> {
+    let seed = match std::fs::read_to_string(path) {
         Ok(text) => hex::decode(text.trim())
             .map_err(|e| AuditError(format!("{}: not a hex key: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_if_missing => {
+            let key = generate_signing_key(path)?;
+            return Ok(key);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = [0u8; 32];
-            rand::fill(&mut seed);
-            std::fs::write(&path, hex::encode(seed))
-                .map_err(|e| AuditError(format!("cannot write {}: {e}", path.display())))?;
-            seed.to_vec()
+            return Err(AuditError(format!(
+                "the checkpoint signing key {} does not exist (make one with `capgate audit keygen --out {}`)",
+                path.display(),
+                path.display()
+            )))
         }
         Err(e) => return Err(AuditError(format!("cannot read {}: {e}", path.display()))),
     };
@@ -42,6 +50,38 @@ pub fn signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, AuditEr
         .try_into()
         .map_err(|_| AuditError(format!("{}: the key must be 32 bytes", path.display())))?;
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// Writes a new signing key to `path` (which must not exist), readable by its owner only.
+pub fn generate_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, AuditError> {
+    use std::io::Write;
+    let mut seed = [0u8; 32];
+    rand::fill(&mut seed);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(hex::encode(seed).as_bytes()))
+        .map_err(|e| AuditError(format!("cannot write {}: {e}", path.display())))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// A verifying key given as 64 hex digits, or as a file holding them.
+pub fn parse_public_key(given: &str) -> Result<ed25519_dalek::VerifyingKey, AuditError> {
+    let text = if given.len() == 64 && given.chars().all(|c| c.is_ascii_hexdigit()) {
+        given.to_string()
+    } else {
+        std::fs::read_to_string(given)
+            .map_err(|e| AuditError(format!("cannot read the public key {given}: {e}")))?
+    };
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| AuditError(format!("{given}: a public key is 64 hex digits")))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| AuditError(format!("{given}: not an Ed25519 public key: {e}")))
 }
 
 fn checkpoint_message(seq: i64, hash: &str) -> String {
@@ -133,6 +173,7 @@ type Ack = tokio::sync::oneshot::Sender<Result<i64, String>>;
 pub struct DecisionLog {
     queue: mpsc::Sender<(DecisionRecord, Option<Ack>)>,
     path: PathBuf,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// SHA-256 over the previous hash and the record's canonical JSON.
@@ -203,15 +244,18 @@ fn write_batch(
 }
 
 impl DecisionLog {
-    /// Opens `<data_dir>/audit.db` and starts the writer thread.
-    pub fn open(data_dir: &Path) -> Result<Self, AuditError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| AuditError(format!("cannot create {}: {e}", data_dir.display())))?;
-        let path = data_dir.join("audit.db");
+    /// Opens the log at `path` and starts the writer thread, which signs checkpoints with `key`.
+    pub fn open(path: &Path, key: ed25519_dalek::SigningKey) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let path = path.to_path_buf();
         let mut connection =
             open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
-        let key = signing_key(data_dir)?;
         let (queue, incoming) = mpsc::channel::<(DecisionRecord, Option<Ack>)>();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failures = failed.clone();
         std::thread::Builder::new()
             .name("capgate-decision-log".into())
             .spawn(move || {
@@ -226,6 +270,8 @@ impl DecisionLog {
                     }
                     let result = write_batch(&mut connection, &batch, &key);
                     if let Err(error) = &result {
+                        failures
+                            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         tracing::error!(%error, records = batch.len(), "decision log write failed");
                     }
                     for (index, (_, ack)) in batch.into_iter().enumerate() {
@@ -239,7 +285,16 @@ impl DecisionLog {
                 }
             })
             .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?;
-        Ok(Self { queue, path })
+        Ok(Self {
+            queue,
+            path,
+            failed,
+        })
+    }
+
+    /// Records that could not be written since start.
+    pub fn failed_records(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The log's database file (readable while the writer runs: WAL).
@@ -250,6 +305,8 @@ impl DecisionLog {
     /// Queues a record; it is written with the next group commit.
     pub fn append(&self, record: DecisionRecord) {
         if self.queue.send((record, None)).is_err() {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!("the decision log writer has stopped");
         }
     }
@@ -416,8 +473,13 @@ mod tests {
         }
     }
 
+    fn signing_key(dir: &Path) -> Result<ed25519_dalek::SigningKey, AuditError> {
+        load_signing_key(&dir.join(SIGNING_KEY_FILE), true)
+    }
+
     async fn filled(dir: &Path, n: usize) {
-        let log = DecisionLog::open(dir).expect("open");
+        let key = signing_key(dir).expect("key");
+        let log = DecisionLog::open(&log_path(dir), key).expect("open");
         for i in 0..n {
             log.append(record(i));
         }
@@ -463,6 +525,40 @@ mod tests {
         let key = signing_key(dir.path()).expect("key").verifying_key();
         let (_, problems) = verify(&log_path(dir.path()), &key).expect("verify");
         assert_eq!(problems.first().map(|p| p.seq), Some(2), "{problems:?}");
+    }
+
+    #[test]
+    fn a_configured_key_is_never_created_silently_and_public_keys_parse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("elsewhere.key");
+        let refused = load_signing_key(&path, false).expect_err("missing key");
+        assert!(refused.to_string().contains("keygen"), "{refused}");
+        assert!(!path.exists());
+        let made = generate_signing_key(&path).expect("keygen");
+        assert!(
+            generate_signing_key(&path).is_err(),
+            "never overwrites a key"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the key is private: {mode:o}");
+        }
+        let loaded = load_signing_key(&path, false).expect("load");
+        assert_eq!(loaded.to_bytes(), made.to_bytes());
+        let public = hex::encode(made.verifying_key().to_bytes());
+        assert_eq!(
+            parse_public_key(&public).expect("hex"),
+            made.verifying_key()
+        );
+        let file = dir.path().join("public.hex");
+        std::fs::write(&file, format!("{public}\n")).expect("write");
+        assert_eq!(
+            parse_public_key(&file.display().to_string()).expect("file"),
+            made.verifying_key()
+        );
+        assert!(parse_public_key("abcd").is_err());
     }
 
     #[tokio::test]

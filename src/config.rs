@@ -59,9 +59,46 @@ pub struct AuditConfig {
     pub dry_run_tools: Vec<String>,
     /// Argument names whose values are masked in every record before it is written.
     pub mask_arguments: Vec<String>,
+    /// The decision log's database file; default `<data_dir>/audit.db`. Put it on its own disk
+    /// to keep it apart from the enforcement store.
+    pub log_file: Option<PathBuf>,
+    /// The Ed25519 key (32-byte seed, hex) that signs checkpoints; default
+    /// `<data_dir>/audit-signing.key`, generated on first start. A configured file must exist
+    /// (`capgate audit keygen` makes one): a missing key is never replaced silently.
+    pub signing_key_file: Option<PathBuf>,
+    /// Which allowed calls wait for their record to be durable before they are forwarded (and
+    /// are refused when it cannot be written).
+    pub durable_for: DurableFor,
+}
+
+/// `[audit] durable_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurableFor {
+    /// Side-effecting calls (the default): reads are logged without waiting.
+    #[default]
+    SideEffects,
+    /// Every call, reads too: nothing is forwarded that the log cannot account for.
+    EveryCall,
 }
 
 impl AuditConfig {
+    /// The decision log's file under this configuration.
+    pub fn log_path(&self, data_dir: &Path) -> PathBuf {
+        self.log_file
+            .clone()
+            .unwrap_or_else(|| crate::audit::log_path(data_dir))
+    }
+
+    /// The checkpoint key's file, and whether it may be generated when missing (only the
+    /// default one may).
+    pub fn signing_key_path(&self, data_dir: &Path) -> (PathBuf, bool) {
+        match &self.signing_key_file {
+            Some(path) => (path.clone(), false),
+            None => (data_dir.join(crate::audit::SIGNING_KEY_FILE), true),
+        }
+    }
+
     pub fn dry_run_for(&self, server: &str, tool: &str) -> bool {
         self.dry_run
             || self.dry_run_servers.iter().any(|s| s == server)
@@ -484,7 +521,11 @@ impl GatewayConfig {
         Ok(Self {
             admin,
             enforcement: raw.enforcement,
-            audit: raw.audit,
+            audit: AuditConfig {
+                log_file: raw.audit.log_file.as_ref().map(|f| base.join(f)),
+                signing_key_file: raw.audit.signing_key_file.as_ref().map(|f| base.join(f)),
+                ..raw.audit
+            },
             source: source.to_string(),
             server: ServerConfig {
                 listen,

@@ -1,7 +1,7 @@
 //! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, and the policy tooling
 //! (`policy check | test | explain | fmt`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -88,32 +88,49 @@ enum Command {
     },
 }
 
+/// Where the decision log is: `--log`, else `<--data-dir>/audit.db`, else the config's.
+#[derive(clap::Args, Clone)]
+struct LogLocation {
+    /// The data directory holding `audit.db` (and, by default, `audit-signing.key`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The decision log's file itself, e.g. a copy kept elsewhere.
+    #[arg(long, conflicts_with = "data_dir")]
+    log: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; non-zero exit naming each edited, deleted or reordered record.
+    /// Check the hash chain and the signed checkpoints; non-zero exit naming each edited,
+    /// deleted, reordered or truncated record.
     Verify {
-        /// The data directory; defaults to the config's data_dir.
+        #[command(flatten)]
+        location: LogLocation,
+        /// The checkpoint key's public half (64 hex digits, or a file holding them). Keep it
+        /// away from the gateway's disk: whoever can write the log may also hold the private key.
+        /// Without it, the public key is derived from the configured signing key file.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        public_key: Option<String>,
     },
     /// Write every record as JSON Lines to stdout.
     Export {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        location: LogLocation,
     },
     /// Records matching all given filters, as JSON Lines.
     Query {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        location: LogLocation,
         #[arg(long)]
         run: Option<String>,
         /// A user or agent id (matches `user/agent`).
         #[arg(long)]
         actor: Option<String>,
-        /// An exposed tool name (or resource URI, prompt name).
+        /// An exposed tool name (or resource URI, prompt name; `tools/list` for discovery
+        /// summaries).
         #[arg(long)]
         tool: Option<String>,
-        /// allow | deny | require_approval | require_more_context
+        /// allow | deny | require_approval | require_more_context | summary
         #[arg(long)]
         decision: Option<String>,
         /// Unix seconds, inclusive.
@@ -122,6 +139,18 @@ enum AuditCommand {
         /// Unix seconds, exclusive.
         #[arg(long)]
         until: Option<i64>,
+    },
+    /// Print the public key that verifies checkpoints (of the configured signing key), to keep
+    /// elsewhere and pass to `verify --public-key`.
+    PublicKey {
+        /// A signing key file; defaults to the config's `[audit] signing_key_file`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Create a new checkpoint signing key (never overwrites) and print its public key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -158,8 +187,8 @@ enum PolicyCommand {
     Replay {
         #[arg(long)]
         candidate: PathBuf,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        location: LogLocation,
     },
     /// Format the Cedar policy files in place (or only check with --check).
     Fmt {
@@ -294,18 +323,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The decision log's file for a command.
+fn log_file(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Result<PathBuf> {
+    Ok(match (location.log, location.data_dir) {
+        (Some(log), _) => log,
+        (None, Some(dir)) => capgate::audit::log_path(&dir),
+        (None, None) => {
+            let config = load_config(config)?;
+            config.audit.log_path(&config.data_dir)
+        }
+    })
+}
+
+/// The checkpoint signing key file for a command (never generated here).
+fn signing_key_file(config: Option<&PathBuf>, data_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match data_dir {
+        Some(dir) => dir.join(capgate::audit::SIGNING_KEY_FILE),
+        None => {
+            let config = load_config(config)?;
+            config.audit.signing_key_path(&config.data_dir).0
+        }
+    })
+}
+
 fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Result<()> {
-    let data_dir = |given: Option<PathBuf>| -> anyhow::Result<PathBuf> {
-        Ok(match given {
-            Some(dir) => dir,
-            None => load_config(config)?.data_dir,
-        })
-    };
     match command {
-        AuditCommand::Verify { data_dir: given } => {
-            let dir = data_dir(given)?;
-            let path = capgate::audit::log_path(&dir);
-            let key = capgate::audit::signing_key(&dir)?.verifying_key();
+        AuditCommand::Verify {
+            location,
+            public_key,
+        } => {
+            let key = match public_key {
+                Some(given) => capgate::audit::parse_public_key(&given)?,
+                None => {
+                    let file = signing_key_file(config, location.data_dir.as_deref())?;
+                    capgate::audit::load_signing_key(&file, false)
+                        .with_context(|| "pass the checkpoint key's public half with --public-key")?
+                        .verifying_key()
+                }
+            };
+            let path = log_file(config, location)?;
+            if !path.exists() {
+                bail!("{}: no decision log here", path.display());
+            }
             let (count, problems) = capgate::audit::verify(&path, &key)?;
             for problem in &problems {
                 eprintln!("record {}: {}", problem.seq, problem.problem);
@@ -321,7 +380,7 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             Ok(())
         }
         AuditCommand::Query {
-            data_dir: given,
+            location,
             run,
             actor,
             tool,
@@ -329,7 +388,7 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             since,
             until,
         } => {
-            let path = capgate::audit::log_path(&data_dir(given)?);
+            let path = log_file(config, location)?;
             let filter = capgate::audit::Query {
                 run,
                 actor,
@@ -343,8 +402,8 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             }
             Ok(())
         }
-        AuditCommand::Export { data_dir: given } => {
-            let path = capgate::audit::log_path(&data_dir(given)?);
+        AuditCommand::Export { location } => {
+            let path = log_file(config, location)?;
             for (seq, record, prev_hash, hash) in capgate::audit::read_all(&path)? {
                 let record: serde_json::Value = serde_json::from_str(&record)?;
                 println!(
@@ -352,6 +411,21 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
                     serde_json::json!({"seq": seq, "prev_hash": prev_hash, "hash": hash, "record": record})
                 );
             }
+            Ok(())
+        }
+        AuditCommand::PublicKey { key_file } => {
+            let file = match key_file {
+                Some(file) => file,
+                None => signing_key_file(config, None)?,
+            };
+            let key = capgate::audit::load_signing_key(&file, false)?;
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+        AuditCommand::Keygen { out } => {
+            let key = capgate::audit::generate_signing_key(&out)?;
+            eprintln!("wrote {} (owner-only); its public key:", out.display());
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
             Ok(())
         }
     }
@@ -447,15 +521,11 @@ fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::R
         }
         PolicyCommand::Replay {
             candidate,
-            data_dir,
+            location,
         } => {
-            let data_dir = match data_dir {
-                Some(dir) => dir,
-                None => load_config(config)?.data_dir,
-            };
+            let log = log_file(config, location)?;
             let engine = PolicyEngine::load(&candidate, None)?;
-            let (replayed, changes) =
-                capgate::audit::replay(&capgate::audit::log_path(&data_dir), &engine)?;
+            let (replayed, changes) = capgate::audit::replay(&log, &engine)?;
             let mut by_change: std::collections::BTreeMap<(String, String), usize> =
                 Default::default();
             for change in &changes {

@@ -96,6 +96,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Downstream call latency.",
     ),
     (
+        "capgate_decision_log_write_failures_total",
+        "counter",
+        "Decision records that could not be written (their calls were refused when durability was required).",
+    ),
+    (
         "capgate_pending_approvals",
         "gauge",
         "Approval requests waiting for a decision and not yet expired.",
@@ -138,7 +143,7 @@ impl Metrics {
         }
     }
 
-    /// Sets a gauge (unlabelled) to its current value.
+    /// Sets an unlabelled gauge (or a counter kept elsewhere) to its current value.
     pub fn set_gauge(&self, name: &'static str, value: f64) {
         if let Ok(mut registry) = self.registry.lock() {
             registry.gauges.insert(name, value);

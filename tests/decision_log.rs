@@ -473,3 +473,119 @@ async fn each_discovery_request_gets_one_summary_record() {
         ));
     assert!(audit(&data, "verify").status.success());
 }
+
+fn capgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(args)
+        .output()
+        .expect("run capgate")
+}
+
+fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// The log and its checkpoint key can live outside the data directory, and `verify` needs only
+/// the key's public half, kept elsewhere; a log checked against another key fails.
+#[tokio::test]
+async fn the_log_and_its_key_live_where_configured_and_verify_needs_only_the_public_key() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let key_file = outside.path().join("keys/checkpoint.key");
+    std::fs::create_dir_all(key_file.parent().expect("parent")).expect("mkdir");
+    let made = capgate(&["audit", "keygen", "--out", path_str(&key_file)]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    assert_eq!(public.len(), 64, "{public}");
+    let again = capgate(&["audit", "keygen", "--out", path_str(&key_file)]);
+    assert!(!again.status.success(), "keygen never overwrites a key");
+    let shown = capgate(&["audit", "public-key", "--key-file", path_str(&key_file)]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), public);
+
+    let log = outside.path().join("ledger/decisions.db");
+    let gateway = TestGateway::start(GatewayOptions {
+        audit: Some(format!(
+            "log_file = \"{}\"\nsigning_key_file = \"{}\"",
+            log.display(),
+            key_file.display()
+        )),
+        ..Default::default()
+    })
+    .await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    // One summary record per tools/list: enough for a signed checkpoint (every 64 records).
+    for _ in 0..70 {
+        tool_names(&alice).await;
+    }
+    let durable = call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Notice"}),
+        key("elsewhere-1"),
+    )
+    .await;
+    assert_ne!(durable.is_error, Some(true), "{}", text_of(&durable));
+    let data = gateway.dir.path().join("data");
+    assert!(
+        !data.join("audit.db").exists(),
+        "the log went where configured"
+    );
+    assert!(
+        !data.join("audit-signing.key").exists(),
+        "no key was generated"
+    );
+    let checkpoints: i64 = rusqlite::Connection::open(&log)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)))
+        .expect("checkpoints");
+    assert!(checkpoints >= 1);
+
+    let verified = capgate(&[
+        "audit",
+        "verify",
+        "--log",
+        path_str(&log),
+        "--public-key",
+        &public,
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // The public key can also be given as a file.
+    let public_file = outside.path().join("public.hex");
+    std::fs::write(&public_file, &public).expect("write");
+    let from_file = capgate(&[
+        "audit",
+        "verify",
+        "--log",
+        path_str(&log),
+        "--public-key",
+        path_str(&public_file),
+    ]);
+    assert!(from_file.status.success());
+
+    // Against another key, the checkpoint is named as not verifying.
+    let other_key = outside.path().join("other.key");
+    let other = capgate(&["audit", "keygen", "--out", path_str(&other_key)]);
+    let other_public = String::from_utf8_lossy(&other.stdout).trim().to_string();
+    let wrong = capgate(&[
+        "audit",
+        "verify",
+        "--log",
+        path_str(&log),
+        "--public-key",
+        &other_public,
+    ]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("record 64:") && stderr.contains("signature"),
+        "{stderr}"
+    );
+}

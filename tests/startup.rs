@@ -143,3 +143,20 @@ fn policy_check_accepts_the_example_policies_and_rejects_a_broken_set() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("broken.cedar"));
 }
+
+/// A configured checkpoint key that does not exist is never replaced by a new one: a log whose
+/// checkpoints suddenly verify under another key would hide tampering.
+#[test]
+fn a_configured_checkpoint_key_that_is_missing_refuses_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("keys/checkpoint.key");
+    let options = GatewayOptions {
+        audit: Some(format!("signing_key_file = \"{}\"", missing.display())),
+        ..Default::default()
+    };
+    let config = write_config(dir.path(), 1, &options);
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("checkpoint.key"), "{stderr}");
+    assert!(stderr.contains("capgate audit keygen"), "{stderr}");
+    assert!(!missing.exists(), "no key was made in its place");
+}

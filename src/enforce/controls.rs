@@ -94,6 +94,8 @@ pub enum ControlRefusal {
     Approval(#[from] ApprovalProblem),
     #[error("the enforcement store is unavailable, so capgate fails closed: {0}")]
     StoreUnavailable(#[from] StoreError),
+    #[error("refused: this call's decision record could not be made durable, and capgate forwards no call it cannot account for ({0})")]
+    DecisionLogUnavailable(String),
 }
 
 /// A call's identity for approvals: what exactly was (or will be) approved.

@@ -133,6 +133,10 @@ impl Gateway {
             }
         }
         metrics.set_gauge(
+            "capgate_decision_log_write_failures_total",
+            self.log.failed_records() as f64,
+        );
+        metrics.set_gauge(
             "capgate_kill_switches_active",
             self.controls.active_kill_switches() as f64,
         );
@@ -387,12 +391,14 @@ impl Gateway {
             decision.outcome = Outcome::Allow;
             decision.obligations.clear();
         }
-        if (decision.is_allow() || dry_run) && contract.effect.is_side_effect() {
+        let must_be_durable = contract.effect.is_side_effect()
+            || self.audit.durable_for == crate::config::DurableFor::EveryCall;
+        if (decision.is_allow() || dry_run) && must_be_durable {
             if let Err(error) = self.log.append_durable(entry).await {
                 return Ok(self.refused_by_control(
                     actor,
                     name,
-                    ControlRefusal::StoreUnavailable(crate::store::StoreError(error.to_string())),
+                    ControlRefusal::DecisionLogUnavailable(error.to_string()),
                 ));
             }
         } else {

@@ -94,7 +94,10 @@ pub fn start_gateway(
         .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
     let controls = crate::enforce::Controls::new(Arc::new(store), config.enforcement.clone())
         .map_err(|e| StartError::Serve(e.to_string()))?;
-    let log = crate::audit::DecisionLog::open(&config.data_dir)
+    let (key_path, generate) = config.audit.signing_key_path(&config.data_dir);
+    let key = crate::audit::load_signing_key(&key_path, generate)
+        .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;
+    let log = crate::audit::DecisionLog::open(&config.audit.log_path(&config.data_dir), key)
         .map_err(|e| StartError::Serve(e.to_string()))?;
     let contracts = registry.clone();
     let downstreams = Downstreams::start(
@@ -422,6 +425,10 @@ fn health_document(gateway: &Gateway, public_url: &str) -> serde_json::Value {
         "public_url": public_url,
         "policy_version": gateway.policy().latest().label(),
         "downstreams": servers,
+        "decision_log": {
+            "path": gateway.decision_log().path().display().to_string(),
+            "failed_records": gateway.decision_log().failed_records(),
+        },
     })
 }
 
