@@ -589,3 +589,174 @@ async fn the_log_and_its_key_live_where_configured_and_verify_needs_only_the_pub
         "{stderr}"
     );
 }
+
+/// A small tmpfs of our own: a disk that can really be filled. Unmounted (lazily) on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path) -> Option<Self> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Self(dir.to_path_buf()))
+    }
+
+    /// Writes a filler file until the disk refuses another byte.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        for chunk in [65536usize, 4096, 1] {
+            while file.write_all(&vec![0u8; chunk]).is_ok() && file.flush().is_ok() {}
+        }
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// With the log's disk full, side-effect calls are refused with a clear reason and never reach
+/// the downstream; reads still pass (their lost records are counted), and once space is back the
+/// chain continues intact.
+#[tokio::test]
+async fn with_the_logs_disk_full_side_effects_are_refused_with_a_clear_reason() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallDisk::mount(outside.path()) else {
+        // Mounting needs CAP_SYS_ADMIN; `side_effects_are_refused_when_their_record_cannot_be_
+        // written` covers the refusal with a held write lock everywhere.
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
+        return;
+    };
+    let log = outside.path().join("decisions.db");
+    let gateway = TestGateway::start(GatewayOptions {
+        audit: Some(format!("log_file = \"{}\"", log.display())),
+        ..Default::default()
+    })
+    .await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let before = call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "Before"}),
+        key("full-1"),
+    )
+    .await;
+    assert_ne!(before.is_error, Some(true), "{}", text_of(&before));
+
+    let filler = disk.fill();
+    let refused = call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "While full"}),
+        key("full-2"),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    let reason = text_of(&refused);
+    assert!(
+        reason.contains("decision record could not be made durable") && reason.contains("full"),
+        "{reason}"
+    );
+    let drafts = |gateway: &TestGateway| {
+        gateway
+            .journal_entries()
+            .iter()
+            .filter(|e| e["name"] == "create_notice_draft")
+            .count()
+    };
+    assert_eq!(
+        drafts(&gateway),
+        1,
+        "the refused call never reached the downstream"
+    );
+    // A read is not held to durability by default: it passes, and its lost record is counted.
+    let read = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    let mut failed = 0;
+    for _ in 0..50 {
+        failed = gateway.health().await["decision_log"]["failed_records"]
+            .as_u64()
+            .unwrap_or(0);
+        if failed >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(failed >= 2, "lost records are counted: {failed}");
+
+    std::fs::remove_file(filler).expect("free the disk");
+    let after = call_with_meta(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "After"}),
+        key("full-3"),
+    )
+    .await;
+    assert_ne!(after.is_error, Some(true), "{}", text_of(&after));
+    assert_eq!(drafts(&gateway), 2);
+    let public = capgate(&[
+        "audit",
+        "public-key",
+        "--key-file",
+        path_str(&gateway.dir.path().join("data/audit-signing.key")),
+    ]);
+    let verified = capgate(&[
+        "audit",
+        "verify",
+        "--log",
+        path_str(&log),
+        "--public-key",
+        String::from_utf8_lossy(&public.stdout).trim(),
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    drop(gateway);
+}
+
+/// `durable_for = "every_call"`: reads too are refused when their record cannot be written.
+#[tokio::test]
+async fn every_call_durability_refuses_reads_the_log_cannot_account_for() {
+    let gateway = TestGateway::start(GatewayOptions {
+        audit: Some("durable_for = \"every_call\"".into()),
+        ..Default::default()
+    })
+    .await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let fine = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+    assert_ne!(fine.is_error, Some(true), "{}", text_of(&fine));
+    let log = rusqlite::Connection::open(gateway.dir.path().join("data/audit.db")).expect("open");
+    log.execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the log's write lock");
+    let refused = call(&alice, "case__read_case", json!({"case_id": "case-102"})).await;
+    log.execute_batch("ROLLBACK").expect("release");
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text_of(&refused).contains("could not be made durable"),
+        "{}",
+        text_of(&refused)
+    );
+    let reads: Vec<Value> = gateway
+        .journal_entries()
+        .into_iter()
+        .filter(|e| e["name"] == "read_case")
+        .collect();
+    assert_eq!(
+        reads.len(),
+        1,
+        "only the accounted read reached the downstream"
+    );
+}
