@@ -271,6 +271,7 @@ async fn a_runs_manifest_lists_its_policy_versions_tools_and_decisions() {
     .await;
     let token = gateway.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-42");
     let client = gateway.client(&token).await;
+    tool_names(&client).await;
     call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
     call(&client, "case__read_case", json!({"case_id": "case-102"})).await;
     call(&client, "case__read_case", json!({"case_id": "case-201"})).await;
@@ -295,6 +296,8 @@ async fn a_runs_manifest_lists_its_policy_versions_tools_and_decisions() {
         .await
         .expect("json");
     assert_eq!(manifest["decisions"], 4, "{manifest}");
+    assert_eq!(manifest["discovery_requests"], 1, "{manifest}");
+    assert!(manifest["tools"].get("tools/list").is_none(), "{manifest}");
     assert_eq!(manifest["policy_versions"], json!(["case-platform@3"]));
     assert_eq!(manifest["tools"]["case__read_case"]["allow"], 2);
     assert_eq!(manifest["tools"]["case__read_case"]["deny"], 1);
