@@ -573,6 +573,73 @@ async fn the_log_and_its_key_live_where_configured_and_verify_needs_only_the_pub
     ]);
     assert!(from_file.status.success());
 
+    // Through the CLI, on copies of this log: each kind of tampering fails, naming the record.
+    let records: i64 = rusqlite::Connection::open(&log)
+        .and_then(|c| c.query_row("SELECT MAX(seq) FROM decisions", [], |r| r.get(0)))
+        .expect("count");
+    let cases = [
+        (
+            "edited",
+            "UPDATE decisions SET record = replace(record, 'alice', 'mallory') WHERE seq = 10".to_string(),
+            "record 10:",
+            "edited",
+        ),
+        (
+            "deleted",
+            "DELETE FROM decisions WHERE seq = 20".to_string(),
+            "record 21:",
+            "missing",
+        ),
+        (
+            "swapped",
+            "UPDATE decisions SET seq = -1 WHERE seq = 30; UPDATE decisions SET seq = 30 WHERE seq = 31; UPDATE decisions SET seq = 31 WHERE seq = -1;".to_string(),
+            "record 30:",
+            "does not chain",
+        ),
+        (
+            "truncated",
+            "DELETE FROM decisions WHERE seq > 60".to_string(),
+            "record 64:",
+            "truncated",
+        ),
+    ];
+    assert!(records > 64, "{records}");
+    for (name, sql, named, problem) in cases {
+        let copy = outside.path().join(format!("{name}.db"));
+        rusqlite::Connection::open(&log)
+            .and_then(|c| c.execute("VACUUM INTO ?1", [path_str(&copy)]))
+            .expect("copy the log");
+        let intact = capgate(&[
+            "audit",
+            "verify",
+            "--log",
+            path_str(&copy),
+            "--public-key",
+            &public,
+        ]);
+        assert!(
+            intact.status.success(),
+            "{name}: the copy verifies before tampering"
+        );
+        rusqlite::Connection::open(&copy)
+            .and_then(|c| c.execute_batch(&sql))
+            .expect("tamper");
+        let broken = capgate(&[
+            "audit",
+            "verify",
+            "--log",
+            path_str(&copy),
+            "--public-key",
+            &public,
+        ]);
+        let stderr = String::from_utf8_lossy(&broken.stderr);
+        assert!(!broken.status.success(), "{name} must fail verification");
+        assert!(
+            stderr.contains(named) && stderr.contains(problem),
+            "{name}: expected `{named}` … `{problem}` in:\n{stderr}"
+        );
+    }
+
     // Against another key, the checkpoint is named as not verifying.
     let other_key = outside.path().join("other.key");
     let other = capgate(&["audit", "keygen", "--out", path_str(&other_key)]);
