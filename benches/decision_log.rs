@@ -41,7 +41,12 @@ fn main() {
     let key_file = dir.path().join("audit-signing.key");
     let signing = capgate::audit::generate_signing_key(&key_file).expect("key");
     let public = signing.verifying_key();
-    let log = DecisionLog::open(&log_path(dir.path()), signing).expect("open");
+    let log = DecisionLog::open(
+        &log_path(dir.path()),
+        signing,
+        capgate::audit::CheckpointPolicy::default(),
+    )
+    .expect("open");
     let total = std::env::var("CAPGATE_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -21,6 +21,23 @@ use crate::store::canonical_json;
 
 /// Records between signed checkpoints.
 pub const CHECKPOINT_EVERY: i64 = 64;
+
+/// When the writer signs checkpoints: every `every` records, and, when records arrived since the
+/// last checkpoint, at least every `interval` (so a quiet log's tail is covered too).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPolicy {
+    pub every: i64,
+    pub interval: std::time::Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every: CHECKPOINT_EVERY,
+            interval: std::time::Duration::from_secs(5),
+        }
+    }
+}
 /// The default signing key's file in the data directory (32-byte seed, hex).
 pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
 
@@ -205,12 +222,55 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(connection)
 }
 
+fn sign_checkpoint(
+    tx: &rusqlite::Transaction<'_>,
+    key: &ed25519_dalek::SigningKey,
+    seq: i64,
+    hash: &str,
+) -> rusqlite::Result<()> {
+    use ed25519_dalek::Signer;
+    let signature = key.sign(checkpoint_message(seq, hash).as_bytes());
+    tx.execute(
+        "INSERT OR IGNORE INTO checkpoints (seq, hash, signature) VALUES (?1, ?2, ?3)",
+        params![seq, hash, hex::encode(signature.to_bytes())],
+    )?;
+    Ok(())
+}
+
+/// Signs a checkpoint over the last record when it has none yet; whether one was written.
+fn checkpoint_tail(
+    connection: &mut Connection,
+    key: &ed25519_dalek::SigningKey,
+) -> rusqlite::Result<bool> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((seq, hash)) = last else {
+        return Ok(false);
+    };
+    let signed: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE seq = ?1)",
+        params![seq],
+        |row| row.get(0),
+    )?;
+    if !signed {
+        sign_checkpoint(&tx, key, seq, &hash)?;
+    }
+    tx.commit()?;
+    Ok(!signed)
+}
+
 fn write_batch(
     connection: &mut Connection,
     batch: &[(DecisionRecord, Option<Ack>)],
     key: &ed25519_dalek::SigningKey,
+    every: i64,
 ) -> rusqlite::Result<Vec<i64>> {
-    use ed25519_dalek::Signer;
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (mut seq, mut prev): (i64, String) = tx
         .query_row(
@@ -229,12 +289,8 @@ fn write_batch(
             "INSERT INTO decisions (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)",
             params![seq, json, prev, hash],
         )?;
-        if seq % CHECKPOINT_EVERY == 0 {
-            let signature = key.sign(checkpoint_message(seq, &hash).as_bytes());
-            tx.execute(
-                "INSERT INTO checkpoints (seq, hash, signature) VALUES (?1, ?2, ?3)",
-                params![seq, hash, hex::encode(signature.to_bytes())],
-            )?;
+        if seq % every == 0 {
+            sign_checkpoint(&tx, key, seq, &hash)?;
         }
         written.push(seq);
         prev = hash;
@@ -244,11 +300,21 @@ fn write_batch(
 }
 
 impl DecisionLog {
-    /// Opens the log at `path` and starts the writer thread, which signs checkpoints with `key`.
-    pub fn open(path: &Path, key: ed25519_dalek::SigningKey) -> Result<Self, AuditError> {
+    /// Opens the log at `path` and starts the writer thread, which signs checkpoints with `key`
+    /// as `checkpoints` says.
+    pub fn open(
+        path: &Path,
+        key: ed25519_dalek::SigningKey,
+        checkpoints: CheckpointPolicy,
+    ) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        if checkpoints.every < 1 || checkpoints.interval.is_zero() {
+            return Err(AuditError(
+                "checkpoints need a positive record count and interval ([audit] checkpoint_every_records, checkpoint_interval_seconds)".into(),
+            ));
         }
         let path = path.to_path_buf();
         let mut connection =
@@ -259,7 +325,29 @@ impl DecisionLog {
         std::thread::Builder::new()
             .name("capgate-decision-log".into())
             .spawn(move || {
-                while let Ok(first) = incoming.recv() {
+                let mut unsigned_since: Option<std::time::Instant> = None;
+                loop {
+                    let wait = unsigned_since
+                        .map(|since| checkpoints.interval.saturating_sub(since.elapsed()))
+                        .unwrap_or(std::time::Duration::from_secs(3600));
+                    let first = match incoming.recv_timeout(wait) {
+                        Ok(first) => first,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            match checkpoint_tail(&mut connection, &key) {
+                                Ok(_) => unsigned_since = None,
+                                Err(error) => {
+                                    tracing::error!(%error, "decision log checkpoint failed")
+                                }
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            if unsigned_since.is_some() {
+                                let _ = checkpoint_tail(&mut connection, &key);
+                            }
+                            break;
+                        }
+                    };
                     // Group commit: everything that queued while the last batch was written.
                     let mut batch = vec![first];
                     while let Ok(more) = incoming.try_recv() {
@@ -268,11 +356,24 @@ impl DecisionLog {
                             break;
                         }
                     }
-                    let result = write_batch(&mut connection, &batch, &key);
-                    if let Err(error) = &result {
-                        failures
-                            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        tracing::error!(%error, records = batch.len(), "decision log write failed");
+                    let result = write_batch(&mut connection, &batch, &key, checkpoints.every);
+                    match &result {
+                        Ok(seqs) => {
+                            let tail_signed =
+                                seqs.last().is_some_and(|seq| seq % checkpoints.every == 0);
+                            unsigned_since = match (tail_signed, unsigned_since) {
+                                (true, _) => None,
+                                (false, Some(since)) => Some(since),
+                                (false, None) => Some(std::time::Instant::now()),
+                            };
+                        }
+                        Err(error) => {
+                            failures.fetch_add(
+                                batch.len() as u64,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
+                            tracing::error!(%error, records = batch.len(), "decision log write failed");
+                        }
                     }
                     for (index, (_, ack)) in batch.into_iter().enumerate() {
                         if let Some(ack) = ack {
@@ -479,7 +580,8 @@ mod tests {
 
     async fn filled(dir: &Path, n: usize) {
         let key = signing_key(dir).expect("key");
-        let log = DecisionLog::open(&log_path(dir), key).expect("open");
+        let log =
+            DecisionLog::open(&log_path(dir), key, CheckpointPolicy::default()).expect("open");
         for i in 0..n {
             log.append(record(i));
         }
@@ -527,6 +629,49 @@ mod tests {
         assert_eq!(problems.first().map(|p| p.seq), Some(2), "{problems:?}");
     }
 
+    #[tokio::test]
+    async fn a_quiet_logs_tail_is_checkpointed_within_the_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = signing_key(dir.path()).expect("key");
+        let public = key.verifying_key();
+        let policy = CheckpointPolicy {
+            every: 64,
+            interval: std::time::Duration::from_millis(100),
+        };
+        let log = DecisionLog::open(&log_path(dir.path()), key, policy).expect("open");
+        for i in 0..4 {
+            log.append(record(i));
+        }
+        log.append_durable(record(4)).await.expect("durable");
+        let checkpointed = || {
+            Connection::open(log_path(dir.path()))
+                .and_then(|c| {
+                    c.query_row("SELECT MAX(seq) FROM checkpoints", [], |r| {
+                        r.get::<_, Option<i64>>(0)
+                    })
+                })
+                .expect("query")
+        };
+        let mut last = None;
+        for _ in 0..100 {
+            last = checkpointed();
+            if last == Some(5) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(last, Some(5), "the tail of 5 records is signed");
+        // Cutting the tail is now named, although fewer than 64 records were written.
+        tamper(dir.path(), "DELETE FROM decisions WHERE seq > 3");
+        let (_, problems) = verify(&log_path(dir.path()), &public).expect("verify");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.seq == 5 && p.problem.contains("truncated")),
+            "{problems:?}"
+        );
+    }
+
     #[test]
     fn a_configured_key_is_never_created_silently_and_public_keys_parse() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -566,10 +711,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         filled(dir.path(), (CHECKPOINT_EVERY * 2 + 9) as usize).await;
         let key = signing_key(dir.path()).expect("key").verifying_key();
+        // When the writer stops (every handle dropped), it signs the tail.
+        let tail = CHECKPOINT_EVERY * 2 + 10;
+        let mut signed = false;
+        for _ in 0..100 {
+            signed = Connection::open(log_path(dir.path()))
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE seq = ?1)",
+                        [tail],
+                        |r| r.get(0),
+                    )
+                })
+                .expect("query");
+            if signed {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(signed, "the tail is signed when the writer stops");
         assert!(verify(&log_path(dir.path()), &key)
             .expect("verify")
             .1
             .is_empty());
+        // A crash before the tail was signed: that checkpoint never existed.
+        tamper(
+            dir.path(),
+            &format!("DELETE FROM checkpoints WHERE seq = {tail}"),
+        );
         // Cutting records after the last checkpoint cannot be told from a shorter log...
         tamper(
             dir.path(),

@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     pub data_dir: PathBuf,
     /// The admin API's separate listener, when configured.
     pub admin: Option<AdminConfig>,
+    /// OTLP trace export; off unless `[telemetry] otlp_endpoint` is set.
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Run budgets and idempotency settings.
     pub enforcement: crate::enforce::EnforcementConfig,
     /// Decision-log settings: dry-run scopes, argument masking.
@@ -69,6 +71,10 @@ pub struct AuditConfig {
     /// Which allowed calls wait for their record to be durable before they are forwarded (and
     /// are refused when it cannot be written).
     pub durable_for: DurableFor,
+    /// Sign a checkpoint every this many records (default 64)...
+    pub checkpoint_every_records: Option<u32>,
+    /// ... and over the last record when it has waited this long unsigned (default 5).
+    pub checkpoint_interval_seconds: Option<u32>,
 }
 
 /// `[audit] durable_for`.
@@ -83,6 +89,21 @@ pub enum DurableFor {
 }
 
 impl AuditConfig {
+    /// When checkpoints are signed.
+    pub fn checkpoints(&self) -> crate::audit::CheckpointPolicy {
+        let default = crate::audit::CheckpointPolicy::default();
+        crate::audit::CheckpointPolicy {
+            every: self
+                .checkpoint_every_records
+                .map(i64::from)
+                .unwrap_or(default.every),
+            interval: self
+                .checkpoint_interval_seconds
+                .map(|s| Duration::from_secs(s.into()))
+                .unwrap_or(default.interval),
+        }
+    }
+
     /// The decision log's file under this configuration.
     pub fn log_path(&self, data_dir: &Path) -> PathBuf {
         self.log_file
@@ -235,6 +256,8 @@ struct RawConfig {
     data_dir: PathBuf,
     #[serde(default)]
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    telemetry: crate::telemetry::TelemetryTable,
     #[serde(default)]
     enforcement: crate::enforce::EnforcementConfig,
     #[serde(default)]
@@ -518,8 +541,12 @@ impl GatewayConfig {
             }),
         };
 
+        let telemetry = crate::telemetry::TelemetryConfig::from_table(raw.telemetry)
+            .map_err(|e| err(&format!("telemetry.{}", e.key), e.problem, e.fix))?;
+
         Ok(Self {
             admin,
+            telemetry,
             enforcement: raw.enforcement,
             audit: AuditConfig {
                 log_file: raw.audit.log_file.as_ref().map(|f| base.join(f)),
@@ -692,5 +719,18 @@ secret_env = "SECRET"
         let text = format!("{MINIMAL}\n[[downstream]]\nid = \"Bad__id\"\ncommand = \"x\"\n");
         let e = GatewayConfig::parse(&text, "t.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "downstream[0].id");
+    }
+
+    #[test]
+    fn telemetry_is_off_without_an_endpoint_and_checked_with_one() {
+        let config = GatewayConfig::parse(MINIMAL, "t.toml", Path::new(".")).expect("valid");
+        assert_eq!(config.telemetry.otlp, None);
+        let text = MINIMAL.replacen(
+            "[server]",
+            "[telemetry]\notlp_endpoint = \"localhost:4318\"\n[server]",
+            1,
+        );
+        let e = GatewayConfig::parse(&text, "t.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "telemetry.otlp_endpoint");
     }
 }

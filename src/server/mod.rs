@@ -97,8 +97,12 @@ pub fn start_gateway(
     let (key_path, generate) = config.audit.signing_key_path(&config.data_dir);
     let key = crate::audit::load_signing_key(&key_path, generate)
         .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;
-    let log = crate::audit::DecisionLog::open(&config.audit.log_path(&config.data_dir), key)
-        .map_err(|e| StartError::Serve(e.to_string()))?;
+    let log = crate::audit::DecisionLog::open(
+        &config.audit.log_path(&config.data_dir),
+        key,
+        config.audit.checkpoints(),
+    )
+    .map_err(|e| StartError::Serve(e.to_string()))?;
     let contracts = registry.clone();
     let downstreams = Downstreams::start(
         &config.downstreams,
