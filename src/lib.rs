@@ -16,3 +16,4 @@ pub mod registry;
 pub mod scenarios;
 pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -207,14 +207,10 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<GatewayConfig> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAPGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // `serve` sets logging up once its configuration says whether spans are exported as well.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(None);
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -224,12 +220,36 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `CAPGATE_LOG`. With `telemetry`, capgate's spans also go to the
+/// OTLP exporter, under the exporter's own filter: `CAPGATE_LOG` never silences the export.
+fn init_logging(telemetry: Option<&capgate::telemetry::Telemetry>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(telemetry.map(|telemetry| telemetry.layer()))
+        .with(stderr)
+        .init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { stdio, token_env } => {
             let config = load_config(cli.config.as_ref())?;
+            // Started before the runtime: the exporter's HTTP client runs on its own threads.
+            let telemetry = capgate::telemetry::Telemetry::start(&config.telemetry)?;
+            init_logging(telemetry.as_ref());
+            if let Some(telemetry) = &telemetry {
+                tracing::info!(endpoint = %telemetry.traces_url(), "exporting traces over OTLP/HTTP");
+            }
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(async move {
+            let served = runtime.block_on(async move {
                 let shutdown = CancellationToken::new();
                 let on_signal = shutdown.clone();
                 tokio::spawn(async move {
@@ -254,7 +274,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     capgate::server::serve_http(config, shutdown).await?;
                 }
                 Ok(())
-            })
+            });
+            // Flush after the runtime is gone, so spans of calls cut short by shutdown are sent.
+            drop(runtime);
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown();
+            }
+            served
         }
         Command::Token {
             user,

@@ -46,6 +46,8 @@ pub struct GatewayOptions {
     pub enforcement: Option<String>,
     /// An `[audit]` table body (dry-run scopes, argument masking).
     pub audit: Option<String>,
+    /// A `[telemetry]` table body (OTLP trace export).
+    pub telemetry: Option<String>,
 }
 
 pub struct TestGateway {
@@ -158,6 +160,13 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
     }
     if let Some(audit) = &options.audit {
         config = config.replacen("[server]", &format!("[audit]\n{audit}\n\n[server]"), 1);
+    }
+    if let Some(telemetry) = &options.telemetry {
+        config = config.replacen(
+            "[server]",
+            &format!("[telemetry]\n{telemetry}\n\n[server]"),
+            1,
+        );
     }
     if options.safe_explanations {
         config = config.replace(
