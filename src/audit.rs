@@ -119,6 +119,17 @@ pub enum Mode {
     DryRun,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::BreakGlass => "break_glass",
+            Mode::Degraded => "degraded",
+            Mode::DryRun => "dry_run",
+        }
+    }
+}
+
 /// One logged decision (and, once known, its downstream outcome in a later record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {

@@ -113,6 +113,28 @@ async fn metrics_parse_and_count_the_calls_made() {
         span_line.contains("outcome=") && span_line.contains("policy_version="),
         "{span_line}"
     );
+    // A call refused by a control before any decision names the control on its span.
+    let refused = call(
+        &alice,
+        "case__create_notice_draft",
+        json!({"case_id": "case-101", "body": "no key"}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = gateway.log();
+        if log.contains("refused_by=\"idempotency\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        log.lines().any(|l| l.contains("capgate.tools_call{")
+            && l.contains("outcome=\"deny\"")
+            && l.contains("refused_by=\"idempotency\"")),
+        "{log}"
+    );
 }
 
 /// Gauges are read at scrape time: pending approvals rise when a call needs approval and fall

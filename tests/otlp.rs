@@ -212,6 +212,7 @@ fn assert_decision_spans(spans: &[ReceivedSpan], policy_version: &str, refusal: 
         assert_eq!(span.attr("user"), "alice", "{span:?}");
         assert_eq!(span.attr("agent"), "drafting-agent", "{span:?}");
         assert_eq!(span.attr("policy_id"), "case-agents-read", "{span:?}");
+        assert_eq!(span.attr("mode"), "enforce", "{span:?}");
     }
     let denied: Vec<_> = spans
         .iter()

@@ -98,6 +98,24 @@ pub enum ControlRefusal {
     DecisionLogUnavailable(String),
 }
 
+impl ControlRefusal {
+    /// A short name of the control that refused, for spans and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlRefusal::Killed { .. } => "kill_switch",
+            ControlRefusal::BudgetExhausted(_) => "budget",
+            ControlRefusal::MaxCalls { .. } => "max_calls",
+            ControlRefusal::NoRun => "no_run",
+            ControlRefusal::MissingIdempotencyKey { .. }
+            | ControlRefusal::KeyReused(_)
+            | ControlRefusal::InFlight(_) => "idempotency",
+            ControlRefusal::Approval(_) => "approval",
+            ControlRefusal::StoreUnavailable(_) => "store_unavailable",
+            ControlRefusal::DecisionLogUnavailable(_) => "decision_log_unavailable",
+        }
+    }
+}
+
 /// A call's identity for approvals: what exactly was (or will be) approved.
 pub struct ActionDigest(pub String);
 

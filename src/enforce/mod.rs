@@ -385,6 +385,7 @@ impl Gateway {
             (None, true, false) => Mode::Degraded,
             (None, false, false) => Mode::Enforce,
         };
+        span.record("mode", mode.as_str());
         let entry = self.logged(&policy_request, &decision, mode, Some(&digest));
         if dry_run {
             tracing::warn!(target: "capgate::decision", tool = name, refused = decision.outcome.as_str(), reason = %decision.reason, "DRY-RUN: a refused call is let through");
@@ -622,6 +623,9 @@ impl Gateway {
             }
             _ => {}
         }
+        let span = tracing::Span::current();
+        span.record("outcome", Outcome::Deny.as_str());
+        span.record("refused_by", refusal.kind());
         tracing::info!(
             target: "capgate::decision",
             tenant = %actor.tenant,

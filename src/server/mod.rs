@@ -231,6 +231,8 @@ impl ServerHandler for McpFront {
             outcome = tracing::field::Empty,
             policy_id = tracing::field::Empty,
             policy_version = tracing::field::Empty,
+            mode = tracing::field::Empty,
+            refused_by = tracing::field::Empty,
         );
         tracing::Instrument::instrument(
             self.gateway
