@@ -1,7 +1,8 @@
 //! The latency capgate adds to one `tools/call`, measured against the same call made directly to
-//! the same downstream server, side by side in one run.
+//! the same downstream server, side by side in one run, and the part of it that durable decision
+//! logging adds.
 //!
-//! Three paths, each to its own `case-platform` process (the example downstream):
+//! Four paths, each to its own `case-platform` process (the example downstream):
 //! - `direct stdio`: an rmcp client spawns `case-platform` and calls `read_case`, carrying the
 //!   actor in `_meta` as the gateway would.
 //! - `capgate HTTP`: the real `capgate serve` binary on loopback; a streamable-HTTP client with a
@@ -9,15 +10,27 @@
 //!   travels over HTTP/SSE: this is what agents use.
 //! - `capgate stdio`: `capgate serve --stdio` (identity verified once at start) as a child over
 //!   stdio: the same transport as the direct path, so the difference is capgate's own work plus
-//!   one more stdio hop.
+//!   one more stdio hop. Its config has `[audit] durable_for = "side_effects"` (the default), so
+//!   the read only queues its decision record.
+//! - `capgate stdio, durable log`: a second `capgate serve --stdio`, its config the same but for
+//!   `durable_for = "every_call"` and its own data dir (log and store): the read is forwarded
+//!   only once its decision record is committed (group commit into the SQLite WAL,
+//!   `synchronous=NORMAL`: written to the WAL file, not fsynced per commit). Durable minus plain
+//!   stdio, paired per iteration, is the latency of durable logging on one call.
 //!
 //! The machines are small and noisy, so the paths are interleaved call by call (the order
-//! rotates through all six permutations) and noise hits all of them alike. Every result must be a
-//! success: a broken gateway cannot produce a fast-looking number.
+//! rotates through all 24 permutations: each path takes each position, and within an iteration
+//! follows each other path, equally often) and noise hits all of them alike. Every result must
+//! be a success and the same answer as that path's first: a broken gateway cannot produce a
+//! fast-looking number. The durable gateway's log must hold one committed, enforced `allow`
+//! record of `case__read_case` for every call made through it by the time the last answer
+//! arrives (this shows that every call was an allowed read and was logged; that it waited for
+//! the commit rests on the config, where a misspelt key would stop the gateway).
 //!
-//! `CAPGATE_BENCH_ITERS` (default 10000, about 25 s on two cores) and `CAPGATE_BENCH_WARMUP`
-//! (default 500) set the number of measured and warm-up calls per path; `CAPGATE_BENCH_LOG` overrides the gateway's log filter
-//! (default `info`, the binary's own default). Results go to stdout and, as JSON, to
+//! `CAPGATE_BENCH_ITERS` (default 10000, about 50 s on two cores; a multiple of 24 balances the
+//! orders exactly) and `CAPGATE_BENCH_WARMUP` (default 500) set the number of measured and
+//! warm-up calls per path; `CAPGATE_BENCH_LOG` overrides the gateways' log filter (default
+//! `info`, the binary's own default). Results go to stdout and, as JSON, to
 //! `target/capgate-bench/gateway_overhead.json`.
 //!
 //! Run: `cargo bench --bench gateway_overhead`.
@@ -43,7 +56,7 @@ const CASE_ID: &str = "case-101";
 const BUDGET: u64 = 1_000_000_000;
 
 /// Environment a parent may have set that would change what a child does; every child starts
-/// without it so that all three downstream processes run the same way.
+/// without it so that all four downstream processes run the same way.
 const SCRUBBED_ENV: &[&str] = &[
     "CASE_PLATFORM_JOURNAL",
     "CASE_PLATFORM_TEST_HOOKS",
@@ -61,13 +74,18 @@ enum PathKind {
     Direct,
     GatewayHttp,
     GatewayStdio,
+    GatewayStdioDurable,
 }
 
+/// How many paths are measured.
+const PATHS: usize = PathKind::ALL.len();
+
 impl PathKind {
-    const ALL: [PathKind; 3] = [
+    const ALL: [PathKind; 4] = [
         PathKind::Direct,
         PathKind::GatewayHttp,
         PathKind::GatewayStdio,
+        PathKind::GatewayStdioDurable,
     ];
 
     fn index(self) -> usize {
@@ -79,6 +97,7 @@ impl PathKind {
             PathKind::Direct => "direct stdio",
             PathKind::GatewayHttp => "capgate HTTP",
             PathKind::GatewayStdio => "capgate stdio",
+            PathKind::GatewayStdioDurable => "capgate stdio, durable log",
         }
     }
 
@@ -87,19 +106,47 @@ impl PathKind {
             PathKind::Direct => "direct_stdio",
             PathKind::GatewayHttp => "capgate_http",
             PathKind::GatewayStdio => "capgate_stdio",
+            PathKind::GatewayStdioDurable => "capgate_stdio_durable_log",
         }
     }
 }
 
-/// Every order of the three paths; iteration `i` uses `ORDERS[i % 6]`.
-const ORDERS: [[usize; 3]; 6] = [
-    [0, 1, 2],
-    [0, 2, 1],
-    [1, 0, 2],
-    [1, 2, 0],
-    [2, 0, 1],
-    [2, 1, 0],
-];
+/// `[audit] durable_for` in a gateway's config.
+#[derive(Clone, Copy)]
+enum DurableFor {
+    SideEffects,
+    EveryCall,
+}
+
+impl DurableFor {
+    fn as_toml(self) -> &'static str {
+        match self {
+            DurableFor::SideEffects => "side_effects",
+            DurableFor::EveryCall => "every_call",
+        }
+    }
+}
+
+/// Every order of the paths (indices into `PathKind::ALL`), in lexicographic order; iteration
+/// `i` uses `orders[i % orders.len()]`.
+fn all_orders() -> Vec<[usize; PATHS]> {
+    fn extend(prefix: &mut Vec<usize>, out: &mut Vec<[usize; PATHS]>) {
+        if prefix.len() == PATHS {
+            out.push(std::array::from_fn(|i| prefix[i]));
+            return;
+        }
+        for next in 0..PATHS {
+            if !prefix.contains(&next) {
+                prefix.push(next);
+                extend(prefix, out);
+                prefix.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    extend(&mut Vec::with_capacity(PATHS), &mut out);
+    out
+}
 
 fn main() {
     let iterations = env_count("CAPGATE_BENCH_ITERS", 10_000);
@@ -132,33 +179,55 @@ async fn run(iterations: usize, warmup: usize) {
 
     let direct = start_direct(dir.path()).await;
     let http = HttpGateway::start(&dir.path().join("http"), &gateway_log).await;
-    let stdio = start_stdio_gateway(&dir.path().join("stdio"), &gateway_log).await;
+    let stdio = start_stdio_gateway(
+        &dir.path().join("stdio"),
+        &gateway_log,
+        DurableFor::SideEffects,
+        "capgate --stdio",
+    )
+    .await;
+    // Its own directory: its own decision log and store, apart from the plain stdio gateway's.
+    let durable_dir = dir.path().join("stdio-durable");
+    let durable = start_stdio_gateway(
+        &durable_dir,
+        &gateway_log,
+        DurableFor::EveryCall,
+        "capgate --stdio (durable log)",
+    )
+    .await;
+    let durable_log = capgate::audit::log_path(&durable_dir.join("data"));
 
     let mut direct_params = CallToolRequestParams::new("read_case").with_arguments(case_args());
     direct_params.meta = Some(actor_meta());
     let gateway_params = CallToolRequestParams::new("case__read_case").with_arguments(case_args());
-    let clients: [&Caller; 3] = [
+    let clients: [&Caller; PATHS] = [
         direct.client.peer(),
         http.client.peer(),
         stdio.client.peer(),
+        durable.client.peer(),
     ];
     let params = |kind: PathKind| match kind {
         PathKind::Direct => &direct_params,
-        PathKind::GatewayHttp | PathKind::GatewayStdio => &gateway_params,
+        PathKind::GatewayHttp | PathKind::GatewayStdio | PathKind::GatewayStdioDurable => {
+            &gateway_params
+        }
     };
 
-    // The three paths must do the same downstream work: compare one answer of each.
-    let reference = call_checked(clients[0], &direct_params, PathKind::Direct).await;
-    let reference_text = format!("{:?}", reference.1.content);
+    // The paths must do the same downstream work: compare one answer of each. Every later
+    // answer of a path must equal its first.
+    let mut expected: Vec<CallToolResult> = Vec::with_capacity(PATHS);
+    for kind in PathKind::ALL {
+        let (_, result) = call_checked(clients[kind.index()], params(kind), kind, None).await;
+        expected.push(result);
+    }
+    let reference = &expected[PathKind::Direct.index()];
+    let reference_text = format!("{:?}", reference.content);
     assert!(
         reference_text.contains(CASE_ID),
         "direct read_case does not describe {CASE_ID}: {reference_text}"
     );
     for kind in [PathKind::GatewayHttp, PathKind::GatewayStdio] {
-        let (_, result) = call_checked(clients[kind.index()], params(kind), kind).await;
-        if result.content != reference.1.content
-            || result.structured_content != reference.1.structured_content
-        {
+        if !same_answer(&expected[kind.index()], reference) {
             println!(
                 "note: {} answers differently from the direct path; the downstream work may \
                  differ",
@@ -166,31 +235,50 @@ async fn run(iterations: usize, warmup: usize) {
             );
         }
     }
+    // The two stdio gateways differ only in `durable_for`: their answers must not.
+    assert!(
+        same_answer(
+            &expected[PathKind::GatewayStdioDurable.index()],
+            &expected[PathKind::GatewayStdio.index()]
+        ),
+        "{} answers differently from {}: {:?}",
+        PathKind::GatewayStdioDurable.label(),
+        PathKind::GatewayStdio.label(),
+        expected[PathKind::GatewayStdioDurable.index()].content
+    );
+    let mut durable_calls = 1;
+    assert_logged_durably(&durable_log, durable_calls);
 
+    let orders = all_orders();
     eprintln!("capgate bench: {warmup} warm-up + {iterations} measured calls per path");
     for i in 0..warmup {
-        for &k in &ORDERS[i % ORDERS.len()] {
+        for &k in &orders[i % orders.len()] {
             let kind = PathKind::ALL[k];
-            call_checked(clients[k], params(kind), kind).await;
+            call_checked(clients[k], params(kind), kind, Some(&expected[k])).await;
         }
     }
-    let mut samples: [Vec<u64>; 3] = std::array::from_fn(|_| Vec::with_capacity(iterations));
-    let cpu = CpuProbe::new([direct.pid, http.child.id(), stdio.pid]);
+    durable_calls += warmup;
+    let mut samples: [Vec<u64>; PATHS] = std::array::from_fn(|_| Vec::with_capacity(iterations));
+    let cpu = CpuProbe::new([direct.pid, http.child.id(), stdio.pid, durable.pid]);
     let cpu_before = cpu.snapshot();
     let started = Instant::now();
     for i in 0..iterations {
-        for &k in &ORDERS[i % ORDERS.len()] {
+        for &k in &orders[i % orders.len()] {
             let kind = PathKind::ALL[k];
-            let (elapsed, _) = call_checked(clients[k], params(kind), kind).await;
+            let (elapsed, _) =
+                call_checked(clients[k], params(kind), kind, Some(&expected[k])).await;
             samples[k].push(elapsed.as_nanos() as u64);
         }
     }
     let measured_for = started.elapsed();
     let cpu_per_call = cpu.per_call(&cpu_before, &cpu.snapshot(), iterations);
+    durable_calls += iterations;
+    assert_logged_durably(&durable_log, durable_calls);
 
     direct.stop().await;
     http.stop().await;
     stdio.stop().await;
+    durable.stop().await;
 
     report(
         iterations,
@@ -202,11 +290,13 @@ async fn run(iterations: usize, warmup: usize) {
     );
 }
 
-/// One timed call; panics unless it is a successful tool result.
+/// One timed call; panics unless it is a successful tool result and, when `expected` is given,
+/// the same answer.
 async fn call_checked(
     client: &Caller,
     params: &CallToolRequestParams,
     kind: PathKind,
+    expected: Option<&CallToolResult>,
 ) -> (Duration, CallToolResult) {
     let params = params.clone();
     let start = Instant::now();
@@ -220,7 +310,62 @@ async fn call_checked(
         kind.label(),
         result.content
     );
+    if let Some(expected) = expected {
+        assert!(
+            same_answer(&result, expected),
+            "{}: the answer changed: {:?}",
+            kind.label(),
+            result.content
+        );
+    }
     (elapsed, result)
+}
+
+fn same_answer(a: &CallToolResult, b: &CallToolResult) -> bool {
+    a.content == b.content && a.structured_content == b.structured_content
+}
+
+/// The durable gateway answered `calls` reads: its log must already hold, committed, exactly
+/// that many enforced `allow` decisions on `case__read_case` (every call through it was an
+/// allowed read, and logged), and no outcome other than `ok`.
+fn assert_logged_durably(log: &Path, calls: usize) {
+    let filter = capgate::audit::Query {
+        tool: Some("case__read_case".into()),
+        ..Default::default()
+    };
+    let records = capgate::audit::query(log, &filter).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the durable gateway's log {}: {e}",
+            log.display()
+        )
+    });
+    let mut decisions = 0;
+    for chained in &records {
+        let record = &chained.record;
+        match &record.downstream_outcome {
+            None => {
+                assert_eq!(
+                    (record.decision.as_str(), record.mode),
+                    ("allow", capgate::audit::Mode::Enforce),
+                    "durable log record {}: not an enforced allow",
+                    chained.seq
+                );
+                decisions += 1;
+            }
+            Some(outcome) => assert_eq!(
+                outcome, "ok",
+                "durable log record {}: the downstream call did not succeed",
+                chained.seq
+            ),
+        }
+    }
+    assert_eq!(
+        decisions,
+        calls,
+        "the durable gateway answered {calls} calls but its log {} holds {decisions} committed \
+         decisions",
+        log.display()
+    );
 }
 
 fn case_args() -> JsonObject {
@@ -239,7 +384,7 @@ fn actor_meta() -> RequestMetaObject {
     meta
 }
 
-// ---- the three paths ---------------------------------------------------------------------------
+// ---- the four paths ----------------------------------------------------------------------------
 
 fn case_platform_bin() -> &'static str {
     env!("CARGO_BIN_EXE_case-platform")
@@ -307,10 +452,15 @@ async fn start_direct(dir: &Path) -> StdioChild {
     .await
 }
 
-async fn start_stdio_gateway(dir: &Path, gateway_log: &str) -> StdioChild {
+async fn start_stdio_gateway(
+    dir: &Path,
+    gateway_log: &str,
+    durable_for: DurableFor,
+    name: &'static str,
+) -> StdioChild {
     std::fs::create_dir_all(dir).expect("mkdir");
     let port = free_port();
-    let config = write_config(dir, port);
+    let config = write_config(dir, port, durable_for);
     let token = token_for(&public_url(port));
     let mut cmd = scrubbed(capgate_bin());
     cmd.args(["serve", "--stdio", "--config"])
@@ -318,7 +468,7 @@ async fn start_stdio_gateway(dir: &Path, gateway_log: &str) -> StdioChild {
         .env("CAPGATE_TOKEN", token)
         .env(SECRET_ENV, SECRET)
         .env("CAPGATE_LOG", gateway_log);
-    StdioChild::spawn(cmd, log_file(&dir.join("gateway.log")), "capgate --stdio").await
+    StdioChild::spawn(cmd, log_file(&dir.join("gateway.log")), name).await
 }
 
 /// `capgate serve` on a loopback port, with a streamable-HTTP client connected to it.
@@ -331,7 +481,7 @@ impl HttpGateway {
     async fn start(dir: &Path, gateway_log: &str) -> Self {
         std::fs::create_dir_all(dir).expect("mkdir");
         let port = free_port();
-        let config = write_config(dir, port);
+        let config = write_config(dir, port, DurableFor::SideEffects);
         let log_path = dir.join("gateway.log");
         let mut cmd = scrubbed(capgate_bin());
         cmd.args(["serve", "--config"])
@@ -392,8 +542,9 @@ fn public_url(port: u16) -> String {
 
 /// A gateway config in `dir`, as tests/common/mod.rs writes it: the repo's contracts and
 /// policies, one HS256 issuer whose secret comes from the environment, `case-platform` as the
-/// only downstream (without a journal: it fsyncs every call), its store in `dir/data`.
-fn write_config(dir: &Path, port: u16) -> PathBuf {
+/// only downstream (without a journal: it fsyncs every call), its store and decision log in
+/// `dir/data`, and reads held to durable logging or not as `durable_for` says.
+fn write_config(dir: &Path, port: u16, durable_for: DurableFor) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let capabilities = dir.join("capabilities");
     std::fs::create_dir_all(&capabilities).expect("mkdir");
@@ -416,6 +567,9 @@ max_calls_per_run = {BUDGET}
 max_calls_per_tool = {BUDGET}
 max_cost_per_run = {BUDGET}
 
+[audit]
+durable_for = "{durable_for}"
+
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "{url}"
@@ -432,6 +586,7 @@ timeout_ms = 10000
 "#,
         url = public_url(port),
         downstream = case_platform_bin(),
+        durable_for = durable_for.as_toml(),
     );
     let path = dir.join("capgate.toml");
     std::fs::write(&path, config).expect("write config");
@@ -583,12 +738,12 @@ struct CpuPerCall {
 
 /// Reads the CPU time of each path's process tree from /proc.
 struct CpuProbe {
-    trees: [Vec<u32>; 3],
+    trees: [Vec<u32>; PATHS],
     ticks_per_second: f64,
 }
 
 impl CpuProbe {
-    fn new(roots: [Option<u32>; 3]) -> Self {
+    fn new(roots: [Option<u32>; PATHS]) -> Self {
         let ticks_per_second = std::process::Command::new("getconf")
             .arg("CLK_TCK")
             .output()
@@ -603,7 +758,7 @@ impl CpuProbe {
     }
 
     /// Per path: (ticks of the root, ticks of everything below it); `None` where unreadable.
-    fn snapshot(&self) -> [Option<(u64, u64)>; 3] {
+    fn snapshot(&self) -> [Option<(u64, u64)>; PATHS] {
         std::array::from_fn(|i| {
             let (root, below) = self.trees[i].split_first()?;
             let below = below.iter().map(|&p| cpu_ticks(p)).sum::<Option<u64>>()?;
@@ -613,10 +768,10 @@ impl CpuProbe {
 
     fn per_call(
         &self,
-        before: &[Option<(u64, u64)>; 3],
-        after: &[Option<(u64, u64)>; 3],
+        before: &[Option<(u64, u64)>; PATHS],
+        after: &[Option<(u64, u64)>; PATHS],
         calls: usize,
-    ) -> [Option<CpuPerCall>; 3] {
+    ) -> [Option<CpuPerCall>; PATHS] {
         let us = |ticks: u64| ticks as f64 / self.ticks_per_second * 1e6 / calls.max(1) as f64;
         std::array::from_fn(|i| {
             let (b, a) = (before[i]?, after[i]?);
@@ -688,13 +843,17 @@ fn report(
     iterations: usize,
     warmup: usize,
     measured_for: Duration,
-    samples: &[Vec<u64>; 3],
-    cpu_per_call: &[Option<CpuPerCall>; 3],
+    samples: &[Vec<u64>; PATHS],
+    cpu_per_call: &[Option<CpuPerCall>; PATHS],
     gateway_log: &str,
 ) {
-    let as_i64 = |v: &Vec<u64>| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
-    let direct = as_i64(&samples[PathKind::Direct.index()]);
     let per_path: Vec<Stats> = samples.iter().map(|s| stats(&as_i64(s))).collect();
+    let r = |x: f64| (x * 10.0).round() / 10.0;
+    let width = PathKind::ALL
+        .map(|k| k.label().len())
+        .into_iter()
+        .max()
+        .unwrap_or(0);
 
     println!();
     println!(
@@ -703,13 +862,13 @@ fn report(
         measured_for.as_secs_f64()
     );
     println!(
-        "{:<15} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "{:<width$} {:>6} {:>10} {:>10} {:>10} {:>10}",
         "path", "n", "min µs", "median µs", "p90 µs", "p99 µs"
     );
     for kind in PathKind::ALL {
         let s = per_path[kind.index()];
         println!(
-            "{:<15} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            "{:<width$} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
             kind.label(),
             s.n,
             s.min,
@@ -725,14 +884,10 @@ fn report(
     for (kind, what) in [
         (PathKind::GatewayHttp, "HTTP"),
         (PathKind::GatewayStdio, "stdio"),
+        (PathKind::GatewayStdioDurable, "stdio, durable log"),
     ] {
         let through = per_path[kind.index()];
-        let paired: Vec<i64> = as_i64(&samples[kind.index()])
-            .iter()
-            .zip(&direct)
-            .map(|(t, d)| t - d)
-            .collect();
-        let pairs = stats(&paired);
+        let pairs = paired(samples, kind, PathKind::Direct);
         println!(
             "added by capgate ({what}, vs direct stdio): median {:.1} µs, p99 {:.1} µs \
              (per-call pairs: median {:.1} µs, p99 {:.1} µs)",
@@ -741,7 +896,6 @@ fn report(
             pairs.median,
             pairs.p99
         );
-        let r = |x: f64| (x * 10.0).round() / 10.0;
         added.insert(
             format!("{}_vs_direct_stdio", kind.key()),
             json!({
@@ -753,6 +907,38 @@ fn report(
         );
     }
 
+    // Durable logging: the same gateway, transport and downstream work, but the read waits for
+    // its decision record's commit. Paired per iteration, so noise common to both cancels.
+    let plain = per_path[PathKind::GatewayStdio.index()];
+    let durable = per_path[PathKind::GatewayStdioDurable.index()];
+    let logging = paired(
+        samples,
+        PathKind::GatewayStdioDurable,
+        PathKind::GatewayStdio,
+    );
+    let median_ratio = durable.median / plain.median;
+    println!(
+        "added by durable logging (stdio, durable_for every_call vs side_effects): per-call \
+         pairs median {:.1} µs, p99 {:.1} µs; medians {:.1} vs {:.1} µs (×{median_ratio:.3})",
+        logging.median, logging.p99, durable.median, plain.median
+    );
+    let durable_logging = json!({
+        "compared": format!(
+            "{} - {}",
+            PathKind::GatewayStdioDurable.key(),
+            PathKind::GatewayStdio.key()
+        ),
+        "durable_for": {
+            "durable": DurableFor::EveryCall.as_toml(),
+            "plain": DurableFor::SideEffects.as_toml(),
+        },
+        "paired_median_us": r(logging.median),
+        "paired_p99_us": r(logging.p99),
+        "median_ratio": (median_ratio * 1000.0).round() / 1000.0,
+        "median_diff_us": r(durable.median - plain.median),
+        "p99_diff_us": r(durable.p99 - plain.p99),
+    });
+
     println!(
         "\nCPU per call (user + system, all threads, from /proc; not latency, but where it goes):"
     );
@@ -760,18 +946,18 @@ fn report(
         match cpu_per_call[kind.index()] {
             Some(cpu) if matches!(kind, PathKind::Direct) => {
                 println!(
-                    "  {:<15} case-platform {:.0} µs",
+                    "  {:<width$} case-platform {:.0} µs",
                     kind.label(),
                     cpu.front_us
                 )
             }
             Some(cpu) => println!(
-                "  {:<15} capgate {:.0} µs + its case-platform {:.0} µs",
+                "  {:<width$} capgate {:.0} µs + its case-platform {:.0} µs",
                 kind.label(),
                 cpu.front_us,
                 cpu.below_us
             ),
-            None => println!("  {:<15} (unavailable)", kind.label()),
+            None => println!("  {:<width$} (unavailable)", kind.label()),
         }
     }
 
@@ -781,8 +967,8 @@ fn report(
             let mut doc = stats_json(&per_path[k.index()]);
             if let Some(cpu) = cpu_per_call[k.index()] {
                 doc["cpu_per_call_us"] = json!({
-                    "server": (cpu.front_us * 10.0).round() / 10.0,
-                    "its_children": (cpu.below_us * 10.0).round() / 10.0,
+                    "server": r(cpu.front_us),
+                    "its_children": r(cpu.below_us),
                 });
             }
             (k.key().to_string(), doc)
@@ -793,8 +979,11 @@ fn report(
         "call": {"tool": "case__read_case", "downstream_tool": "read_case", "arguments": {"case_id": CASE_ID}},
         "iterations": iterations,
         "warmup": warmup,
-        "interleaving": "per iteration, one call on each path, order rotating through all 6 permutations",
-        "measured_seconds": (measured_for.as_secs_f64() * 10.0).round() / 10.0,
+        "interleaving": format!(
+            "per iteration, one call on each path, order rotating through all {} permutations",
+            all_orders().len()
+        ),
+        "measured_seconds": r(measured_for.as_secs_f64()),
         "gateway_log_filter": gateway_log,
         "available_parallelism": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "timestamp_unix": std::time::SystemTime::now()
@@ -803,6 +992,7 @@ fn report(
             .unwrap_or(0),
         "paths": paths,
         "added": added,
+        "durable_logging": durable_logging,
     });
     let out_dir = target_dir().join("capgate-bench");
     std::fs::create_dir_all(&out_dir).expect("create target/capgate-bench");
@@ -813,6 +1003,20 @@ fn report(
     )
     .expect("write results");
     println!("\nwritten to {}", out.display());
+}
+
+fn as_i64(values: &[u64]) -> Vec<i64> {
+    values.iter().map(|&x| x as i64).collect()
+}
+
+/// Statistics of `a − b`, call by call within each iteration.
+fn paired(samples: &[Vec<u64>; PATHS], a: PathKind, b: PathKind) -> Stats {
+    let diffs: Vec<i64> = samples[a.index()]
+        .iter()
+        .zip(&samples[b.index()])
+        .map(|(&x, &y)| x as i64 - y as i64)
+        .collect();
+    stats(&diffs)
 }
 
 /// Cargo's target directory: the binaries under test live in `<target>/<profile>/`.
