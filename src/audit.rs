@@ -217,6 +217,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.busy_timeout(std::time::Duration::from_millis(1500))?;
+    connection.set_prepared_statement_cache_capacity(16);
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS decisions (
             seq INTEGER PRIMARY KEY,
@@ -241,10 +242,10 @@ fn sign_checkpoint(
 ) -> rusqlite::Result<()> {
     use ed25519_dalek::Signer;
     let signature = key.sign(checkpoint_message(seq, hash).as_bytes());
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO checkpoints (seq, hash, signature) VALUES (?1, ?2, ?3)",
-        params![seq, hash, hex::encode(signature.to_bytes())],
-    )?;
+    )?
+    .execute(params![seq, hash, hex::encode(signature.to_bytes())])?;
     Ok(())
 }
 
@@ -255,20 +256,15 @@ fn checkpoint_tail(
 ) -> rusqlite::Result<bool> {
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let Some((seq, hash)) = last else {
         return Ok(false);
     };
-    let signed: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE seq = ?1)",
-        params![seq],
-        |row| row.get(0),
-    )?;
+    let signed: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM checkpoints WHERE seq = ?1)")?
+        .query_row(params![seq], |row| row.get(0))?;
     if !signed {
         sign_checkpoint(&tx, key, seq, &hash)?;
     }
@@ -284,11 +280,8 @@ fn write_batch(
 ) -> rusqlite::Result<Vec<i64>> {
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (mut seq, mut prev): (i64, String) = tx
-        .query_row(
-            "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_string()));
     let mut written = Vec::with_capacity(batch.len());
@@ -296,10 +289,10 @@ fn write_batch(
         let json = canonical_json(&serde_json::to_value(record).unwrap_or_default());
         let hash = chain_hash(&prev, &json);
         seq += 1;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO decisions (seq, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)",
-            params![seq, json, prev, hash],
-        )?;
+        )?
+        .execute(params![seq, json, prev, hash])?;
         if seq % every == 0 {
             sign_checkpoint(&tx, key, seq, &hash)?;
         }

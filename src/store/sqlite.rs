@@ -96,6 +96,8 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_millis(1500))
             .map_err(failed)?;
         connection.execute_batch(SCHEMA).map_err(failed)?;
+        // Every statement is prepared once and reused (the hot path runs a few per call).
+        connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -116,9 +118,8 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO break_glass (id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+            c.prepare_cached("INSERT INTO break_glass (id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)")?.execute(
                 params![
                     grant.id,
                     grant.tenant,
@@ -161,11 +162,9 @@ impl Store for SqliteStore {
 
     fn record_grant_use(&self, id: &str) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE break_glass SET uses = uses + 1 WHERE id = ?1",
-                params![id],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE break_glass SET uses = uses + 1 WHERE id = ?1")?
+                .execute(params![id])
+                .map(|_| ())
         })
     }
 
@@ -208,11 +207,10 @@ impl Store for SqliteStore {
 
     fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?1",
-                params![now],
-                |row| row.get::<_, i64>(0),
-            )
+            )?
+            .query_row(params![now], |row| row.get::<_, i64>(0))
             .map(|n| n.max(0) as u64)
         })
     }
@@ -324,9 +322,8 @@ impl Store for SqliteStore {
 
     fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO kill_switches (kind, target, reason, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (kind, target) DO UPDATE SET reason = ?3, set_by = ?4, set_at = ?5",
+            c.prepare_cached("INSERT INTO kill_switches (kind, target, reason, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, target) DO UPDATE SET reason = ?3, set_by = ?4, set_at = ?5")?.execute(
                 params![
                     switch.scope.kind(),
                     switch.scope.target(),
@@ -341,11 +338,9 @@ impl Store for SqliteStore {
 
     fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.execute(
-                "DELETE FROM kill_switches WHERE kind = ?1 AND target = ?2",
-                params![scope.kind(), scope.target()],
-            )
-            .map(|n| n > 0)
+            c.prepare_cached("DELETE FROM kill_switches WHERE kind = ?1 AND target = ?2")?
+                .execute(params![scope.kind(), scope.target()])
+                .map(|n| n > 0)
         })
     }
 
@@ -388,11 +383,11 @@ impl Store for SqliteStore {
                     reason,
                 });
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO run_budgets (run, tool, calls, cost) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT (run, tool) DO UPDATE SET calls = calls + 1, cost = cost + ?3",
-                params![run, tool, cost as i64],
-            )?;
+            )?
+            .execute(params![run, tool, cost as i64])?;
             let after = usage(&tx, run, tool)?;
             tx.commit()?;
             Ok(BudgetDebit::Debited(after))
@@ -420,10 +415,12 @@ impl Store for SqliteStore {
         fingerprint: &str,
     ) -> Result<Option<String>, StoreError> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT result FROM idempotency
                  WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4
                    AND fingerprint = ?5 AND state = 'done'",
+            )?
+            .query_row(
                 params![
                     scope.tenant,
                     scope.actor,
@@ -444,19 +441,24 @@ impl Store for SqliteStore {
         result: &str,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE idempotency SET state = 'done', result = ?5
                  WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4",
-                params![scope.tenant, scope.actor, scope.tool, scope.key, result],
-            )
+            )?
+            .execute(params![
+                scope.tenant,
+                scope.actor,
+                scope.tool,
+                scope.key,
+                result
+            ])
             .map(|_| ())
         })
     }
 
     fn release_idempotency(&self, scope: &IdempotencyScope) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "DELETE FROM idempotency WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4 AND state = 'in_flight'",
+            c.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4 AND state = 'in_flight'")?.execute(
                 params![scope.tenant, scope.actor, scope.tool, scope.key],
             )
             .map(|_| ())
@@ -471,32 +473,32 @@ fn claim_in(
     now: i64,
     retain_secs: i64,
 ) -> rusqlite::Result<IdempotencyClaim> {
-    tx.execute(
-        "DELETE FROM idempotency WHERE created_at < ?1 AND state = 'done'",
-        params![now - retain_secs],
-    )?;
+    tx.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1 AND state = 'done'")?
+        .execute(params![now - retain_secs])?;
     let existing: Option<(String, String, Option<String>)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT fingerprint, state, result FROM idempotency
              WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4",
+        )?
+        .query_row(
             params![scope.tenant, scope.actor, scope.tool, scope.key],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
     Ok(match existing {
         None => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO idempotency (tenant, actor, tool, key, fingerprint, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'in_flight', ?6)",
-                params![
-                    scope.tenant,
-                    scope.actor,
-                    scope.tool,
-                    scope.key,
-                    fingerprint,
-                    now
-                ],
-            )?;
+            )?
+            .execute(params![
+                scope.tenant,
+                scope.actor,
+                scope.tool,
+                scope.key,
+                fingerprint,
+                now
+            ])?;
             IdempotencyClaim::Claimed
         }
         Some((stored, _, _)) if stored != fingerprint => IdempotencyClaim::Mismatch,
@@ -527,11 +529,10 @@ fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
 }
 
 fn load_approval(c: &Connection, id: &str) -> rusqlite::Result<Option<Approval>> {
-    c.query_row(
-        &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
-        params![id],
-        approval_row,
-    )
+    c.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"
+    ))?
+    .query_row(params![id], approval_row)
     .optional()
 }
 
@@ -541,25 +542,21 @@ fn set_approval_status(
     status: ApprovalStatus,
     decided_by: Option<&str>,
 ) -> rusqlite::Result<()> {
-    c.execute(
+    c.prepare_cached(
         "UPDATE approvals SET status = ?2, decided_by = COALESCE(?3, decided_by) WHERE id = ?1",
-        params![id, status.as_str(), decided_by],
-    )
+    )?
+    .execute(params![id, status.as_str(), decided_by])
     .map(|_| ())
 }
 
 fn usage(c: &Connection, run: &str, tool: &str) -> rusqlite::Result<BudgetUsage> {
-    let (calls, cost): (i64, i64) = c.query_row(
-        "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0) FROM run_budgets WHERE run = ?1",
+    let (calls, cost): (i64, i64) = c.prepare_cached("SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0) FROM run_budgets WHERE run = ?1")?.query_row(
         params![run],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     let tool_calls: i64 = c
-        .query_row(
-            "SELECT calls FROM run_budgets WHERE run = ?1 AND tool = ?2",
-            params![run, tool],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT calls FROM run_budgets WHERE run = ?1 AND tool = ?2")?
+        .query_row(params![run, tool], |row| row.get(0))
         .optional()?
         .unwrap_or(0);
     Ok(BudgetUsage {
