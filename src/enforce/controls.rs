@@ -648,6 +648,14 @@ fn claim_outcome(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ControlRefusal> {
+    // Store work is short (well under a millisecond) but may wait on a lock: on the
+    // multi-threaded runtime it runs in place, with the worker's other tasks handed to another
+    // thread (cheaper than a round trip through the blocking pool); elsewhere on the pool.
+    let in_place = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if in_place {
+        return tokio::task::block_in_place(work).map_err(ControlRefusal::StoreUnavailable);
+    }
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ControlRefusal::StoreUnavailable(StoreError(e.to_string())))?

@@ -95,7 +95,8 @@ impl Gateway {
         }
     }
 
-    /// A decision's log record, with the configured arguments masked.
+    /// A decision's log record, keeping the request (for replay) with the configured arguments
+    /// masked.
     fn logged(
         &self,
         request: &PolicyRequest,
@@ -104,13 +105,13 @@ impl Gateway {
         digest: Option<&ActionDigest>,
     ) -> DecisionRecord {
         let mut record = decision_record(request, decision, mode, digest);
-        if let Some(logged) = record.request.as_mut() {
-            for name in &self.audit.mask_arguments {
-                if let Some(value) = logged.arguments.get_mut(name) {
-                    *value = crate::policy::AttributeValue::String("***".into());
-                }
+        let mut logged = request.clone();
+        for name in &self.audit.mask_arguments {
+            if let Some(value) = logged.arguments.get_mut(name) {
+                *value = crate::policy::AttributeValue::String("***".into());
             }
         }
+        record.request = Some(logged);
         record
     }
 
@@ -499,8 +500,7 @@ impl Gateway {
             vec![],
             started.elapsed().saturating_sub(downstream_time),
         );
-        let mut outcome = self.logged(&policy_request, &decision, mode, Some(&digest));
-        outcome.request = None;
+        let mut outcome = decision_record(&policy_request, &decision, mode, Some(&digest));
         outcome.downstream_outcome = Some(match &forwarded {
             Ok(result) if result.is_error == Some(true) => "tool_error".to_string(),
             Ok(_) => "ok".to_string(),
@@ -971,7 +971,7 @@ fn actor_record(
     }
 }
 
-/// The decision-log record of a decision.
+/// The decision-log record of a decision, without its request.
 fn decision_record(
     request: &PolicyRequest,
     decision: &Decision,
@@ -1003,7 +1003,7 @@ fn decision_record(
             .map(|s| s.outcome.as_str().to_string()),
         downstream_outcome: None,
         added_latency_us: None,
-        request: Some(request.clone()),
+        request: None,
         listing: None,
     }
 }
