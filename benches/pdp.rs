@@ -1,9 +1,14 @@
-//! The PDP alone (PolicyRequest → Decision) at 10, 1,000 and 10,000 policies.
+//! The PDP alone (PolicyRequest → Decision) at 10, 1,000 and 10,000 policies, and on the
+//! repository's example policies.
 //!
-//! Each set is the example tenancy policies plus per-tool permits scoped to one tool each
-//! (`resource == Tool::"synthetic__tool_N"`), the shape a large deployment has. Slicing should
-//! keep the cost flat. Criterion times the mean; the percentile table (p50, p99 over individually
-//! timed decisions) is printed after it and written to target/capgate-bench/pdp.json.
+//! Each synthetic set is the example tenancy policies plus per-tool permits scoped to one tool
+//! each (`resource == Tool::"synthetic__tool_N"`), the shape a large deployment has. Slicing
+//! should keep the cost flat. The example row decides a drafting agent's `case__read_case` call
+//! over `policies/` as shipped (every guardrail, tool and tenancy policy applies to it), with the
+//! request built from the contract as the gateway builds it. Criterion times the mean; the
+//! percentile table (p50, p99 over individually timed decisions) is printed after it and written
+//! to target/capgate-bench/pdp.json. The bench runs on the system allocator (the capgate binary
+//! uses mimalloc, under which allocation-heavy work such as building Cedar entities is cheaper).
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,6 +20,8 @@ use capgate::policy::{
     Action, ActorFacts, AttributeValue, EntityRef, Outcome, PolicyEngine, PolicyRequest,
     ResourceFacts,
 };
+use capgate::registry::Registry;
+use capgate::scenarios::{scenario_request, Scenario};
 use criterion::{criterion_group, Criterion};
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
@@ -104,54 +111,106 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn engines() -> Vec<(usize, tempfile::TempDir, std::sync::Arc<PolicyEngine>)> {
-    SIZES
+/// The example row's request: built from the contract, as for a scenario of policies/tests.
+fn example_request() -> PolicyRequest {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let registry = Registry::load(&repo.join("capabilities"), None).expect("capabilities load");
+    let scenario: Scenario = serde_yaml::from_str(
+        r#"
+name: bench
+actor: {user: alice, tenant: acme, roles: [analyst], agent: drafting-agent, service: agent-runtime, run_id: run-1}
+capability: case__read_case
+arguments: {case_id: case-101}
+expect: {outcome: allow}
+"#,
+    )
+    .expect("scenario");
+    scenario_request(&scenario, &registry).expect("the example request builds")
+}
+
+/// One row of the table: its label, its engine (and the directory it was loaded from, kept
+/// alive), and the request it decides.
+struct Row {
+    label: String,
+    policies: usize,
+    _dir: Option<tempfile::TempDir>,
+    engine: std::sync::Arc<PolicyEngine>,
+    request: PolicyRequest,
+}
+
+fn engines() -> Vec<Row> {
+    let mut rows: Vec<Row> = SIZES
         .iter()
         .map(|&size| {
             let dir = tempfile::tempdir().expect("tempdir");
             write_policy_dir(dir.path(), size);
             let engine = PolicyEngine::load(dir.path(), None).expect("policy set loads");
-            let decision = engine.decide(&request());
-            assert_eq!(decision.outcome, Outcome::Allow, "{}", decision.reason);
-            (size, dir, engine)
+            Row {
+                label: size.to_string(),
+                policies: size,
+                _dir: Some(dir),
+                engine,
+                request: request(),
+            }
         })
-        .collect()
+        .collect();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let engine = PolicyEngine::load(&repo.join("policies"), None).expect("example policies load");
+    rows.push(Row {
+        label: "example".into(),
+        policies: engine.latest().policy_count(),
+        _dir: None,
+        engine,
+        request: example_request(),
+    });
+    for row in &rows {
+        let decision = row.engine.decide(&row.request);
+        assert_eq!(decision.outcome, Outcome::Allow, "{}", decision.reason);
+    }
+    rows
 }
 
 fn bench_pdp(c: &mut Criterion) {
-    let request = request();
     let mut group = c.benchmark_group("pdp_decide");
-    for (size, _dir, engine) in engines() {
-        group.bench_function(format!("{size}_policies"), |b| {
-            b.iter(|| engine.decide(std::hint::black_box(&request)))
+    for row in engines() {
+        let name = match row.label.parse::<usize>() {
+            Ok(size) => format!("{size}_policies"),
+            Err(_) => format!("{}_policies", row.label),
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| row.engine.decide(std::hint::black_box(&row.request)))
         });
     }
     group.finish();
 }
 
 fn percentile_table() {
-    let request = request();
     let mut rows = Vec::new();
     println!("\nPDP decision latency (PolicyRequest -> Decision), individually timed:");
     println!(
         "{:>10} {:>10} {:>10} {:>10}",
         "policies", "p50 µs", "p99 µs", "samples"
     );
-    for (size, _dir, engine) in engines() {
+    for row in engines() {
+        let (engine, request) = (&row.engine, &row.request);
         for _ in 0..2_000 {
-            std::hint::black_box(engine.decide(&request));
+            std::hint::black_box(engine.decide(request));
         }
         let mut samples: Vec<f64> = (0..20_000)
             .map(|_| {
                 let start = Instant::now();
-                std::hint::black_box(engine.decide(std::hint::black_box(&request)));
+                std::hint::black_box(engine.decide(std::hint::black_box(request)));
                 start.elapsed().as_secs_f64() * 1e6
             })
             .collect();
         samples.sort_by(|a, b| a.total_cmp(b));
         let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
-        println!("{size:>10} {p50:>10.2} {p99:>10.2} {:>10}", samples.len());
-        rows.push(serde_json::json!({"policies": size, "p50_us": p50, "p99_us": p99, "samples": samples.len()}));
+        let label = match row.label.parse::<usize>() {
+            Ok(_) => row.label.clone(),
+            Err(_) => format!("{} ({})", row.label, row.policies),
+        };
+        println!("{label:>10} {p50:>10.2} {p99:>10.2} {:>10}", samples.len());
+        rows.push(serde_json::json!({"set": row.label, "policies": row.policies, "p50_us": p50, "p99_us": p99, "samples": samples.len()}));
     }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/capgate-bench");
     let _ = std::fs::create_dir_all(&out);

@@ -1,19 +1,15 @@
-//! Cedar entities for one decision: the composite actor, the capability, and the domain entities
-//! its arguments name, looked up in the long-lived static entity store.
+//! Entity names and the long-lived relationship store: the domain entities that arguments name
+//! (cases, evidence, drafts), with what they are related to.
 //!
-//! Per-request entities are built with typed constructors (no JSON parsing per call). Static
-//! entity data (`policies/entities/*.json`) is parsed and validated against the schema once at
-//! load, and kept in an index with each entity's ancestors precomputed, so that only the entities
-//! a request touches are copied into it.
+//! Static entity data (`policies/entities/*.json`) is parsed and validated against the schema once
+//! at load, and kept in an index with each entity's ancestors precomputed, so that only the
+//! entities a request touches are copied into it (see `request.rs`, which builds the rest of a
+//! request's entities with typed constructors, never by parsing JSON per call).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
-use cedar_policy::{
-    Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
-};
-
-use super::contract::ActorFacts;
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, Schema};
 
 /// Cedar entity type names the gateway itself constructs; the schema must declare them.
 pub mod types {
@@ -34,8 +30,9 @@ pub mod types {
 }
 
 /// Parsed entity type names, kept: parsing one runs Cedar's parser, which would otherwise
-/// happen several times per decision.
-fn type_name(name: &str) -> Result<EntityTypeName, String> {
+/// happen several times per decision. (A loaded policy set also keeps its own parsed names, so
+/// that its decisions do not take this cache's lock; see `request::TypeNames`.)
+pub(super) fn type_name(name: &str) -> Result<EntityTypeName, String> {
     static PARSED: std::sync::OnceLock<std::sync::RwLock<HashMap<String, EntityTypeName>>> =
         std::sync::OnceLock::new();
     let cache = PARSED.get_or_init(Default::default);
@@ -61,96 +58,15 @@ pub fn uid(type_name_text: &str, id: &str) -> Result<EntityUid, String> {
     Ok(EntityUid::from_type_name_and_id(type_name, id))
 }
 
-fn string_set(items: &[String]) -> RestrictedExpression {
-    RestrictedExpression::new_set(items.iter().cloned().map(RestrictedExpression::new_string))
-}
-
-/// The actor's entities: the principal (agent, or the user when no agent acts) and the user,
-/// tenant and service that travel in context.
-pub struct ActorEntities {
-    pub principal: EntityUid,
-    /// The agent's role entity, whose attributes (workflow nodes) come from the store.
-    pub agent_role: Option<EntityUid>,
-    pub user: EntityUid,
-    pub tenant: EntityUid,
-    pub service: Option<EntityUid>,
-    pub entities: Vec<Entity>,
-}
-
-impl ActorEntities {
-    pub fn build(actor: &ActorFacts, tenant: &str) -> Result<Self, String> {
-        let tenant = uid(types::TENANT, tenant)?;
-        let user = uid(types::USER, &actor.user.id)?;
-        let role_parents = actor
-            .user
-            .roles
-            .iter()
-            .map(|role| uid(types::ROLE, role))
-            .collect::<Result<HashSet<_>, _>>()?;
-        let user_entity = Entity::new(
-            user.clone(),
-            HashMap::from([
-                (
-                    "tenant".to_string(),
-                    RestrictedExpression::new_entity_uid(tenant.clone()),
-                ),
-                ("scopes".to_string(), string_set(&actor.user.scopes)),
-            ]),
-            role_parents,
-        )
-        .map_err(|e| e.to_string())?;
-        let mut entities = vec![user_entity];
-        let mut agent_role = None;
-        let principal = match &actor.agent {
-            Some(agent) => {
-                let agent_uid = uid(types::AGENT, &agent.id)?;
-                let role = uid(types::AGENT_ROLE, &agent.role)?;
-                entities.push(
-                    Entity::new(
-                        agent_uid.clone(),
-                        HashMap::from([
-                            (
-                                "role".to_string(),
-                                RestrictedExpression::new_string(agent.role.clone()),
-                            ),
-                            (
-                                "profile".to_string(),
-                                RestrictedExpression::new_entity_uid(role.clone()),
-                            ),
-                        ]),
-                        HashSet::from([role.clone()]),
-                    )
-                    .map_err(|e| e.to_string())?,
-                );
-                agent_role = Some(role);
-                agent_uid
-            }
-            None => user.clone(),
-        };
-        let service = actor
-            .service
-            .as_deref()
-            .map(|s| uid(types::SERVICE, s))
-            .transpose()?;
-        Ok(Self {
-            principal,
-            agent_role,
-            user,
-            tenant,
-            service,
-            entities,
-        })
-    }
-}
-
 /// The relationship store: entity data (cases, evidence, drafts, assignments, supervision),
 /// validated against the schema when loaded or updated, indexed by uid with each entity's
 /// ancestors precomputed. Decisions only copy the few entities they touch; nothing is parsed
 /// per call.
 #[derive(Default)]
 pub struct RelationshipStore {
-    /// Each entity together with its ancestors, ready to be copied into a request.
-    closure: HashMap<EntityUid, Vec<Entity>>,
+    /// Each entity together with its ancestors, ready to be copied into a request; each with its
+    /// uid, so that a request can tell which ones it already holds without rebuilding uids.
+    closure: HashMap<EntityUid, Vec<(EntityUid, Entity)>>,
     /// The source data, kept so that updates and schema changes re-validate the whole store.
     source: Vec<serde_json::Value>,
 }
@@ -180,7 +96,7 @@ impl RelationshipStore {
     /// A new store with `updates` replacing entities of the same uid and adding the others.
     pub fn upsert(&self, updates: Vec<serde_json::Value>, schema: &Schema) -> Result<Self, String> {
         let key = |v: &serde_json::Value| v.get("uid").map(|u| u.to_string());
-        let replaced: std::collections::HashSet<String> = updates.iter().filter_map(key).collect();
+        let replaced: HashSet<String> = updates.iter().filter_map(key).collect();
         let mut source: Vec<serde_json::Value> = self
             .source
             .iter()
@@ -216,8 +132,8 @@ impl RelationshipStore {
                 }
             }
             let with_ancestors = members
-                .iter()
-                .filter_map(|m| entities.get(m).cloned())
+                .into_iter()
+                .filter_map(|m| entities.get(&m).cloned().map(|e| (m, e)))
                 .collect();
             closure.insert(entity.uid(), with_ancestors);
         }
@@ -235,8 +151,9 @@ impl RelationshipStore {
         self.closure.is_empty()
     }
 
-    /// The entity and its ancestors, if the store knows it.
-    pub fn with_ancestors(&self, uid: &EntityUid) -> Option<&[Entity]> {
+    /// The entity and its ancestors (and the entities its attributes name), each with its uid,
+    /// if the store knows it.
+    pub fn with_ancestors(&self, uid: &EntityUid) -> Option<&[(EntityUid, Entity)]> {
         self.closure.get(uid).map(Vec::as_slice)
     }
 }

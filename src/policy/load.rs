@@ -124,18 +124,58 @@ pub struct LoadedPolicies {
 struct SourceFile {
     path: PathBuf,
     text: String,
+    /// Byte offsets of the text's newlines, so that a line is found without rescanning the text
+    /// (a policy file can hold thousands of policies, each of which is given its line).
+    newlines: Vec<usize>,
+    /// The first offset of each `@id("...")` in the text, by the text between the quotes.
+    id_offsets: std::sync::OnceLock<HashMap<String, usize>>,
 }
 
+const ID_OPEN: &str = "@id(\"";
+const ID_CLOSE: &str = "\")";
+
 impl SourceFile {
+    fn new(path: PathBuf, text: String) -> Self {
+        Self {
+            newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
+            path,
+            text,
+            id_offsets: std::sync::OnceLock::new(),
+        }
+    }
+
     fn name(&self) -> String {
         self.path.display().to_string()
     }
 
+    /// The line (from 1) of a byte offset: one more than the newlines before it.
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.newlines.partition_point(|&n| n < offset) + 1
+    }
+
+    /// Where `@id("<id>")` first occurs, as `text.find` would say.
+    fn id_offset(&self, id: &str) -> Option<usize> {
+        if id.contains(ID_CLOSE) {
+            // The index below ends each id at the first `")`; such an id is searched for.
+            return self.text.find(&format!("{ID_OPEN}{id}{ID_CLOSE}"));
+        }
+        // Without `")` in it, `@id("<id>")` at some offset is exactly an `@id("` there whose
+        // text up to the next `")` is the id.
+        self.id_offsets
+            .get_or_init(|| {
+                let mut offsets = HashMap::new();
+                for (at, _) in self.text.match_indices(ID_OPEN) {
+                    let start = at + ID_OPEN.len();
+                    if let Some(len) = self.text[start..].find(ID_CLOSE) {
+                        offsets
+                            .entry(self.text[start..start + len].to_string())
+                            .or_insert(at);
+                    }
+                }
+                offsets
+            })
+            .get(id)
+            .copied()
     }
 }
 
@@ -170,10 +210,7 @@ fn sorted_files(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, PolicyProbl
 
 fn read(path: &Path) -> Result<SourceFile, PolicyProblem> {
     std::fs::read_to_string(path)
-        .map(|text| SourceFile {
-            path: path.to_path_buf(),
-            text,
-        })
+        .map(|text| SourceFile::new(path.to_path_buf(), text))
         .map_err(|e| PolicyProblem {
             file: path.display().to_string(),
             line: None,
@@ -293,10 +330,7 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 None => format!("{stem}#{index}"),
             };
             let policy_id = PolicyId::new(&id);
-            let line = source
-                .text
-                .find(&format!("@id(\"{id}\")"))
-                .map(|o| source.line_of(o));
+            let line = source.id_offset(&id).map(|o| source.line_of(o));
             if let Some(other) = meta.get(&policy_id) {
                 problems.push(PolicyProblem {
                     file: source.name(),
@@ -517,4 +551,49 @@ fn never_applies_warnings(
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines policies are reported at: the same as scanning the text from its start.
+    #[test]
+    fn lines_and_id_offsets_match_a_scan_of_the_text() {
+        let text = concat!(
+            "// @id(\"commented\")\n",
+            "@id(\"a\")\npermit(principal, action, resource);\n\n",
+            "@id(\"b\\\"c\")\n@id(\"@id(\"a\")\n",
+            "@id(\"a\") @id(\"x\")y\")\n@id(\"unclosed\n@id(\"é\")\n@id(\"\")\n",
+        );
+        let source = SourceFile::new(PathBuf::from("t.cedar"), text.to_string());
+        // (The scan cannot start inside a character; the lines are the same everywhere else.)
+        for offset in (0..=text.len() + 2).filter(|o| *o > text.len() || text.is_char_boundary(*o))
+        {
+            let naive = text[..offset.min(text.len())].matches('\n').count() + 1;
+            assert_eq!(source.line_of(offset), naive, "offset {offset}");
+        }
+        for id in [
+            "a",
+            "b\\\"c",
+            "b\"c",
+            "@id(\"a",
+            "x",
+            "x\")y",
+            "unclosed",
+            "é",
+            "",
+            "commented",
+            "missing",
+            "a\")",
+            ")",
+            "\"",
+        ] {
+            assert_eq!(
+                source.id_offset(id),
+                text.find(&format!("@id(\"{id}\")")),
+                "id {id:?}"
+            );
+        }
+    }
 }

@@ -14,32 +14,77 @@
 //! The PDP is pure and does no I/O per decision. Versions swap atomically on reload; the
 //! version in effect is chosen by the manifest's effective window; a shadow (candidate) set can
 //! be evaluated beside the enforced one on every decision.
+//!
+//! Per decision, the PDP builds only what depends on the request (`request.rs`): whatever can
+//! be known from the policy set alone (type names, action uids and entities, policy slices, each
+//! policy's rendered id and reason) is prepared when the set is loaded. Cedar is asked once;
+//! a second time, over the permits alone, only when a forbid with an `@outcome` matched and
+//! its answer depends on whether anything would permit the request.
 
 pub mod contract;
 pub mod entities;
+mod guards;
 pub mod load;
+#[cfg(test)]
+mod reference;
+mod request;
 pub mod slice;
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityUid, EvaluationError, PolicyId, Request,
-    RestrictedExpression, Schema,
-};
+use cedar_policy::{Authorizer, Entity, EvaluationError, PolicyId, Schema};
 
 pub use contract::{
     Action, ActorFacts, AttributeValue, CapabilityKind, Decision, EntityRef, Outcome,
     PolicyRequest, ResourceFacts, ShadowDecision,
 };
-use entities::{types, uid, ActorEntities, RelationshipStore};
+use entities::{types, uid, RelationshipStore};
 pub use load::{
     load_policies, EffectiveWindow, LoadedPolicies, Manifest, PolicyLoadError, PolicyMeta,
     PolicyProblem,
 };
+use request::{BoundEntity, RequestParts};
 use slice::PolicySlices;
+
+/// What a set knows about one of its policies, rendered once at load.
+#[derive(Clone)]
+struct PolicyInfo {
+    /// Position in the set (files in name order, policies in file order). Determining policies
+    /// are listed in this order: Cedar reports them as an unordered set.
+    ordinal: usize,
+    id: String,
+    /// "`id` (reason)", as decision reasons name the policy.
+    explained: String,
+    meta: Option<PolicyMeta>,
+}
+
+impl PolicyInfo {
+    fn new(ordinal: usize, id: &PolicyId, meta: Option<PolicyMeta>) -> Self {
+        Self {
+            ordinal,
+            id: id.to_string(),
+            explained: match meta.as_ref().and_then(|m| m.reason.as_deref()) {
+                Some(reason) => format!("`{id}` ({reason})"),
+                None => format!("`{id}`"),
+            },
+            meta,
+        }
+    }
+
+    fn outcome(&self) -> Option<Outcome> {
+        self.meta.as_ref().and_then(|m| m.outcome)
+    }
+
+    fn is_plain_forbid(&self) -> bool {
+        self.meta
+            .as_ref()
+            .is_some_and(|m| m.is_forbid && m.outcome.is_none())
+    }
+}
 
 /// One loaded, validated, sliced version of a policy directory.
 pub struct CompiledPolicySet {
@@ -49,11 +94,12 @@ pub struct CompiledPolicySet {
     pub warnings: Vec<PolicyProblem>,
     schema: Schema,
     slices: PolicySlices,
-    meta: HashMap<PolicyId, PolicyMeta>,
-    action_uids: HashMap<Action, EntityUid>,
-    action_entities: Vec<Entity>,
+    policies: HashMap<PolicyId, PolicyInfo>,
+    parts: RequestParts,
     policy_count: usize,
     label: String,
+    /// "under policy set <label>", which every reason ends with.
+    under: String,
     authorizer: Authorizer,
 }
 
@@ -90,7 +136,7 @@ impl CompiledPolicySet {
             .action_entities()
             .map_err(|e| schema_problem(dir, e.to_string()))?;
         let action_entities: Vec<Entity> = schema_actions.iter().cloned().collect();
-        let mut action_uids = HashMap::new();
+        let mut action_uids = Vec::with_capacity(Action::ALL.len());
         for action in Action::ALL {
             let action_uid = uid("Action", action.as_str()).map_err(|m| schema_problem(dir, m))?;
             if !action_entities.iter().any(|e| e.uid() == action_uid) {
@@ -102,7 +148,7 @@ impl CompiledPolicySet {
                     ),
                 ));
             }
-            action_uids.insert(action, action_uid);
+            action_uids.push(action_uid);
         }
         let declared: Vec<String> = loaded
             .schema
@@ -118,8 +164,39 @@ impl CompiledPolicySet {
             }
         }
         let slices = PolicySlices::build(&loaded.policies).map_err(|m| schema_problem(dir, m))?;
+        // Action entities matter only for action groups (`action in Action::"group"`); without
+        // groups, copying them into every request would only cost time.
+        let has_groups = action_entities.iter().any(|a| {
+            schema_actions
+                .ancestors(&a.uid())
+                .is_some_and(|mut up| up.next().is_some())
+        });
+        let parts = RequestParts::new(
+            &loaded.schema,
+            action_uids
+                .try_into()
+                .map_err(|_| schema_problem(dir, "capgate decides six actions".into()))?,
+            if has_groups {
+                action_entities
+            } else {
+                Vec::new()
+            },
+        )
+        .map_err(|m| schema_problem(dir, m))?;
+        let policies = loaded
+            .policies
+            .policies()
+            .enumerate()
+            .map(|(ordinal, policy)| {
+                let info =
+                    PolicyInfo::new(ordinal, policy.id(), loaded.meta.get(policy.id()).cloned());
+                (policy.id().clone(), info)
+            })
+            .collect();
+        let label = format!("{}@{}", loaded.manifest.id, loaded.manifest.version);
         Ok(Self {
-            label: format!("{}@{}", loaded.manifest.id, loaded.manifest.version),
+            under: format!("under policy set {label}"),
+            label,
             policy_count: loaded.policies.num_of_policies(),
             manifest: loaded.manifest,
             window: loaded.window,
@@ -127,19 +204,8 @@ impl CompiledPolicySet {
             warnings: loaded.warnings,
             schema: loaded.schema,
             slices,
-            meta: loaded.meta,
-            action_uids,
-            // Action entities matter only for action groups (`action in Action::"group"`);
-            // without groups, copying them into every request would only cost time.
-            action_entities: if action_entities.iter().any(|a| {
-                schema_actions
-                    .ancestors(&a.uid())
-                    .is_some_and(|mut up| up.next().is_some())
-            }) {
-                action_entities
-            } else {
-                Vec::new()
-            },
+            policies,
+            parts,
             authorizer: Authorizer::new(),
         })
     }
@@ -177,23 +243,36 @@ impl CompiledPolicySet {
         }
     }
 
+    fn info(&self, id: &PolicyId) -> Cow<'_, PolicyInfo> {
+        match self.policies.get(id) {
+            Some(info) => Cow::Borrowed(info),
+            // Every policy Cedar can name comes from this set; an unknown one is listed last.
+            None => Cow::Owned(PolicyInfo::new(usize::MAX, id, None)),
+        }
+    }
+
     /// The decision rule (see the module documentation).
     pub fn decide(&self, request: &PolicyRequest, store: &RelationshipStore) -> Decision {
-        let what = format!(
-            "{} {} `{}`",
-            request.actor.describe(),
-            request.action.as_str(),
-            request.resource.id
-        );
-        let under = format!("under policy set {}", self.label);
+        // Who asks for what, for reasons; formatted only once a reason is.
+        let what = || {
+            format!(
+                "{} {} `{}`",
+                request.actor.describe(),
+                request.action.as_str(),
+                request.resource.id
+            )
+        };
+        let under = &self.under;
 
         // 1. Completeness.
-        let missing = missing_context(request, store);
+        let bound = self.parts.bind(request, store);
+        let missing = missing_context(request, &bound);
         if !missing.is_empty() {
             let mut decision = self.decision(
                 Outcome::RequireMoreContext,
                 format!(
-                    "{what} needs more context: missing {} ({under})",
+                    "{} needs more context: missing {} ({under})",
+                    what(),
                     missing.join(", ")
                 ),
                 Vec::new(),
@@ -206,45 +285,59 @@ impl CompiledPolicySet {
             return decision;
         }
 
-        let (cedar_request, entities, resource_uid) = match self.build_request(request, store) {
+        let cedar = match self.parts.build(request, &bound, store) {
             Ok(built) => built,
             Err(problem) => {
                 return self.decision(
                     Outcome::Deny,
-                    format!("denied {what}: {problem} ({under})"),
+                    format!("denied {}: {problem} ({under})", what()),
                     Vec::new(),
                 )
             }
         };
-        let Some(slice) = self.slices.slice(request.action, &resource_uid) else {
+        let Some(slice) = self.slices.slice(request.action, &cedar.resource) else {
             return self.decision(
                 Outcome::Deny,
-                format!("denied {what}: no policies for this action ({under})"),
+                format!("denied {}: no policies for this action ({under})", what()),
                 Vec::new(),
             );
         };
+        let policies = slice.for_request(&cedar.facts());
         let authorizer = &self.authorizer;
-        let response = authorizer.is_authorized(&cedar_request, &slice.all, &entities);
+        let response = authorizer.is_authorized(&cedar.request, &policies.all, &cedar.entities);
+        let allowed = response.decision() == cedar_policy::Decision::Allow;
+        let mut determining: Vec<Cow<'_, PolicyInfo>> = response
+            .diagnostics()
+            .reason()
+            .map(|id| self.info(id))
+            .collect();
+        determining.sort_by_key(|p| p.ordinal);
         // Approval, more context and evaluation errors matter only if something would permit
-        // the request: without a permit the answer is deny, whatever else happened.
+        // the request: without a permit the answer is deny, whatever else happened. Cedar's
+        // answer settles it unless a forbid decided it: an allow was decided by a permit; a
+        // deny that no policy decided had no permit (nor forbid) match. Residuals, which would
+        // hide a match, only come from unknowns, and show as errors.
+        let no_residuals = || {
+            !response.diagnostics().errors().any(|error| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                matches!(e.inner(), EvaluationError::NonValue(_))
+            })
+        };
         let some_permit_applies = || {
+            if allowed {
+                return true;
+            }
+            if determining.is_empty() && no_residuals() {
+                return false;
+            }
             authorizer
-                .is_authorized(&cedar_request, &slice.permits, &entities)
+                .is_authorized(&cedar.request, &policies.permits, &cedar.entities)
                 .decision()
                 == cedar_policy::Decision::Allow
         };
 
         // 3 and 4. Cedar's answer, refined by the determining policies' annotations.
-        let determining: Vec<(&PolicyId, Option<&PolicyMeta>)> = response
-            .diagnostics()
-            .reason()
-            .map(|id| (id, self.meta.get(id)))
-            .collect();
-        let ids: Vec<String> = determining.iter().map(|(id, _)| id.to_string()).collect();
-        let plain_forbid = response.decision() == cedar_policy::Decision::Deny
-            && determining
-                .iter()
-                .any(|(_, m)| m.is_some_and(|m| m.is_forbid && m.outcome.is_none()));
+        let plain_forbid = !allowed && determining.iter().any(|p| p.is_plain_forbid());
 
         // 2. Evaluation errors never drop a policy silently (a plain forbid still wins: it
         //    cannot be made less restrictive by what failed to evaluate).
@@ -252,7 +345,7 @@ impl CompiledPolicySet {
             if !some_permit_applies() {
                 return self.decision(
                     Outcome::Deny,
-                    format!("denied {what}: no policy permits it (deny by default; some policies could not be evaluated) ({under})"),
+                    format!("denied {}: no policy permits it (deny by default; some policies could not be evaluated) ({under})", what()),
                     Vec::new(),
                 );
             }
@@ -270,107 +363,109 @@ impl CompiledPolicySet {
                 erring.push(e.policy_id().to_string());
                 errors.push(error.to_string());
             }
-            if !errors.is_empty() {
-                let outcome = if missing_data {
-                    Outcome::RequireMoreContext
-                } else {
-                    Outcome::Deny
-                };
-                let mut decision = self.decision(
-                    outcome,
-                    format!(
-                        "{} {what}: a policy could not be evaluated, so capgate fails closed: {} ({under})",
-                        outcome.as_str(),
-                        errors.join("; ")
-                    ),
-                    erring,
-                );
-                if missing_data {
-                    decision.missing = errors;
-                }
-                return decision;
+            let outcome = if missing_data {
+                Outcome::RequireMoreContext
+            } else {
+                Outcome::Deny
+            };
+            let mut decision = self.decision(
+                outcome,
+                format!(
+                    "{} {}: a policy could not be evaluated, so capgate fails closed: {} ({under})",
+                    outcome.as_str(),
+                    what(),
+                    errors.join("; ")
+                ),
+                erring,
+            );
+            if missing_data {
+                decision.missing = errors;
             }
+            return decision;
         }
 
         let advice: Vec<String> = determining
             .iter()
-            .flat_map(|(_, m)| m.map(|m| m.advice.clone()).unwrap_or_default())
+            .filter_map(|p| p.meta.as_ref())
+            .flat_map(|m| m.advice.iter())
             .collect::<BTreeSet<_>>()
             .into_iter()
+            .cloned()
             .collect();
-        let explained: Vec<String> = determining
+        let outcome = if allowed {
+            Outcome::Allow
+        } else if determining.is_empty()
+            || determining.iter().any(|p| p.outcome().is_none())
+            || !some_permit_applies()
+        {
+            Outcome::Deny
+        } else if determining
             .iter()
-            .map(|(id, m)| match m.and_then(|m| m.reason.as_deref()) {
-                Some(reason) => format!("`{id}` ({reason})"),
-                None => format!("`{id}`"),
-            })
-            .collect();
-        let outcome = match response.decision() {
-            cedar_policy::Decision::Allow => Outcome::Allow,
-            cedar_policy::Decision::Deny if determining.is_empty() => Outcome::Deny,
-            cedar_policy::Decision::Deny => {
-                let outcome_of = |m: &Option<&PolicyMeta>| m.and_then(|m| m.outcome);
-                if determining.iter().any(|(_, m)| outcome_of(m).is_none())
-                    || !some_permit_applies()
-                {
-                    Outcome::Deny
-                } else if determining
-                    .iter()
-                    .any(|(_, m)| outcome_of(m) == Some(Outcome::RequireMoreContext))
-                {
-                    Outcome::RequireMoreContext
-                } else {
-                    Outcome::RequireApproval
-                }
-            }
+            .any(|p| p.outcome() == Some(Outcome::RequireMoreContext))
+        {
+            Outcome::RequireMoreContext
+        } else {
+            Outcome::RequireApproval
         };
         // The ids of the policies that produced this outcome come first; a default deny has
         // none (annotated forbids that matched did not decide it).
-        let mut policy_ids = if outcome == Outcome::Deny && !plain_forbid {
+        let policy_ids: Vec<String> = if outcome == Outcome::Deny && !plain_forbid {
             Vec::new()
         } else {
-            ids.clone()
-        };
-        policy_ids.sort_by_key(|id| {
-            let meta = self.meta.get(&PolicyId::new(id));
-            match (outcome, meta.and_then(|m| m.outcome)) {
+            let mut ordered: Vec<&PolicyInfo> = determining.iter().map(|p| p.as_ref()).collect();
+            ordered.sort_by_key(|p| match (outcome, p.outcome()) {
                 (Outcome::Deny, None) | (Outcome::Allow, _) => 0,
                 (o, Some(annotated)) if o == annotated => 0,
                 _ => 1,
-            }
-        });
+            });
+            ordered.into_iter().map(|p| p.id.clone()).collect()
+        };
+        let explained = || {
+            determining
+                .iter()
+                .map(|p| p.explained.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let reason = match outcome {
-            Outcome::Allow => format!("allowed {what} by {} ({under})", explained.join(", ")),
+            Outcome::Allow => format!("allowed {} by {} ({under})", what(), explained()),
             Outcome::Deny if !plain_forbid => {
-                format!("denied {what}: no policy permits it (deny by default) ({under})")
+                format!(
+                    "denied {}: no policy permits it (deny by default) ({under})",
+                    what()
+                )
             }
-            Outcome::Deny => format!("denied {what} by forbid {} ({under})", explained.join(", ")),
-            Outcome::RequireApproval => format!(
-                "{what} requires approval: {} ({under})",
-                explained.join(", ")
-            ),
-            Outcome::RequireMoreContext => format!(
-                "{what} requires more context: {} ({under})",
-                explained.join(", ")
-            ),
+            Outcome::Deny => format!("denied {} by forbid {} ({under})", what(), explained()),
+            Outcome::RequireApproval => {
+                format!("{} requires approval: {} ({under})", what(), explained())
+            }
+            Outcome::RequireMoreContext => {
+                format!(
+                    "{} requires more context: {} ({under})",
+                    what(),
+                    explained()
+                )
+            }
         };
         let obligations: Vec<String> = if outcome == Outcome::Allow {
             determining
                 .iter()
-                .flat_map(|(_, m)| m.map(|m| m.obligations.clone()).unwrap_or_default())
+                .filter_map(|p| p.meta.as_ref())
+                .flat_map(|m| m.obligations.iter())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
+                .cloned()
                 .collect()
         } else {
             Vec::new()
         };
-        let approver_role = (outcome == Outcome::RequireApproval)
-            .then(|| {
-                determining
-                    .iter()
-                    .find_map(|(_, m)| m.and_then(|m| m.approver_role.clone()))
-            })
-            .flatten();
+        let approver_role = if outcome == Outcome::RequireApproval {
+            determining
+                .iter()
+                .find_map(|p| p.meta.as_ref().and_then(|m| m.approver_role.clone()))
+        } else {
+            None
+        };
         Decision {
             outcome,
             agent_reason: agent_reason(outcome, &advice, &[]),
@@ -385,93 +480,10 @@ impl CompiledPolicySet {
             shadow: None,
         }
     }
-
-    fn build_request(
-        &self,
-        request: &PolicyRequest,
-        store: &RelationshipStore,
-    ) -> Result<(Request, Entities, EntityUid), String> {
-        let tenant = request
-            .tenant
-            .as_deref()
-            .ok_or_else(|| "the request has no tenant".to_string())?;
-        let actor = ActorEntities::build(&request.actor, tenant)?;
-        let capability = capability_entity(request)?;
-        let resource_uid = capability.uid();
-
-        let mut entities: Vec<Entity> = actor.entities;
-        entities.push(capability);
-        entities.extend(self.action_entities.iter().cloned());
-
-        let mut context: Vec<(String, RestrictedExpression)> = vec![
-            (
-                "user".into(),
-                RestrictedExpression::new_entity_uid(actor.user.clone()),
-            ),
-            (
-                "tenant".into(),
-                RestrictedExpression::new_entity_uid(actor.tenant.clone()),
-            ),
-            (
-                "delegation_depth".into(),
-                RestrictedExpression::new_long(
-                    request.actor.delegation_chain.len().saturating_sub(1) as i64,
-                ),
-            ),
-            ("arguments".into(), record(&request.arguments)?),
-            ("risk".into(), risk_record(request)?),
-            ("runtime".into(), runtime_record(request)?),
-        ];
-        if let Some(service) = &actor.service {
-            context.push((
-                "service".into(),
-                RestrictedExpression::new_entity_uid(service.clone()),
-            ));
-        }
-        if let Some(run_id) = &request.run_id {
-            context.push((
-                "run_id".into(),
-                RestrictedExpression::new_string(run_id.clone()),
-            ));
-        }
-        let add_known = |entity_uid: &EntityUid, entities: &mut Vec<Entity>| {
-            for known in store.with_ancestors(entity_uid).unwrap_or_default() {
-                if !entities.iter().any(|e| e.uid() == known.uid()) {
-                    entities.push(known.clone());
-                }
-            }
-        };
-        if let Some(role) = &actor.agent_role {
-            add_known(role, &mut entities);
-        }
-        for (key, entity) in &request.entities {
-            let entity_uid = uid(&entity.entity_type, &entity.id)?;
-            add_known(&entity_uid, &mut entities);
-            context.push((
-                key.clone(),
-                RestrictedExpression::new_entity_uid(entity_uid),
-            ));
-        }
-        let action = self
-            .action_uids
-            .get(&request.action)
-            .cloned()
-            .ok_or_else(|| format!("action {} is not declared", request.action.as_str()))?;
-        let context = Context::from_pairs(context)
-            .map_err(|e| format!("the request context is invalid: {e}"))?;
-        // Not re-validated against the schema per call: every part is built here with typed
-        // constructors, and what a request must state is checked by `missing_context` first.
-        let cedar_request =
-            Request::new(actor.principal, action, resource_uid.clone(), context, None)
-                .map_err(|e| format!("the request is malformed: {e}"))?;
-        let entities = Entities::from_entities(entities, None)
-            .map_err(|e| format!("the request's entities are inconsistent: {e}"))?;
-        Ok((cedar_request, entities, resource_uid))
-    }
 }
 
 /// What the request lacks that its capability is decided on.
-fn missing_context(request: &PolicyRequest, store: &RelationshipStore) -> Vec<String> {
+fn missing_context(request: &PolicyRequest, bound: &[BoundEntity<'_, '_>]) -> Vec<String> {
     let mut missing = Vec::new();
     if request.tenant.as_deref().is_none_or(str::is_empty) {
         missing.push("tenant".to_string());
@@ -493,14 +505,11 @@ fn missing_context(request: &PolicyRequest, store: &RelationshipStore) -> Vec<St
     if request.risk.score.is_none() {
         missing.push("risk.score".to_string());
     }
-    for (key, entity) in &request.entities {
-        let known = uid(&entity.entity_type, &entity.id)
-            .map(|u| store.with_ancestors(&u).is_some())
-            .unwrap_or(false);
-        if !known {
+    for (entity, (key, named)) in bound.iter().zip(&request.entities) {
+        if entity.known.is_none() {
             missing.push(format!(
                 "context.{key} ({}::\"{}\" is unknown to the relationship store)",
-                entity.entity_type, entity.id
+                named.entity_type, named.id
             ));
         }
     }
@@ -523,122 +532,6 @@ fn agent_reason(outcome: Outcome, advice: &[String], missing: &[String]) -> Stri
     } else {
         format!("{base}; {}", advice.join("; "))
     }
-}
-
-fn attribute_expression(value: &AttributeValue) -> RestrictedExpression {
-    match value {
-        AttributeValue::Bool(b) => RestrictedExpression::new_bool(*b),
-        AttributeValue::Long(n) => RestrictedExpression::new_long(*n),
-        AttributeValue::String(s) => RestrictedExpression::new_string(s.clone()),
-        AttributeValue::Set(items) => RestrictedExpression::new_set(
-            items.iter().cloned().map(RestrictedExpression::new_string),
-        ),
-    }
-}
-
-fn new_record(
-    fields: impl IntoIterator<Item = (String, RestrictedExpression)>,
-) -> Result<RestrictedExpression, String> {
-    RestrictedExpression::new_record(fields).map_err(|e| format!("building a context record: {e}"))
-}
-
-fn record(
-    values: &std::collections::BTreeMap<String, AttributeValue>,
-) -> Result<RestrictedExpression, String> {
-    new_record(
-        values
-            .iter()
-            .map(|(k, v)| (k.clone(), attribute_expression(v))),
-    )
-}
-
-fn risk_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
-    let mut fields = vec![(
-        "signals".to_string(),
-        RestrictedExpression::new_set(
-            request
-                .risk
-                .signals
-                .iter()
-                .cloned()
-                .map(RestrictedExpression::new_string),
-        ),
-    )];
-    if let Some(score) = request.risk.score {
-        fields.push(("score".into(), RestrictedExpression::new_long(score)));
-    }
-    new_record(fields)
-}
-
-fn runtime_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
-    let runtime = &request.runtime;
-    let mut fields = Vec::new();
-    if let Some(n) = runtime.budget_remaining {
-        fields.push((
-            "budget_remaining".to_string(),
-            RestrictedExpression::new_long(n),
-        ));
-    }
-    if let Some(n) = runtime.pending_approvals {
-        fields.push((
-            "pending_approvals".to_string(),
-            RestrictedExpression::new_long(n),
-        ));
-    }
-    if let Some(node) = &runtime.workflow_node {
-        fields.push((
-            "workflow_node".to_string(),
-            RestrictedExpression::new_string(node.clone()),
-        ));
-    }
-    if let Some(granted) = runtime.approval_granted {
-        fields.push((
-            "approval_granted".to_string(),
-            RestrictedExpression::new_bool(granted),
-        ));
-    }
-    new_record(fields)
-}
-
-/// The capability as a Cedar entity: contract attributes, parent = its server.
-fn capability_entity(request: &PolicyRequest) -> Result<Entity, String> {
-    let kind = request.action.kind();
-    let mut attrs: HashMap<String, RestrictedExpression> = request
-        .resource
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.clone(), attribute_expression(v)))
-        .collect();
-    if let Some(AttributeValue::String(risk)) = request.resource.attributes.get("risk") {
-        let level = match risk.as_str() {
-            "low" => 0,
-            "medium" => 1,
-            "high" => 2,
-            "critical" => 3,
-            other => {
-                return Err(format!(
-                    "risk `{other}` is not low, medium, high or critical"
-                ))
-            }
-        };
-        attrs.insert("risk_level".into(), RestrictedExpression::new_long(level));
-    }
-    if kind == CapabilityKind::Resource {
-        attrs.insert(
-            "uri".into(),
-            RestrictedExpression::new_string(request.resource.id.clone()),
-        );
-    }
-    let server = match request.resource.attributes.get("server") {
-        Some(AttributeValue::String(server)) => server.clone(),
-        _ => return Err("the resource has no server attribute".into()),
-    };
-    Entity::new(
-        uid(kind.entity_type(), &request.resource.id)?,
-        attrs,
-        std::collections::HashSet::from([uid(types::SERVER, &server)?]),
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// The PDP as the gateway holds it: the enforced version(s), an optional shadow set, and the
