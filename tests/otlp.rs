@@ -428,24 +428,7 @@ async fn an_invalid_endpoint_refuses_start_naming_the_key() {
             ..Default::default()
         },
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("CAPGATE_TEST_SECRET", TEST_SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn capgate");
-    let status = wait_exit(&mut child, Duration::from_secs(20))
-        .await
-        .expect("capgate refuses to start instead of serving");
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        use std::io::Read;
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    assert!(!status.success(), "{stderr}");
+    let stderr = serve_must_refuse(&config);
     assert!(stderr.contains("telemetry.otlp_endpoint"), "{stderr}");
     assert!(stderr.contains(&config.display().to_string()), "{stderr}");
     assert!(stderr.contains("Fix:"), "{stderr}");

@@ -99,6 +99,14 @@ pub enum ControlRefusal {
 }
 
 impl ControlRefusal {
+    /// The refusal a kill switch makes.
+    pub fn killed_by(switch: crate::store::KillSwitch) -> Self {
+        ControlRefusal::Killed {
+            kind: format!("{:?}", switch.scope),
+            reason: switch.reason,
+        }
+    }
+
     /// A short name of the control that refused, for spans and logs.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -225,11 +225,8 @@ impl Gateway {
                 };
                 let name = &contract.exposed_name;
                 if let Some(switch) = self.controls.kill_switch_for(actor, &contract.server, name) {
-                    let reason = format!(
-                        "stopped by a {:?} kill switch: {}",
-                        switch.scope, switch.reason
-                    );
-                    listing.hide_undecided(name, "kill_switch", reason);
+                    let refusal = ControlRefusal::killed_by(switch);
+                    listing.hide_undecided(name, refusal.kind(), refusal.to_string());
                     continue;
                 }
                 let decision = match tool_request(
@@ -278,14 +275,7 @@ impl Gateway {
 
         // Stop what admins stopped.
         if let Some(switch) = self.controls.kill_switch_for(actor, &contract.server, name) {
-            return Ok(self.refused_by_control(
-                actor,
-                name,
-                ControlRefusal::Killed {
-                    kind: format!("{:?}", switch.scope),
-                    reason: switch.reason,
-                },
-            ));
+            return Ok(self.refused_by_control(actor, name, ControlRefusal::killed_by(switch)));
         }
 
         // Bind the arguments that name entities and carry attributes, add the run's budget as

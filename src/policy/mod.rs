@@ -484,6 +484,20 @@ impl CompiledPolicySet {
 
 /// What the request lacks that its capability is decided on.
 fn missing_context(request: &PolicyRequest, bound: &[BoundEntity<'_, '_>]) -> Vec<String> {
+    let mut missing = missing_facts(request);
+    for (entity, (key, named)) in bound.iter().zip(&request.entities) {
+        if entity.known.is_none() {
+            missing.push(format!(
+                "context.{key} ({}::\"{}\" is unknown to the relationship store)",
+                named.entity_type, named.id
+            ));
+        }
+    }
+    missing
+}
+
+/// What the request itself fails to state (before any entity is looked up).
+fn missing_facts(request: &PolicyRequest) -> Vec<String> {
     let mut missing = Vec::new();
     if request.tenant.as_deref().is_none_or(str::is_empty) {
         missing.push("tenant".to_string());
@@ -504,14 +518,6 @@ fn missing_context(request: &PolicyRequest, bound: &[BoundEntity<'_, '_>]) -> Ve
     }
     if request.risk.score.is_none() {
         missing.push("risk.score".to_string());
-    }
-    for (entity, (key, named)) in bound.iter().zip(&request.entities) {
-        if entity.known.is_none() {
-            missing.push(format!(
-                "context.{key} ({}::\"{}\" is unknown to the relationship store)",
-                named.entity_type, named.id
-            ));
-        }
     }
     missing
 }

@@ -20,6 +20,7 @@ use super::contract::{
 };
 use super::entities::{types, uid, RelationshipStore};
 use super::load::{load_policies, PolicyMeta};
+use super::request::{attribute_expression, record, risk_record, runtime_record, string_set};
 use super::slice::PolicySlices;
 use super::{agent_reason, CompiledPolicySet};
 
@@ -370,26 +371,7 @@ impl ReferencePdp {
 }
 
 fn missing_context(request: &PolicyRequest, store: &RelationshipStore) -> Vec<String> {
-    let mut missing = Vec::new();
-    if request.tenant.as_deref().is_none_or(str::is_empty) {
-        missing.push("tenant".to_string());
-    }
-    for attribute in request.action.kind().required_attributes() {
-        if !request.resource.attributes.contains_key(*attribute) {
-            missing.push(format!("resource.{attribute}"));
-        }
-    }
-    for key in &request.resource.requires {
-        if !request.entities.contains_key(key) {
-            missing.push(format!("context.{key}"));
-        }
-    }
-    if request.runtime.workflow_node.is_none() {
-        missing.push("runtime.workflow_node".to_string());
-    }
-    if request.risk.score.is_none() {
-        missing.push("risk.score".to_string());
-    }
+    let mut missing = super::missing_facts(request);
     for (key, entity) in &request.entities {
         let known = uid(&entity.entity_type, &entity.id)
             .map(|u| store.with_ancestors(&u).is_some())
@@ -402,10 +384,6 @@ fn missing_context(request: &PolicyRequest, store: &RelationshipStore) -> Vec<St
         }
     }
     missing
-}
-
-fn string_set(items: &[String]) -> RestrictedExpression {
-    RestrictedExpression::new_set(items.iter().cloned().map(RestrictedExpression::new_string))
 }
 
 struct ActorEntities {
@@ -481,81 +459,6 @@ impl ActorEntities {
             entities,
         })
     }
-}
-
-fn attribute_expression(value: &AttributeValue) -> RestrictedExpression {
-    match value {
-        AttributeValue::Bool(b) => RestrictedExpression::new_bool(*b),
-        AttributeValue::Long(n) => RestrictedExpression::new_long(*n),
-        AttributeValue::String(s) => RestrictedExpression::new_string(s.clone()),
-        AttributeValue::Set(items) => RestrictedExpression::new_set(
-            items.iter().cloned().map(RestrictedExpression::new_string),
-        ),
-    }
-}
-
-fn new_record(
-    fields: impl IntoIterator<Item = (String, RestrictedExpression)>,
-) -> Result<RestrictedExpression, String> {
-    RestrictedExpression::new_record(fields).map_err(|e| format!("building a context record: {e}"))
-}
-
-fn record(
-    values: &std::collections::BTreeMap<String, AttributeValue>,
-) -> Result<RestrictedExpression, String> {
-    new_record(
-        values
-            .iter()
-            .map(|(k, v)| (k.clone(), attribute_expression(v))),
-    )
-}
-
-fn risk_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
-    let mut fields = vec![(
-        "signals".to_string(),
-        RestrictedExpression::new_set(
-            request
-                .risk
-                .signals
-                .iter()
-                .cloned()
-                .map(RestrictedExpression::new_string),
-        ),
-    )];
-    if let Some(score) = request.risk.score {
-        fields.push(("score".into(), RestrictedExpression::new_long(score)));
-    }
-    new_record(fields)
-}
-
-fn runtime_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
-    let runtime = &request.runtime;
-    let mut fields = Vec::new();
-    if let Some(n) = runtime.budget_remaining {
-        fields.push((
-            "budget_remaining".to_string(),
-            RestrictedExpression::new_long(n),
-        ));
-    }
-    if let Some(n) = runtime.pending_approvals {
-        fields.push((
-            "pending_approvals".to_string(),
-            RestrictedExpression::new_long(n),
-        ));
-    }
-    if let Some(node) = &runtime.workflow_node {
-        fields.push((
-            "workflow_node".to_string(),
-            RestrictedExpression::new_string(node.clone()),
-        ));
-    }
-    if let Some(granted) = runtime.approval_granted {
-        fields.push((
-            "approval_granted".to_string(),
-            RestrictedExpression::new_bool(granted),
-        ));
-    }
-    new_record(fields)
 }
 
 fn capability_entity(request: &PolicyRequest) -> Result<Entity, String> {

@@ -417,11 +417,11 @@ impl CedarRequest<'_> {
     }
 }
 
-fn string_set(items: &[String]) -> RestrictedExpression {
+pub(super) fn string_set(items: &[String]) -> RestrictedExpression {
     RestrictedExpression::new_set(items.iter().cloned().map(RestrictedExpression::new_string))
 }
 
-fn attribute_expression(value: &AttributeValue) -> RestrictedExpression {
+pub(super) fn attribute_expression(value: &AttributeValue) -> RestrictedExpression {
     match value {
         AttributeValue::Bool(b) => RestrictedExpression::new_bool(*b),
         AttributeValue::Long(n) => RestrictedExpression::new_long(*n),
@@ -430,13 +430,15 @@ fn attribute_expression(value: &AttributeValue) -> RestrictedExpression {
     }
 }
 
-fn new_record(
+pub(super) fn new_record(
     fields: impl IntoIterator<Item = (String, RestrictedExpression)>,
 ) -> Result<RestrictedExpression, String> {
     RestrictedExpression::new_record(fields).map_err(|e| format!("building a context record: {e}"))
 }
 
-fn record(values: &BTreeMap<String, AttributeValue>) -> Result<RestrictedExpression, String> {
+pub(super) fn record(
+    values: &BTreeMap<String, AttributeValue>,
+) -> Result<RestrictedExpression, String> {
     new_record(
         values
             .iter()
@@ -444,7 +446,7 @@ fn record(values: &BTreeMap<String, AttributeValue>) -> Result<RestrictedExpress
     )
 }
 
-fn risk_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
+pub(super) fn risk_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
     let mut fields = Vec::with_capacity(2);
     fields.push(("signals".to_string(), string_set(&request.risk.signals)));
     if let Some(score) = request.risk.score {
@@ -453,7 +455,7 @@ fn risk_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> 
     new_record(fields)
 }
 
-fn runtime_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
+pub(super) fn runtime_record(request: &PolicyRequest) -> Result<RestrictedExpression, String> {
     let runtime = &request.runtime;
     let mut fields = Vec::with_capacity(4);
     if let Some(n) = runtime.budget_remaining {

@@ -543,3 +543,37 @@ pub fn python_venv() -> PathBuf {
     );
     python
 }
+
+/// Runs `capgate serve` and expects it to exit by itself with failure; returns stderr.
+pub fn serve_must_refuse(config: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CAPGATE_TEST_SECRET", TEST_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn capgate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                use std::io::Read;
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            assert!(
+                !status.success(),
+                "capgate must exit non-zero; stderr:\n{stderr}"
+            );
+            return stderr;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("capgate started although its configuration is invalid");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
