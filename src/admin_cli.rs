@@ -35,7 +35,7 @@ pub enum AdminCommand {
         #[arg(long)]
         target: Option<String>,
     },
-    /// A run's budget usage (`<tenant>/<run id>`).
+    /// A run's budget usage (a run id of your tenant).
     Budget {
         run: String,
     },
@@ -62,6 +62,22 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 30)]
         minutes: i64,
     },
+    /// Revoke a break-glass grant of your tenant (effective on the next request).
+    Revoke {
+        id: String,
+    },
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), for paths and queries.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn scope_body(scope: &str, target: Option<String>) -> Value {
@@ -108,10 +124,27 @@ pub fn run(base_url: &str, token_env: &str, command: AdminCommand) -> anyhow::Re
             "/admin/kill-switches/lift".into(),
             Some(scope_body(&scope, target)),
         ),
-        AdminCommand::Budget { run } => ("GET", format!("/admin/budgets?run={run}"), None),
+        AdminCommand::Budget { run } => (
+            "GET",
+            format!("/admin/budgets?run={}", query_escape(&run)),
+            None,
+        ),
         AdminCommand::Approvals => ("GET", "/approvals".into(), None),
-        AdminCommand::Approve { id } => ("POST", format!("/approvals/{id}/approve"), None),
-        AdminCommand::Reject { id } => ("POST", format!("/approvals/{id}/reject"), None),
+        AdminCommand::Approve { id } => (
+            "POST",
+            format!("/approvals/{}/approve", query_escape(&id)),
+            None,
+        ),
+        AdminCommand::Reject { id } => (
+            "POST",
+            format!("/approvals/{}/reject", query_escape(&id)),
+            None,
+        ),
+        AdminCommand::Revoke { id } => (
+            "POST",
+            format!("/break-glass/{}/revoke", query_escape(&id)),
+            None,
+        ),
         AdminCommand::Grants => ("GET", "/break-glass".into(), None),
         AdminCommand::BreakGlass {
             user,

@@ -137,6 +137,11 @@ impl DownstreamServer {
         self.generation.subscribe()
     }
 
+    /// Whether the server is connected now (a call would not be refused as unavailable).
+    pub fn available(&self) -> Result<(), DownstreamError> {
+        self.live_peer().map(|_| ())
+    }
+
     fn live_peer(&self) -> Result<Arc<Peer<RoleClient>>, DownstreamError> {
         self.peer
             .load_full()

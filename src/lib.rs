@@ -6,6 +6,7 @@
 //! → `downstream` (the registered MCP server). `config` holds the typed configuration.
 
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod downstream;
 pub mod enforce;
@@ -15,5 +16,6 @@ pub mod policy;
 pub mod registry;
 pub mod scenarios;
 pub mod server;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -119,9 +119,15 @@ pub struct ToolContract {
 pub struct ResourceContract {
     pub server: String,
     pub name: String,
+    /// The name kill switches, grants and budgets use: `<server>__<name>`.
+    pub exposed_name: String,
     pub template: UriTemplate,
     pub risk: Risk,
+    /// What one read costs the run's budget.
+    pub cost: u32,
     pub entities: Vec<EntityBinding>,
+    /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
+    pub fail_open: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,7 +136,11 @@ pub struct PromptContract {
     pub name: String,
     pub exposed_name: String,
     pub risk: Risk,
+    /// What one `prompts/get` costs the run's budget.
+    pub cost: u32,
     pub entities: Vec<EntityBinding>,
+    /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
+    pub fail_open: bool,
 }
 
 /// A registry problem, naming the capabilities file and the fix.
@@ -203,20 +213,45 @@ struct RawResource {
     name: String,
     uri_template: String,
     risk: Risk,
+    #[serde(default = "default_cost")]
+    cost: u32,
     #[serde(default)]
     entities: BTreeMap<String, RawBinding>,
+    #[serde(default)]
+    fail_open: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPrompt {
     risk: Risk,
+    #[serde(default = "default_cost")]
+    cost: u32,
     #[serde(default)]
     entities: BTreeMap<String, RawBinding>,
+    #[serde(default)]
+    fail_open: bool,
 }
 
 fn default_cost() -> u32 {
     1
+}
+
+/// Only low-risk reads may fail open (resources and prompts are reads).
+fn check_fail_open(
+    file: &str,
+    name: &str,
+    fail_open: bool,
+    risk: Risk,
+) -> Result<(), RegistryError> {
+    if fail_open && risk != Risk::Low {
+        return Err(RegistryError {
+            file: file.into(),
+            problem: format!("`{name}` is fail_open but not low-risk"),
+            fix: "only risk = \"low\" reads may fail open".into(),
+        });
+    }
+    Ok(())
 }
 
 impl Registry {
@@ -307,12 +342,15 @@ impl Registry {
         }
         for (name, prompt) in raw.prompts {
             check_capability_name(file, &name)?;
+            check_fail_open(file, &name, prompt.fail_open, prompt.risk)?;
             let contract = Arc::new(PromptContract {
                 exposed_name: exposed_name(&server, &name),
                 entities: bindings(file, &name, prompt.entities)?,
                 server: server.clone(),
                 name: name.clone(),
                 risk: prompt.risk,
+                cost: prompt.cost,
+                fail_open: prompt.fail_open,
             });
             self.prompts
                 .insert(contract.exposed_name.clone(), contract.clone());
@@ -353,12 +391,16 @@ impl Registry {
                     });
                 }
             }
+            check_fail_open(file, &resource.name, resource.fail_open, resource.risk)?;
             self.resources.push(Arc::new(ResourceContract {
                 entities: bindings(file, &resource.name, resource.entities)?,
+                exposed_name: exposed_name(&server, &resource.name),
                 server: server.clone(),
                 name: resource.name,
                 template,
                 risk: resource.risk,
+                cost: resource.cost,
+                fail_open: resource.fail_open,
             }));
         }
         Ok(())

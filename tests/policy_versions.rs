@@ -72,7 +72,7 @@ fn effective_windows_are_honoured_and_a_future_version_waits() {
 
     // Reloading a version that starts in the future keeps version 3 in effect until then.
     set_manifest(dir.path(), "4", "2999-01-01T00:00:00Z", None);
-    assert_eq!(engine.reload().expect("valid"), "case-platform@4");
+    assert_eq!(engine.reload(&[]).expect("valid"), "case-platform@4");
     let decision = engine.decide(&request);
     assert_eq!(decision.policy_version, "case-platform@3");
     let mut later = request.clone();

@@ -85,6 +85,13 @@ pub struct DecisionRecord {
     /// what was hidden, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<ListingSummary>,
+    /// The control that refused (`kill_switch`, `budget`, `idempotency`, ...); `None` for the
+    /// PDP's own decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_by: Option<String>,
+    /// On the record of an idempotency replay: the request id of the call that performed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
 }
 
 /// What one discovery request showed and hid; its record's `decision` is `summary`.
@@ -164,6 +171,8 @@ mod test_support {
             added_latency_us: None,
             request: None,
             listing: None,
+            refused_by: None,
+            replay_of: None,
         }
     }
 

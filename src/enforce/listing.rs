@@ -74,14 +74,15 @@ impl Listing {
         let version = self
             .policy_version
             .unwrap_or_else(|| policy.latest().label().to_string());
-        let mut record = super::actor_record(
+        let mut record = super::records::blank_record(
             actor,
             self.action,
             self.method,
-            LISTING_SUMMARY,
-            reason,
-            version,
+            super::requests::new_request_id(),
         );
+        record.decision = LISTING_SUMMARY.into();
+        record.reason = reason;
+        record.policy_version = version;
         record.listing = Some(self.summary);
         record.mode = Mode::Enforce;
         record

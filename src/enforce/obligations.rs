@@ -200,6 +200,35 @@ impl Obligations {
     }
 }
 
+// Application to every content kind: interim entry points (tool results as before; resources
+// and prompts refuse any content-transforming obligation until they are applied there).
+impl Obligations {
+    pub fn apply_to_tool_result(&self, result: &mut CallToolResult) -> Result<(), String> {
+        self.apply(result);
+        Ok(())
+    }
+
+    pub fn apply_to_resource(
+        &self,
+        _result: &mut rmcp::model::ReadResourceResult,
+    ) -> Result<(), String> {
+        if self.transforms_content() {
+            return Err("resource contents cannot be redacted yet".into());
+        }
+        Ok(())
+    }
+
+    pub fn apply_to_prompt(
+        &self,
+        _result: &mut rmcp::model::GetPromptResult,
+    ) -> Result<(), String> {
+        if self.transforms_content() {
+            return Err("prompt messages cannot be redacted yet".into());
+        }
+        Ok(())
+    }
+}
+
 fn mask(value: &Value) -> String {
     let text = match value {
         Value::String(s) => s.clone(),

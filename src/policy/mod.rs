@@ -647,21 +647,20 @@ impl PolicyEngine {
 
     /// Re-reads the policy directory (and the shadow one): validates, then swaps atomically.
     /// On any problem the running version stays and the error says why.
-    pub fn reload(&self) -> Result<String, PolicyLoadError> {
-        let (set, _) = CompiledPolicySet::load(&self.dir)?;
+    /// Reloads policies, schema and entity files from disk, then replays `updates` (the durable
+    /// relationship updates, oldest first) over the entity files.
+    pub fn reload(&self, updates: &[Vec<serde_json::Value>]) -> Result<String, PolicyLoadError> {
+        let (set, files) = CompiledPolicySet::load(&self.dir)?;
         let relationships =
-            self.relationships
-                .load()
-                .revalidate(set.schema())
-                .map_err(|message| PolicyLoadError {
-                    problems: vec![PolicyProblem {
-                        file: self.dir.join(load::ENTITIES_DIR).display().to_string(),
-                        line: None,
-                        message: format!(
-                            "the relationship store does not fit the new schema: {message}"
-                        ),
-                    }],
-                })?;
+            replay_updates(files, updates, set.schema()).map_err(|message| PolicyLoadError {
+                problems: vec![PolicyProblem {
+                    file: self.dir.join(load::ENTITIES_DIR).display().to_string(),
+                    line: None,
+                    message: format!(
+                        "the stored relationship updates do not fit the entity files and schema: {message}"
+                    ),
+                }],
+            })?;
         let shadow = match &self.shadow_dir {
             Some(dir) => Some(Arc::new(CompiledPolicySet::load(dir)?.0)),
             None => None,
@@ -684,11 +683,44 @@ impl PolicyEngine {
 
     /// Adds or replaces relationship entities (Cedar entity JSON), validated against the
     /// schema; the store swaps atomically and the next decision sees it.
-    pub fn update_relationships(&self, updates: Vec<serde_json::Value>) -> Result<usize, String> {
-        let latest = self.latest();
-        let store = self.relationships.load().upsert(updates, latest.schema())?;
+    /// The relationship store with `updates` applied, validated against the schema in force;
+    /// nothing changes until [`PolicyEngine::set_relationships`].
+    pub fn relationships_with(
+        &self,
+        updates: Vec<serde_json::Value>,
+    ) -> Result<RelationshipStore, String> {
+        self.relationships
+            .load()
+            .upsert(updates, self.latest().schema())
+    }
+
+    /// Puts a relationship store in force; its entity count.
+    pub fn set_relationships(&self, store: RelationshipStore) -> usize {
         let count = store.len();
         self.relationships.store(Arc::new(store));
-        Ok(count)
+        count
     }
+
+    /// Replays durable relationship updates over what is loaded now (at start).
+    pub fn replay_relationships(
+        &self,
+        updates: &[Vec<serde_json::Value>],
+    ) -> Result<usize, String> {
+        let schema = self.latest().schema().clone();
+        let current = self.relationships.load().revalidate(&schema)?;
+        let store = replay_updates(current, updates, &schema)?;
+        Ok(self.set_relationships(store))
+    }
+}
+
+/// Applies relationship updates, oldest first.
+fn replay_updates(
+    mut store: RelationshipStore,
+    updates: &[Vec<serde_json::Value>],
+    schema: &cedar_policy::Schema,
+) -> Result<RelationshipStore, String> {
+    for update in updates {
+        store = store.upsert(update.clone(), schema)?;
+    }
+    Ok(store)
 }

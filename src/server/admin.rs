@@ -38,6 +38,7 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
         .route("/break-glass", get(list_grants).post(open_grant))
+        .route("/break-glass/{id}/revoke", post(revoke_grant))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_person,
@@ -226,16 +227,17 @@ async fn reload_policy(
     State(state): State<AdminState>,
     axum::Extension(actor): axum::Extension<ActorRef>,
 ) -> Response {
-    match state.gateway.policy().reload() {
+    match state.gateway.reload_policy().await {
         Ok(version) => {
             tracing::info!(target: "capgate::admin", user = %actor.user.id, %version, "policy reloaded");
             Json(json!({"reloaded": version, "status": status_document(&state.gateway)}))
                 .into_response()
         }
-        Err(error) => {
+        Err(crate::enforce::ReloadError::Policy(error)) => {
             tracing::warn!(target: "capgate::admin", user = %actor.user.id, %error, "policy reload refused");
             load_error_response(&error)
         }
+        Err(crate::enforce::ReloadError::Store(error)) => unavailable(error),
     }
 }
 
@@ -244,12 +246,18 @@ async fn update_relationships(
     axum::Extension(actor): axum::Extension<ActorRef>,
     Json(entities): Json<Vec<Value>>,
 ) -> Response {
-    match state.gateway.policy().update_relationships(entities) {
+    use crate::enforce::RelationshipError;
+    match state
+        .gateway
+        .update_relationships(entities, &actor.user.id)
+        .await
+    {
         Ok(count) => {
             tracing::info!(target: "capgate::admin", user = %actor.user.id, count, "relationships updated");
             Json(json!({"relationship_entities": count})).into_response()
         }
-        Err(message) => (
+        Err(RelationshipError::Store(error)) => unavailable(error),
+        Err(RelationshipError::Invalid(message)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"error": message, "note": "the relationship store is unchanged"})),
         )
@@ -287,7 +295,7 @@ async fn set_kill_switch(
         set_at: crate::policy::now_unix(),
     };
     tracing::warn!(target: "capgate::admin", user = %actor.user.id, scope = ?switch.scope, reason = %switch.reason, "kill switch set");
-    match state.gateway.controls().set_kill_switch(switch) {
+    match state.gateway.controls().set_kill_switch(switch).await {
         Ok(()) => Json(json!({ "kill_switches": state.gateway.controls().kill_switches() }))
             .into_response(),
         Err(error) => unavailable(error),
@@ -300,7 +308,12 @@ async fn lift_kill_switch(
     Json(request): Json<KillRequest>,
 ) -> Response {
     tracing::warn!(target: "capgate::admin", user = %actor.user.id, scope = ?request.scope, "kill switch lifted");
-    match state.gateway.controls().lift_kill_switch(&request.scope) {
+    match state
+        .gateway
+        .controls()
+        .lift_kill_switch(&request.scope)
+        .await
+    {
         Ok(lifted) => Json(json!({
             "lifted": lifted,
             "kill_switches": state.gateway.controls().kill_switches(),
@@ -312,7 +325,7 @@ async fn lift_kill_switch(
 
 #[derive(serde::Deserialize)]
 struct BudgetQuery {
-    /// `<tenant>/<run id>`, as budgets are kept.
+    /// A run id of the admin's tenant.
     run: String,
     #[serde(default)]
     tool: String,
@@ -320,10 +333,15 @@ struct BudgetQuery {
 
 async fn budget_usage(
     State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
     axum::extract::Query(query): axum::extract::Query<BudgetQuery>,
 ) -> Response {
     let controls = state.gateway.controls();
-    match controls.usage(&query.run, &query.tool).await {
+    let run = crate::store::RunKey::Run {
+        tenant: actor.tenant.clone(),
+        run: query.run.clone(),
+    };
+    match controls.usage(&run, &query.tool).await {
         Ok(usage) => Json(json!({
             "run": query.run,
             "usage": usage,
@@ -345,7 +363,12 @@ async fn open_grant(
     Json(request): Json<crate::enforce::BreakGlassRequest>,
 ) -> Response {
     use crate::enforce::BreakGlassError;
-    match state.gateway.controls().open_break_glass(&actor, request) {
+    match state
+        .gateway
+        .controls()
+        .open_break_glass(&actor, request)
+        .await
+    {
         Ok(grant) => Json(json!({ "grant": grant })).into_response(),
         Err(BreakGlassError::Forbidden(why)) => {
             tracing::warn!(target: "capgate::break_glass", user = %actor.user.id, %why, "break-glass refused");
@@ -356,6 +379,38 @@ async fn open_grant(
             Json(json!({"error": why})),
         )
             .into_response(),
+        Err(BreakGlassError::Unknown(why)) => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
+        }
+        Err(BreakGlassError::Store(error)) => unavailable(error),
+    }
+}
+
+async fn revoke_grant(
+    State(state): State<AdminState>,
+    axum::Extension(actor): axum::Extension<ActorRef>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    use crate::enforce::BreakGlassError;
+    match state
+        .gateway
+        .controls()
+        .revoke_break_glass(&actor, &id)
+        .await
+    {
+        Ok(grant) => Json(json!({ "grant": grant })).into_response(),
+        Err(BreakGlassError::Forbidden(why)) => {
+            tracing::warn!(target: "capgate::break_glass", user = %actor.user.id, %why, "break-glass revocation refused");
+            (StatusCode::FORBIDDEN, Json(json!({"error": why}))).into_response()
+        }
+        Err(BreakGlassError::Invalid(why)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": why})),
+        )
+            .into_response(),
+        Err(BreakGlassError::Unknown(why)) => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
+        }
         Err(BreakGlassError::Store(error)) => unavailable(error),
     }
 }
@@ -364,13 +419,13 @@ async fn list_grants(
     State(state): State<AdminState>,
     axum::Extension(actor): axum::Extension<ActorRef>,
 ) -> Response {
-    match state.gateway.controls().break_glass_grants() {
+    match state.gateway.controls().break_glass_grants().await {
         Ok(grants) => {
-            let now = crate::policy::now_unix();
+            let now = state.gateway.controls().now();
             let mine: Vec<Value> = grants
                 .into_iter()
                 .filter(|g| g.tenant == actor.tenant)
-                .map(|g| json!({"grant": g, "open": now < g.expires_at}))
+                .map(|g| json!({"grant": g, "open": g.revoked_at.is_none() && now < g.expires_at}))
                 .collect();
             Json(json!({ "grants": mine })).into_response()
         }
@@ -423,7 +478,7 @@ pub fn openapi() -> Value {
                                {"name": "run", "in": "query", "required": true, "schema": {"type": "string"}}],
                 "responses": ok("manifest")}},
             "/admin/budgets": {"get": {"summary": "A run's budget usage", "security": bearer.clone(),
-                "parameters": [{"name": "run", "in": "query", "required": true, "schema": {"type": "string"}, "description": "<tenant>/<run id>"},
+                "parameters": [{"name": "run", "in": "query", "required": true, "schema": {"type": "string"}, "description": "a run id of the caller's tenant"},
                                {"name": "tool", "in": "query", "required": false, "schema": {"type": "string"}}],
                 "responses": ok("usage and limits")}},
             "/approvals": {"get": op("Approval requests of the caller's tenant", "list")},
@@ -438,7 +493,10 @@ pub fn openapi() -> Value {
                 "post": with_body("Open a time-limited break-glass grant", json!({"type": "object", "required": ["user", "reason", "expires_in_seconds"],
                     "properties": {"user": {"type": "string"}, "agent_role": {"type": "string"}, "tool": {"type": "string"},
                                    "reason": {"type": "string", "minLength": 10}, "expires_in_seconds": {"type": "integer", "minimum": 1}}}))
-            }
+            },
+            "/break-glass/{id}/revoke": {"post": {"summary": "Revoke a break-glass grant of the caller's tenant (effective on the next request)", "security": bearer.clone(),
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "revoked"}, "403": {"description": "not a person with the break-glass role"}, "404": {"description": "no such open grant in the caller's tenant"}}}}
         }
     })
 }

@@ -31,94 +31,9 @@ use rmcp::{ServerHandler, ServiceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
-use crate::downstream::Downstreams;
-use crate::enforce::Gateway;
+use crate::enforce::{CallMeta, Gateway};
 use crate::identity::{self, ActorRef, AuthError, Authenticator, CompositeActor};
-use crate::policy::PolicyEngine;
-use crate::registry::Registry;
-
-/// Everything that can stop the gateway from starting, each naming what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Key(#[from] identity::KeyError),
-    #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
-    #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyLoadError),
-    #[error("capabilities: `{capability}` binds `{argument}` to entity type `{entity_type}`, which the policy schema does not declare. Fix: declare it in the schema or correct the contract")]
-    UnknownEntityType {
-        capability: String,
-        argument: String,
-        entity_type: String,
-    },
-    #[error("cannot listen on {address}: {error}")]
-    Listen { address: String, error: String },
-    #[error("stdio mode: {0}")]
-    StdioIdentity(String),
-    #[error("{0}")]
-    Serve(String),
-}
-
-/// Loads contracts and policies (refusing start on any problem) and starts the downstream
-/// supervisors.
-pub fn start_gateway(
-    config: &GatewayConfig,
-    shutdown: CancellationToken,
-) -> Result<Arc<Gateway>, StartError> {
-    let server_ids: Vec<String> = config.downstreams.iter().map(|d| d.id.clone()).collect();
-    let registry = Arc::new(Registry::load(&config.capabilities_dir, Some(&server_ids))?);
-    let policy = PolicyEngine::load(&config.policies_dir, config.shadow_policies_dir.as_deref())?;
-    let policy_set = policy.latest();
-    for warning in &policy_set.warnings {
-        tracing::warn!(%warning, "policy warning");
-    }
-    for (capability, binding) in registry.bound_entity_types() {
-        if !policy_set.declares_entity_type(&binding.entity_type) {
-            return Err(StartError::UnknownEntityType {
-                capability: capability.to_string(),
-                argument: binding.argument.clone(),
-                entity_type: binding.entity_type.clone(),
-            });
-        }
-    }
-    tracing::info!(
-        policies = policy_set.policy_count(),
-        version = policy_set.label(),
-        digest = %policy_set.digest,
-        "policy set loaded"
-    );
-    let store = crate::store::SqliteStore::open(&config.data_dir)
-        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
-    let controls = crate::enforce::Controls::new(Arc::new(store), config.enforcement.clone())
-        .map_err(|e| StartError::Serve(e.to_string()))?;
-    let (key_path, generate) = config.audit.signing_key_path(&config.data_dir);
-    let key = crate::audit::load_signing_key(&key_path, generate)
-        .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;
-    let log = crate::audit::DecisionLog::open(
-        &config.audit.log_path(&config.data_dir),
-        key,
-        config.audit.checkpoints(),
-    )
-    .map_err(|e| StartError::Serve(e.to_string()))?;
-    let contracts = registry.clone();
-    let downstreams = Downstreams::start(
-        &config.downstreams,
-        Arc::new(move |server, tool| contracts.tool_of(server, tool).is_some()),
-        shutdown,
-    );
-    Ok(Arc::new(Gateway::new(
-        registry,
-        policy,
-        downstreams,
-        controls,
-        log,
-        config.audit.clone(),
-        config.server.explain_to_agent,
-    )))
-}
+use crate::startup::{start_gateway, StartError};
 
 /// The rmcp handler: finds the request's actor, then delegates to the PEP.
 #[derive(Clone)]
@@ -126,6 +41,22 @@ pub struct McpFront {
     gateway: Arc<Gateway>,
     /// Set in stdio mode only, where the process has one identity.
     stdio_actor: Option<ActorRef>,
+}
+
+/// The references capgate reads from a request's `_meta`.
+fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
+    let meta_string = |key: &str| {
+        ctx.meta
+            .0
+             .0
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    CallMeta {
+        idempotency_key: meta_string(crate::enforce::IDEMPOTENCY_META_KEY),
+        approval: meta_string(crate::enforce::APPROVAL_META_KEY),
+    }
 }
 
 impl McpFront {
@@ -209,18 +140,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
-        let meta_string = |key: &str| {
-            ctx.meta
-                .0
-                 .0
-                .get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        let call_meta = crate::enforce::CallMeta {
-            idempotency_key: meta_string(crate::enforce::IDEMPOTENCY_META_KEY),
-            approval: meta_string(crate::enforce::APPROVAL_META_KEY),
-        };
+        let call_meta = call_meta(&ctx);
         // One span per call, carrying the decision (recorded on the path by `enforce`).
         let span = tracing::info_span!(
             "capgate.tools_call",
@@ -274,7 +194,7 @@ impl ServerHandler for McpFront {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
         self.gateway
-            .read_resource(&actor, &request.uri)
+            .read_resource(&actor, &request.uri, &call_meta(&ctx))
             .await
             .map(Into::into)
     }
@@ -298,7 +218,7 @@ impl ServerHandler for McpFront {
     ) -> Result<GetPromptResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
         self.gateway
-            .get_prompt(&actor, &request.name, request.arguments)
+            .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx))
             .await
             .map(Into::into)
     }
@@ -389,7 +309,7 @@ pub fn http_router(
                     async move {
                         (
                             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                            gateway.render_metrics(),
+                            gateway.render_metrics().await,
                         )
                     }
                 }
@@ -444,7 +364,7 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let auth = Arc::new(Authenticator::from_config(&config)?);
-    let gateway = start_gateway(&config, shutdown.clone())?;
+    let gateway = start_gateway(&config, shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| StartError::Listen {
@@ -506,7 +426,7 @@ fn spawn_reload_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = hangups.recv() => match gateway.policy().reload() {
+                    _ = hangups.recv() => match gateway.reload_policy().await {
                         Ok(version) => tracing::info!(%version, "policy reloaded on SIGHUP"),
                         Err(error) => tracing::error!(%error, "policy reload on SIGHUP refused; the running version stays"),
                     },
@@ -534,7 +454,7 @@ pub async fn serve_stdio(
     let actor: CompositeActor = auth.authenticate(&token).map_err(|e| {
         StartError::StdioIdentity(format!("the token in {token_env} is refused: {e}"))
     })?;
-    let gateway = start_gateway(&config, shutdown.clone())?;
+    let gateway = start_gateway(&config, shutdown.clone()).await?;
     gateway
         .downstreams()
         .wait_until_up(Duration::from_secs(10))

@@ -1,8 +1,14 @@
-//! Durable enforcement state behind one trait: kill switches, run budgets and idempotency
-//! records. SQLite (embedded, WAL) is the default implementation ([`SqliteStore`]).
+//! Durable enforcement state behind one async trait: kill switches, break-glass grants,
+//! approvals, run budgets, idempotency claims and relationship updates. SQLite (embedded, WAL)
+//! is the default implementation ([`SqliteStore`]).
 //!
-//! Every operation that checks and changes state does both in one transaction, so concurrent
-//! calls cannot both pass a check that only one of them should.
+//! The store holds data and keeps it consistent; it knows no domain rules. What a call may do
+//! (budgets, approvals, idempotency) is decided in `enforce`: [`Store::admit`] reads the call's
+//! state and hands it to enforce's rule inside one transaction, then writes what the rule
+//! returned, so no concurrent call can pass a check that only one of them should.
+//!
+//! Every scope key is a structure ([`RunKey`], [`IdempotencyScope`]) stored in an unambiguous
+//! encoding (a JSON array), never strings joined with a separator.
 
 mod sqlite;
 
@@ -21,14 +27,15 @@ pub enum KillScope {
     Global,
     Tenant(String),
     Server(String),
-    /// An exposed tool name (`case__send_approved_notice`).
+    /// An exposed capability name (`case__send_approved_notice`, `case__case`, `case__triage`).
     Tool(String),
     AgentRole(String),
     User(String),
 }
 
 impl KillScope {
-    fn kind(&self) -> &'static str {
+    /// The scope's kind as stored and shown (`global`, `tenant`, ...).
+    pub fn kind(&self) -> &'static str {
         match self {
             KillScope::Global => "global",
             KillScope::Tenant(_) => "tenant",
@@ -61,25 +68,6 @@ impl KillScope {
             _ => return None,
         })
     }
-
-    /// Whether this switch stops `tool` (exposed name) on `server` for the given actor.
-    pub fn covers(
-        &self,
-        tenant: &str,
-        server: &str,
-        tool: &str,
-        agent_role: Option<&str>,
-        user: &str,
-    ) -> bool {
-        match self {
-            KillScope::Global => true,
-            KillScope::Tenant(t) => t == tenant,
-            KillScope::Server(s) => s == server,
-            KillScope::Tool(name) => name == tool,
-            KillScope::AgentRole(role) => agent_role == Some(role.as_str()),
-            KillScope::User(u) => u == user,
-        }
-    }
 }
 
 /// A kill switch that is on: who flipped it, when and why.
@@ -92,15 +80,42 @@ pub struct KillSwitch {
     pub set_at: i64,
 }
 
-/// Limits for one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BudgetLimits {
-    pub max_calls: u64,
-    pub max_calls_per_tool: u64,
-    pub max_cost: u64,
+/// The run a call is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKey {
+    /// A run named by the token's run id, within its tenant.
+    Run { tenant: String, run: String },
+    /// Calls without a run id: one run per user and day.
+    UserDay {
+        tenant: String,
+        user: String,
+        day: i64,
+    },
 }
 
-/// What a run has used so far.
+impl RunKey {
+    /// The stored key: a JSON array, so no two distinct runs share one.
+    pub fn encoded(&self) -> String {
+        let value = match self {
+            RunKey::Run { tenant, run } => serde_json::json!(["run", tenant, run]),
+            RunKey::UserDay { tenant, user, day } => {
+                serde_json::json!(["user_day", tenant, user, day])
+            }
+        };
+        value.to_string()
+    }
+
+    /// A label for people (messages, logs); never used as a key.
+    pub fn label(&self) -> String {
+        match self {
+            RunKey::Run { run, .. } => format!("run {run:?}"),
+            RunKey::UserDay { user, day, .. } => format!("the day-{day} run of user {user:?}"),
+        }
+    }
+}
+
+/// What a run has used so far (of one capability: `tool_calls`; of all: `calls`, `cost`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BudgetUsage {
     pub calls: u64,
@@ -108,33 +123,40 @@ pub struct BudgetUsage {
     pub cost: u64,
 }
 
-/// The result of trying to debit one call from a run's budget.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BudgetDebit {
-    Debited(BudgetUsage),
-    Exhausted { usage: BudgetUsage, reason: String },
-}
-
-/// Where an idempotency key is unique: tenant + actor + tool + key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Where an idempotency key is unique: tenant, user, agent, capability and key, each its own
+/// field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdempotencyScope {
     pub tenant: String,
-    pub actor: String,
+    pub user: String,
+    pub agent: Option<String>,
     pub tool: String,
     pub key: String,
 }
 
-/// The result of claiming an idempotency key.
+impl IdempotencyScope {
+    /// The stored key: a JSON array of the fields.
+    pub fn encoded(&self) -> String {
+        serde_json::json!([self.tenant, self.user, self.agent, self.tool, self.key]).to_string()
+    }
+}
+
+/// An idempotency key's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyClaim {
-    /// First use: the caller runs the call and then completes (or releases) the claim.
-    Claimed,
-    /// Same key, same call, already done: the stored result (JSON).
-    Replay(String),
-    /// Same key, same call, still running.
-    InFlight,
-    /// Same key, different call.
-    Mismatch,
+pub struct IdempotencyRecord {
+    /// Digest of the call that claimed the key.
+    pub fingerprint: String,
+    /// The request that claimed it (replays point at it).
+    pub request_id: String,
+    pub state: ClaimState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Claimed and not completed; the claim may be taken over once its lease has passed.
+    InFlight { lease_until: i64 },
+    /// Completed: the stored result (JSON).
+    Done { result: String },
 }
 
 /// Where an approval request stands.
@@ -187,162 +209,144 @@ pub struct Approval {
     pub decided_by: Option<String>,
 }
 
-impl Approval {
-    /// Why this approval cannot authorize the call with `digest` in `tenant` at `now`, if it
-    /// cannot (the policy version is checked where the decision is known).
-    pub fn problem_for(&self, tenant: &str, digest: &str, now: i64) -> Option<ApprovalProblem> {
-        let id = || self.id.clone();
-        if self.tenant != tenant {
-            return Some(ApprovalProblem::OtherTenant(id()));
-        }
-        if self.action_digest != digest {
-            return Some(ApprovalProblem::OtherCall(id()));
-        }
-        match self.status {
-            ApprovalStatus::Approved if now >= self.expires_at => {
-                Some(ApprovalProblem::Expired(id()))
-            }
-            ApprovalStatus::Approved => None,
-            ApprovalStatus::Pending => Some(ApprovalProblem::Pending(id())),
-            ApprovalStatus::Rejected => Some(ApprovalProblem::Rejected(id())),
-            ApprovalStatus::Consumed => Some(ApprovalProblem::AlreadyUsed(id())),
-        }
-    }
-}
-
-/// Why an approval cannot be used or decided.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApprovalProblem {
-    #[error("approval `{0}` does not exist")]
-    Unknown(String),
-    #[error("approval `{0}` belongs to another tenant")]
-    OtherTenant(String),
-    #[error("approval `{0}` was granted for a different call (another action digest)")]
-    OtherCall(String),
-    #[error("approval `{0}` has expired")]
-    Expired(String),
-    #[error("approval `{0}` was already used")]
-    AlreadyUsed(String),
-    #[error("approval `{0}` was rejected")]
-    Rejected(String),
-    #[error("approval `{0}` is still pending")]
-    Pending(String),
-    #[error("approval `{0}` was decided already")]
-    AlreadyDecided(String),
-    #[error("approval `{id}` was granted under policy {granted}; the policy in force is {current}: request a new approval")]
-    PolicyChanged {
-        id: String,
-        granted: String,
-        current: String,
-    },
-}
-
-/// A break-glass grant: for a limited time, calls of `tool` (or all tools) by `user` (optionally
-/// only through one agent role) are allowed even where policy refuses them, loudly.
+/// A break-glass grant: for a limited time, calls of `tool` (or all capabilities) by `user`
+/// (optionally only through one agent role) are allowed even where policy refuses them, loudly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BreakGlassGrant {
     pub id: String,
     pub tenant: String,
     pub user: String,
     pub agent_role: Option<String>,
-    /// An exposed tool name; `None` covers every tool.
+    /// An exposed capability name; `None` covers every capability.
     pub tool: Option<String>,
     pub reason: String,
     pub opened_by: String,
     pub opened_at: i64,
     pub expires_at: i64,
     pub uses: i64,
+    /// Who revoked the grant, and when; a revoked grant covers nothing.
+    #[serde(default)]
+    pub revoked_by: Option<String>,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
 }
 
-impl BreakGlassGrant {
-    pub fn covers(
-        &self,
-        tenant: &str,
-        user: &str,
-        agent_role: Option<&str>,
-        tool: &str,
-        now: i64,
-    ) -> bool {
-        now < self.expires_at
-            && self.tenant == tenant
-            && self.user == user
-            && self
-                .agent_role
-                .as_deref()
-                .is_none_or(|r| Some(r) == agent_role)
-            && self.tool.as_deref().is_none_or(|t| t == tool)
-    }
+/// What one call's admission reads, under the transaction that may then write.
+#[derive(Debug, Clone)]
+pub struct AdmissionKeys {
+    pub run: RunKey,
+    /// The capability's exposed name (per-capability budget).
+    pub capability: String,
+    pub idempotency: Option<IdempotencyScope>,
+    pub approval: Option<String>,
+    /// Completed idempotency records created before this time are forgotten first.
+    pub forget_before: i64,
 }
 
-/// The store's operations.
+/// The state the admission rule decides on.
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionState {
+    pub usage: BudgetUsage,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub approval: Option<Approval>,
+}
+
+/// What the admission rule tells the store to write (nothing, when it refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdmissionWrites {
+    /// Debit one call of this cost from the run and capability.
+    pub debit: Option<u64>,
+    /// Claim (or take over) the idempotency key.
+    pub claim: Option<NewClaim>,
+    /// Mark the approval used.
+    pub consume_approval: bool,
+}
+
+/// A new in-flight claim of an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClaim {
+    pub fingerprint: String,
+    pub request_id: String,
+    pub created_at: i64,
+    pub lease_until: i64,
+}
+
+/// How a claimed call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Performed: keep the result for replays.
+    Completed(String),
+    /// Certainly not performed: give the key back.
+    Released,
+}
+
+/// A durable relationship update, replayed over the entity files at start and reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipUpdate {
+    pub seq: i64,
+    /// Cedar entity JSON.
+    pub entities: Vec<serde_json::Value>,
+    pub by: String,
+    pub at: i64,
+}
+
+/// The admission rule: given the state read in the transaction, what to write.
+pub type AdmissionRule<'a> = dyn FnMut(&AdmissionState) -> AdmissionWrites + Send + 'a;
+
+/// The store's operations. Each is one transaction.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync {
-    fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
-    fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError>;
-    fn record_grant_use(&self, id: &str) -> Result<(), StoreError>;
+    async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
+    async fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError>;
+    async fn record_grant_use(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks a grant revoked; `false` when there is no such grant or it was revoked already.
+    async fn revoke_grant(&self, id: &str, by: &str, at: i64) -> Result<bool, StoreError>;
 
-    fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
-    fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
-    fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;
+    async fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+    async fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;
     /// Approvals still waiting for a decision and not yet expired at `now`, in every tenant.
-    fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError>;
-    /// Grants or rejects a pending, unexpired approval (who may do so is checked by the caller).
-    fn decide_approval(
+    async fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError>;
+    /// Sets a pending approval's status, unless its status changed since `expected` was read.
+    /// `false` when it did (a concurrent decision won).
+    async fn decide_approval(
         &self,
         id: &str,
-        approve: bool,
-        approver: &str,
-        now: i64,
-    ) -> Result<Result<Approval, ApprovalProblem>, StoreError>;
-    /// In one transaction: checks the approval (digest, expiry, single use, policy version),
-    /// claims the idempotency key when there is one, and marks the approval used.
-    #[allow(clippy::too_many_arguments)]
-    fn consume_approval(
-        &self,
-        id: &str,
-        tenant: &str,
-        action_digest: &str,
-        policy_version: &str,
-        now: i64,
-        idempotency: Option<(&IdempotencyScope, &str, i64)>,
-    ) -> Result<Result<Option<IdempotencyClaim>, ApprovalProblem>, StoreError>;
+        expected: ApprovalStatus,
+        status: ApprovalStatus,
+        decided_by: &str,
+    ) -> Result<bool, StoreError>;
 
-    fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError>;
-    fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError>;
+    async fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError>;
+    async fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError>;
     /// Removes a switch; `false` when none was on for that scope.
-    fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError>;
+    async fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError>;
 
-    fn budget_usage(&self, run: &str, tool: &str) -> Result<BudgetUsage, StoreError>;
-    /// Checks and debits one call atomically.
-    fn debit_budget(
-        &self,
-        run: &str,
-        tool: &str,
-        cost: u64,
-        limits: BudgetLimits,
-    ) -> Result<BudgetDebit, StoreError>;
+    async fn budget_usage(&self, run: &RunKey, capability: &str)
+        -> Result<BudgetUsage, StoreError>;
 
-    /// Claims a key for a call with `fingerprint`, forgetting records older than `retain_secs`.
-    fn claim_idempotency(
+    /// One call's admission, in one transaction: reads its [`AdmissionState`], asks `rule`,
+    /// writes what the rule returned, commits. Returns the usage after the writes.
+    async fn admit(
+        &self,
+        keys: &AdmissionKeys,
+        rule: &mut AdmissionRule<'_>,
+    ) -> Result<BudgetUsage, StoreError>;
+    /// Ends a claim: stores the result or gives the key back.
+    async fn settle(
         &self,
         scope: &IdempotencyScope,
-        fingerprint: &str,
-        now: i64,
-        retain_secs: i64,
-    ) -> Result<IdempotencyClaim, StoreError>;
-    /// The stored result of a completed call with this key and fingerprint, if any.
-    fn completed_result(
-        &self,
-        scope: &IdempotencyScope,
-        fingerprint: &str,
-    ) -> Result<Option<String>, StoreError>;
-    /// Stores the result of a claimed call for replays.
-    fn complete_idempotency(
-        &self,
-        scope: &IdempotencyScope,
-        result: &str,
+        settlement: &Settlement,
     ) -> Result<(), StoreError>;
-    /// Gives a claim back (the call was not performed), so the caller may retry.
-    fn release_idempotency(&self, scope: &IdempotencyScope) -> Result<(), StoreError>;
+
+    async fn relationship_updates(&self) -> Result<Vec<RelationshipUpdate>, StoreError>;
+    /// Appends an update; its sequence number.
+    async fn append_relationship_update(
+        &self,
+        entities: &[serde_json::Value],
+        by: &str,
+        at: i64,
+    ) -> Result<i64, StoreError>;
 }
 
 /// JSON with object keys sorted at every level: the canonical form digests are taken over.
@@ -381,24 +385,28 @@ mod tests {
     }
 
     #[test]
-    fn kill_scopes_cover_what_they_name() {
-        let covers = |s: KillScope| {
-            s.covers(
-                "acme",
-                "case",
-                "case__read_case",
-                Some("risk-agent"),
-                "alice",
-            )
+    fn scope_keys_never_collide_across_separators() {
+        let scope = |user: &str, agent: &str| IdempotencyScope {
+            tenant: "acme".into(),
+            user: user.into(),
+            agent: Some(agent.into()),
+            tool: "case__create_notice_draft".into(),
+            key: "k".into(),
         };
-        assert!(covers(KillScope::Global));
-        assert!(covers(KillScope::Tenant("acme".into())));
-        assert!(!covers(KillScope::Tenant("globex".into())));
-        assert!(covers(KillScope::Tool("case__read_case".into())));
-        assert!(!covers(KillScope::Tool(
-            "case__send_approved_notice".into()
-        )));
-        assert!(covers(KillScope::AgentRole("risk-agent".into())));
-        assert!(!covers(KillScope::User("bob".into())));
+        assert_ne!(
+            scope("org/alice", "bot").encoded(),
+            scope("org", "alice/bot").encoded()
+        );
+        let run = |tenant: &str, run: &str| RunKey::Run {
+            tenant: tenant.into(),
+            run: run.into(),
+        };
+        assert_ne!(run("a/b", "c").encoded(), run("a", "b/c").encoded());
+        let day = RunKey::UserDay {
+            tenant: "a".into(),
+            user: "b".into(),
+            day: 1,
+        };
+        assert_ne!(day.encoded(), run("a", "b").encoded());
     }
 }

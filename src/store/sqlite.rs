@@ -1,6 +1,6 @@
 //! The embedded store: one SQLite database in the data directory, in WAL mode with
 //! `synchronous = NORMAL` (commits survive a process crash; an OS crash may lose the last ones),
-//! each check-and-change in one immediate transaction.
+//! each operation in one immediate transaction.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -8,11 +8,15 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    Approval, ApprovalProblem, ApprovalStatus, BreakGlassGrant, BudgetDebit, BudgetLimits,
-    BudgetUsage, IdempotencyClaim, IdempotencyScope, KillScope, KillSwitch, Store, StoreError,
+    AdmissionKeys, AdmissionRule, AdmissionState, Approval, ApprovalStatus, BreakGlassGrant,
+    BudgetUsage, ClaimState, IdempotencyRecord, IdempotencyScope, KillScope, KillSwitch,
+    RelationshipUpdate, RunKey, Settlement, Store, StoreError,
 };
 
-const SCHEMA: &str = r#"
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first wave's tables.
+    r#"
 CREATE TABLE IF NOT EXISTS kill_switches (
     kind TEXT NOT NULL,
     target TEXT NOT NULL,
@@ -20,24 +24,6 @@ CREATE TABLE IF NOT EXISTS kill_switches (
     set_by TEXT NOT NULL,
     set_at INTEGER NOT NULL,
     PRIMARY KEY (kind, target)
-);
-CREATE TABLE IF NOT EXISTS run_budgets (
-    run TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    calls INTEGER NOT NULL,
-    cost INTEGER NOT NULL,
-    PRIMARY KEY (run, tool)
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    tenant TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL,
-    result TEXT,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (tenant, actor, tool, key)
 );
 CREATE TABLE IF NOT EXISTS break_glass (
     id TEXT PRIMARY KEY,
@@ -65,7 +51,39 @@ CREATE TABLE IF NOT EXISTS approvals (
     status TEXT NOT NULL,
     decided_by TEXT
 );
-"#;
+"#,
+    // 2: structured scope keys (the first wave's joined-string tables are dropped: their keys
+    // were ambiguous), claim leases, grant revocation, durable relationship updates.
+    r#"
+DROP TABLE IF EXISTS run_budgets;
+DROP TABLE IF EXISTS idempotency;
+CREATE TABLE run_usage (
+    run TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    cost INTEGER NOT NULL,
+    PRIMARY KEY (run, capability)
+);
+CREATE TABLE idempotency_claims (
+    scope TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    lease_until INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX idempotency_claims_created ON idempotency_claims (created_at);
+ALTER TABLE break_glass ADD COLUMN revoked_by TEXT;
+ALTER TABLE break_glass ADD COLUMN revoked_at INTEGER;
+CREATE TABLE relationship_updates (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entities TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#,
+];
 
 /// SQLite behind a mutex: one writer at a time, which is what SQLite allows anyway.
 pub struct SqliteStore {
@@ -77,12 +95,12 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating) `<data_dir>/capgate.db` in WAL mode.
+    /// Opens (creating and migrating) `<data_dir>/capgate.db` in WAL mode.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join("capgate.db");
-        let connection = Connection::open(&path)
+        let mut connection = Connection::open(&path)
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
@@ -95,7 +113,7 @@ impl SqliteStore {
         connection
             .busy_timeout(std::time::Duration::from_millis(1500))
             .map_err(failed)?;
-        connection.execute_batch(SCHEMA).map_err(failed)?;
+        migrate(&mut connection)?;
         // Every statement is prepared once and reused (the hot path runs a few per call).
         connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
@@ -103,20 +121,55 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `work` on the connection. Store work is short (well under a millisecond) but may
+    /// wait on the lock: on the multi-threaded runtime it runs in place with the worker's other
+    /// tasks handed to another thread.
     fn with<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut connection = self
-            .connection
-            .lock()
-            .map_err(|_| StoreError("the store's connection lock is poisoned".into()))?;
-        work(&mut connection).map_err(failed)
+        let run = || {
+            let mut connection = self
+                .connection
+                .lock()
+                .map_err(|_| StoreError("the store's connection lock is poisoned".into()))?;
+            work(&mut connection).map_err(failed)
+        };
+        let in_place = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if in_place {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
     }
 }
 
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(failed)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        if version <= applied {
+            continue;
+        }
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        tx.execute_batch(migration)
+            .map_err(|e| StoreError(format!("store migration {version} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
 impl Store for SqliteStore {
-    fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
+    async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
         self.with(|c| {
             c.prepare_cached("INSERT INTO break_glass (id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)")?.execute(
@@ -136,11 +189,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError> {
+    async fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
-                "SELECT id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses
-                 FROM break_glass ORDER BY opened_at",
+            let mut statement = c.prepare_cached(
+                "SELECT id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses, revoked_by, revoked_at
+                 FROM break_glass ORDER BY opened_at, id",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok(BreakGlassGrant {
@@ -154,13 +207,15 @@ impl Store for SqliteStore {
                     opened_at: row.get(7)?,
                     expires_at: row.get(8)?,
                     uses: row.get(9)?,
+                    revoked_by: row.get(10)?,
+                    revoked_at: row.get(11)?,
                 })
             })?;
             rows.collect()
         })
     }
 
-    fn record_grant_use(&self, id: &str) -> Result<(), StoreError> {
+    async fn record_grant_use(&self, id: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.prepare_cached("UPDATE break_glass SET uses = uses + 1 WHERE id = ?1")?
                 .execute(params![id])
@@ -168,44 +223,55 @@ impl Store for SqliteStore {
         })
     }
 
-    fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+    async fn revoke_grant(&self, id: &str, by: &str, at: i64) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
+                "UPDATE break_glass SET revoked_by = ?2, revoked_at = ?3
+                 WHERE id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![id, by, at])
+            .map(|n| n > 0)
+        })
+    }
+
+    async fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
                 &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-                params![
-                    approval.id,
-                    approval.tenant,
-                    approval.requester,
-                    approval.tool,
-                    approval.action_digest,
-                    approval.arguments,
-                    approval.approver_role,
-                    approval.policy_version,
-                    approval.created_at,
-                    approval.expires_at,
-                    approval.status.as_str(),
-                    approval.decided_by
-                ],
-            )
+            )?
+            .execute(params![
+                approval.id,
+                approval.tenant,
+                approval.requester,
+                approval.tool,
+                approval.action_digest,
+                approval.arguments,
+                approval.approver_role,
+                approval.policy_version,
+                approval.created_at,
+                approval.expires_at,
+                approval.status.as_str(),
+                approval.decided_by
+            ])
             .map(|_| ())
         })
     }
 
-    fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
         self.with(|c| load_approval(c, id))
     }
 
-    fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError> {
+    async fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant = ?1 ORDER BY created_at"
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant = ?1 ORDER BY created_at, id"
             ))?;
             let rows = statement.query_map(params![tenant], approval_row)?;
             rows.collect()
         })
     }
 
-    fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError> {
+    async fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError> {
         self.with(|c| {
             c.prepare_cached(
                 "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?1",
@@ -215,86 +281,27 @@ impl Store for SqliteStore {
         })
     }
 
-    fn decide_approval(
+    async fn decide_approval(
         &self,
         id: &str,
-        approve: bool,
-        approver: &str,
-        now: i64,
-    ) -> Result<Result<Approval, ApprovalProblem>, StoreError> {
+        expected: ApprovalStatus,
+        status: ApprovalStatus,
+        decided_by: &str,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(approval) = load_approval(&tx, id)? else {
-                return Ok(Err(ApprovalProblem::Unknown(id.to_string())));
-            };
-            if approval.status != ApprovalStatus::Pending {
-                return Ok(Err(ApprovalProblem::AlreadyDecided(id.to_string())));
-            }
-            if now >= approval.expires_at {
-                return Ok(Err(ApprovalProblem::Expired(id.to_string())));
-            }
-            let status = if approve {
-                ApprovalStatus::Approved
-            } else {
-                ApprovalStatus::Rejected
-            };
-            set_approval_status(&tx, id, status, Some(approver))?;
-            let decided = load_approval(&tx, id)?;
-            tx.commit()?;
-            Ok(decided.ok_or_else(|| ApprovalProblem::Unknown(id.to_string())))
+            c.prepare_cached(
+                "UPDATE approvals SET status = ?3, decided_by = ?4 WHERE id = ?1 AND status = ?2",
+            )?
+            .execute(params![id, expected.as_str(), status.as_str(), decided_by])
+            .map(|n| n > 0)
         })
     }
 
-    fn consume_approval(
-        &self,
-        id: &str,
-        tenant: &str,
-        action_digest: &str,
-        policy_version: &str,
-        now: i64,
-        idempotency: Option<(&IdempotencyScope, &str, i64)>,
-    ) -> Result<Result<Option<IdempotencyClaim>, ApprovalProblem>, StoreError> {
+    async fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(approval) = load_approval(&tx, id)? else {
-                return Ok(Err(ApprovalProblem::Unknown(id.to_string())));
-            };
-            let problem = approval
-                .problem_for(tenant, action_digest, now)
-                .or_else(|| {
-                    (approval.policy_version != policy_version).then(|| {
-                        ApprovalProblem::PolicyChanged {
-                            id: id.to_string(),
-                            granted: approval.policy_version.clone(),
-                            current: policy_version.to_string(),
-                        }
-                    })
-                });
-            if let Some(problem) = problem {
-                return Ok(Err(problem));
-            }
-            let claim = match idempotency {
-                Some((scope, fingerprint, retain)) => {
-                    let claim = claim_in(&tx, scope, fingerprint, now, retain)?;
-                    if claim != IdempotencyClaim::Claimed {
-                        // A replay or conflict does not use the approval.
-                        tx.commit()?;
-                        return Ok(Ok(Some(claim)));
-                    }
-                    Some(claim)
-                }
-                None => None,
-            };
-            set_approval_status(&tx, id, ApprovalStatus::Consumed, None)?;
-            tx.commit()?;
-            Ok(Ok(claim))
-        })
-    }
-
-    fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError> {
-        self.with(|c| {
-            let mut statement =
-                c.prepare("SELECT kind, target, reason, set_by, set_at FROM kill_switches")?;
+            let mut statement = c.prepare_cached(
+                "SELECT kind, target, reason, set_by, set_at FROM kill_switches ORDER BY set_at",
+            )?;
             let rows = statement.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -307,20 +314,20 @@ impl Store for SqliteStore {
             let mut switches = Vec::new();
             for row in rows {
                 let (kind, target, reason, set_by, set_at) = row?;
-                if let Some(scope) = KillScope::from_parts(&kind, target) {
-                    switches.push(KillSwitch {
-                        scope,
-                        reason,
-                        set_by,
-                        set_at,
-                    });
-                }
+                // An unreadable kind stops everything rather than nothing.
+                let scope = KillScope::from_parts(&kind, target).unwrap_or(KillScope::Global);
+                switches.push(KillSwitch {
+                    scope,
+                    reason,
+                    set_by,
+                    set_at,
+                });
             }
             Ok(switches)
         })
     }
 
-    fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError> {
+    async fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError> {
         self.with(|c| {
             c.prepare_cached("INSERT INTO kill_switches (kind, target, reason, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (kind, target) DO UPDATE SET reason = ?3, set_by = ?4, set_at = ?5")?.execute(
@@ -336,7 +343,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError> {
+    async fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError> {
         self.with(|c| {
             c.prepare_cached("DELETE FROM kill_switches WHERE kind = ?1 AND target = ?2")?
                 .execute(params![scope.kind(), scope.target()])
@@ -344,167 +351,165 @@ impl Store for SqliteStore {
         })
     }
 
-    fn budget_usage(&self, run: &str, tool: &str) -> Result<BudgetUsage, StoreError> {
-        self.with(|c| usage(c, run, tool))
+    async fn budget_usage(
+        &self,
+        run: &RunKey,
+        capability: &str,
+    ) -> Result<BudgetUsage, StoreError> {
+        let run = run.encoded();
+        self.with(|c| usage(c, &run, capability))
     }
 
-    fn debit_budget(
+    async fn admit(
         &self,
-        run: &str,
-        tool: &str,
-        cost: u64,
-        limits: BudgetLimits,
-    ) -> Result<BudgetDebit, StoreError> {
+        keys: &AdmissionKeys,
+        rule: &mut AdmissionRule<'_>,
+    ) -> Result<BudgetUsage, StoreError> {
+        let run = keys.run.encoded();
+        let scope = keys.idempotency.as_ref().map(IdempotencyScope::encoded);
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let used = usage(&tx, run, tool)?;
-            let exhausted = if used.calls + 1 > limits.max_calls {
-                Some(format!(
-                    "run {run} has used all {} tool calls of its budget",
-                    limits.max_calls
-                ))
-            } else if used.tool_calls + 1 > limits.max_calls_per_tool {
-                Some(format!(
-                    "run {run} has used all {} calls of {tool} its budget allows",
-                    limits.max_calls_per_tool
-                ))
-            } else if used.cost + cost > limits.max_cost {
-                Some(format!(
-                    "run {run} has used {} of {} cost units; {tool} costs {cost}",
-                    used.cost, limits.max_cost
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = exhausted {
-                tx.commit()?;
-                return Ok(BudgetDebit::Exhausted {
-                    usage: used,
-                    reason,
-                });
+            if scope.is_some() {
+                tx.prepare_cached(
+                    "DELETE FROM idempotency_claims WHERE created_at < ?1 AND state = 'done'",
+                )?
+                .execute(params![keys.forget_before])?;
             }
-            tx.prepare_cached(
-                "INSERT INTO run_budgets (run, tool, calls, cost) VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT (run, tool) DO UPDATE SET calls = calls + 1, cost = cost + ?3",
-            )?
-            .execute(params![run, tool, cost as i64])?;
-            let after = usage(&tx, run, tool)?;
+            let state = AdmissionState {
+                usage: usage(&tx, &run, &keys.capability)?,
+                idempotency: match &scope {
+                    Some(scope) => load_claim(&tx, scope)?,
+                    None => None,
+                },
+                approval: match &keys.approval {
+                    Some(id) => load_approval(&tx, id)?,
+                    None => None,
+                },
+            };
+            let writes = rule(&state);
+            if let Some(cost) = writes.debit {
+                tx.prepare_cached(
+                    "INSERT INTO run_usage (run, capability, calls, cost) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT (run, capability) DO UPDATE SET calls = calls + 1, cost = cost + ?3",
+                )?
+                .execute(params![run, keys.capability, cost as i64])?;
+            }
+            if let (Some(claim), Some(scope)) = (&writes.claim, &scope) {
+                tx.prepare_cached(
+                    "INSERT INTO idempotency_claims (scope, fingerprint, request_id, state, result, lease_until, created_at)
+                     VALUES (?1, ?2, ?3, 'in_flight', NULL, ?4, ?5)
+                     ON CONFLICT (scope) DO UPDATE SET fingerprint = ?2, request_id = ?3,
+                        state = 'in_flight', result = NULL, lease_until = ?4, created_at = ?5",
+                )?
+                .execute(params![
+                    scope,
+                    claim.fingerprint,
+                    claim.request_id,
+                    claim.lease_until,
+                    claim.created_at
+                ])?;
+            }
+            if let (true, Some(id)) = (writes.consume_approval, &keys.approval) {
+                tx.prepare_cached("UPDATE approvals SET status = 'consumed' WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+            let after = if writes.debit.is_some() {
+                usage(&tx, &run, &keys.capability)?
+            } else {
+                state.usage
+            };
             tx.commit()?;
-            Ok(BudgetDebit::Debited(after))
+            Ok(after)
         })
     }
 
-    fn claim_idempotency(
+    async fn settle(
         &self,
         scope: &IdempotencyScope,
-        fingerprint: &str,
-        now: i64,
-        retain_secs: i64,
-    ) -> Result<IdempotencyClaim, StoreError> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let claim = claim_in(&tx, scope, fingerprint, now, retain_secs)?;
-            tx.commit()?;
-            Ok(claim)
-        })
-    }
-
-    fn completed_result(
-        &self,
-        scope: &IdempotencyScope,
-        fingerprint: &str,
-    ) -> Result<Option<String>, StoreError> {
-        self.with(|c| {
-            c.prepare_cached(
-                "SELECT result FROM idempotency
-                 WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4
-                   AND fingerprint = ?5 AND state = 'done'",
-            )?
-            .query_row(
-                params![
-                    scope.tenant,
-                    scope.actor,
-                    scope.tool,
-                    scope.key,
-                    fingerprint
-                ],
-                |row| row.get::<_, Option<String>>(0),
-            )
-            .optional()
-            .map(Option::flatten)
-        })
-    }
-
-    fn complete_idempotency(
-        &self,
-        scope: &IdempotencyScope,
-        result: &str,
+        settlement: &Settlement,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.prepare_cached(
-                "UPDATE idempotency SET state = 'done', result = ?5
-                 WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4",
-            )?
-            .execute(params![
-                scope.tenant,
-                scope.actor,
-                scope.tool,
-                scope.key,
-                result
-            ])
-            .map(|_| ())
+        let scope = scope.encoded();
+        self.with(|c| match settlement {
+            Settlement::Completed(result) => c
+                .prepare_cached(
+                    "UPDATE idempotency_claims SET state = 'done', result = ?2 WHERE scope = ?1",
+                )?
+                .execute(params![scope, result])
+                .map(|_| ()),
+            Settlement::Released => c
+                .prepare_cached(
+                    "DELETE FROM idempotency_claims WHERE scope = ?1 AND state = 'in_flight'",
+                )?
+                .execute(params![scope])
+                .map(|_| ()),
         })
     }
 
-    fn release_idempotency(&self, scope: &IdempotencyScope) -> Result<(), StoreError> {
+    async fn relationship_updates(&self) -> Result<Vec<RelationshipUpdate>, StoreError> {
+        let rows: Vec<(i64, String, String, i64)> = self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT seq, entities, updated_by, updated_at FROM relationship_updates ORDER BY seq",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(seq, entities, by, at)| {
+                let entities = serde_json::from_str(&entities).map_err(|e| {
+                    StoreError(format!("relationship update {seq} is unreadable: {e}"))
+                })?;
+                Ok(RelationshipUpdate {
+                    seq,
+                    entities,
+                    by,
+                    at,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_relationship_update(
+        &self,
+        entities: &[serde_json::Value],
+        by: &str,
+        at: i64,
+    ) -> Result<i64, StoreError> {
+        let text = serde_json::Value::Array(entities.to_vec()).to_string();
         self.with(|c| {
-            c.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4 AND state = 'in_flight'")?.execute(
-                params![scope.tenant, scope.actor, scope.tool, scope.key],
-            )
-            .map(|_| ())
+            c.prepare_cached(
+                "INSERT INTO relationship_updates (entities, updated_by, updated_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![text, by, at])?;
+            Ok(c.last_insert_rowid())
         })
     }
 }
 
-fn claim_in(
-    tx: &Connection,
-    scope: &IdempotencyScope,
-    fingerprint: &str,
-    now: i64,
-    retain_secs: i64,
-) -> rusqlite::Result<IdempotencyClaim> {
-    tx.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1 AND state = 'done'")?
-        .execute(params![now - retain_secs])?;
-    let existing: Option<(String, String, Option<String>)> = tx
+fn load_claim(c: &Connection, scope: &str) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    let row: Option<(String, String, String, Option<String>, i64)> = c
         .prepare_cached(
-            "SELECT fingerprint, state, result FROM idempotency
-             WHERE tenant = ?1 AND actor = ?2 AND tool = ?3 AND key = ?4",
+            "SELECT fingerprint, request_id, state, result, lease_until FROM idempotency_claims WHERE scope = ?1",
         )?
-        .query_row(
-            params![scope.tenant, scope.actor, scope.tool, scope.key],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
+        .query_row(params![scope], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })
         .optional()?;
-    Ok(match existing {
-        None => {
-            tx.prepare_cached(
-                "INSERT INTO idempotency (tenant, actor, tool, key, fingerprint, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'in_flight', ?6)",
-            )?
-            .execute(params![
-                scope.tenant,
-                scope.actor,
-                scope.tool,
-                scope.key,
+    Ok(
+        row.map(|(fingerprint, request_id, state, result, lease_until)| {
+            let state = match (state.as_str(), result) {
+                ("done", Some(result)) => ClaimState::Done { result },
+                // Anything else is still claimed, until its lease passes.
+                _ => ClaimState::InFlight { lease_until },
+            };
+            IdempotencyRecord {
                 fingerprint,
-                now
-            ])?;
-            IdempotencyClaim::Claimed
-        }
-        Some((stored, _, _)) if stored != fingerprint => IdempotencyClaim::Mismatch,
-        Some((_, state, Some(result))) if state == "done" => IdempotencyClaim::Replay(result),
-        Some(_) => IdempotencyClaim::InFlight,
-    })
+                request_id,
+                state,
+            }
+        }),
+    )
 }
 
 const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by";
@@ -536,27 +541,15 @@ fn load_approval(c: &Connection, id: &str) -> rusqlite::Result<Option<Approval>>
     .optional()
 }
 
-fn set_approval_status(
-    c: &Connection,
-    id: &str,
-    status: ApprovalStatus,
-    decided_by: Option<&str>,
-) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "UPDATE approvals SET status = ?2, decided_by = COALESCE(?3, decided_by) WHERE id = ?1",
-    )?
-    .execute(params![id, status.as_str(), decided_by])
-    .map(|_| ())
-}
-
-fn usage(c: &Connection, run: &str, tool: &str) -> rusqlite::Result<BudgetUsage> {
-    let (calls, cost): (i64, i64) = c.prepare_cached("SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0) FROM run_budgets WHERE run = ?1")?.query_row(
-        params![run],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+fn usage(c: &Connection, run: &str, capability: &str) -> rusqlite::Result<BudgetUsage> {
+    let (calls, cost): (i64, i64) = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0) FROM run_usage WHERE run = ?1",
+        )?
+        .query_row(params![run], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let tool_calls: i64 = c
-        .prepare_cached("SELECT calls FROM run_budgets WHERE run = ?1 AND tool = ?2")?
-        .query_row(params![run, tool], |row| row.get(0))
+        .prepare_cached("SELECT calls FROM run_usage WHERE run = ?1 AND capability = ?2")?
+        .query_row(params![run, capability], |row| row.get(0))
         .optional()?
         .unwrap_or(0);
     Ok(BudgetUsage {
@@ -568,95 +561,101 @@ fn usage(c: &Connection, run: &str, tool: &str) -> rusqlite::Result<BudgetUsage>
 
 #[cfg(test)]
 mod tests {
+    use super::super::{AdmissionWrites, NewClaim};
     use super::*;
 
-    fn scope(key: &str) -> IdempotencyScope {
-        IdempotencyScope {
-            tenant: "acme".into(),
-            actor: "alice/drafting-agent".into(),
-            tool: "case__create_notice_draft".into(),
-            key: key.into(),
+    fn keys(user: &str, agent: &str) -> AdmissionKeys {
+        AdmissionKeys {
+            run: RunKey::Run {
+                tenant: "acme".into(),
+                run: "r1".into(),
+            },
+            capability: "case__create_notice_draft".into(),
+            idempotency: Some(IdempotencyScope {
+                tenant: "acme".into(),
+                user: user.into(),
+                agent: Some(agent.into()),
+                tool: "case__create_notice_draft".into(),
+                key: "k1".into(),
+            }),
+            approval: None,
+            forget_before: 0,
         }
     }
 
-    #[test]
-    fn idempotency_claims_replay_and_refuse_mismatches() {
+    fn claim(request_id: &str) -> AdmissionWrites {
+        AdmissionWrites {
+            debit: Some(2),
+            claim: Some(NewClaim {
+                fingerprint: "f1".into(),
+                request_id: request_id.into(),
+                created_at: 100,
+                lease_until: 200,
+            }),
+            consume_approval: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn admission_reads_claims_writes_and_settles_in_one_place() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).expect("open");
-        let k = scope("k1");
-        assert_eq!(
-            store.claim_idempotency(&k, "f1", 100, 3600).expect("claim"),
-            IdempotencyClaim::Claimed
-        );
-        assert_eq!(
-            store.claim_idempotency(&k, "f1", 101, 3600).expect("claim"),
-            IdempotencyClaim::InFlight
-        );
-        assert_eq!(
-            store.claim_idempotency(&k, "f2", 101, 3600).expect("claim"),
-            IdempotencyClaim::Mismatch
-        );
+        let k = keys("alice", "drafting-agent");
+        let mut seen = Vec::new();
+        let after = store
+            .admit(&k, &mut |state: &AdmissionState| {
+                seen.push(state.clone());
+                claim("req-1")
+            })
+            .await
+            .expect("admit");
+        assert_eq!(after.calls, 1);
+        assert_eq!(after.cost, 2);
+        assert!(seen[0].idempotency.is_none());
         store
-            .complete_idempotency(&k, "{\"ok\":true}")
-            .expect("complete");
+            .admit(&k, &mut |state: &AdmissionState| {
+                seen.push(state.clone());
+                AdmissionWrites::default()
+            })
+            .await
+            .expect("admit");
+        let record = seen[1].idempotency.clone().expect("claimed");
+        assert_eq!(record.request_id, "req-1");
+        assert_eq!(record.state, ClaimState::InFlight { lease_until: 200 });
+        let scope = k.idempotency.clone().expect("scope");
+        store
+            .settle(&scope, &Settlement::Completed("{\"ok\":true}".into()))
+            .await
+            .expect("settle");
+        store
+            .admit(&k, &mut |state: &AdmissionState| {
+                seen.push(state.clone());
+                AdmissionWrites::default()
+            })
+            .await
+            .expect("admit");
         assert_eq!(
-            store.claim_idempotency(&k, "f1", 102, 3600).expect("claim"),
-            IdempotencyClaim::Replay("{\"ok\":true}".into())
+            seen[2].idempotency.clone().expect("done").state,
+            ClaimState::Done {
+                result: "{\"ok\":true}".into()
+            }
         );
-        // Past the retention window the key is free again.
-        assert_eq!(
-            store
-                .claim_idempotency(&k, "f2", 100 + 7200, 3600)
-                .expect("claim"),
-            IdempotencyClaim::Claimed
-        );
-        // A released claim can be claimed again.
-        store.release_idempotency(&k).expect("release");
-        assert_eq!(
-            store
-                .claim_idempotency(&k, "f3", 100 + 7201, 3600)
-                .expect("claim"),
-            IdempotencyClaim::Claimed
-        );
+        // Another actor whose ids join to the same string has its own scope.
+        store
+            .admit(
+                &keys("alice/drafting-agent", "x"),
+                &mut |state: &AdmissionState| {
+                    seen.push(state.clone());
+                    AdmissionWrites::default()
+                },
+            )
+            .await
+            .expect("admit");
+        assert!(seen[3].idempotency.is_none());
     }
 
-    #[test]
-    fn budgets_debit_until_exhausted_and_survive_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let limits = BudgetLimits {
-            max_calls: 3,
-            max_calls_per_tool: 2,
-            max_cost: 100,
-        };
-        {
-            let store = SqliteStore::open(dir.path()).expect("open");
-            assert!(matches!(
-                store.debit_budget("r", "a", 1, limits).expect("debit"),
-                BudgetDebit::Debited(_)
-            ));
-            assert!(matches!(
-                store.debit_budget("r", "a", 1, limits).expect("debit"),
-                BudgetDebit::Debited(_)
-            ));
-            assert!(matches!(
-                store.debit_budget("r", "a", 1, limits).expect("debit"),
-                BudgetDebit::Exhausted { .. }
-            ));
-            assert!(matches!(
-                store.debit_budget("r", "b", 1, limits).expect("debit"),
-                BudgetDebit::Debited(_)
-            ));
-        }
-        let store = SqliteStore::open(dir.path()).expect("reopen");
-        assert!(matches!(
-            store.debit_budget("r", "c", 1, limits).expect("debit"),
-            BudgetDebit::Exhausted { .. }
-        ));
-        assert_eq!(store.budget_usage("r", "a").expect("usage").calls, 3);
-    }
-
-    #[test]
-    fn kill_switches_persist() {
+    #[tokio::test]
+    async fn kill_switches_and_relationships_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = SqliteStore::open(dir.path()).expect("open");
@@ -664,18 +663,28 @@ mod tests {
                 .set_kill_switch(&KillSwitch {
                     scope: KillScope::Tool("case__read_case".into()),
                     reason: "incident 42".into(),
-                    set_by: "root".into(),
+                    set_by: "admin".into(),
                     set_at: 1,
                 })
+                .await
                 .expect("set");
+            store
+                .append_relationship_update(&[serde_json::json!({"uid": 1})], "admin", 5)
+                .await
+                .expect("append");
         }
         let store = SqliteStore::open(dir.path()).expect("reopen");
-        let switches = store.kill_switches().expect("list");
+        let switches = store.kill_switches().await.expect("list");
         assert_eq!(switches.len(), 1);
         assert_eq!(switches[0].reason, "incident 42");
+        assert_eq!(
+            store.relationship_updates().await.expect("updates")[0].entities,
+            vec![serde_json::json!({"uid": 1})]
+        );
         assert!(store
             .lift_kill_switch(&KillScope::Tool("case__read_case".into()))
+            .await
             .expect("lift"));
-        assert!(store.kill_switches().expect("list").is_empty());
+        assert!(store.kill_switches().await.expect("list").is_empty());
     }
 }

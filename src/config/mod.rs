@@ -4,6 +4,10 @@
 //! configuration is refused with a [`ConfigError`] that names the file, the key and the fix, so an
 //! operator never has to guess why the gateway would not start.
 
+mod enforcement;
+
+pub use enforcement::{EnforcementConfig, WithoutRunId};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +17,7 @@ use serde::Deserialize;
 /// The configuration the gateway runs on when `serve` is given no `--config`: the example
 /// case platform, the example policies, and a dev-only issuer. Its relative paths resolve against
 /// the current directory.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../capgate.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../capgate.toml");
 
 /// A configuration problem, phrased so that the operator can fix it without reading code.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +47,7 @@ pub struct GatewayConfig {
     /// OTLP trace export; off unless `[telemetry] otlp_endpoint` is set.
     pub telemetry: crate::telemetry::TelemetryConfig,
     /// Run budgets and idempotency settings.
-    pub enforcement: crate::enforce::EnforcementConfig,
+    pub enforcement: EnforcementConfig,
     /// Decision-log settings: dry-run scopes, argument masking.
     pub audit: AuditConfig,
 }
@@ -259,7 +263,7 @@ struct RawConfig {
     #[serde(default)]
     telemetry: crate::telemetry::TelemetryTable,
     #[serde(default)]
-    enforcement: crate::enforce::EnforcementConfig,
+    enforcement: EnforcementConfig,
     #[serde(default)]
     audit: AuditConfig,
 }
@@ -543,6 +547,20 @@ impl GatewayConfig {
 
         let telemetry = crate::telemetry::TelemetryConfig::from_table(raw.telemetry)
             .map_err(|e| err(&format!("telemetry.{}", e.key), e.problem, e.fix))?;
+
+        let lease = Duration::from_secs(raw.enforcement.idempotency_lease_seconds.max(0) as u64);
+        if let Some(slow) = downstreams.iter().find(|d| d.call_timeout >= lease) {
+            return Err(err(
+                "enforcement.idempotency_lease_seconds",
+                format!(
+                    "the lease ({} s) is not longer than downstream `{}`'s call timeout ({} ms): a retry could perform a call that is still running",
+                    raw.enforcement.idempotency_lease_seconds,
+                    slow.id,
+                    slow.call_timeout.as_millis()
+                ),
+                "make the lease longer than every downstream's timeout_ms",
+            ));
+        }
 
         Ok(Self {
             admin,

@@ -1,0 +1,416 @@
+//! What differs between capability kinds, behind one trait: how a request resolves to its
+//! contract, how its policy request is built, how it is forwarded, how obligations reach its
+//! result, and how a refusal is expressed to the client. Everything else — the pipeline in
+//! `pipeline.rs` — is the same for tools, resources and prompts.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode, ErrorData,
+    GetPromptRequestParams, GetPromptResult, JsonObject, MetaObject, ReadResourceRequestParams,
+    ReadResourceResult, RequestMetaObject,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+use crate::downstream::DownstreamError;
+use crate::policy::{Action, PolicyRequest};
+use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
+
+use super::obligations::Obligations;
+use super::refusal::Refusal;
+use super::requests::{prompt_request, resource_request, tool_request, Asker};
+use super::Gateway;
+
+/// The facts of a resolved capability every control needs.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub server: String,
+    /// The exposed name: kill switches, grants, budgets and records use it.
+    pub name: String,
+    pub effect: Effect,
+    pub cost: u32,
+    pub fail_open: bool,
+    /// The pinned definition an approval binds to (tools), else empty.
+    pub definition_hash: String,
+}
+
+impl Target {
+    pub fn of_tool(contract: &ToolContract, definition_hash: String) -> Self {
+        Self {
+            server: contract.server.clone(),
+            name: contract.exposed_name.clone(),
+            effect: contract.effect,
+            cost: contract.cost,
+            fail_open: contract.fail_open,
+            definition_hash,
+        }
+    }
+
+    pub fn of_resource(contract: &ResourceContract) -> Self {
+        Self {
+            server: contract.server.clone(),
+            name: contract.exposed_name.clone(),
+            effect: Effect::Read,
+            cost: contract.cost,
+            fail_open: contract.fail_open,
+            definition_hash: String::new(),
+        }
+    }
+
+    pub fn of_prompt(contract: &PromptContract) -> Self {
+        Self {
+            server: contract.server.clone(),
+            name: contract.exposed_name.clone(),
+            effect: Effect::Read,
+            cost: contract.cost,
+            fail_open: contract.fail_open,
+            definition_hash: String::new(),
+        }
+    }
+}
+
+/// One capability kind's part of the pipeline.
+pub trait Capability: Sync {
+    /// The contract and bindings a request resolved to.
+    type Bound: Send + Sync;
+    type Output: Serialize + DeserializeOwned + Send;
+
+    const ACTION: Action;
+    /// `tool`, `resource` or `prompt`, for messages.
+    const KIND: &'static str;
+
+    /// The name or URI as the client sent it.
+    fn requested(&self) -> &str;
+    /// The arguments an approval and an idempotency key are bound to.
+    fn arguments(&self) -> JsonObject;
+    fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal>;
+    fn policy_request(
+        &self,
+        bound: &Self::Bound,
+        asker: Asker<'_>,
+    ) -> Result<PolicyRequest, Refusal>;
+    fn forward(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        bound: &Self::Bound,
+        meta: RequestMetaObject,
+    ) -> impl Future<Output = Result<Self::Output, DownstreamError>> + Send;
+    fn apply_obligations(
+        output: &mut Self::Output,
+        obligations: &Obligations,
+    ) -> Result<(), String>;
+    /// `ok`, or `tool_error` for a tool result that reports failure.
+    fn downstream_outcome(output: &Self::Output) -> &'static str;
+    fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject>;
+    /// How a refusal reaches the client.
+    fn refused(
+        refusal: &Refusal,
+        message: String,
+        summary: Value,
+    ) -> Result<Self::Output, ErrorData>;
+}
+
+/// `tools/call`.
+pub struct ToolCall {
+    pub name: String,
+    pub arguments: JsonObject,
+}
+
+impl Capability for ToolCall {
+    type Bound = Arc<ToolContract>;
+    type Output = CallToolResult;
+    const ACTION: Action = Action::CallTool;
+    const KIND: &'static str = "tool";
+
+    fn requested(&self) -> &str {
+        &self.name
+    }
+
+    fn arguments(&self) -> JsonObject {
+        self.arguments.clone()
+    }
+
+    fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
+        let unknown = || Refusal::Unknown {
+            kind: Self::KIND,
+            name: self.name.clone(),
+        };
+        let contract = gateway.registry.tool(&self.name).ok_or_else(unknown)?;
+        let server = gateway
+            .downstreams
+            .get(&contract.server)
+            .map_err(|_| unknown())?;
+        let Some(definition_hash) = server
+            .catalogue()
+            .tool(&contract.name)
+            .map(|t| t.definition_hash.clone())
+        else {
+            return Err(Refusal::NotOffered {
+                name: self.name.clone(),
+                server: contract.server.clone(),
+            });
+        };
+        Ok((Target::of_tool(contract, definition_hash), contract.clone()))
+    }
+
+    fn policy_request(
+        &self,
+        bound: &Self::Bound,
+        asker: Asker<'_>,
+    ) -> Result<PolicyRequest, Refusal> {
+        tool_request(asker, Self::ACTION, bound, Some(&self.arguments)).map_err(Refusal::Unbound)
+    }
+
+    async fn forward(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        bound: &Self::Bound,
+        meta: RequestMetaObject,
+    ) -> Result<Self::Output, DownstreamError> {
+        let mut params =
+            CallToolRequestParams::new(bound.name.clone()).with_arguments(self.arguments.clone());
+        params.meta = Some(meta);
+        gateway
+            .downstreams
+            .get(&target.server)?
+            .call_tool(params)
+            .await
+    }
+
+    fn apply_obligations(
+        output: &mut Self::Output,
+        obligations: &Obligations,
+    ) -> Result<(), String> {
+        obligations
+            .apply_to_tool_result(output)
+            .map_err(|e| e.to_string())
+    }
+
+    fn downstream_outcome(output: &Self::Output) -> &'static str {
+        if output.is_error == Some(true) {
+            "tool_error"
+        } else {
+            "ok"
+        }
+    }
+
+    fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
+        &mut output.meta
+    }
+
+    fn refused(
+        refusal: &Refusal,
+        message: String,
+        summary: Value,
+    ) -> Result<Self::Output, ErrorData> {
+        match refusal {
+            // Protocol errors for names that do not exist, as MCP servers answer them.
+            Refusal::Unknown { .. } => Err(ErrorData::invalid_params(
+                message,
+                Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
+            )),
+            _ => {
+                let mut result = CallToolResult::error(vec![ContentBlock::text(message)]);
+                let mut meta = MetaObject::new();
+                meta.0.insert(super::DECISION_META_KEY.into(), summary);
+                result.meta = Some(meta);
+                Ok(result)
+            }
+        }
+    }
+}
+
+/// `resources/read`.
+pub struct ResourceRead {
+    pub uri: String,
+}
+
+impl Capability for ResourceRead {
+    type Bound = (Arc<ResourceContract>, HashMap<String, String>);
+    type Output = ReadResourceResult;
+    const ACTION: Action = Action::ReadResource;
+    const KIND: &'static str = "resource";
+
+    fn requested(&self) -> &str {
+        &self.uri
+    }
+
+    fn arguments(&self) -> JsonObject {
+        let mut arguments = JsonObject::new();
+        arguments.insert("uri".into(), Value::String(self.uri.clone()));
+        arguments
+    }
+
+    fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
+        let (contract, variables) =
+            gateway
+                .registry
+                .resource_for_uri(&self.uri)
+                .ok_or_else(|| Refusal::Unknown {
+                    kind: Self::KIND,
+                    name: self.uri.clone(),
+                })?;
+        Ok((Target::of_resource(contract), (contract.clone(), variables)))
+    }
+
+    fn policy_request(
+        &self,
+        (contract, variables): &Self::Bound,
+        asker: Asker<'_>,
+    ) -> Result<PolicyRequest, Refusal> {
+        Ok(resource_request(
+            asker,
+            Self::ACTION,
+            contract,
+            &self.uri,
+            Some(variables),
+        ))
+    }
+
+    async fn forward(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        _bound: &Self::Bound,
+        meta: RequestMetaObject,
+    ) -> Result<Self::Output, DownstreamError> {
+        let params = ReadResourceRequestParams::new(self.uri.clone()).with_meta(meta);
+        gateway
+            .downstreams
+            .get(&target.server)?
+            .read_resource(params)
+            .await
+    }
+
+    fn apply_obligations(
+        output: &mut Self::Output,
+        obligations: &Obligations,
+    ) -> Result<(), String> {
+        obligations
+            .apply_to_resource(output)
+            .map_err(|e| e.to_string())
+    }
+
+    fn downstream_outcome(_output: &Self::Output) -> &'static str {
+        "ok"
+    }
+
+    fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
+        &mut output.meta
+    }
+
+    fn refused(
+        refusal: &Refusal,
+        message: String,
+        summary: Value,
+    ) -> Result<Self::Output, ErrorData> {
+        Err(match refusal {
+            Refusal::Unknown { .. } => ErrorData::resource_not_found(
+                message,
+                Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
+            ),
+            _ => refusal_error(message, summary),
+        })
+    }
+}
+
+/// `prompts/get`.
+pub struct PromptGet {
+    pub name: String,
+    pub arguments: JsonObject,
+}
+
+impl Capability for PromptGet {
+    type Bound = Arc<PromptContract>;
+    type Output = GetPromptResult;
+    const ACTION: Action = Action::GetPrompt;
+    const KIND: &'static str = "prompt";
+
+    fn requested(&self) -> &str {
+        &self.name
+    }
+
+    fn arguments(&self) -> JsonObject {
+        self.arguments.clone()
+    }
+
+    fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
+        let contract = gateway
+            .registry
+            .prompt(&self.name)
+            .ok_or_else(|| Refusal::Unknown {
+                kind: Self::KIND,
+                name: self.name.clone(),
+            })?;
+        Ok((Target::of_prompt(contract), contract.clone()))
+    }
+
+    fn policy_request(
+        &self,
+        bound: &Self::Bound,
+        asker: Asker<'_>,
+    ) -> Result<PolicyRequest, Refusal> {
+        prompt_request(asker, Self::ACTION, bound, Some(&self.arguments)).map_err(Refusal::Unbound)
+    }
+
+    async fn forward(
+        &self,
+        gateway: &Gateway,
+        target: &Target,
+        bound: &Self::Bound,
+        meta: RequestMetaObject,
+    ) -> Result<Self::Output, DownstreamError> {
+        let params = GetPromptRequestParams::new(bound.name.clone())
+            .with_arguments(self.arguments.clone())
+            .with_meta(meta);
+        gateway
+            .downstreams
+            .get(&target.server)?
+            .get_prompt(params)
+            .await
+    }
+
+    fn apply_obligations(
+        output: &mut Self::Output,
+        obligations: &Obligations,
+    ) -> Result<(), String> {
+        obligations
+            .apply_to_prompt(output)
+            .map_err(|e| e.to_string())
+    }
+
+    fn downstream_outcome(_output: &Self::Output) -> &'static str {
+        "ok"
+    }
+
+    fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
+        &mut output.meta
+    }
+
+    fn refused(
+        refusal: &Refusal,
+        message: String,
+        summary: Value,
+    ) -> Result<Self::Output, ErrorData> {
+        Err(match refusal {
+            Refusal::Unknown { .. } => ErrorData::invalid_params(
+                message,
+                Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
+            ),
+            _ => refusal_error(message, summary),
+        })
+    }
+}
+
+fn refusal_error(message: String, summary: Value) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::INVALID_REQUEST,
+        message,
+        Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
+    )
+}

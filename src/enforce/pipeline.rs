@@ -1,0 +1,509 @@
+//! The one path every capability request takes, whatever its kind:
+//!
+//! resolve → stop → decide and admit (one store transaction) → record (durable first for side
+//! effects) → stop again → forward → settle → answer.
+//!
+//! Every request ends in [`Gateway::finish`]: one decision record under its own request id
+//! (plus one outcome record when it was forwarded), one increment of
+//! `capgate_decisions_total` with its final outcome, its span attributes, and — for a
+//! refusal — one agent message rendered per `explain_to_agent`.
+
+use std::time::{Duration, Instant};
+
+use rmcp::model::ErrorData;
+use serde_json::{json, Value};
+
+use crate::audit::Mode;
+use crate::config::{AgentExplanations, DurableFor};
+use crate::downstream::DownstreamError;
+use crate::identity::CompositeActor;
+use crate::policy::{Action, ActorFacts, Decision, Outcome, PolicyRequest};
+use crate::store::{AdmissionKeys, AdmissionState, BreakGlassGrant, Settlement};
+
+use super::admission::{Admission, Admitted, Verdict};
+use super::approvals::ActionDigest;
+use super::capability::{Capability, Target};
+use super::refusal::Refusal;
+use super::requests::{new_request_id, Asker};
+use super::{
+    actor_meta, CallMeta, Gateway, APPROVAL_META_KEY, BREAK_GLASS_META_KEY, DEGRADED_META_KEY,
+    DRY_RUN_META_KEY, REPLAY_META_KEY,
+};
+
+/// What one request has gathered on its way, for its records.
+pub(super) struct Trail<'a> {
+    pub actor: &'a CompositeActor,
+    pub action: Action,
+    pub request_id: String,
+    pub started: Instant,
+    /// The exposed name once resolved; until then what the client asked for.
+    pub capability: String,
+    pub request: Option<PolicyRequest>,
+    pub decision: Option<Decision>,
+    pub digest: Option<ActionDigest>,
+    pub mode: Mode,
+    /// The decision record is written; what follows goes into the outcome record.
+    pub logged: bool,
+    pub downstream_time: Duration,
+}
+
+/// How a request that was not refused ended.
+enum Done<O> {
+    Forwarded { output: O, downstream: &'static str },
+    Replayed { output: O, original: String },
+}
+
+impl Gateway {
+    /// Runs one `tools/call`, `resources/read` or `prompts/get` through the pipeline.
+    pub(super) async fn execute<C: Capability>(
+        &self,
+        actor: &CompositeActor,
+        call: C,
+        meta: &CallMeta,
+    ) -> Result<C::Output, ErrorData> {
+        let mut trail = Trail {
+            actor,
+            action: C::ACTION,
+            request_id: new_request_id(),
+            started: Instant::now(),
+            capability: super::refusal::echo(call.requested()),
+            request: None,
+            decision: None,
+            digest: None,
+            mode: Mode::Enforce,
+            logged: false,
+            downstream_time: Duration::ZERO,
+        };
+        let ended = self.run(&mut trail, &call, meta).await;
+        self.finish::<C>(trail, ended, &call).await
+    }
+
+    async fn run<C: Capability>(
+        &self,
+        trail: &mut Trail<'_>,
+        call: &C,
+        meta: &CallMeta,
+    ) -> Result<Done<C::Output>, Refusal> {
+        let actor = trail.actor;
+        // Resolve: an unknown or uncontracted name is refused whatever the downstream offers.
+        let (target, bound) = call.resolve(self)?;
+        trail.capability = target.name.clone();
+
+        // Stop what admins stopped.
+        self.controls.stop(actor, &target)?;
+        self.downstreams
+            .get(&target.server)
+            .and_then(|server| server.available())
+            .map_err(Refusal::DownstreamUnavailable)?;
+
+        // Bind the arguments that name entities.
+        let facts = ActorFacts::from_actor(actor);
+        let asker = Asker {
+            facts: &facts,
+            tenant: &actor.tenant,
+            run_id: actor.run_id.as_deref(),
+        };
+        let mut request = call.policy_request(&bound, asker)?;
+        request.request_id = trail.request_id.clone();
+        let run = self.controls.run_of(actor)?;
+        let arguments = call.arguments();
+        let digest = ActionDigest::of(
+            actor,
+            &target.name,
+            &target.definition_hash,
+            &arguments,
+            &run,
+        );
+
+        // Decide and admit in one store transaction.
+        let now = self.controls.now();
+        let mut admission = Admission {
+            gateway: self,
+            actor,
+            target: &target,
+            key: meta.idempotency_key.as_deref(),
+            approval: meta.approval.as_deref(),
+            digest: &digest,
+            arguments: &arguments,
+            request_id: &trail.request_id,
+            now,
+            degraded: false,
+        };
+        let keys = AdmissionKeys {
+            run,
+            capability: target.name.clone(),
+            idempotency: admission.scope(),
+            approval: meta.approval.clone(),
+            forget_before: now - self.controls.config().idempotency_retention_seconds,
+        };
+        let mut verdict = None;
+        let admitted = self
+            .controls
+            .store()
+            .admit(&keys, &mut |state: &AdmissionState| {
+                let (reached, writes) = admission.rule(state, &mut request);
+                verdict = Some(reached);
+                writes
+            })
+            .await;
+        let verdict = match (admitted, verdict) {
+            (Ok(_), Some(verdict)) => verdict,
+            (Ok(_), None) => {
+                return Err(Refusal::StoreUnavailable(crate::store::StoreError(
+                    "the admission transaction did not run its rule".into(),
+                )))
+            }
+            (Err(error), _) if target.fail_open => {
+                tracing::warn!(target: "capgate::decision", capability = %target.name, %error, "fail_open read passes degraded");
+                admission.degraded = true;
+                let (verdict, writes) = admission.rule(&AdmissionState::default(), &mut request);
+                if writes.claim.is_some() || writes.consume_approval {
+                    return Err(Refusal::StoreUnavailable(error));
+                }
+                verdict
+            }
+            (Err(error), _) => return Err(Refusal::StoreUnavailable(error)),
+        };
+        trail.digest = Some(digest);
+        trail.request = Some(request);
+        let admitted = match verdict {
+            Verdict::Replay { result, original } => {
+                let output = serde_json::from_str::<C::Output>(&result).map_err(|e| {
+                    Refusal::StoreUnavailable(crate::store::StoreError(format!(
+                        "the stored result of this idempotency key cannot be read: {e}"
+                    )))
+                })?;
+                return Ok(Done::Replayed { output, original });
+            }
+            Verdict::Refused(refusal) => {
+                if let Some(decision) = refusal.decision() {
+                    trail.decision = Some(decision.clone());
+                }
+                return Err(refusal);
+            }
+            Verdict::Admitted(admitted) => *admitted,
+        };
+        let Admitted {
+            decision,
+            obligations,
+            claim,
+            grant,
+            mode,
+        } = admitted;
+        trail.mode = mode;
+        trail.decision = Some(decision);
+        if let Some(grant) = &grant {
+            self.break_glass_used(trail, grant).await?;
+        }
+        for tag in obligations.audit_tags() {
+            tracing::info!(target: "capgate::audit", tag, capability = %target.name, tenant = %actor.tenant, user = %actor.user.id, request_id = %trail.request_id, "audited call");
+        }
+
+        // Record the decision; a side effect goes ahead only once its record is durable.
+        let released = |refusal: Refusal| async {
+            if let Some(scope) = &claim {
+                if let Err(error) = self
+                    .controls
+                    .store()
+                    .settle(scope, &Settlement::Released)
+                    .await
+                {
+                    tracing::error!(%error, "could not release an idempotency claim; it frees when its lease passes");
+                }
+            }
+            refusal
+        };
+        let record = self.decision_record(trail, None);
+        let durable =
+            target.effect.is_side_effect() || self.audit.durable_for == DurableFor::EveryCall;
+        if durable {
+            if let Err(error) = self.log.append_durable(record).await {
+                return Err(released(Refusal::DecisionLogUnavailable(error.to_string())).await);
+            }
+        } else {
+            self.log.append(record);
+        }
+        trail.logged = true;
+
+        // A switch flipped while this call waited is in force now.
+        if let Err(refusal) = self.controls.stop(actor, &target) {
+            return Err(released(refusal).await);
+        }
+
+        // Forward, as the gateway, with the actor's context in `_meta`.
+        let downstream_started = Instant::now();
+        let forwarded = call.forward(self, &target, &bound, actor_meta(actor)).await;
+        trail.downstream_time = downstream_started.elapsed();
+        self.observe_downstream(&target, trail.downstream_time, forwarded.is_err());
+        let mut output = match forwarded {
+            Ok(output) => output,
+            // Certainly not performed: the key may be used again.
+            Err(error @ DownstreamError::Unavailable { .. }) => {
+                return Err(released(Refusal::DownstreamUnavailable(error)).await)
+            }
+            // Maybe performed (timeout, crash mid-call): the key stays spent.
+            Err(error) => {
+                self.settle(claim.as_ref(), None::<&C::Output>).await;
+                return Err(Refusal::DownstreamFailed(error));
+            }
+        };
+        let downstream = C::downstream_outcome(&output);
+
+        // Settle: obligations on every content kind, marks, the result kept for replays.
+        if let Err(failure) = C::apply_obligations(&mut output, &obligations) {
+            self.settle(claim.as_ref(), None::<&C::Output>).await;
+            return Err(Refusal::Obligation(failure));
+        }
+        mark::<C>(&mut output, mode, grant.as_ref());
+        self.settle(claim.as_ref(), Some(&output)).await;
+        Ok(Done::Forwarded { output, downstream })
+    }
+
+    /// Stores a performed call's result (or, when it cannot be shown, `null`) for replays.
+    async fn settle<O: serde::Serialize>(
+        &self,
+        claim: Option<&crate::store::IdempotencyScope>,
+        output: Option<&O>,
+    ) {
+        let Some(scope) = claim else { return };
+        let stored = match output.map(serde_json::to_string) {
+            Some(Ok(text)) => text,
+            Some(Err(_)) | None => "null".to_string(),
+        };
+        if let Err(error) = self
+            .controls
+            .store()
+            .settle(scope, &Settlement::Completed(stored))
+            .await
+        {
+            tracing::error!(%error, "could not store the idempotent result; the key stays claimed until its lease passes");
+        }
+    }
+
+    async fn break_glass_used(
+        &self,
+        trail: &Trail<'_>,
+        grant: &BreakGlassGrant,
+    ) -> Result<(), Refusal> {
+        let actor = trail.actor;
+        tracing::warn!(target: "capgate::break_glass", grant = %grant.id, capability = %trail.capability, user = %actor.user.id, "BREAK-GLASS: call allowed against policy");
+        self.metrics.inc(
+            "capgate_break_glass_uses_total",
+            vec![("tool", trail.capability.clone())],
+        );
+        self.controls
+            .record_break_glass_use(grant)
+            .await
+            .map_err(Refusal::StoreUnavailable)
+    }
+
+    fn observe_downstream(&self, target: &Target, time: Duration, failed: bool) {
+        let label = vec![("server", target.server.clone())];
+        self.metrics
+            .observe("capgate_downstream_seconds", label.clone(), time);
+        if failed {
+            self.metrics.inc("capgate_downstream_errors_total", label);
+        }
+    }
+
+    /// Ends a request: its records, its count, its span, its answer.
+    async fn finish<C: Capability>(
+        &self,
+        trail: Trail<'_>,
+        ended: Result<Done<C::Output>, Refusal>,
+        call: &C,
+    ) -> Result<C::Output, ErrorData> {
+        let overhead = trail
+            .started
+            .elapsed()
+            .saturating_sub(trail.downstream_time);
+        self.metrics
+            .observe("capgate_gateway_overhead_seconds", vec![], overhead);
+        match ended {
+            Ok(Done::Forwarded { output, downstream }) => {
+                let mut record = self.decision_record(&trail, None);
+                record.downstream_outcome = Some(downstream.to_string());
+                record.added_latency_us = Some(overhead.as_micros() as u64);
+                self.log.append(record);
+                self.count(&trail, "allow", None);
+                Ok(output)
+            }
+            Ok(Done::Replayed {
+                mut output,
+                original,
+            }) => {
+                let mut record = self.decision_record(&trail, None);
+                record.decision = "replay".into();
+                record.reason = format!("idempotency replay of request {original}");
+                record.replay_of = Some(original);
+                self.log.append(record);
+                self.count(&trail, "replay", None);
+                let meta = C::meta_mut(&mut output).get_or_insert_with(Default::default);
+                meta.0.insert(REPLAY_META_KEY.into(), Value::Bool(true));
+                Ok(output)
+            }
+            Err(refusal) => {
+                let approval = match &refusal {
+                    Refusal::Policy(decision) if decision.outcome == Outcome::RequireApproval => {
+                        self.open_approval(&trail, decision, call).await
+                    }
+                    _ => None,
+                };
+                let (refusal, approval) = match approval {
+                    Some(Err(failed)) => (failed, None),
+                    Some(Ok(approval)) => (refusal, Some(approval)),
+                    None => (refusal, None),
+                };
+                let mut record = self.decision_record(&trail, Some(&refusal));
+                if trail.logged {
+                    record.downstream_outcome = Some("not_forwarded".into());
+                }
+                self.log.append(record);
+                let outcome = refusal.outcome();
+                self.count(&trail, outcome.as_str(), Some(&refusal));
+                self.metrics_for_control(&refusal, &trail.capability);
+                let mut message = match self.explain_to_agent {
+                    AgentExplanations::Safe => refusal.safe(),
+                    AgentExplanations::Detailed => refusal.detailed(),
+                };
+                let mut summary = self.summary(&trail, &refusal, &message);
+                if let Some(approval) = approval {
+                    message = format!(
+                        "{message}; approval request {} was created for this exact call (approver role: {}, expires at {}). Once it is approved, retry the same call with _meta[\"{APPROVAL_META_KEY}\"] = \"{}\"",
+                        approval.id, approval.approver_role, approval.expires_at, approval.id
+                    );
+                    summary["approval"] = json!({
+                        "id": approval.id,
+                        "approver_role": approval.approver_role,
+                        "expires_at": approval.expires_at,
+                        "status": approval.status,
+                    });
+                }
+                C::refused(&refusal, message, summary)
+            }
+        }
+    }
+
+    /// Opens the approval request a `require_approval` decision asks for.
+    async fn open_approval<C: Capability>(
+        &self,
+        trail: &Trail<'_>,
+        decision: &Decision,
+        call: &C,
+    ) -> Option<Result<crate::store::Approval, Refusal>> {
+        let digest = trail.digest.as_ref()?;
+        let opened = self
+            .controls
+            .request_approval(
+                trail.actor,
+                &trail.capability,
+                digest,
+                &call.arguments(),
+                decision.approver_role.as_deref(),
+                &decision.policy_version,
+            )
+            .await
+            .map_err(Refusal::StoreUnavailable);
+        if let Ok(approval) = &opened {
+            tracing::info!(target: "capgate::decision", approval = %approval.id, capability = %trail.capability, approver_role = %approval.approver_role, "approval requested");
+            self.metrics.inc(
+                "capgate_approvals_requested_total",
+                vec![("tool", trail.capability.clone())],
+            );
+        }
+        Some(opened)
+    }
+
+    /// One increment of the decisions counter, and the span's attributes, per request.
+    fn count(&self, trail: &Trail<'_>, outcome: &str, refusal: Option<&Refusal>) {
+        let version = trail
+            .decision
+            .as_ref()
+            .map(|d| d.policy_version.clone())
+            .unwrap_or_else(|| self.policy.latest().label().to_string());
+        let refused_by = refusal.map(Refusal::kind).unwrap_or("");
+        let span = tracing::Span::current();
+        span.record("outcome", outcome);
+        span.record("mode", trail.mode.as_str());
+        span.record("policy_version", version.as_str());
+        if let Some(id) = trail.decision.as_ref().and_then(|d| d.policy_id.as_deref()) {
+            span.record("policy_id", id);
+        }
+        if !refused_by.is_empty() {
+            span.record("refused_by", refused_by);
+        }
+        tracing::info!(
+            target: "capgate::decision",
+            request_id = %trail.request_id,
+            tenant = %trail.actor.tenant,
+            user = %trail.actor.user.id,
+            agent = trail.actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
+            action = trail.action.as_str(),
+            capability = %trail.capability,
+            outcome,
+            refused_by,
+            mode = trail.mode.as_str(),
+            "decision"
+        );
+        self.metrics.inc(
+            "capgate_decisions_total",
+            vec![
+                ("outcome", outcome.to_string()),
+                ("action", trail.action.as_str().into()),
+                ("tool", trail.capability.clone()),
+                ("policy_version", version),
+                ("refused_by", refused_by.to_string()),
+            ],
+        );
+    }
+
+    fn metrics_for_control(&self, refusal: &Refusal, capability: &str) {
+        let name = match refusal {
+            Refusal::Killed(_) => "capgate_kill_switch_hits_total",
+            Refusal::BudgetExhausted(_) | Refusal::MaxCalls { .. } => {
+                "capgate_budget_exhausted_total"
+            }
+            Refusal::Obligation(_) => "capgate_obligation_failures_total",
+            _ => return,
+        };
+        self.metrics
+            .inc(name, vec![("tool", capability.to_string())]);
+    }
+
+    /// What a refused agent may learn about the decision.
+    fn summary(&self, trail: &Trail<'_>, refusal: &Refusal, message: &str) -> Value {
+        let decision = refusal.decision();
+        let outcome = refusal.outcome();
+        match self.explain_to_agent {
+            AgentExplanations::Detailed => json!({
+                "request_id": trail.request_id,
+                "decision": outcome,
+                "reason": message,
+                "refused_by": refusal.kind(),
+                "advice": decision.map(|d| d.advice.clone()).unwrap_or_default(),
+                "missing": decision.map(|d| d.missing.clone()).unwrap_or_default(),
+                "policy_ids": decision.map(|d| d.policy_ids.clone()).unwrap_or_default(),
+                "policy_version": decision.map(|d| d.policy_version.clone()),
+            }),
+            AgentExplanations::Safe => json!({
+                "request_id": trail.request_id,
+                "decision": outcome,
+                "reason": message,
+                "advice": decision.map(|d| d.advice.clone()).unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// Marks a result let through by break-glass, dry-run or a degraded store.
+fn mark<C: Capability>(output: &mut C::Output, mode: Mode, grant: Option<&BreakGlassGrant>) {
+    let (key, value) = match (mode, grant) {
+        (Mode::Enforce, _) => return,
+        (Mode::BreakGlass, Some(grant)) => (BREAK_GLASS_META_KEY, Value::String(grant.id.clone())),
+        (Mode::BreakGlass, None) => (BREAK_GLASS_META_KEY, Value::Bool(true)),
+        (Mode::DryRun, _) => (DRY_RUN_META_KEY, Value::Bool(true)),
+        (Mode::Degraded, _) => (DEGRADED_META_KEY, Value::Bool(true)),
+    };
+    let meta = C::meta_mut(output).get_or_insert_with(Default::default);
+    meta.0.insert(key.into(), value);
+}

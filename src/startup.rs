@@ -1,0 +1,111 @@
+//! The composition root: builds a running [`Gateway`] from a validated configuration —
+//! contracts, policies, the store, the decision log, downstream supervisors — refusing to
+//! start on any problem, with a message that names what to fix.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::GatewayConfig;
+use crate::downstream::Downstreams;
+use crate::enforce::Gateway;
+use crate::identity;
+use crate::policy::PolicyEngine;
+use crate::registry::Registry;
+
+/// Everything that can stop the gateway from starting, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Key(#[from] identity::KeyError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyLoadError),
+    #[error("capabilities: `{capability}` binds `{argument}` to entity type `{entity_type}`, which the policy schema does not declare. Fix: declare it in the schema or correct the contract")]
+    UnknownEntityType {
+        capability: String,
+        argument: String,
+        entity_type: String,
+    },
+    #[error("cannot listen on {address}: {error}")]
+    Listen { address: String, error: String },
+    #[error("stdio mode: {0}")]
+    StdioIdentity(String),
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// Loads contracts and policies (refusing start on any problem) and starts the downstream
+/// supervisors.
+pub async fn start_gateway(
+    config: &GatewayConfig,
+    shutdown: CancellationToken,
+) -> Result<Arc<Gateway>, StartError> {
+    let server_ids: Vec<String> = config.downstreams.iter().map(|d| d.id.clone()).collect();
+    let registry = Arc::new(Registry::load(&config.capabilities_dir, Some(&server_ids))?);
+    let policy = PolicyEngine::load(&config.policies_dir, config.shadow_policies_dir.as_deref())?;
+    let policy_set = policy.latest();
+    for warning in &policy_set.warnings {
+        tracing::warn!(%warning, "policy warning");
+    }
+    for (capability, binding) in registry.bound_entity_types() {
+        if !policy_set.declares_entity_type(&binding.entity_type) {
+            return Err(StartError::UnknownEntityType {
+                capability: capability.to_string(),
+                argument: binding.argument.clone(),
+                entity_type: binding.entity_type.clone(),
+            });
+        }
+    }
+    tracing::info!(
+        policies = policy_set.policy_count(),
+        version = policy_set.label(),
+        digest = %policy_set.digest,
+        "policy set loaded"
+    );
+    let store = crate::store::SqliteStore::open(&config.data_dir)
+        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+    let controls = crate::enforce::Controls::new(
+        Arc::new(store),
+        Arc::new(crate::clock::SystemClock),
+        config.enforcement.clone(),
+    )
+    .await
+    .map_err(|e| StartError::Serve(e.to_string()))?;
+    let (key_path, generate) = config.audit.signing_key_path(&config.data_dir);
+    let key = crate::audit::load_signing_key(&key_path, generate)
+        .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;
+    let log = crate::audit::DecisionLog::open(
+        &config.audit.log_path(&config.data_dir),
+        key,
+        config.audit.checkpoints(),
+    )
+    .map_err(|e| StartError::Serve(e.to_string()))?;
+    let contracts = registry.clone();
+    let downstreams = Downstreams::start(
+        &config.downstreams,
+        Arc::new(move |server, tool| contracts.tool_of(server, tool).is_some()),
+        shutdown,
+    );
+    let gateway = Arc::new(Gateway::new(
+        registry,
+        policy,
+        downstreams,
+        controls,
+        log,
+        config.audit.clone(),
+        config.server.explain_to_agent,
+    ));
+    let restored = gateway
+        .restore_relationships()
+        .await
+        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+    tracing::info!(
+        relationship_entities = restored,
+        "relationship updates restored"
+    );
+    Ok(gateway)
+}
