@@ -28,6 +28,8 @@ fn record(n: usize) -> DecisionRecord {
         added_latency_us: None,
         request: None,
         listing: None,
+        refused_by: None,
+        replay_of: None,
     }
 }
 

@@ -958,6 +958,8 @@ fn actor_record(
         added_latency_us: None,
         request: None,
         listing: None,
+        refused_by: None,
+        replay_of: None,
     }
 }
 
@@ -995,6 +997,8 @@ fn decision_record(
         added_latency_us: None,
         request: None,
         listing: None,
+        refused_by: None,
+        replay_of: None,
     }
 }
 
