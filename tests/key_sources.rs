@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -12,15 +10,6 @@ use serde_json::json;
 const ES_ISSUER: &str = "https://es.capgate.local";
 const ED_ISSUER: &str = "https://ed.capgate.local";
 const JWKS_ISSUER: &str = "https://jwks.capgate.local";
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn sign(issuer: &str, audience: &str, header: Header, key: &EncodingKey) -> String {
     let mut claims = claims(&analyst("acme", "alice", "drafting-agent"), audience);
@@ -34,19 +23,6 @@ fn pem(name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn es256_eddsa_and_jwks_issuers_verify_their_own_keys_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    // Reuse the standard config for everything but the issuers.
-    let config = write_config(dir.path(), port, &GatewayOptions::default());
-    let text = std::fs::read_to_string(&config).expect("config");
-    let downstream = text
-        .find("[[downstream]]")
-        .map(|i| text[i..].to_string())
-        .expect("downstream section");
-    let head = text[..text.find("[[issuers]]").expect("issuers")].to_string();
     let issuers = format!(
         r#"
 [[issuers]]
@@ -68,30 +44,14 @@ jwks_file = "{jwks}"
         ed = fixtures().join("test-eddsa-public.pem").display(),
         jwks = fixtures().join("test-jwks.json").display(),
     );
-    std::fs::write(&config, format!("{head}{issuers}\n{downstream}")).expect("write config");
-    let _gateway = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_capgate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    );
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    // The standard gateway but for the issuers.
+    let gateway = TestGateway::start(GatewayOptions {
+        issuers: Some(issuers),
+        ..Default::default()
+    })
+    .await;
+    let url = gateway.url.clone();
     let http = reqwest::Client::new();
-    for _ in 0..300 {
-        let up = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if up {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let status_for = |token: String| {
         let (http, url) = (http.clone(), url.clone());
         async move {

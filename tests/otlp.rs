@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SPAN_NAME: &str = "capgate.tools_call";
 
@@ -265,91 +265,33 @@ async fn every_call_is_exported_as_one_span_carrying_its_decision() {
     );
 }
 
-/// Starts `capgate serve` on a written config with extra environment.
-fn spawn_serve(config: &std::path::Path, env: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(config.with_file_name("gateway.log")).expect("log file");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_capgate"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("CAPGATE_TEST_SECRET", TEST_SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.spawn().expect("spawn capgate")
-}
-
-/// Waits for `/healthz` with every downstream up; returns the document.
-async fn wait_healthy(base_url: &str, child: &mut Child, log: &std::path::Path) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(response) = http.get(format!("{base_url}/healthz")).send().await {
-            if let Ok(doc) = response.json::<Value>().await {
-                let up = doc["downstreams"]
-                    .as_object()
-                    .is_some_and(|m| !m.is_empty() && m.values().all(|v| v == "up"));
-                if up {
-                    return doc;
-                }
-            }
-        }
-        let exited = child.try_wait().ok().flatten();
-        assert!(
-            exited.is_none() && Instant::now() < deadline,
-            "gateway not healthy ({exited:?}); log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits for a child we started to exit by itself; kills it past the limit. Async, so the
+/// Waits for the gateway to exit by itself (its handle kills it past the limit). Async, so the
 /// receiver on this test's runtime keeps answering meanwhile.
-async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+async fn wait_exit(gateway: &TestGateway, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = gateway.exited() {
             return Some(status);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the OS hands out a free loopback port")
-}
-
 #[tokio::test]
 async fn queued_spans_are_flushed_when_the_gateway_stops_on_sigterm() {
     let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        port,
-        &GatewayOptions {
-            telemetry: Some(telemetry_table(&receiver.base_url)),
-            ..Default::default()
-        },
-    );
     // A ten-minute export interval: spans can only arrive through the flush at shutdown.
-    let mut child = spawn_serve(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]);
-    let log = dir.path().join("gateway.log");
-    let base_url = format!("http://127.0.0.1:{port}");
-    let url = format!("{base_url}/mcp");
-    let health = wait_healthy(&base_url, &mut child, &log).await;
+    let gateway = TestGateway::start(GatewayOptions {
+        telemetry: Some(telemetry_table(&receiver.base_url)),
+        env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), "600000".into())],
+        ..Default::default()
+    })
+    .await;
+    let url = gateway.url.clone();
+    let health = gateway.health().await;
     let policy_version = health["policy_version"]
         .as_str()
         .map(str::to_string)
@@ -366,14 +308,14 @@ async fn queued_spans_are_flushed_when_the_gateway_stops_on_sigterm() {
         "nothing is exported before the interval or shutdown"
     );
 
-    let pid = child.id().to_string();
+    let pid = gateway.pid().to_string();
     let signalled = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill runs");
     assert!(signalled.success());
-    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = wait_exit(&gateway, Duration::from_secs(30)).await;
+    let log_text = gateway.log();
     assert!(
         status.is_some_and(|s| s.success()),
         "capgate exits cleanly on SIGTERM ({status:?}); log:\n{log_text}"

@@ -4,6 +4,8 @@
 //! mutation is caught when a scenario that passes on the unmutated policies fails on the
 //! mutated ones. A surviving mutation means the suite would not notice that policy vanishing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -12,23 +14,7 @@ use capgate::policy::PolicyEngine;
 use capgate::registry::Registry;
 use capgate::scenarios;
 use cedar_policy::{Effect, PolicySet};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
-}
+use common::{copy_dir, repo_root};
 
 fn cedar_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -148,7 +134,7 @@ enum Verdict {
 impl Suite {
     fn new(policies: &Path) -> Self {
         let registry =
-            Registry::load(&repo().join("capabilities"), None).expect("load capabilities");
+            Registry::load(&repo_root().join("capabilities"), None).expect("load capabilities");
         let engine = PolicyEngine::load(policies, None).expect("load the unmutated policies");
         let results = scenarios::run_dir(&policies.join("tests"), &engine, &registry)
             .expect("run the scenarios");
@@ -193,7 +179,7 @@ impl Suite {
 fn every_policy_file_and_every_forbid_is_needed_by_a_scenario() {
     let temp = tempfile::tempdir().expect("tempdir");
     let pristine = temp.path().join("pristine");
-    copy_dir(&repo().join("policies"), &pristine);
+    copy_dir(&repo_root().join("policies"), &pristine);
     let suite = Suite::new(&pristine);
     let passing = suite.baseline.values().filter(|ok| **ok).count();
     assert!(

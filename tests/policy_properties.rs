@@ -6,15 +6,12 @@
 //! - What a capability is decided on is never guessed: dropping the tenant, a bound entity or a
 //!   required contract attribute is `require_more_context`.
 
-use std::path::PathBuf;
+mod common;
 
 use capgate::policy::{Decision, Outcome, PolicyEngine, PolicyRequest};
 use capgate::registry::Registry;
 use capgate::scenarios::{parse_file, scenario_files, scenario_request};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::repo_root;
 
 /// One attribute dropped from a request.
 struct Drop {
@@ -91,9 +88,10 @@ struct Checked {
 }
 
 fn check_all() -> Vec<Checked> {
-    let policies = repo().join("policies");
+    let policies = repo_root().join("policies");
     let engine = PolicyEngine::load(&policies, None).expect("load policies");
-    let registry = Registry::load(&repo().join("capabilities"), None).expect("load capabilities");
+    let registry =
+        Registry::load(&repo_root().join("capabilities"), None).expect("load capabilities");
     let mut checked = Vec::new();
     let mut scenarios = 0;
     for path in scenario_files(&policies.join("tests")).expect("scenario files") {

@@ -2,30 +2,32 @@
 //! through the library, and `capgate policy test` reports the same, exiting non-zero (with a
 //! runner-style `FAILED` line) when one expectation is wrong.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use capgate::policy::{Outcome, PolicyEngine};
 use capgate::registry::Registry;
 use capgate::scenarios::{self, ScenarioResult};
+use common::{copy_dir, repo_root};
 
 /// Scenario names ending in this must be denied with no determining policy (deny by default).
 const DEFAULT_DENY_MARK: &str = "(default deny)";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn run(policies: &Path, tests: &Path) -> Vec<ScenarioResult> {
     let engine = PolicyEngine::load(policies, None)
         .unwrap_or_else(|e| panic!("loading {}: {e}", policies.display()));
-    let registry = Registry::load(&repo().join("capabilities"), None)
+    let registry = Registry::load(&repo_root().join("capabilities"), None)
         .unwrap_or_else(|e| panic!("loading the capabilities: {e}"));
     scenarios::run_dir(tests, &engine, &registry).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn repo_results() -> Vec<ScenarioResult> {
-    run(&repo().join("policies"), &repo().join("policies/tests"))
+    run(
+        &repo_root().join("policies"),
+        &repo_root().join("policies/tests"),
+    )
 }
 
 fn short_file(result: &ScenarioResult) -> String {
@@ -156,25 +158,12 @@ fn approval_decisions_carry_advice() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
-}
-
 fn capgate_policy_test(policies: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_capgate"))
         .args(["policy", "test", "--policies"])
         .arg(policies)
         .arg("--capabilities")
-        .arg(repo().join("capabilities"))
+        .arg(repo_root().join("capabilities"))
         .env_remove("CAPGATE_CONFIG")
         .output()
         .expect("run capgate policy test")
@@ -182,7 +171,7 @@ fn capgate_policy_test(policies: &Path) -> std::process::Output {
 
 #[test]
 fn cli_passes_on_the_repo_policies() {
-    let output = capgate_policy_test(&repo().join("policies"));
+    let output = capgate_policy_test(&repo_root().join("policies"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -212,7 +201,7 @@ fn cli_fails_when_one_expectation_is_flipped() {
 
     let temp = tempfile::tempdir().expect("tempdir");
     let policies = temp.path().join("policies");
-    copy_dir(&repo().join("policies"), &policies);
+    copy_dir(&repo_root().join("policies"), &policies);
     let scenario_file = policies.join("tests").join(&file_name);
     let text = std::fs::read_to_string(&scenario_file).expect("read scenario file");
     let mut document: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse scenarios");

@@ -3,8 +3,14 @@
 //! written is committed in one transaction (group commit), and checkpoints are signed every
 //! `CheckpointPolicy::every` records and, on a quiet log, within `CheckpointPolicy::interval`.
 
+//!
+//! `append` queues a record; `append_durable` waits until its record is committed; `flush` waits
+//! until everything queued before it is. The last two send their answer channel through the same
+//! queue, so the writer answers them in order, after the batch that holds them.
+
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -33,13 +39,38 @@ impl Default for CheckpointPolicy {
 }
 
 type Ack = tokio::sync::oneshot::Sender<Result<i64, String>>;
+type FlushAck = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// What the writer thread is sent, in order.
+// A record travels by value: boxing it would cost an allocation per call for the sake of the
+// rare, small flush marker.
+#[allow(clippy::large_enum_variant)]
+enum Queued {
+    /// A record to append; `ack` (for `append_durable`) gets its sequence number once committed.
+    Record {
+        record: DecisionRecord,
+        ack: Option<Ack>,
+    },
+    /// Answered once the batch holding it is committed. `failed_before` is the failure count
+    /// when it was sent: more failures by then mean a record queued before it was lost.
+    Flush { failed_before: u64, ack: FlushAck },
+}
+
+impl Queued {
+    fn record(&self) -> Option<&DecisionRecord> {
+        match self {
+            Queued::Record { record, .. } => Some(record),
+            Queued::Flush { .. } => None,
+        }
+    }
+}
 
 /// The writer's handle. Cloning is cheap; the writer thread ends when all handles are dropped.
 #[derive(Clone)]
 pub struct DecisionLog {
-    queue: mpsc::Sender<(DecisionRecord, Option<Ack>)>,
+    queue: mpsc::Sender<Queued>,
     path: PathBuf,
-    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: Arc<AtomicU64>,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -104,18 +135,21 @@ fn checkpoint_tail(
 
 fn write_batch(
     connection: &mut Connection,
-    batch: &[(DecisionRecord, Option<Ack>)],
+    records: &[&DecisionRecord],
     key: &ed25519_dalek::SigningKey,
     every: i64,
 ) -> rusqlite::Result<Vec<i64>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (mut seq, mut prev): (i64, String) = tx
         .prepare_cached("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_string()));
-    let mut written = Vec::with_capacity(batch.len());
-    for (record, _) in batch {
+    let mut written = Vec::with_capacity(records.len());
+    for record in records {
         let json = canonical_json(&serde_json::to_value(record).unwrap_or_default());
         let hash = chain_hash(&prev, &json);
         seq += 1;
@@ -151,74 +185,18 @@ impl DecisionLog {
             ));
         }
         let path = path.to_path_buf();
-        let mut connection =
-            open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
-        let (queue, incoming) = mpsc::channel::<(DecisionRecord, Option<Ack>)>();
-        let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let failures = failed.clone();
+        let connection = open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
+        let (queue, incoming) = mpsc::channel::<Queued>();
+        let failed = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            connection,
+            key,
+            checkpoints,
+            failures: failed.clone(),
+        };
         std::thread::Builder::new()
             .name("capgate-decision-log".into())
-            .spawn(move || {
-                let mut unsigned_since: Option<std::time::Instant> = None;
-                loop {
-                    let wait = unsigned_since
-                        .map(|since| checkpoints.interval.saturating_sub(since.elapsed()))
-                        .unwrap_or(std::time::Duration::from_secs(3600));
-                    let first = match incoming.recv_timeout(wait) {
-                        Ok(first) => first,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            match checkpoint_tail(&mut connection, &key) {
-                                Ok(_) => unsigned_since = None,
-                                Err(error) => {
-                                    tracing::error!(%error, "decision log checkpoint failed")
-                                }
-                            }
-                            continue;
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => {
-                            if unsigned_since.is_some() {
-                                let _ = checkpoint_tail(&mut connection, &key);
-                            }
-                            break;
-                        }
-                    };
-                    // Group commit: everything that queued while the last batch was written.
-                    let mut batch = vec![first];
-                    while let Ok(more) = incoming.try_recv() {
-                        batch.push(more);
-                        if batch.len() >= 4096 {
-                            break;
-                        }
-                    }
-                    let result = write_batch(&mut connection, &batch, &key, checkpoints.every);
-                    match &result {
-                        Ok(seqs) => {
-                            let tail_signed =
-                                seqs.last().is_some_and(|seq| seq % checkpoints.every == 0);
-                            unsigned_since = match (tail_signed, unsigned_since) {
-                                (true, _) => None,
-                                (false, Some(since)) => Some(since),
-                                (false, None) => Some(std::time::Instant::now()),
-                            };
-                        }
-                        Err(error) => {
-                            failures.fetch_add(
-                                batch.len() as u64,
-                                std::sync::atomic::Ordering::Relaxed,
-                            );
-                            tracing::error!(%error, records = batch.len(), "decision log write failed");
-                        }
-                    }
-                    for (index, (_, ack)) in batch.into_iter().enumerate() {
-                        if let Some(ack) = ack {
-                            let _ = ack.send(match &result {
-                                Ok(seqs) => Ok(seqs[index]),
-                                Err(error) => Err(error.to_string()),
-                            });
-                        }
-                    }
-                }
-            })
+            .spawn(move || writer.run(incoming))
             .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
             queue,
@@ -229,7 +207,7 @@ impl DecisionLog {
 
     /// Records that could not be written since start.
     pub fn failed_records(&self) -> u64 {
-        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// The log's database file (readable while the writer runs: WAL).
@@ -239,9 +217,12 @@ impl DecisionLog {
 
     /// Queues a record; it is written with the next group commit.
     pub fn append(&self, record: DecisionRecord) {
-        if self.queue.send((record, None)).is_err() {
-            self.failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self
+            .queue
+            .send(Queued::Record { record, ack: None })
+            .is_err()
+        {
+            self.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("the decision log writer has stopped");
         }
     }
@@ -250,7 +231,24 @@ impl DecisionLog {
     pub async fn append_durable(&self, record: DecisionRecord) -> Result<i64, AuditError> {
         let (ack, done) = tokio::sync::oneshot::channel();
         self.queue
-            .send((record, Some(ack)))
+            .send(Queued::Record {
+                record,
+                ack: Some(ack),
+            })
+            .map_err(|_| AuditError("the log writer has stopped".into()))?;
+        done.await
+            .map_err(|_| AuditError("the log writer stopped before answering".into()))?
+            .map_err(AuditError)
+    }
+
+    /// Waits until every record appended before this call (by `append` or `append_durable`) is
+    /// committed. Fails when the writer has stopped, or when a record still queued at the call
+    /// could not be written (records lost before the call are counted in `failed_records`).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let failed_before = self.failed.load(Ordering::SeqCst);
+        self.queue
+            .send(Queued::Flush { failed_before, ack })
             .map_err(|_| AuditError("the log writer has stopped".into()))?;
         done.await
             .map_err(|_| AuditError("the log writer stopped before answering".into()))?
@@ -258,11 +256,168 @@ impl DecisionLog {
     }
 }
 
+/// The writer thread's state: the one connection that writes to the log.
+struct Writer {
+    connection: Connection,
+    key: ed25519_dalek::SigningKey,
+    checkpoints: CheckpointPolicy,
+    failures: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Commits what arrives, in batches, until every handle is dropped; signs the tail of a log
+    /// that has been quiet for `checkpoints.interval`, and the tail again when it stops.
+    fn run(mut self, incoming: mpsc::Receiver<Queued>) {
+        let mut unsigned_since: Option<std::time::Instant> = None;
+        loop {
+            let wait = unsigned_since
+                .map(|since| self.checkpoints.interval.saturating_sub(since.elapsed()))
+                .unwrap_or(std::time::Duration::from_secs(3600));
+            let first = match incoming.recv_timeout(wait) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    match checkpoint_tail(&mut self.connection, &self.key) {
+                        Ok(_) => unsigned_since = None,
+                        Err(error) => {
+                            tracing::error!(%error, "decision log checkpoint failed")
+                        }
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if unsigned_since.is_some() {
+                        let _ = checkpoint_tail(&mut self.connection, &self.key);
+                    }
+                    break;
+                }
+            };
+            // Group commit: everything that queued while the last batch was written.
+            let mut batch = vec![first];
+            while let Ok(more) = incoming.try_recv() {
+                batch.push(more);
+                if batch.len() >= 4096 {
+                    break;
+                }
+            }
+            let result = self.commit(&batch);
+            // A batch of flush markers alone wrote nothing: the tail is as signed as it was.
+            if let Some(last) = result.as_ref().ok().and_then(|seqs| seqs.last()) {
+                let tail_signed = last % self.checkpoints.every == 0;
+                unsigned_since = match (tail_signed, unsigned_since) {
+                    (true, _) => None,
+                    (false, Some(since)) => Some(since),
+                    (false, None) => Some(std::time::Instant::now()),
+                };
+            }
+            self.answer(batch, &result);
+        }
+    }
+
+    /// Writes the batch's records in one transaction; their sequence numbers.
+    fn commit(&mut self, batch: &[Queued]) -> rusqlite::Result<Vec<i64>> {
+        let records: Vec<&DecisionRecord> = batch.iter().filter_map(Queued::record).collect();
+        let result = write_batch(
+            &mut self.connection,
+            &records,
+            &self.key,
+            self.checkpoints.every,
+        );
+        if let Err(error) = &result {
+            // Counted before anyone is answered, so a flush in this or a later batch sees it.
+            self.failures
+                .fetch_add(records.len() as u64, Ordering::SeqCst);
+            tracing::error!(%error, records = records.len(), "decision log write failed");
+        }
+        result
+    }
+
+    /// Answers everyone in the batch who waits: each durable record with its sequence number,
+    /// each flush marker with whether everything queued before it was written.
+    fn answer(&self, batch: Vec<Queued>, result: &rusqlite::Result<Vec<i64>>) {
+        let mut index = 0;
+        for queued in batch {
+            match queued {
+                Queued::Record { ack, .. } => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(match result {
+                            Ok(seqs) => seqs.get(index).copied().ok_or_else(|| {
+                                "the writer lost count of its batch (a bug)".to_string()
+                            }),
+                            Err(error) => Err(error.to_string()),
+                        });
+                    }
+                    index += 1;
+                }
+                Queued::Flush { failed_before, ack } => {
+                    let lost = self
+                        .failures
+                        .load(Ordering::SeqCst)
+                        .saturating_sub(failed_before);
+                    let _ = ack.send(match result {
+                        Err(error) => Err(error.to_string()),
+                        Ok(_) if lost > 0 => Err(format!(
+                            "{lost} record(s) queued before the flush could not be written"
+                        )),
+                        Ok(_) => Ok(()),
+                    });
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::test_support::{record, signing_key, tamper};
-    use crate::audit::{log_path, verify};
+    use crate::audit::test_support::{opened, record, signing_key, tamper};
+    use crate::audit::{log_path, read_all, verify};
+
+    #[tokio::test]
+    async fn flush_returns_once_every_appended_record_is_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = opened(dir.path());
+        log.flush()
+            .await
+            .expect("nothing queued: nothing to wait for");
+        const N: usize = 500;
+        for i in 0..N {
+            log.append(record(i));
+        }
+        log.flush().await.expect("flush");
+        let rows = read_all(&log_path(dir.path())).expect("read");
+        assert_eq!(rows.len(), N);
+        let last: DecisionRecord = serde_json::from_str(&rows[N - 1].1).expect("record");
+        assert_eq!(last, record(N - 1));
+        assert_eq!(log.failed_records(), 0);
+    }
+
+    #[tokio::test]
+    async fn flush_fails_when_a_record_queued_before_it_was_not_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = opened(dir.path());
+        log.append(record(0));
+        log.flush().await.expect("flush");
+        tamper(
+            dir.path(),
+            "CREATE TRIGGER refuse BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        );
+        for i in 1..4 {
+            log.append(record(i));
+        }
+        // Whether the marker shared the failing batch or came after it, the flush fails.
+        let refused = log.flush().await.expect_err("the records were lost");
+        assert!(
+            refused.to_string().contains("could not be written")
+                || refused.to_string().contains("disk full"),
+            "{refused}"
+        );
+        assert_eq!(log.failed_records(), 3);
+        // Once writes succeed again, a flush with nothing lost since its call succeeds.
+        tamper(dir.path(), "DROP TRIGGER refuse;");
+        log.append(record(4));
+        log.flush().await.expect("flush after recovery");
+        assert_eq!(read_all(&log_path(dir.path())).expect("read").len(), 2);
+    }
 
     #[tokio::test]
     async fn a_quiet_logs_tail_is_checkpointed_within_the_interval() {

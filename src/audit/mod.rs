@@ -12,7 +12,7 @@
 //!
 //! This file holds what a record is and how records chain; the rooms around it:
 //! - `keys`: the checkpoint signing key (load, generate) and the public key to verify with;
-//! - `log`: the writer ([`DecisionLog`]): the hash chain, group commit, checkpoints;
+//! - `log`: the writer ([`DecisionLog`]): the hash chain, group commit, checkpoints, `flush`;
 //! - `verify`: reading the chain back and naming every record that was tampered with;
 //! - `query`: filtering records, replaying decisions under other policies, run manifests.
 
@@ -85,11 +85,13 @@ pub struct DecisionRecord {
     /// what was hidden, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<ListingSummary>,
-    /// The control that refused (`kill_switch`, `budget`, `idempotency`, ...); `None` for the
-    /// PDP's own decisions.
+    /// The control that refused the call (`kill_switch`, `budget`, `idempotency`, ...); `None`
+    /// when the policy decided. Left out of the JSON when `None`, so that records written
+    /// before the field existed hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_by: Option<String>,
-    /// On the record of an idempotency replay: the request id of the call that performed it.
+    /// On the record of an idempotency replay: the request id of the original call, whose
+    /// stored result was returned. Left out of the JSON when `None`, like `refused_by`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<String>,
 }
@@ -180,11 +182,15 @@ mod test_support {
         load_signing_key(&dir.join(SIGNING_KEY_FILE), true)
     }
 
+    /// The log in `dir`, with the default checkpoints and the key in `dir`.
+    pub fn opened(dir: &Path) -> DecisionLog {
+        let key = signing_key(dir).expect("key");
+        DecisionLog::open(&log_path(dir), key, CheckpointPolicy::default()).expect("open")
+    }
+
     /// A log in `dir` with `n + 1` records, the last appended durably.
     pub async fn filled(dir: &Path, n: usize) {
-        let key = signing_key(dir).expect("key");
-        let log =
-            DecisionLog::open(&log_path(dir), key, CheckpointPolicy::default()).expect("open");
+        let log = opened(dir);
         for i in 0..n {
             log.append(record(i));
         }
@@ -196,5 +202,70 @@ mod test_support {
         Connection::open(log_path(dir))
             .and_then(|c| c.execute_batch(sql))
             .expect("tamper");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::record;
+    use super::*;
+
+    /// A record without a refusing control or a replayed original serializes with exactly the
+    /// keys records had before `refused_by` and `replay_of` existed, so its canonical JSON and
+    /// hash are unchanged and old logs still verify; old records read back with `None`.
+    #[test]
+    fn records_without_the_new_fields_serialize_and_hash_as_before() {
+        let value = serde_json::to_value(record(1)).expect("json");
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort();
+        let mut before = vec![
+            "time",
+            "request_id",
+            "tenant",
+            "run_id",
+            "action",
+            "resource",
+            "decision",
+            "reason",
+            "policy_id",
+            "policy_version",
+            "actor",
+            "delegation_chain",
+            "action_digest",
+            "obligations",
+            "mode",
+            "shadow_decision",
+            "downstream_outcome",
+            "added_latency_us",
+        ];
+        before.sort();
+        assert_eq!(keys, before);
+        let old = crate::store::canonical_json(&value);
+        let read: DecisionRecord = serde_json::from_str(&old).expect("an old record reads");
+        assert_eq!(read, record(1));
+
+        let refused = DecisionRecord {
+            refused_by: Some("budget".into()),
+            replay_of: Some("req-0".into()),
+            ..record(1)
+        };
+        let json = serde_json::to_string(&refused).expect("json");
+        assert!(json.contains("\"refused_by\":\"budget\""), "{json}");
+        assert!(json.contains("\"replay_of\":\"req-0\""), "{json}");
+        assert_eq!(
+            serde_json::from_str::<DecisionRecord>(&json).expect("reads back"),
+            refused
+        );
+        assert_ne!(
+            chain_hash(GENESIS, &crate::store::canonical_json(&value)),
+            chain_hash(
+                GENESIS,
+                &crate::store::canonical_json(&serde_json::to_value(&refused).expect("json"))
+            ),
+            "the new fields are covered by the hash when set"
+        );
     }
 }

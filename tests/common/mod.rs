@@ -2,7 +2,8 @@
 //! server (`case-platform`) as its child, and connects real MCP clients to it.
 //!
 //! Each gateway gets its own temporary directory (config, capabilities, data, downstream
-//! journals) and is killed when the handle drops.
+//! journals) and is killed when the handle drops. What goes into that directory, and the
+//! options for it, are in `config`.
 
 #![allow(dead_code)]
 
@@ -18,6 +19,9 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
+mod config;
+pub use config::*;
+
 pub const TEST_SECRET: &str = "capgate-integration-test-secret-0123456789abcdef";
 pub const HS_ISSUER: &str = "https://test-issuer.capgate.local";
 pub const RS_ISSUER: &str = "https://rs-issuer.capgate.local";
@@ -30,26 +34,6 @@ pub fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures")
 }
 
-#[derive(Default, Clone)]
-pub struct GatewayOptions {
-    /// Adds a second downstream, `flaky`: another case-platform with test hooks
-    /// (debug_crash, debug_sleep, debug_add_tool) and its own contracts and policy.
-    pub with_flaky: bool,
-    pub flaky_timeout_ms: Option<u64>,
-    /// Extra policy files (name, text) added to a copy of the repo's policies.
-    pub extra_policies: Vec<(String, String)>,
-    /// Starts the admin API on its own port (role `capgate-admin`).
-    pub admin: bool,
-    /// Agents get the audience-safe reason instead of the detailed one.
-    pub safe_explanations: bool,
-    /// An `[enforcement]` table body (budgets, idempotency retention).
-    pub enforcement: Option<String>,
-    /// An `[audit]` table body (dry-run scopes, argument masking).
-    pub audit: Option<String>,
-    /// A `[telemetry]` table body (OTLP trace export).
-    pub telemetry: Option<String>,
-}
-
 pub struct TestGateway {
     child: std::sync::Mutex<Child>,
     pub port: u16,
@@ -58,148 +42,18 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub journal: PathBuf,
     pub flaky_journal: PathBuf,
+    env: Vec<(String, String)>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("the OS hands out a free loopback port")
 }
 
-/// Copies a directory tree (the repo's policies/ into a test's own, for instance).
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).expect("copy file");
-        }
-    }
-}
-
-/// Writes a config for a gateway on `port` into `dir` and returns its path.
-pub fn write_config(dir: &Path, port: u16, options: &GatewayOptions) -> PathBuf {
-    let capabilities = dir.join("capabilities");
-    std::fs::create_dir_all(&capabilities).expect("mkdir");
-    std::fs::copy(
-        repo_root().join("capabilities/case-platform.toml"),
-        capabilities.join("case-platform.toml"),
-    )
-    .expect("copy contracts");
-    let policies = dir.join("policies");
-    copy_dir(&repo_root().join("policies"), &policies);
-    if options.with_flaky {
-        std::fs::copy(
-            fixtures().join("capabilities/flaky.toml"),
-            capabilities.join("flaky.toml"),
-        )
-        .expect("copy flaky contracts");
-        std::fs::copy(
-            fixtures().join("policies/flaky.cedar"),
-            policies.join("flaky.cedar"),
-        )
-        .expect("copy flaky policy");
-    }
-    for (name, text) in &options.extra_policies {
-        std::fs::write(policies.join(name), text).expect("write extra policy");
-    }
-    let downstream_bin = env!("CARGO_BIN_EXE_case-platform");
-    let mut config = format!(
-        r#"
-capabilities_dir = "capabilities"
-policies_dir = "policies"
-data_dir = "data"
-
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}/mcp"
-explain_to_agent = "detailed"
-
-[[issuers]]
-issuer = "{HS_ISSUER}"
-algorithm = "HS256"
-secret_env = "CAPGATE_TEST_SECRET"
-
-[[issuers]]
-issuer = "{RS_ISSUER}"
-algorithm = "RS256"
-public_key_file = "{rs_key}"
-
-[[downstream]]
-id = "case"
-command = "{downstream_bin}"
-timeout_ms = 10000
-env = {{ CASE_PLATFORM_JOURNAL = "{journal}" }}
-"#,
-        rs_key = fixtures().join("test-rs256-public.pem").display(),
-        journal = dir.join("case-journal.jsonl").display(),
-    );
-    if options.with_flaky {
-        config.push_str(&format!(
-            r#"
-[[downstream]]
-id = "flaky"
-command = "{downstream_bin}"
-timeout_ms = {timeout}
-env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
-"#,
-            timeout = options.flaky_timeout_ms.unwrap_or(3000),
-            journal = dir.join("flaky-journal.jsonl").display(),
-        ));
-    }
-    if let Some(enforcement) = &options.enforcement {
-        // Top-level tables go before the first [[array]] table.
-        config = config.replacen(
-            "[server]",
-            &format!("[enforcement]\n{enforcement}\n\n[server]"),
-            1,
-        );
-    }
-    if let Some(audit) = &options.audit {
-        config = config.replacen("[server]", &format!("[audit]\n{audit}\n\n[server]"), 1);
-    }
-    if let Some(telemetry) = &options.telemetry {
-        config = config.replacen(
-            "[server]",
-            &format!("[telemetry]\n{telemetry}\n\n[server]"),
-            1,
-        );
-    }
-    if options.safe_explanations {
-        config = config.replace(
-            "explain_to_agent = \"detailed\"",
-            "explain_to_agent = \"safe\"",
-        );
-    }
-    let path = dir.join("capgate.toml");
-    std::fs::write(&path, config).expect("write config");
-    path
-}
-
-/// Adds an admin listener to a written config; returns its base URL.
-pub fn add_admin(config: &Path) -> String {
-    let port = free_port();
-    let mut text = std::fs::read_to_string(config).expect("read config");
-    // Top-level tables must precede the first array table, so prepend.
-    text = format!("[admin]\nlisten = \"127.0.0.1:{port}\"\nrole = \"capgate-admin\"\n{text}");
-    // `[admin]` before top-level keys would swallow them: move the keys above it.
-    let (keys, rest): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| {
-        l.starts_with("capabilities_dir")
-            || l.starts_with("policies_dir")
-            || l.starts_with("data_dir")
-    });
-    std::fs::write(
-        config,
-        format!("{}\n{}\n", keys.join("\n"), rest.join("\n")),
-    )
-    .expect("write config");
-    format!("http://127.0.0.1:{port}")
-}
-
-fn spawn_gateway(dir: &Path) -> Child {
+fn spawn_gateway(dir: &Path, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -213,6 +67,7 @@ fn spawn_gateway(dir: &Path) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .spawn()
         .expect("spawn capgate")
 }
@@ -223,7 +78,7 @@ impl TestGateway {
         let port = free_port();
         let config = write_config(dir.path(), port, &options);
         let admin_url = options.admin.then(|| add_admin(&config));
-        let child = spawn_gateway(dir.path());
+        let child = spawn_gateway(dir.path(), &options.env);
         let gateway = TestGateway {
             child: std::sync::Mutex::new(child),
             port,
@@ -232,6 +87,7 @@ impl TestGateway {
             journal: dir.path().join("case-journal.jsonl"),
             flaky_journal: dir.path().join("flaky-journal.jsonl"),
             dir,
+            env: options.env,
         };
         gateway.wait_healthy(Duration::from_secs(60)).await;
         gateway
@@ -242,7 +98,7 @@ impl TestGateway {
         if let Ok(mut child) = self.child.lock() {
             let _ = child.kill();
             let _ = child.wait();
-            *child = spawn_gateway(self.dir.path());
+            *child = spawn_gateway(self.dir.path(), &self.env);
         }
         self.wait_healthy(Duration::from_secs(60)).await;
     }
