@@ -1,14 +1,6 @@
-//! Obligations: what a permit requires the PEP to do for its allow to stand. Each kind here is
-//! enforced; a decision carrying any other obligation is refused (an unenforced obligation
-//! would make the allow a lie).
-//!
-//! - `redact:<field>` removes the field (at any depth) from structured content and from text
-//!   content that is JSON;
-//! - `mask:<field>` keeps only the last four characters of the field's value;
-//! - `redact_pattern:<ssn|email|account>` replaces matches in all text;
-//! - `audit:<tag>` records the call under the tag;
-//! - `max_calls:<n>` allows at most n calls of the tool per run;
-//! - `require_idempotency` demands an idempotency key even for a read.
+//! Obligations applied to what capgate returns. The obligation types and their parser live in
+//! `policy::obligation` (every `@obligation` is parsed when the policy set loads); this module
+//! holds the PEP's side: redaction and masking of structured and text content.
 
 use std::sync::OnceLock;
 
@@ -16,13 +8,7 @@ use regex::Regex;
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::Value;
 
-/// Built-in text patterns for `redact_pattern:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pattern {
-    Ssn,
-    Email,
-    Account,
-}
+pub use crate::policy::obligation::{Obligation, Obligations, Pattern};
 
 impl Pattern {
     fn regex(self) -> &'static Regex {
@@ -46,99 +32,7 @@ impl Pattern {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Obligation {
-    Redact(String),
-    Mask(String),
-    RedactPattern(Pattern),
-    Audit(String),
-    MaxCalls(u64),
-    RequireIdempotency,
-}
-
-impl Obligation {
-    /// Parses one obligation; `None` when this gateway cannot enforce it.
-    pub fn parse(text: &str) -> Option<Self> {
-        if text == "require_idempotency" {
-            return Some(Obligation::RequireIdempotency);
-        }
-        let (kind, argument) = text.split_once(':')?;
-        let argument = argument.trim();
-        if argument.is_empty() {
-            return None;
-        }
-        Some(match kind.trim() {
-            "redact" => Obligation::Redact(argument.to_string()),
-            "mask" => Obligation::Mask(argument.to_string()),
-            "redact_pattern" => Obligation::RedactPattern(match argument {
-                "ssn" => Pattern::Ssn,
-                "email" => Pattern::Email,
-                "account" => Pattern::Account,
-                _ => return None,
-            }),
-            "audit" => Obligation::Audit(argument.to_string()),
-            "max_calls" => Obligation::MaxCalls(argument.parse().ok()?),
-            _ => return None,
-        })
-    }
-}
-
-/// The obligations of one decision, all enforceable.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Obligations(pub Vec<Obligation>);
-
 impl Obligations {
-    /// Parses a decision's obligations, or names those this gateway cannot enforce.
-    pub fn parse(texts: &[String]) -> Result<Self, Vec<String>> {
-        let mut parsed = Vec::new();
-        let mut unenforceable = Vec::new();
-        for text in texts {
-            match Obligation::parse(text) {
-                Some(obligation) => parsed.push(obligation),
-                None => unenforceable.push(text.clone()),
-            }
-        }
-        if unenforceable.is_empty() {
-            Ok(Self(parsed))
-        } else {
-            Err(unenforceable)
-        }
-    }
-
-    pub fn requires_idempotency(&self) -> bool {
-        self.0.contains(&Obligation::RequireIdempotency)
-    }
-
-    /// The smallest `max_calls` limit, if any.
-    pub fn max_calls(&self) -> Option<u64> {
-        self.0
-            .iter()
-            .filter_map(|o| match o {
-                Obligation::MaxCalls(n) => Some(*n),
-                _ => None,
-            })
-            .min()
-    }
-
-    pub fn audit_tags(&self) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter_map(|o| match o {
-                Obligation::Audit(tag) => Some(tag.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn transforms_content(&self) -> bool {
-        self.0.iter().any(|o| {
-            matches!(
-                o,
-                Obligation::Redact(_) | Obligation::Mask(_) | Obligation::RedactPattern(_)
-            )
-        })
-    }
-
     /// Applies redaction and masking to structured and text content.
     pub fn apply(&self, result: &mut CallToolResult) {
         if !self.transforms_content() {
@@ -214,15 +108,6 @@ fn mask(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unknown_obligations_are_named() {
-        let parsed = Obligations::parse(&["audit:x".into(), "encrypt:y".into(), "redact:".into()]);
-        assert_eq!(
-            parsed,
-            Err(vec!["encrypt:y".to_string(), "redact:".to_string()])
-        );
-    }
 
     #[test]
     fn redaction_reaches_structured_and_text_content() {
