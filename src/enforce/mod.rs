@@ -12,7 +12,7 @@ mod listing;
 mod obligations;
 mod requests;
 
-pub use obligations::{Obligation, Obligations};
+pub use obligations::{ContentKind, Obligation, ObligationError, Obligations};
 
 pub use controls::{
     ActionDigest, ApprovalDecisionError, BreakGlassError, BreakGlassRequest, ControlRefusal,
