@@ -355,29 +355,6 @@ async fn obligations_redact_before_the_agent_sees_the_result() {
     assert!(everything.contains("[redacted email]"), "{everything}");
 }
 
-#[tokio::test]
-async fn an_obligation_the_gateway_cannot_enforce_turns_the_allow_into_a_deny() {
-    let gateway = TestGateway::start(GatewayOptions {
-        extra_policies: vec![(
-            "zz-encrypt.cedar".into(),
-            "@id(\"needs-encryption\")\n@obligation(\"encrypt:case\")\npermit(principal in AgentRole::\"drafting-agent\", action == Action::\"call_tool\", resource is Tool) when { resource.name == \"read_case\" };\n".into(),
-        )],
-        ..Default::default()
-    })
-    .await;
-    let client = gateway
-        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
-        .await;
-    let refused = call(&client, "case__read_case", json!({"case_id": "case-101"})).await;
-    assert_eq!(refused.is_error, Some(true));
-    assert!(
-        text_of(&refused).contains("encrypt:case"),
-        "{}",
-        text_of(&refused)
-    );
-    assert!(gateway.journal_entries().is_empty());
-}
-
 async fn open_grant(gateway: &TestGateway, token: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!(

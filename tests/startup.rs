@@ -86,13 +86,17 @@ fn a_missing_hs256_secret_refuses_start() {
     assert!(stderr.contains("CAPGATE_TEST_SECRET"), "{stderr}");
 }
 
+fn policy_check(policies: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["policy", "check"])
+        .arg(policies)
+        .output()
+        .expect("run capgate policy check")
+}
+
 #[test]
 fn policy_check_accepts_the_example_policies_and_rejects_a_broken_set() {
-    let ok = Command::new(env!("CARGO_BIN_EXE_capgate"))
-        .args(["policy", "check"])
-        .arg(repo_root().join("policies"))
-        .output()
-        .expect("run");
+    let ok = policy_check(&repo_root().join("policies"));
     assert!(
         ok.status.success(),
         "{}",
@@ -100,13 +104,30 @@ fn policy_check_accepts_the_example_policies_and_rejects_a_broken_set() {
     );
     let (dir, _config) =
         config_with_policy("broken.cedar", "permit(principal, action, resource)\n");
-    let bad = Command::new(env!("CARGO_BIN_EXE_capgate"))
-        .args(["policy", "check"])
-        .arg(dir.path().join("policies"))
-        .output()
-        .expect("run");
+    let bad = policy_check(&dir.path().join("policies"));
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("broken.cedar"));
+}
+
+/// Every `@obligation` is parsed at load: one the gateway cannot enforce refuses the set, for
+/// `policy check` and `serve` alike, naming the file, the policy and the obligation.
+#[test]
+fn an_obligation_the_gateway_cannot_enforce_refuses_the_policy_set() {
+    let (dir, config) = config_with_policy(
+        "zz-encrypt.cedar",
+        "@id(\"needs-encryption\")\n@obligation(\"audit:case-read, encrypt:case\")\npermit(principal in AgentRole::\"drafting-agent\", action == Action::\"call_tool\", resource is Tool) when { resource.name == \"read_case\" };\n",
+    );
+    let check = policy_check(&dir.path().join("policies"));
+    assert!(!check.status.success());
+    let refusals = [
+        String::from_utf8_lossy(&check.stderr).into_owned(),
+        serve_must_refuse(&config),
+    ];
+    for stderr in refusals {
+        for named in ["zz-encrypt.cedar:1:", "needs-encryption", "encrypt:case"] {
+            assert!(stderr.contains(named), "{named}: {stderr}");
+        }
+    }
 }
 
 /// A configured checkpoint key that does not exist is never replaced by a new one: a log whose

@@ -25,7 +25,7 @@ mod requests;
 pub use approvals::{ActionDigest, ApprovalDecisionError, ApprovalProblem};
 pub use capability::Target;
 pub use controls::{grant_covers, kill_covers, BreakGlassError, BreakGlassRequest, Controls};
-pub use obligations::{Obligation, Obligations};
+pub use obligations::{ContentKind, Obligation, ObligationError, Obligations};
 pub use refusal::Refusal;
 pub use relationships::{RelationshipError, ReloadError};
 pub use requests::{

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::contract::Outcome;
+use super::obligation::Obligation;
 
 /// The schema file inside the policies directory.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -339,7 +340,7 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 });
                 continue;
             }
-            match read_annotations(policy, &source.name(), line) {
+            match read_annotations(policy, &id, &source.name(), line) {
                 Ok(policy_meta) => {
                     meta.insert(policy_id.clone(), policy_meta);
                 }
@@ -442,9 +443,11 @@ fn annotation_list(value: Option<&str>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`; misplaced ones refuse the set.
+/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`; misplaced ones, and obligations this
+/// gateway cannot enforce, refuse the set.
 fn read_annotations(
     policy: &cedar_policy::Policy,
+    id: &str,
     file: &str,
     line: Option<usize>,
 ) -> Result<PolicyMeta, PolicyProblem> {
@@ -480,14 +483,11 @@ fn read_annotations(
             "@obligation belongs on permit policies (obligations come with an allow)".into(),
         ));
     }
+    // Parsed once here, so that the PEP never meets an obligation it cannot enforce.
     for obligation in &obligations {
-        let well_formed = obligation
-            .split_once(':')
-            .is_some_and(|(kind, arg)| !kind.is_empty() && !arg.is_empty())
-            || obligation == "require_idempotency";
-        if !well_formed {
+        if let Err(e) = obligation.parse::<Obligation>() {
             return Err(problem(format!(
-                "obligation `{obligation}` is not of the form kind:argument (e.g. redact:customer_ssn)"
+                "policy `{id}`: @obligation(\"{obligation}\") cannot be enforced: {e}"
             )));
         }
     }

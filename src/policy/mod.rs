@@ -25,6 +25,7 @@ pub mod contract;
 pub mod entities;
 mod guards;
 pub mod load;
+pub mod obligation;
 #[cfg(test)]
 mod reference;
 mod request;
@@ -47,6 +48,7 @@ pub use load::{
     load_policies, EffectiveWindow, LoadedPolicies, Manifest, PolicyLoadError, PolicyMeta,
     PolicyProblem,
 };
+pub use obligation::{Obligation, ObligationParseError, Obligations, Pattern};
 use request::{BoundEntity, RequestParts};
 use slice::PolicySlices;
 

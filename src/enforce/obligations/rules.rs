@@ -1,0 +1,421 @@
+//! How content-transforming obligations reach one piece of text or one JSON value: the rule
+//! the result walkers in `mod.rs` apply to every text they find.
+//!
+//! - JSON text (an object or array): fields are removed or masked at any depth, and every
+//!   string in it is itself text under these rules (a string can hold `ssn: ...` or JSON).
+//! - Other text: each mention of a field must be a key with a value this module can delimit,
+//!   `field: value`, `"field": "value"`, `field=value` and the like; the value is replaced
+//!   (redact) or masked. A value runs to the end of its line unless it is quoted or bracketed,
+//!   so a list such as `field: alice, bob` goes whole. Any other mention (the name alone, a key
+//!   whose value starts on the next line, an unclosed quote or bracket) cannot be redacted
+//!   safely and fails the text.
+//! - Then the `redact_pattern:` patterns replace their matches.
+//!
+//! A field name matches without regard to case or to how its words are joined:
+//! `customer_ssn` also matches `Customer SSN`, `customer-ssn` and `customerSsn`.
+
+use std::ops::Range;
+
+use serde_json::{Map, Value};
+
+use super::{mask, mask_text, Obligation, Obligations, Pattern};
+
+/// What the text rule does with a field it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Redact,
+    Mask,
+}
+
+/// A field named by `redact:` or `mask:`, split into its words for matching.
+struct FieldRule<'a> {
+    name: &'a str,
+    words: Vec<String>,
+    action: Action,
+}
+
+/// A text that mentions `field` in a form the rule cannot redact safely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Unredactable {
+    pub field: String,
+}
+
+/// The content-transforming obligations of one decision, ready to apply.
+pub(super) struct Rules<'a> {
+    fields: Vec<FieldRule<'a>>,
+    patterns: Vec<Pattern>,
+}
+
+const REDACTED: &str = "[redacted]";
+
+fn is_word(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+/// The words of a field name: split at `_` and `-` and where a lower-case letter or digit is
+/// followed by an upper-case one, lower-cased.
+fn words(name: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut previous: Option<char> = None;
+    for c in name.chars() {
+        let camel_break = c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
+        if (c == '_' || c == '-' || camel_break) && !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+        if c != '_' && c != '-' {
+            current.push(c.to_ascii_lowercase());
+        }
+        previous = Some(c);
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+impl<'a> FieldRule<'a> {
+    fn new(name: &'a str, action: Action) -> Self {
+        Self {
+            name,
+            words: words(name),
+            action,
+        }
+    }
+
+    /// Where a mention of the field starting at `start` ends: its words in order, each pair
+    /// joined by at most one of `_`, `-` or a space, with no word character on either side.
+    fn mention_at(&self, text: &[u8], start: usize) -> Option<usize> {
+        if start > 0 && is_word(text[start - 1]) {
+            return None;
+        }
+        let mut at = start;
+        for (index, word) in self.words.iter().enumerate() {
+            if index > 0 && matches!(text.get(at), Some(b'_' | b'-' | b' ')) {
+                at += 1;
+            }
+            let end = at + word.len();
+            if !text.get(at..end)?.eq_ignore_ascii_case(word.as_bytes()) {
+                return None;
+            }
+            at = end;
+        }
+        match text.get(at) {
+            Some(byte) if is_word(*byte) => None,
+            _ => Some(at),
+        }
+    }
+
+    fn is_key(&self, key: &str) -> bool {
+        self.mention_at(key.as_bytes(), 0) == Some(key.len())
+    }
+
+    fn unredactable(&self) -> Unredactable {
+        Unredactable {
+            field: self.name.to_string(),
+        }
+    }
+
+    /// The text with every `field: value` redacted or masked; an error at any other mention.
+    fn rewrite(&self, text: &str) -> Result<String, Unredactable> {
+        let bytes = text.as_bytes();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some(name_end) = self.mention_at(bytes, at) else {
+                at += 1;
+                continue;
+            };
+            let value = value_after_key(bytes, at, name_end).ok_or_else(|| self.unredactable())?;
+            out.push_str(&text[copied..value.start]);
+            let raw = &text[value.clone()];
+            match self.action {
+                Action::Redact => out.push_str(REDACTED),
+                Action::Mask => match raw.chars().next() {
+                    Some(quote @ ('"' | '\'')) => {
+                        out.push(quote);
+                        out.push_str(&mask_text(&raw[1..raw.len() - 1]));
+                        out.push(quote);
+                    }
+                    _ => out.push_str(&mask_text(raw)),
+                },
+            }
+            copied = value.end;
+            at = value.end;
+        }
+        out.push_str(&text[copied..]);
+        Ok(out)
+    }
+}
+
+/// The span of the value after the key at `start..name_end` (the key possibly quoted, then
+/// `:` or `=`), if it can be delimited.
+fn value_after_key(text: &[u8], start: usize, name_end: usize) -> Option<Range<usize>> {
+    let mut at = name_end;
+    if start > 0
+        && matches!(text[start - 1], b'"' | b'\'')
+        && text.get(at) == Some(&text[start - 1])
+    {
+        at += 1;
+    }
+    let skip_blanks = |mut at: usize| {
+        while matches!(text.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        at
+    };
+    at = skip_blanks(at);
+    if !matches!(text.get(at), Some(b':' | b'=')) {
+        return None;
+    }
+    let value_start = skip_blanks(at + 1);
+    let value_end = match text.get(value_start)? {
+        // The value starts on a later line (a YAML block, say): it cannot be delimited.
+        b'\n' | b'\r' => return None,
+        quote @ (b'"' | b'\'') => closing_quote(text, value_start + 1, *quote)? + 1,
+        b'[' | b'{' | b'(' => closing_bracket(text, value_start)? + 1,
+        _ => {
+            let line_end = text[value_start..]
+                .iter()
+                .position(|b| matches!(b, b'\n' | b'\r'))
+                .map_or(text.len(), |p| value_start + p);
+            value_start
+                + text[value_start..line_end]
+                    .iter()
+                    .rposition(|b| !matches!(b, b' ' | b'\t'))
+                    .map_or(0, |p| p + 1)
+        }
+    };
+    Some(value_start..value_end)
+}
+
+/// The offset of the quote closing a string that starts at `from`, honouring `\` escapes.
+fn closing_quote(text: &[u8], from: usize, quote: u8) -> Option<usize> {
+    let mut at = from;
+    while at < text.len() {
+        match text[at] {
+            b'\\' => at += 2,
+            byte if byte == quote => return Some(at),
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// The offset of the bracket closing the one at `open`; brackets inside double-quoted strings
+/// do not count.
+fn closing_bracket(text: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut at = open;
+    while at < text.len() {
+        match text[at] {
+            b'"' => at = closing_quote(text, at + 1, b'"')?,
+            b'[' | b'{' | b'(' => depth += 1,
+            b']' | b'}' | b')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(at);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+impl<'a> Rules<'a> {
+    /// The rules of these obligations; `None` when none transforms content.
+    pub(super) fn new(obligations: &'a Obligations) -> Option<Self> {
+        let mut fields = Vec::new();
+        let mut patterns = Vec::new();
+        for obligation in &obligations.0 {
+            match obligation {
+                Obligation::Redact(field) => fields.push(FieldRule::new(field, Action::Redact)),
+                Obligation::Mask(field) => fields.push(FieldRule::new(field, Action::Mask)),
+                Obligation::RedactPattern(pattern) => patterns.push(*pattern),
+                Obligation::Audit(_) | Obligation::MaxCalls(_) | Obligation::RequireIdempotency => {
+                    // Not about what the result shows.
+                }
+            }
+        }
+        // Redaction first; a field both redacted and masked is redacted.
+        fields.sort_by_key(|rule| rule.action == Action::Mask);
+        let redacted: Vec<Vec<String>> = fields
+            .iter()
+            .filter(|rule| rule.action == Action::Redact)
+            .map(|rule| rule.words.clone())
+            .collect();
+        fields.retain(|rule| rule.action == Action::Redact || !redacted.contains(&rule.words));
+        (!fields.is_empty() || !patterns.is_empty()).then_some(Self { fields, patterns })
+    }
+
+    /// One text: JSON text keeps its shape, other text is rewritten (see the module doc).
+    pub(super) fn text(&self, text: &str) -> Result<String, Unredactable> {
+        if text.trim_start().starts_with(['{', '[']) {
+            if let Ok(mut value @ (Value::Object(_) | Value::Array(_))) =
+                serde_json::from_str::<Value>(text)
+            {
+                self.value(&mut value)?;
+                return Ok(value.to_string());
+            }
+        }
+        let mut out = text.to_string();
+        for rule in &self.fields {
+            out = rule.rewrite(&out)?;
+        }
+        for pattern in &self.patterns {
+            out = pattern
+                .regex()
+                .replace_all(&out, pattern.label())
+                .into_owned();
+        }
+        Ok(out)
+    }
+
+    /// One JSON value, at any depth.
+    pub(super) fn value(&self, value: &mut Value) -> Result<(), Unredactable> {
+        match value {
+            Value::Object(map) => self.object(map),
+            Value::Array(items) => items.iter_mut().try_for_each(|item| self.value(item)),
+            Value::String(text) => {
+                *text = self.text(text)?;
+                Ok(())
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+        }
+    }
+
+    /// One JSON object (a structured result, a `_meta`), at any depth.
+    pub(super) fn object(&self, map: &mut Map<String, Value>) -> Result<(), Unredactable> {
+        for rule in &self.fields {
+            match rule.action {
+                Action::Redact => map.retain(|key, _| !rule.is_key(key)),
+                Action::Mask => {
+                    for (key, found) in map.iter_mut() {
+                        if rule.is_key(key) {
+                            *found = Value::String(mask(found));
+                        }
+                    }
+                }
+            }
+        }
+        map.values_mut().try_for_each(|child| self.value(child))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(texts: &[&str]) -> Obligations {
+        Obligations::parse(&texts.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+            .expect("enforceable")
+    }
+
+    #[test]
+    fn field_names_match_however_their_words_are_joined() {
+        let rule = FieldRule::new("customer_ssn", Action::Redact);
+        for key in [
+            "customer_ssn",
+            "Customer SSN",
+            "customer-ssn",
+            "customerSsn",
+            "CUSTOMERSSN",
+        ] {
+            assert!(rule.is_key(key), "{key}");
+        }
+        for key in [
+            "customer",
+            "customer_ssn_hash",
+            "xcustomer_ssn",
+            "customer  ssn",
+        ] {
+            assert!(!rule.is_key(key), "{key}");
+        }
+        assert_eq!(
+            words("assignedUsers2FA-code"),
+            ["assigned", "users2", "fa", "code"]
+        );
+    }
+
+    #[test]
+    fn plain_text_keys_lose_their_values_and_other_mentions_fail() {
+        let obligations = rules(&["redact:customer_ssn"]);
+        let redact = Rules::new(&obligations).expect("transforms");
+        let cases = [
+            (
+                "customer_ssn: 123-45-6789\nname: Contoso",
+                "customer_ssn: [redacted]\nname: Contoso",
+            ),
+            (
+                "a=1 Customer SSN = 123 45 6789 ",
+                "a=1 Customer SSN = [redacted] ",
+            ),
+            (
+                "{\"customer_ssn\": \"123\" x",
+                "{\"customer_ssn\": [redacted] x",
+            ),
+            ("'customer_ssn':'1\\'2' ok", "'customer_ssn':[redacted] ok"),
+            (
+                "customer_ssn=[1, \"]\", {2}] ok",
+                "customer_ssn=[redacted] ok",
+            ),
+            ("nothing here: ssn", "nothing here: ssn"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redact.text(text).as_deref(), Ok(expected), "{text}");
+        }
+        for text in [
+            "the customer_ssn was checked",
+            "customer_ssn:\n  - 123-45-6789",
+            "customer_ssn: \"123",
+            "customer_ssn: [1, 2",
+            "customer_ssn:",
+        ] {
+            assert_eq!(
+                redact.text(text),
+                Err(Unredactable {
+                    field: "customer_ssn".into()
+                }),
+                "{text}"
+            );
+        }
+        let obligations = rules(&["mask:account", "redact_pattern:email"]);
+        let mask = Rules::new(&obligations).expect("transforms");
+        assert_eq!(
+            mask.text("account: \"DE89370400440532013000\" (j@x.example)")
+                .as_deref(),
+            Ok("account: \"******************3000\" ([redacted email])")
+        );
+    }
+
+    #[test]
+    fn json_strings_are_text_too() {
+        let obligations = rules(&["redact:customer_ssn"]);
+        let redact = Rules::new(&obligations).expect("transforms");
+        let text = r#"{"note": "customer_ssn: 123-45-6789", "inner": "{\"customerSsn\": 1}"}"#;
+        let out = redact.text(text).expect("redactable");
+        assert!(
+            !out.contains("123-45-6789") && !out.contains("Ssn"),
+            "{out}"
+        );
+        assert_eq!(
+            redact.text(r#"["the customer ssn is secret"]"#),
+            Err(Unredactable {
+                field: "customer_ssn".into()
+            })
+        );
+    }
+
+    #[test]
+    fn redact_wins_over_mask_of_the_same_field() {
+        let obligations = rules(&["mask:ssn", "redact:SSN", "audit:x"]);
+        let both = Rules::new(&obligations).expect("transforms");
+        assert_eq!(both.fields.len(), 1);
+        assert_eq!(both.text("ssn: 123456").as_deref(), Ok("ssn: [redacted]"));
+        assert!(Rules::new(&rules(&["audit:x", "max_calls:2"])).is_none());
+    }
+}
