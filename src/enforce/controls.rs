@@ -26,6 +26,10 @@ pub struct Controls {
     config: EnforcementConfig,
     /// Fires when what agents may see changes (kill switches, break-glass grants).
     visibility: tokio::sync::watch::Sender<u64>,
+    /// Held (shared) by each call from its last kill-switch check until its downstream answers;
+    /// taken (exclusive) by a flip before it answers, so that once a flip has answered no call
+    /// it covers is being forwarded or will be.
+    forwarding: tokio::sync::RwLock<()>,
 }
 
 /// Why a break-glass grant could not be opened or revoked.
@@ -95,6 +99,7 @@ impl Controls {
             grants: ArcSwap::from_pointee(grants),
             config,
             visibility: tokio::sync::watch::channel(0).0,
+            forwarding: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -138,6 +143,11 @@ impl Controls {
         }
     }
 
+    /// The gate a call holds from its last kill-switch check through forwarding.
+    pub async fn forwarding(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.forwarding.read().await
+    }
+
     pub fn kill_switches(&self) -> Vec<KillSwitch> {
         self.switches.load().as_ref().clone()
     }
@@ -147,11 +157,13 @@ impl Controls {
         self.switches.load().len()
     }
 
-    /// Sets a switch; it is in force for every request that starts after this returns.
+    /// Sets a switch. When this returns, no call it covers is being forwarded or will be:
+    /// calls already past their last check have finished, later ones see the switch.
     pub async fn set_kill_switch(&self, switch: KillSwitch) -> Result<(), StoreError> {
         self.store.set_kill_switch(&switch).await?;
         self.switches
             .store(Arc::new(self.store.kill_switches().await?));
+        drop(self.forwarding.write().await);
         self.visibility_changed();
         Ok(())
     }

@@ -15,6 +15,8 @@ use super::{actor_meta, Gateway};
 
 /// One capability a discovery request may show.
 struct Candidate<I> {
+    /// How the summary record names it: the exposed name, or the URI (template).
+    label: String,
     item: I,
     target: Target,
     request: Result<PolicyRequest, Refusal>,
@@ -33,7 +35,7 @@ impl Gateway {
         let mut listing = Listing::new(action, method);
         let mut visible = Vec::new();
         for candidate in candidates {
-            let name = &candidate.target.name;
+            let name = &candidate.label;
             if let Err(refusal) = self.controls.stop(actor, &candidate.target) {
                 listing.hide_undecided(name, refusal.kind(), refusal.detailed());
                 continue;
@@ -46,7 +48,11 @@ impl Gateway {
                 }
             };
             let decision = self.decide(&request);
-            if decision.is_allow() || self.controls.break_glass_for(actor, name).is_some() {
+            let granted = self
+                .controls
+                .break_glass_for(actor, &candidate.target.name)
+                .is_some();
+            if decision.is_allow() || granted {
                 listing.show(name, Some(&decision));
                 visible.push(candidate.item);
             } else {
@@ -69,6 +75,7 @@ impl Gateway {
                 let mut tool = listed.tool.clone();
                 tool.name = contract.exposed_name.clone().into();
                 candidates.push(Candidate {
+                    label: contract.exposed_name.clone(),
                     item: tool,
                     target: Target::of_tool(contract, listed.definition_hash.clone()),
                     request: tool_request(
@@ -109,6 +116,7 @@ impl Gateway {
                 else {
                     // Uncontracted: never shown. Named in the summary by its URI.
                     candidates.push(Candidate {
+                        label: resource.uri.clone(),
                         target: Target {
                             server: server.id.clone(),
                             name: resource.uri.clone(),
@@ -126,6 +134,7 @@ impl Gateway {
                     continue;
                 };
                 candidates.push(Candidate {
+                    label: resource.uri.clone(),
                     target: Target::of_resource(contract),
                     request: Ok(resource_request(
                         asker(actor, &facts),
@@ -161,6 +170,7 @@ impl Gateway {
                 };
                 // A template names no entity yet: it is decided on the contract alone.
                 candidates.push(Candidate {
+                    label: template.uri_template.clone(),
                     item: template.clone(),
                     target: Target::of_resource(contract),
                     request: Ok(resource_request(
@@ -193,6 +203,7 @@ impl Gateway {
                 let mut prompt = listed.clone();
                 prompt.name = contract.exposed_name.clone();
                 candidates.push(Candidate {
+                    label: contract.exposed_name.clone(),
                     item: prompt,
                     target: Target::of_prompt(contract),
                     request: prompt_request(

@@ -133,6 +133,10 @@ impl Gateway {
             self.log.failed_records() as f64,
         );
         metrics.set_gauge(
+            "capgate_store_transactions_total",
+            self.controls.store().transactions() as f64,
+        );
+        metrics.set_gauge(
             "capgate_kill_switches_active",
             self.controls.active_kill_switches() as f64,
         );

@@ -225,14 +225,18 @@ impl Gateway {
         }
         trail.logged = true;
 
-        // A switch flipped while this call waited is in force now.
+        // A switch flipped while this call waited is in force now; the gate keeps a flip from
+        // answering while this call is between its check and the downstream's answer.
+        let gate = self.controls.forwarding().await;
         if let Err(refusal) = self.controls.stop(actor, &target) {
+            drop(gate);
             return Err(released(refusal).await);
         }
 
         // Forward, as the gateway, with the actor's context in `_meta`.
         let downstream_started = Instant::now();
         let forwarded = call.forward(self, &target, &bound, actor_meta(actor)).await;
+        drop(gate);
         trail.downstream_time = downstream_started.elapsed();
         self.observe_downstream(&target, trail.downstream_time, forwarded.is_err());
         let mut output = match forwarded {
@@ -421,7 +425,7 @@ impl Gateway {
             .as_ref()
             .map(|d| d.policy_version.clone())
             .unwrap_or_else(|| self.policy.latest().label().to_string());
-        let refused_by = refusal.map(Refusal::kind).unwrap_or("");
+        let refused_by = refusal.and_then(Refusal::control).unwrap_or("");
         let span = tracing::Span::current();
         span.record("outcome", outcome);
         span.record("mode", trail.mode.as_str());

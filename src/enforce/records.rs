@@ -41,9 +41,7 @@ impl Gateway {
         if let Some(refusal) = refusal {
             record.decision = refusal.outcome().as_str().into();
             record.reason = refusal.detailed();
-            if !matches!(refusal, Refusal::Policy(_)) {
-                record.refused_by = Some(refusal.kind().to_string());
-            }
+            record.refused_by = refusal.control().map(str::to_string);
         }
         record.request = trail.request.as_ref().map(|request| {
             let mut logged = request.clone();

@@ -80,6 +80,14 @@ impl Refusal {
         }
     }
 
+    /// The control that refused; `None` when the PDP did.
+    pub fn control(&self) -> Option<&'static str> {
+        match self {
+            Refusal::Policy(_) => None,
+            _ => Some(self.kind()),
+        }
+    }
+
     /// The request's final outcome.
     pub fn outcome(&self) -> Outcome {
         match self {

@@ -55,6 +55,7 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         .route("/admin/kill-switches/lift", post(lift_kill_switch))
         .route("/admin/budgets", get(budget_usage))
         .route("/admin/runs", get(run_manifest))
+        .route("/admin/audit/flush", post(flush_log))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
@@ -265,6 +266,14 @@ async fn update_relationships(
     }
 }
 
+/// Answers once every record the gateway has logged so far is committed.
+async fn flush_log(State(state): State<AdminState>) -> Response {
+    match state.gateway.decision_log().flush().await {
+        Ok(()) => Json(json!({"flushed": true})).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
 async fn list_kill_switches(State(state): State<AdminState>) -> Json<Value> {
     Json(json!({ "kill_switches": state.gateway.controls().kill_switches() }))
 }
@@ -472,6 +481,7 @@ pub fn openapi() -> Value {
                 "get": op("Kill switches that are on", "list"),
                 "post": with_body("Flip a kill switch (scope, target, reason)", json!({"allOf": [{"$ref": "#/components/schemas/KillScope"}], "properties": {"reason": {"type": "string"}}, "required": ["reason"]}))
             },
+            "/admin/audit/flush": {"post": op("Wait until every decision record logged so far is committed", "flushed")},
             "/admin/kill-switches/lift": {"post": with_body("Lift a kill switch", json!({"$ref": "#/components/schemas/KillScope"}))},
             "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions", "security": bearer.clone(),
                 "parameters": [{"name": "tenant", "in": "query", "required": true, "schema": {"type": "string"}},

@@ -296,6 +296,9 @@ pub type AdmissionRule<'a> = dyn FnMut(&AdmissionState) -> AdmissionWrites + Sen
 /// The store's operations. Each is one transaction.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
+    /// Transactions run since start (for `capgate_store_transactions_total`).
+    fn transactions(&self) -> u64;
+
     async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
     async fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError>;
     async fn record_grant_use(&self, id: &str) -> Result<(), StoreError>;

@@ -88,6 +88,7 @@ CREATE TABLE relationship_updates (
 /// SQLite behind a mutex: one writer at a time, which is what SQLite allows anyway.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    transactions: std::sync::atomic::AtomicU64,
 }
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
@@ -118,6 +119,7 @@ impl SqliteStore {
         connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             connection: Mutex::new(connection),
+            transactions: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -128,6 +130,8 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
+        self.transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = || {
             let mut connection = self
                 .connection
@@ -169,6 +173,10 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn transactions(&self) -> u64 {
+        self.transactions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
         self.with(|c| {
             c.prepare_cached("INSERT INTO break_glass (id, tenant, user, agent_role, tool, reason, opened_by, opened_at, expires_at, uses)

@@ -13,6 +13,8 @@ pub struct GatewayOptions {
     /// (debug_crash, debug_sleep, debug_add_tool) and its own contracts and policy.
     pub with_flaky: bool,
     pub flaky_timeout_ms: Option<u64>,
+    /// The case platform's call timeout (default 10 s).
+    pub case_timeout_ms: Option<u64>,
     /// Extra policy files (name, text) added to a copy of the repo's policies.
     pub extra_policies: Vec<(String, String)>,
     /// Starts the admin API on its own port (role `capgate-admin`).
@@ -126,9 +128,10 @@ public_key_file = "{rs_key}"
 [[downstream]]
 id = "case"
 command = "{downstream_bin}"
-timeout_ms = 10000
+timeout_ms = {timeout}
 env = {{ CASE_PLATFORM_JOURNAL = "{journal}" }}
 "#,
+            timeout = options.case_timeout_ms.unwrap_or(10_000),
             journal = dir.join("case-journal.jsonl").display(),
         ),
     };
