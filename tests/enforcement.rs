@@ -275,7 +275,7 @@ async fn with_the_store_unavailable_side_effects_fail_closed_and_fail_open_reads
     // Both are recorded.
     let log = gateway.log();
     assert!(log.contains("fail_open read passes degraded"), "{log}");
-    assert!(log.contains("refused by an enforcement control"), "{log}");
+    assert!(log.contains("refused_by=\"store_unavailable\""), "{log}");
 
     db.execute_batch("ROLLBACK").expect("release");
     let after = call_with_meta(

@@ -331,3 +331,112 @@ impl Controls {
         self.config.max_calls_per_run as i64 - usage.calls as i64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::identity::{AgentIdentity, UserIdentity};
+
+    fn person(id: &str, roles: &[&str]) -> CompositeActor {
+        CompositeActor {
+            issuer: "test".into(),
+            user: UserIdentity {
+                id: id.into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                scopes: Vec::new(),
+            },
+            agent: None,
+            service: None,
+            tenant: "acme".into(),
+            run_id: None,
+            delegation_chain: Vec::new(),
+        }
+    }
+
+    async fn controls(clock: Arc<ManualClock>) -> (tempfile::TempDir, Controls) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::SqliteStore::open(dir.path()).expect("store");
+        let controls = Controls::new(Arc::new(store), clock, EnforcementConfig::default())
+            .await
+            .expect("controls");
+        (dir, controls)
+    }
+
+    #[tokio::test]
+    async fn grants_end_at_their_expiry_or_revocation_by_the_injected_clock() {
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let (_dir, controls) = controls(clock.clone()).await;
+        let opener = person("erin", &["break-glass"]);
+        let mut agent = person("alice", &["analyst"]);
+        agent.agent = Some(AgentIdentity {
+            id: "drafting-agent".into(),
+            role: "drafting-agent".into(),
+        });
+        let request = |tool: &str| BreakGlassRequest {
+            user: "alice".into(),
+            agent_role: None,
+            tool: Some(tool.into()),
+            reason: "incident review of the case".into(),
+            expires_in_seconds: 60,
+        };
+        let grant = controls
+            .open_break_glass(&opener, request("case__read_case"))
+            .await
+            .expect("opened");
+        assert!(controls
+            .break_glass_for(&agent, "case__read_case")
+            .is_some());
+        assert!(controls.break_glass_for(&agent, "case__other").is_none());
+        clock.advance(59);
+        assert!(controls
+            .break_glass_for(&agent, "case__read_case")
+            .is_some());
+        clock.advance(1);
+        assert!(
+            controls
+                .break_glass_for(&agent, "case__read_case")
+                .is_none(),
+            "expired at its expiry"
+        );
+
+        let second = controls
+            .open_break_glass(&opener, request("case__read_case"))
+            .await
+            .expect("opened");
+        assert_ne!(grant.id, second.id);
+        assert!(controls
+            .break_glass_for(&agent, "case__read_case")
+            .is_some());
+        let not_allowed = controls.revoke_break_glass(&agent, &second.id).await;
+        assert!(matches!(not_allowed, Err(BreakGlassError::Forbidden(_))));
+        controls
+            .revoke_break_glass(&opener, &second.id)
+            .await
+            .expect("revoked");
+        assert!(controls
+            .break_glass_for(&agent, "case__read_case")
+            .is_none());
+        let again = controls.revoke_break_glass(&opener, &second.id).await;
+        assert!(matches!(again, Err(BreakGlassError::Unknown(_))));
+    }
+
+    #[tokio::test]
+    async fn runs_without_an_id_are_per_user_and_day_by_the_injected_clock() {
+        let clock = Arc::new(ManualClock::at(86_400 * 10 + 5));
+        let (_dir, controls) = controls(clock.clone()).await;
+        let alice = person("alice", &[]);
+        let today = controls.run_of(&alice).expect("a run");
+        clock.advance(86_400);
+        let tomorrow = controls.run_of(&alice).expect("a run");
+        assert_ne!(today, tomorrow);
+        assert_eq!(
+            tomorrow,
+            RunKey::UserDay {
+                tenant: "acme".into(),
+                user: "alice".into(),
+                day: 11
+            }
+        );
+    }
+}

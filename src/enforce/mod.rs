@@ -26,7 +26,7 @@ pub use approvals::{ActionDigest, ApprovalDecisionError, ApprovalProblem};
 pub use capability::Target;
 pub use controls::{grant_covers, kill_covers, BreakGlassError, BreakGlassRequest, Controls};
 pub use obligations::{ContentKind, Obligation, ObligationError, Obligations};
-pub use refusal::Refusal;
+pub use refusal::{echo, Refusal};
 pub use relationships::{RelationshipError, ReloadError};
 pub use requests::{
     bind_entities, prompt_request, resource_request, tool_request, Asker, BindError,

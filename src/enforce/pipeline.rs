@@ -321,10 +321,11 @@ impl Gateway {
             .started
             .elapsed()
             .saturating_sub(trail.downstream_time);
-        self.metrics
-            .observe("capgate_gateway_overhead_seconds", vec![], overhead);
         match ended {
             Ok(Done::Forwarded { output, downstream }) => {
+                // The latency capgate adds to a forwarded call.
+                self.metrics
+                    .observe("capgate_gateway_overhead_seconds", vec![], overhead);
                 let mut record = self.decision_record(&trail, None);
                 record.downstream_outcome = Some(downstream.to_string());
                 record.added_latency_us = Some(overhead.as_micros() as u64);

@@ -43,6 +43,40 @@ pub struct McpFront {
     stdio_actor: Option<ActorRef>,
 }
 
+/// The capability requests that get a span of their own.
+enum RequestKind {
+    ToolCall,
+    ResourceRead,
+    PromptGet,
+}
+
+/// One span per request, carrying its decision (recorded by `enforce` when the request ends).
+fn request_span(kind: RequestKind, capability: &str, actor: &CompositeActor) -> tracing::Span {
+    let agent = actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-");
+    let capability = crate::enforce::echo(capability);
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                tool = %capability,
+                tenant = %actor.tenant,
+                user = %actor.user.id,
+                agent,
+                outcome = tracing::field::Empty,
+                policy_id = tracing::field::Empty,
+                policy_version = tracing::field::Empty,
+                mode = tracing::field::Empty,
+                refused_by = tracing::field::Empty,
+            )
+        };
+    }
+    match kind {
+        RequestKind::ToolCall => span!("capgate.tools_call"),
+        RequestKind::ResourceRead => span!("capgate.resources_read"),
+        RequestKind::PromptGet => span!("capgate.prompts_get"),
+    }
+}
+
 /// The references capgate reads from a request's `_meta`.
 fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
     let meta_string = |key: &str| {
@@ -141,19 +175,7 @@ impl ServerHandler for McpFront {
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
         let call_meta = call_meta(&ctx);
-        // One span per call, carrying the decision (recorded on the path by `enforce`).
-        let span = tracing::info_span!(
-            "capgate.tools_call",
-            tool = %request.name,
-            tenant = %actor.tenant,
-            user = %actor.user.id,
-            agent = actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
-            outcome = tracing::field::Empty,
-            policy_id = tracing::field::Empty,
-            policy_version = tracing::field::Empty,
-            mode = tracing::field::Empty,
-            refused_by = tracing::field::Empty,
-        );
+        let span = request_span(RequestKind::ToolCall, &request.name, &actor);
         tracing::Instrument::instrument(
             self.gateway
                 .call_tool(&actor, &request.name, request.arguments, &call_meta),
@@ -193,10 +215,14 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
-        self.gateway
-            .read_resource(&actor, &request.uri, &call_meta(&ctx))
-            .await
-            .map(Into::into)
+        let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
+        tracing::Instrument::instrument(
+            self.gateway
+                .read_resource(&actor, &request.uri, &call_meta(&ctx)),
+            span,
+        )
+        .await
+        .map(Into::into)
     }
 
     async fn list_prompts(
@@ -217,10 +243,14 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
-        self.gateway
-            .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx))
-            .await
-            .map(Into::into)
+        let span = request_span(RequestKind::PromptGet, &request.name, &actor);
+        tracing::Instrument::instrument(
+            self.gateway
+                .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx)),
+            span,
+        )
+        .await
+        .map(Into::into)
     }
 }
 
