@@ -167,6 +167,54 @@ async fn relationship_updates_apply_without_restart() {
     assert_eq!(status, 422);
     let still = call(&alice, "case__read_case", json!({"case_id": "case-103"})).await;
     assert_ne!(still.is_error, Some(true));
+
+    // SIGHUP re-reads the entity files (alice is assigned case-104 on disk) and replays the
+    // stored update (case-103) over them.
+    let refused = call(&alice, "case__read_case", json!({"case_id": "case-104"})).await;
+    assert_eq!(
+        refused.is_error,
+        Some(true),
+        "alice is not assigned to case-104"
+    );
+    let file = gateway.policies_dir().join("entities/case-platform.json");
+    let mut entities: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("entities")).expect("json");
+    let case = entities
+        .as_array_mut()
+        .expect("entity list")
+        .iter_mut()
+        .find(|e| e["uid"]["id"] == "case-104")
+        .expect("case-104");
+    case["attrs"]["assignees"]
+        .as_array_mut()
+        .expect("assignees")
+        .push(json!({"__entity": {"type": "User", "id": "alice"}}));
+    std::fs::write(&file, entities.to_string()).expect("write entities");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = call(&alice, "case__read_case", json!({"case_id": "case-104"})).await;
+        if read.is_error != Some(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the entity files; log:\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replayed = call(&alice, "case__read_case", json!({"case_id": "case-103"})).await;
+    assert_ne!(
+        replayed.is_error,
+        Some(true),
+        "the stored update survives the reload: {}",
+        text_of(&replayed)
+    );
 }
 
 #[tokio::test]
