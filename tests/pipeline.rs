@@ -1038,3 +1038,35 @@ async fn a_revoked_grant_refuses_the_next_call_and_relationship_updates_survive_
         text_of(&after_restart)
     );
 }
+
+#[tokio::test]
+async fn a_call_that_may_have_acted_is_never_performed_again_under_its_key() {
+    let gateway = flaky_gateway().await;
+    let client = gateway
+        .client(&gateway.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-timeout"))
+        .await;
+    // Longer than the flaky server's 2 s timeout: the downstream may act after capgate gave up.
+    let slow = json!({"ms": 2500});
+    let first = call_with_meta(&client, "flaky__debug_sleep", slow.clone(), key("slow-1")).await;
+    assert_eq!(first.is_error, Some(true));
+    assert!(
+        text_of(&first).contains("did not answer"),
+        "{}",
+        text_of(&first)
+    );
+    let retry = call_with_meta(&client, "flaky__debug_sleep", slow, key("slow-1")).await;
+    assert_eq!(retry.is_error, Some(true));
+    let meta = serde_json::to_value(&retry.meta).expect("meta");
+    assert_eq!(
+        meta["dev.capgate/replay"],
+        true,
+        "{meta} {}",
+        text_of(&retry)
+    );
+    assert!(
+        text_of(&retry).contains("may have acted"),
+        "{}",
+        text_of(&retry)
+    );
+    assert_eq!(sleeps(&gateway, 2500), 1, "performed once");
+}

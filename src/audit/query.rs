@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::verify::read_all;
+use super::Mode;
 use super::{AuditError, ChainedRecord, DecisionRecord};
 
 /// Filters for `capgate audit query`.
@@ -77,7 +78,12 @@ pub fn replay(
         let Some(mut request) = record.request.clone() else {
             continue;
         };
-        if record.downstream_outcome.is_some() {
+        // Only what the PDP itself decided is re-decided: not outcome records, not refusals by a
+        // control, not replays, not calls let through by break-glass or dry-run.
+        let decided_by_policy = record.refused_by.is_none()
+            && record.replay_of.is_none()
+            && matches!(record.mode, Mode::Enforce | Mode::Degraded);
+        if record.downstream_outcome.is_some() || !decided_by_policy {
             continue;
         }
         // Decide as of the original time, so effective windows are those of the decision.

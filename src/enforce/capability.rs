@@ -112,6 +112,11 @@ pub trait Capability: Sync {
         message: String,
         summary: Value,
     ) -> Result<Self::Output, ErrorData>;
+    /// What a retry of a call that may have acted, with unknown outcome, replays (`None`: the
+    /// retry is refused instead).
+    fn unfinished(_message: String) -> Option<Self::Output> {
+        None
+    }
 }
 
 /// `tools/call`.
@@ -201,6 +206,10 @@ impl Capability for ToolCall {
 
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
         &mut output.meta
+    }
+
+    fn unfinished(message: String) -> Option<Self::Output> {
+        Some(CallToolResult::error(vec![ContentBlock::text(message)]))
     }
 
     fn refused(

@@ -30,6 +30,9 @@ use super::{
     DRY_RUN_META_KEY, REPLAY_META_KEY,
 };
 
+/// What an idempotency key keeps when its call may have acted but its outcome is unknown.
+const UNFINISHED: &str = "null";
+
 /// What one request has gathered on its way, for its records.
 pub(super) struct Trail<'a> {
     pub actor: &'a CompositeActor,
@@ -168,6 +171,10 @@ impl Gateway {
         trail.request = Some(request);
         let admitted = match verdict {
             Verdict::Replay { result, original } => {
+                if result == UNFINISHED {
+                    let key = meta.idempotency_key.clone().unwrap_or_default();
+                    return Err(Refusal::Unfinished(key));
+                }
                 let output = serde_json::from_str::<C::Output>(&result).map_err(|e| {
                     Refusal::StoreUnavailable(crate::store::StoreError(format!(
                         "the stored result of this idempotency key cannot be read: {e}"
@@ -192,14 +199,7 @@ impl Gateway {
         } = admitted;
         trail.mode = mode;
         trail.decision = Some(decision);
-        if let Some(grant) = &grant {
-            self.break_glass_used(trail, grant).await?;
-        }
-        for tag in obligations.audit_tags() {
-            tracing::info!(target: "capgate::audit", tag, capability = %target.name, tenant = %actor.tenant, user = %actor.user.id, request_id = %trail.request_id, "audited call");
-        }
-
-        // Record the decision; a side effect goes ahead only once its record is durable.
+        // Refusing from here on gives the claim back: the call was certainly not performed.
         let released = |refusal: Refusal| async {
             if let Some(scope) = &claim {
                 if let Err(error) = self
@@ -213,6 +213,16 @@ impl Gateway {
             }
             refusal
         };
+        if let Some(grant) = &grant {
+            if let Err(refusal) = self.break_glass_used(trail, grant).await {
+                return Err(released(refusal).await);
+            }
+        }
+        for tag in obligations.audit_tags() {
+            tracing::info!(target: "capgate::audit", tag, capability = %target.name, tenant = %actor.tenant, user = %actor.user.id, request_id = %trail.request_id, "audited call");
+        }
+
+        // Record the decision; a side effect goes ahead only once its record is durable.
         let record = self.decision_record(trail, None);
         let durable =
             target.effect.is_side_effect() || self.audit.durable_for == DurableFor::EveryCall;
@@ -247,23 +257,28 @@ impl Gateway {
             }
             // Maybe performed (timeout, crash mid-call): the key stays spent.
             Err(error) => {
-                self.settle(claim.as_ref(), None::<&C::Output>).await;
-                return Err(Refusal::DownstreamFailed(error));
+                let refusal = Refusal::DownstreamFailed(error);
+                self.settle(claim.as_ref(), C::unfinished(refusal.safe()).as_ref())
+                    .await;
+                return Err(refusal);
             }
         };
         let downstream = C::downstream_outcome(&output);
 
         // Settle: obligations on every content kind, marks, the result kept for replays.
         if let Err(failure) = C::apply_obligations(&mut output, &obligations) {
-            self.settle(claim.as_ref(), None::<&C::Output>).await;
-            return Err(Refusal::Obligation(failure));
+            let refusal = Refusal::Obligation(failure);
+            self.settle(claim.as_ref(), C::unfinished(refusal.safe()).as_ref())
+                .await;
+            return Err(refusal);
         }
         mark::<C>(&mut output, mode, grant.as_ref());
         self.settle(claim.as_ref(), Some(&output)).await;
         Ok(Done::Forwarded { output, downstream })
     }
 
-    /// Stores a performed call's result (or, when it cannot be shown, `null`) for replays.
+    /// Stores a performed call's result for replays: the result, or (when it cannot be shown or
+    /// is unknown) what the kind answers for such a call, or the [`UNFINISHED`] marker.
     async fn settle<O: serde::Serialize>(
         &self,
         claim: Option<&crate::store::IdempotencyScope>,
@@ -272,7 +287,7 @@ impl Gateway {
         let Some(scope) = claim else { return };
         let stored = match output.map(serde_json::to_string) {
             Some(Ok(text)) => text,
-            Some(Err(_)) | None => "null".to_string(),
+            Some(Err(_)) | None => UNFINISHED.to_string(),
         };
         if let Err(error) = self
             .controls
@@ -361,7 +376,7 @@ impl Gateway {
                 };
                 let mut record = self.decision_record(&trail, Some(&refusal));
                 if trail.logged {
-                    record.downstream_outcome = Some("not_forwarded".into());
+                    record.downstream_outcome = Some(refusal.downstream_outcome().into());
                 }
                 self.log.append(record);
                 let outcome = refusal.outcome();
@@ -427,6 +442,11 @@ impl Gateway {
             .map(|d| d.policy_version.clone())
             .unwrap_or_else(|| self.policy.latest().label().to_string());
         let refused_by = refusal.and_then(Refusal::control).unwrap_or("");
+        // An unknown name is the agent's text: it never becomes a label value.
+        let capability = match refusal {
+            Some(Refusal::Unknown { .. }) => "unknown".to_string(),
+            _ => trail.capability.clone(),
+        };
         let span = tracing::Span::current();
         span.record("outcome", outcome);
         span.record("mode", trail.mode.as_str());
@@ -455,7 +475,7 @@ impl Gateway {
             vec![
                 ("outcome", outcome.to_string()),
                 ("action", trail.action.as_str().into()),
-                ("tool", trail.capability.clone()),
+                ("tool", capability),
                 ("policy_version", version),
                 ("refused_by", refused_by.to_string()),
             ],

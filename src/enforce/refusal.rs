@@ -46,6 +46,8 @@ pub enum Refusal {
     },
     KeyReused(String),
     InFlight(String),
+    /// The key's earlier call may have acted, but its outcome is unknown.
+    Unfinished(String),
     Approval(ApprovalProblem),
     StoreUnavailable(StoreError),
     DecisionLogUnavailable(String),
@@ -70,7 +72,8 @@ impl Refusal {
             Refusal::NoRun => "no_run",
             Refusal::MissingIdempotencyKey { .. }
             | Refusal::KeyReused(_)
-            | Refusal::InFlight(_) => "idempotency",
+            | Refusal::InFlight(_)
+            | Refusal::Unfinished(_) => "idempotency",
             Refusal::Approval(_) => "approval",
             Refusal::StoreUnavailable(_) => "store_unavailable",
             Refusal::DecisionLogUnavailable(_) => "decision_log_unavailable",
@@ -88,6 +91,31 @@ impl Refusal {
         }
     }
 
+    /// What the outcome record of a request refused after its decision record says happened
+    /// downstream.
+    pub fn downstream_outcome(&self) -> &'static str {
+        match self {
+            Refusal::DownstreamFailed(_) => "failed",
+            Refusal::Obligation(_) => "withheld",
+            Refusal::DownstreamUnavailable(_) => "unavailable",
+            Refusal::Policy(_)
+            | Refusal::Unknown { .. }
+            | Refusal::NotOffered { .. }
+            | Refusal::Unbound(_)
+            | Refusal::Killed(_)
+            | Refusal::BudgetExhausted(_)
+            | Refusal::MaxCalls { .. }
+            | Refusal::NoRun
+            | Refusal::MissingIdempotencyKey { .. }
+            | Refusal::KeyReused(_)
+            | Refusal::InFlight(_)
+            | Refusal::Unfinished(_)
+            | Refusal::Approval(_)
+            | Refusal::StoreUnavailable(_)
+            | Refusal::DecisionLogUnavailable(_) => "not_forwarded",
+        }
+    }
+
     /// The request's final outcome.
     pub fn outcome(&self) -> Outcome {
         match self {
@@ -102,6 +130,7 @@ impl Refusal {
             | Refusal::MissingIdempotencyKey { .. }
             | Refusal::KeyReused(_)
             | Refusal::InFlight(_)
+            | Refusal::Unfinished(_)
             | Refusal::Approval(_)
             | Refusal::StoreUnavailable(_)
             | Refusal::DecisionLogUnavailable(_)
@@ -141,9 +170,10 @@ impl Refusal {
                 "the policy allows at most {limit} calls of {capability} per run (obligation max_calls), and they are used"
             ),
             Refusal::NoRun => self.safe(),
-            Refusal::MissingIdempotencyKey { .. } | Refusal::KeyReused(_) | Refusal::InFlight(_) => {
-                self.safe()
-            }
+            Refusal::MissingIdempotencyKey { .. }
+            | Refusal::KeyReused(_)
+            | Refusal::InFlight(_)
+            | Refusal::Unfinished(_) => self.safe(),
             Refusal::Approval(problem) => {
                 format!("the approval does not authorize this call: {problem}")
             }
@@ -192,6 +222,10 @@ impl Refusal {
             ),
             Refusal::InFlight(key) => format!(
                 "a call with idempotency key `{}` is still in progress; retry later with the same key",
+                echo(key)
+            ),
+            Refusal::Unfinished(key) => format!(
+                "the earlier call with idempotency key `{}` did not complete and may have acted; capgate will not perform it again under this key",
                 echo(key)
             ),
             Refusal::Approval(problem) => {
