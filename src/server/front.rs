@@ -1,0 +1,235 @@
+//! The rmcp handler behind `/mcp` and stdio: finds each request's actor, gives capability
+//! requests a span, and hands every request to the PEP (`enforce`).
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::ServerHandler;
+
+use crate::enforce::{CallMeta, Gateway};
+use crate::identity::{ActorRef, CompositeActor};
+
+/// The rmcp handler: finds the request's actor, then delegates to the PEP.
+#[derive(Clone)]
+pub struct McpFront {
+    pub(super) gateway: Arc<Gateway>,
+    /// Set in stdio mode only, where the process has one identity.
+    pub(super) stdio_actor: Option<ActorRef>,
+}
+
+/// The capability requests that get a span of their own.
+enum RequestKind {
+    ToolCall,
+    ResourceRead,
+    PromptGet,
+}
+
+/// One span per request, carrying its decision (recorded by `enforce` when the request ends).
+fn request_span(kind: RequestKind, capability: &str, actor: &CompositeActor) -> tracing::Span {
+    let agent = actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-");
+    let capability = crate::enforce::echo(capability);
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                tool = %capability,
+                tenant = %actor.tenant,
+                user = %actor.user.id,
+                agent,
+                outcome = tracing::field::Empty,
+                policy_id = tracing::field::Empty,
+                policy_version = tracing::field::Empty,
+                mode = tracing::field::Empty,
+                refused_by = tracing::field::Empty,
+            )
+        };
+    }
+    match kind {
+        RequestKind::ToolCall => span!("capgate.tools_call"),
+        RequestKind::ResourceRead => span!("capgate.resources_read"),
+        RequestKind::PromptGet => span!("capgate.prompts_get"),
+    }
+}
+
+/// The references capgate reads from a request's `_meta`.
+fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
+    let meta_string = |key: &str| {
+        ctx.meta
+            .0
+             .0
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    CallMeta {
+        idempotency_key: meta_string(crate::enforce::IDEMPOTENCY_META_KEY),
+        approval: meta_string(crate::enforce::APPROVAL_META_KEY),
+    }
+}
+
+impl McpFront {
+    fn actor(&self, ctx: &RequestContext<RoleServer>) -> Result<ActorRef, ErrorData> {
+        if let Some(actor) = &self.stdio_actor {
+            return Ok(actor.clone());
+        }
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ActorRef>())
+            .cloned()
+            // Unreachable behind the auth middleware; refusing is the safe answer regardless.
+            .ok_or_else(|| ErrorData::invalid_request("unauthenticated request", None))
+    }
+}
+
+impl McpFront {
+    /// Tells one session's client, for as long as it is connected, whenever what it may see
+    /// changes: a kill switch, a break-glass grant, or a downstream's catalogue.
+    fn notify_list_changes(&self, peer: rmcp::Peer<RoleServer>) {
+        let mut controls = self.gateway.controls().visibility_changes();
+        let mut catalogues: Vec<_> = self
+            .gateway
+            .downstreams()
+            .iter()
+            .map(|s| s.subscribe())
+            .collect();
+        tokio::spawn(async move {
+            loop {
+                let changed = if catalogues.is_empty() {
+                    controls.changed().await.is_ok()
+                } else {
+                    let catalogue_change = futures::future::select_all(
+                        catalogues.iter_mut().map(|c| Box::pin(c.changed())),
+                    );
+                    tokio::select! {
+                        r = controls.changed() => r.is_ok(),
+                        (r, _, _) = catalogue_change => r.is_ok(),
+                    }
+                };
+                if !changed || peer.notify_tool_list_changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+impl ServerHandler for McpFront {
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.notify_list_changes(context.peer);
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new("capgate", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(
+            ListToolsResult::with_all_items(self.gateway.list_tools(&actor))
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        let call_meta = call_meta(&ctx);
+        let span = request_span(RequestKind::ToolCall, &request.name, &actor);
+        tracing::Instrument::instrument(
+            self.gateway
+                .call_tool(&actor, &request.name, request.arguments, &call_meta),
+            span,
+        )
+        .await
+        .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(
+            ListResourcesResult::with_all_items(self.gateway.list_resources(&actor).await)
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.gateway.list_resource_templates(&actor),
+        )
+        .with_cache_scope(CacheScope::Private))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
+        tracing::Instrument::instrument(
+            self.gateway
+                .read_resource(&actor, &request.uri, &call_meta(&ctx)),
+            span,
+        )
+        .await
+        .map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        Ok(
+            ListPromptsResult::with_all_items(self.gateway.list_prompts(&actor))
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let actor = self.actor(&ctx)?;
+        let span = request_span(RequestKind::PromptGet, &request.name, &actor);
+        tracing::Instrument::instrument(
+            self.gateway
+                .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx)),
+            span,
+        )
+        .await
+        .map(Into::into)
+    }
+}
