@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::CompositeActor;
-
 /// The protected operations, one Cedar action each.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
@@ -215,22 +213,6 @@ pub struct PolicyRequest {
 }
 
 impl ActorFacts {
-    pub fn from_actor(actor: &CompositeActor) -> Self {
-        Self {
-            user: UserFacts {
-                id: actor.user.id.clone(),
-                roles: actor.user.roles.clone(),
-                scopes: actor.user.scopes.clone(),
-            },
-            agent: actor.agent.as_ref().map(|a| AgentFacts {
-                id: a.id.clone(),
-                role: a.role.clone(),
-            }),
-            service: actor.service.clone(),
-            delegation_chain: actor.delegation_chain.clone(),
-        }
-    }
-
     /// "drafting-agent (agent d-7) for user alice".
     pub fn describe(&self) -> String {
         match &self.agent {

@@ -1,0 +1,146 @@
+//! The `[[downstream]]` tables: the MCP servers behind capgate, each reached over stdio (a command
+//! capgate starts) or streamable HTTP, with a call timeout. Server ids prefix exposed names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::ConfigError;
+use super::server::host_of_url;
+
+#[derive(Debug, Clone)]
+pub enum DownstreamTransport {
+    Stdio {
+        command: PathBuf,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+    },
+    /// Streamable HTTP with the gateway's own credential (never the agent's token).
+    Http {
+        url: String,
+        credential_env: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DownstreamConfig {
+    pub id: String,
+    pub transport: DownstreamTransport,
+    pub call_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDownstream {
+    id: String,
+    command: Option<PathBuf>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    url: Option<String>,
+    credential_env: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Checks the `[[downstream]]` tables: valid, distinct ids and exactly one transport each.
+pub(super) fn parse_downstreams(
+    raw: Vec<RawDownstream>,
+    base: &Path,
+    err: &impl Fn(&str, String, &str) -> ConfigError,
+) -> Result<Vec<DownstreamConfig>, ConfigError> {
+    let mut downstreams = Vec::new();
+    for (index, raw_down) in raw.into_iter().enumerate() {
+        let key_path = format!("downstream[{index}]");
+        if !is_valid_server_id(&raw_down.id) {
+            return Err(err(
+                &format!("{key_path}.id"),
+                format!("`{}` is not a valid server id", raw_down.id),
+                "use 1-32 characters of [a-z0-9-], starting with a letter (it prefixes exposed tool names)",
+            ));
+        }
+        if downstreams
+            .iter()
+            .any(|d: &DownstreamConfig| d.id == raw_down.id)
+        {
+            return Err(err(
+                &format!("{key_path}.id"),
+                format!("server id `{}` is used twice", raw_down.id),
+                "give each downstream server its own id",
+            ));
+        }
+        let transport = match (raw_down.command, raw_down.url) {
+            (Some(command), None) => DownstreamTransport::Stdio {
+                command: resolve_command(&command, base),
+                args: raw_down.args,
+                env: raw_down.env,
+            },
+            (None, Some(url)) => {
+                if host_of_url(&url).is_none() {
+                    return Err(err(
+                        &format!("{key_path}.url"),
+                        format!("`{url}` is not an http(s) URL"),
+                        "use the downstream's streamable HTTP endpoint URL",
+                    ));
+                }
+                DownstreamTransport::Http {
+                    url,
+                    credential_env: raw_down.credential_env,
+                }
+            }
+            _ => return Err(err(
+                &key_path,
+                "a downstream needs exactly one of `command` (stdio) or `url` (streamable HTTP)"
+                    .into(),
+                "set command = \"...\" or url = \"...\", not both",
+            )),
+        };
+        let call_timeout = raw_down
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_CALL_TIMEOUT);
+        if call_timeout.is_zero() {
+            return Err(err(
+                &format!("{key_path}.timeout_ms"),
+                "a zero timeout would fail every call".into(),
+                "use a positive number of milliseconds",
+            ));
+        }
+        downstreams.push(DownstreamConfig {
+            id: raw_down.id,
+            transport,
+            call_timeout,
+        });
+    }
+    Ok(downstreams)
+}
+
+/// A bare command name (no path separator) is looked up beside the running executable first,
+/// so `cargo build` output works, then on `PATH`; a path is relative to the config's directory.
+fn resolve_command(command: &Path, base: &Path) -> PathBuf {
+    if command.components().count() > 1 {
+        return base.join(command);
+    }
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(command)))
+        .filter(|p| p.is_file())
+    {
+        return sibling;
+    }
+    command.to_path_buf()
+}
+
+/// Server ids prefix exposed names (`<id>__<tool>`), so they may not contain `__`.
+pub fn is_valid_server_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && id.len() <= 32
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}

@@ -1,0 +1,128 @@
+//! The `[server]` and `[admin]` tables: where the MCP endpoint and the admin API listen, the
+//! endpoint's public URL (the tokens' default audience), the host names accepted in `Host`, and
+//! how much a refused agent is told.
+
+use serde::Deserialize;
+
+use super::error::ConfigError;
+
+/// The admin API: a separate listener; callers need a valid token whose user holds `role` and
+/// that no agent acts on (admins are people).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: std::net::SocketAddr,
+    pub role: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: std::net::SocketAddr,
+    /// The MCP endpoint's public URL: the default token audience and the RFC 9728 `resource`.
+    pub public_url: String,
+    /// Host names accepted in the `Host` header (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// What refused agents are told (admins see the specific reason in the log either way).
+    pub explain_to_agent: AgentExplanations,
+}
+
+/// How much of a decision's reasoning an agent sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentExplanations {
+    /// The outcome, the advice and what context is missing: no policy ids or internals.
+    #[default]
+    Safe,
+    /// The specific reason with policy ids and version, as admins see it (development).
+    Detailed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    listen: String,
+    #[serde(default = "default_admin_role")]
+    role: String,
+}
+
+fn default_admin_role() -> String {
+    "capgate-admin".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    listen: String,
+    public_url: String,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    explain_to_agent: AgentExplanations,
+}
+
+/// Checks the `[server]` table. The public URL's host is always an allowed host.
+pub(super) fn parse_server(
+    raw: RawServer,
+    err: &impl Fn(&str, String, &str) -> ConfigError,
+) -> Result<ServerConfig, ConfigError> {
+    let listen = raw.listen.parse().map_err(|e| {
+        err(
+            "server.listen",
+            format!("`{}` is not an address: {e}", raw.listen),
+            "use host:port, e.g. \"127.0.0.1:8080\"",
+        )
+    })?;
+    let public_url = raw.public_url.trim_end_matches('/').to_string();
+    let Some(host) = host_of_url(&public_url) else {
+        return Err(err(
+            "server.public_url",
+            format!("`{public_url}` is not an http(s) URL"),
+            "use the MCP endpoint's full URL, e.g. \"http://127.0.0.1:8080/mcp\"",
+        ));
+    };
+    let mut allowed_hosts = raw.allowed_hosts;
+    if allowed_hosts.is_empty() {
+        allowed_hosts = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    }
+    if !allowed_hosts.iter().any(|h| h == &host) {
+        allowed_hosts.push(host);
+    }
+    Ok(ServerConfig {
+        listen,
+        public_url,
+        allowed_hosts,
+        explain_to_agent: raw.explain_to_agent,
+    })
+}
+
+/// Checks the `[admin]` table, when there is one.
+pub(super) fn parse_admin(
+    raw: Option<RawAdmin>,
+    err: &impl Fn(&str, String, &str) -> ConfigError,
+) -> Result<Option<AdminConfig>, ConfigError> {
+    Ok(match raw {
+        None => None,
+        Some(admin) => Some(AdminConfig {
+            listen: admin.listen.parse().map_err(|e| {
+                err(
+                    "admin.listen",
+                    format!("`{}` is not an address: {e}", admin.listen),
+                    "use host:port, e.g. \"127.0.0.1:8081\"",
+                )
+            })?,
+            role: admin.role,
+        }),
+    })
+}
+
+pub(super) fn host_of_url(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?.to_string()
+    } else {
+        authority.split(':').next()?.to_string()
+    };
+    (!host.is_empty()).then_some(host)
+}

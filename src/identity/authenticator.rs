@@ -1,0 +1,218 @@
+//! Token verification: the issuer named by the token's (unverified) `iss` chooses the pinned
+//! algorithm and key; only then are the signature, audience, issuer, `exp` and `nbf` checked.
+//! Whatever is read from a token before it verifies serves to pick the key and to name a
+//! refusal, nothing else.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::{ClaimMapping, GatewayConfig, IssuerConfig, PinnedAlgorithm};
+
+use super::actor::CompositeActor;
+use super::auth_error::AuthError;
+use super::claims::actor_from_claims;
+use super::keys::{load_keys, KeyError, VerificationKeys};
+
+/// One issuer as tokens are checked against it: its pinned algorithm, its key(s), the
+/// audience, issuer and time checks, and where its claims carry the actor.
+struct IssuerVerifier {
+    algorithm: Algorithm,
+    keys: VerificationKeys,
+    validation: Validation,
+    claims: ClaimMapping,
+}
+
+/// Verifies bearer tokens against the configured issuers.
+pub struct Authenticator {
+    issuers: HashMap<String, IssuerVerifier>,
+    resource_metadata_url: String,
+}
+
+impl Authenticator {
+    /// Loads every issuer's key; a missing or unreadable key refuses start.
+    pub fn from_config(config: &GatewayConfig) -> Result<Self, KeyError> {
+        let mut issuers = HashMap::new();
+        for issuer in &config.issuers {
+            issuers.insert(issuer.issuer.clone(), IssuerVerifier::load(issuer)?);
+        }
+        Ok(Self {
+            issuers,
+            resource_metadata_url: config.resource_metadata_url(),
+        })
+    }
+
+    pub fn resource_metadata_url(&self) -> &str {
+        &self.resource_metadata_url
+    }
+
+    /// Verifies a token and builds the composite actor from its claims.
+    pub fn authenticate(&self, token: &str) -> Result<CompositeActor, AuthError> {
+        let header_alg = header_algorithm(token)?;
+        let issuer = unverified_issuer(token)?;
+        let verifier = self
+            .issuers
+            .get(&issuer)
+            .ok_or_else(|| AuthError::UnknownIssuer(issuer.clone()))?;
+        if header_alg != algorithm_name(verifier.algorithm) {
+            return Err(AuthError::AlgorithmNotAllowed {
+                found: header_alg,
+                pinned: algorithm_name(verifier.algorithm).into(),
+            });
+        }
+        let key = match &verifier.keys {
+            VerificationKeys::Single(key) => key,
+            VerificationKeys::ByKeyId(keys) => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| AuthError::Malformed(e.to_string()))?;
+                header
+                    .kid
+                    .as_deref()
+                    .and_then(|kid| keys.get(kid))
+                    .ok_or(AuthError::UnknownKey)?
+            }
+        };
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &verifier.validation)
+            .map_err(map_jwt_error)?;
+        actor_from_claims(&issuer, &data.claims, &verifier.claims)
+    }
+
+    /// Reads a request's `Authorization` header value and authenticates it.
+    pub fn authenticate_header(&self, header: Option<&str>) -> Result<CompositeActor, AuthError> {
+        let value = header.ok_or(AuthError::MissingToken)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::MissingToken)?;
+        self.authenticate(token)
+    }
+
+    /// The `WWW-Authenticate` header value for a refusal.
+    pub fn challenge(&self, error: &AuthError) -> String {
+        match error.oauth_error_code() {
+            None => format!(
+                "Bearer resource_metadata=\"{}\"",
+                self.resource_metadata_url
+            ),
+            Some(code) => format!(
+                "Bearer resource_metadata=\"{}\", error=\"{code}\", error_description=\"{}\"",
+                self.resource_metadata_url,
+                error.to_string().replace('"', "'")
+            ),
+        }
+    }
+}
+
+/// The RFC 9728 protected-resource metadata document for the MCP endpoint.
+pub fn protected_resource_metadata(config: &GatewayConfig) -> Value {
+    serde_json::json!({
+        "resource": config.server.public_url,
+        "authorization_servers": config.issuers.iter().map(|i| i.issuer.clone()).collect::<Vec<_>>(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "capgate",
+    })
+}
+
+impl IssuerVerifier {
+    fn load(issuer: &IssuerConfig) -> Result<Self, KeyError> {
+        let algorithm = jwt_algorithm(issuer.algorithm);
+        let keys = load_keys(issuer)?;
+        let mut validation = Validation::new(algorithm);
+        validation.set_audience(&[issuer.audience.as_str()]);
+        validation.set_issuer(&[issuer.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.leeway = issuer.leeway.as_secs();
+        Ok(Self {
+            algorithm,
+            keys,
+            validation,
+            claims: issuer.claims.clone(),
+        })
+    }
+}
+
+fn jwt_algorithm(pinned: PinnedAlgorithm) -> Algorithm {
+    match pinned {
+        PinnedAlgorithm::HS256 => Algorithm::HS256,
+        PinnedAlgorithm::RS256 => Algorithm::RS256,
+        PinnedAlgorithm::ES256 => Algorithm::ES256,
+        PinnedAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+    }
+}
+
+fn decode_segment(token: &str, index: usize) -> Result<Map<String, Value>, AuthError> {
+    let segment = token
+        .split('.')
+        .nth(index)
+        .ok_or_else(|| AuthError::Malformed("expected three dot-separated parts".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .map_err(|_| AuthError::Malformed("a part is not base64url".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("a part is not JSON".into()))
+}
+
+/// The header's `alg`, read before any verification so that `none` and unknown algorithms
+/// are named in the refusal instead of failing as a parse error.
+fn header_algorithm(token: &str) -> Result<String, AuthError> {
+    if token.split('.').count() != 3 {
+        return Err(AuthError::Malformed(
+            "expected three dot-separated parts".into(),
+        ));
+    }
+    let header = decode_segment(token, 0)?;
+    match header.get("alg") {
+        Some(Value::String(alg)) => Ok(alg.clone()),
+        _ => Err(AuthError::Malformed("the header has no `alg`".into())),
+    }
+}
+
+/// The `iss` claim, read unverified only to choose which pinned key verifies the token.
+fn unverified_issuer(token: &str) -> Result<String, AuthError> {
+    match decode_segment(token, 1)?.get("iss") {
+        Some(Value::String(iss)) => Ok(iss.clone()),
+        Some(_) => Err(AuthError::InvalidClaim("iss".into())),
+        None => Err(AuthError::MissingClaim("iss".into())),
+    }
+}
+
+fn map_jwt_error(error: jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::InvalidIssuer => AuthError::UnknownIssuer("(mismatch)".into()),
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+        ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim(claim.clone()),
+        ErrorKind::InvalidAlgorithm => AuthError::AlgorithmNotAllowed {
+            found: "(other)".into(),
+            pinned: "(issuer's)".into(),
+        },
+        other => AuthError::Malformed(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,125 @@
+//! Issuers' key material, loaded once at start: an HS256 secret (from the environment or a
+//! file, at least 32 bytes), a PEM public key, or a JWKS whose keys a token picks by `kid`. A
+//! missing, unreadable or weak key refuses start with a [`KeyError`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use jsonwebtoken::DecodingKey;
+
+use crate::config::{IssuerConfig, IssuerKey, PinnedAlgorithm};
+
+/// A startup problem with an issuer's key material.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer `{issuer}`: {problem}")]
+pub struct KeyError {
+    pub issuer: String,
+    pub problem: String,
+}
+
+/// The key (or the keys, by `kid`) an issuer's tokens are verified with.
+pub(super) enum VerificationKeys {
+    Single(DecodingKey),
+    ByKeyId(HashMap<String, DecodingKey>),
+}
+
+/// Reads an issuer's verification key material.
+pub(super) fn load_keys(issuer: &IssuerConfig) -> Result<VerificationKeys, KeyError> {
+    let err = |problem: String| KeyError {
+        issuer: issuer.issuer.clone(),
+        problem,
+    };
+    Ok(match &issuer.key {
+        IssuerKey::SecretEnv(var) => {
+            let secret = std::env::var(var).map_err(|_| {
+                err(format!(
+                    "environment variable {var} is not set; export the HS256 secret in it"
+                ))
+            })?;
+            VerificationKeys::Single(DecodingKey::from_secret(
+                check_secret_strength(secret.as_bytes()).map_err(err)?,
+            ))
+        }
+        IssuerKey::SecretFile { path, generate } => {
+            let secret = read_or_create_secret(path, *generate).map_err(err)?;
+            VerificationKeys::Single(DecodingKey::from_secret(
+                check_secret_strength(&secret).map_err(err)?,
+            ))
+        }
+        IssuerKey::PublicKeyFile(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+            let key = match issuer.algorithm {
+                PinnedAlgorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+                PinnedAlgorithm::ES256 => DecodingKey::from_ec_pem(&pem),
+                PinnedAlgorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+                PinnedAlgorithm::HS256 => {
+                    return Err(err("HS256 cannot use a public key file".into()))
+                }
+            }
+            .map_err(|e| err(format!("{}: not a usable PEM key: {e}", path.display())))?;
+            VerificationKeys::Single(key)
+        }
+        IssuerKey::JwksFile(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                .map_err(|e| err(format!("{}: not a JWKS document: {e}", path.display())))?;
+            let mut keys = HashMap::new();
+            for jwk in &set.keys {
+                let Some(kid) = jwk.common.key_id.clone() else {
+                    return Err(err(format!("{}: a key has no `kid`", path.display())));
+                };
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| err(format!("{}: key `{kid}`: {e}", path.display())))?;
+                keys.insert(kid, key);
+            }
+            if keys.is_empty() {
+                return Err(err(format!("{}: the JWKS holds no keys", path.display())));
+            }
+            VerificationKeys::ByKeyId(keys)
+        }
+    })
+}
+
+fn check_secret_strength(secret: &[u8]) -> Result<&[u8], String> {
+    if secret.len() < 32 {
+        return Err(format!(
+            "the HS256 secret is {} bytes; use at least 32 random bytes",
+            secret.len()
+        ));
+    }
+    Ok(secret)
+}
+
+/// Reads an HS256 secret file, creating a random one when allowed (dev issuers).
+pub fn read_or_create_secret(path: &Path, generate: bool) -> Result<Vec<u8>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(trim_ascii(&bytes).to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
+            let mut bytes = [0u8; 32];
+            rand::fill(&mut bytes);
+            let secret = hex::encode(bytes);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            std::fs::write(path, &secret)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
