@@ -101,6 +101,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Decision records that could not be written (their calls were refused when durability was required).",
     ),
     (
+        "capgate_sessions_open",
+        "gauge",
+        "MCP sessions open on the agents' listener.",
+    ),
+    (
         "capgate_store_transactions_total",
         "counter",
         "Enforcement store transactions run since start (one per admission, one per settled side effect).",

@@ -32,7 +32,7 @@ fn total(samples: &Value, name: &str, filter: &[(&str, &str)]) -> f64 {
 
 /// Fetches `/metrics` and parses it with prometheus-client: the text and its samples by name.
 async fn scrape(gateway: &TestGateway, python: &std::path::Path) -> (String, Value) {
-    let text = reqwest::get(format!("{}/metrics", gateway.base_url()))
+    let text = reqwest::get(format!("{}/metrics", gateway.admin()))
         .await
         .expect("metrics")
         .text()

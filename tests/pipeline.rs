@@ -16,12 +16,7 @@ type Client = RunningService<RoleClient, ()>;
 
 /// Every `capgate_decisions_total` series: labels → value.
 async fn decision_counts(gateway: &TestGateway) -> BTreeMap<String, f64> {
-    let text = reqwest::get(format!("{}/metrics", gateway.base_url()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = gateway.metrics_text().await;
     text.lines()
         .filter(|l| l.starts_with("capgate_decisions_total{"))
         .filter_map(|l| {

@@ -11,6 +11,7 @@ use super::downstreams::{parse_downstreams, DownstreamConfig, RawDownstream};
 use super::enforcement::EnforcementConfig;
 use super::error::ConfigError;
 use super::issuers::{parse_issuers, IssuerConfig, RawIssuer};
+use super::limits::LimitsConfig;
 use super::server::{parse_admin, parse_server, AdminConfig, RawAdmin, RawServer, ServerConfig};
 
 /// The configuration the gateway runs on when `serve` is given no `--config`: the example
@@ -37,6 +38,8 @@ pub struct GatewayConfig {
     pub telemetry: crate::telemetry::TelemetryConfig,
     /// Run budgets and idempotency settings.
     pub enforcement: EnforcementConfig,
+    /// Connection, session, rate and concurrency limits on the agents' listener.
+    pub limits: LimitsConfig,
     /// Decision-log settings: dry-run scopes, argument masking.
     pub audit: AuditConfig,
 }
@@ -61,6 +64,8 @@ struct RawConfig {
     telemetry: crate::telemetry::TelemetryTable,
     #[serde(default)]
     enforcement: EnforcementConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
     #[serde(default)]
     audit: AuditConfig,
 }
@@ -115,6 +120,7 @@ impl GatewayConfig {
         })?;
 
         let server = parse_server(raw.server, &err)?;
+        raw.limits.check(&err)?;
         let issuers = parse_issuers(raw.issuers, &server.public_url, base, &err)?;
         let downstreams = parse_downstreams(raw.downstream, base, &err)?;
         let admin = parse_admin(raw.admin, &err)?;
@@ -140,6 +146,7 @@ impl GatewayConfig {
             admin,
             telemetry,
             enforcement: raw.enforcement,
+            limits: raw.limits,
             audit: AuditConfig {
                 log_file: raw.audit.log_file.as_ref().map(|f| base.join(f)),
                 signing_key_file: raw.audit.signing_key_file.as_ref().map(|f| base.join(f)),

@@ -14,6 +14,7 @@ mod enforcement;
 mod error;
 mod gateway;
 mod issuers;
+mod limits;
 mod server;
 
 pub use audit::{AuditConfig, DurableFor};
@@ -22,4 +23,5 @@ pub use enforcement::{EnforcementConfig, WithoutRunId};
 pub use error::ConfigError;
 pub use gateway::{GatewayConfig, EMBEDDED_DEFAULT};
 pub use issuers::{ClaimMapping, IssuerConfig, IssuerKey, PinnedAlgorithm};
+pub use limits::LimitsConfig;
 pub use server::{AdminConfig, AgentExplanations, ServerConfig};

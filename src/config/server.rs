@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Host names accepted in the `Host` header (DNS-rebinding protection).
     pub allowed_hosts: Vec<String>,
+    /// Origins accepted in the `Origin` header of browser requests (`scheme://host[:port]`; a
+    /// port of `*` accepts any); requests without `Origin` (non-browser clients) pass.
+    pub allowed_origins: Vec<String>,
     /// What refused agents are told (admins see the specific reason in the log either way).
     pub explain_to_agent: AgentExplanations,
 }
@@ -56,6 +59,8 @@ pub(super) struct RawServer {
     #[serde(default)]
     allowed_hosts: Vec<String>,
     #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
     explain_to_agent: AgentExplanations,
 }
 
@@ -86,10 +91,19 @@ pub(super) fn parse_server(
     if !allowed_hosts.iter().any(|h| h == &host) {
         allowed_hosts.push(host);
     }
+    // The public URL's own origin is always allowed; browsers send no Origin for same-origin
+    // GETs, and other clients send none at all.
+    let mut allowed_origins = raw.allowed_origins;
+    if let Some(own) = origin_of_url(&public_url) {
+        if !allowed_origins.contains(&own) {
+            allowed_origins.push(own);
+        }
+    }
     Ok(ServerConfig {
         listen,
         public_url,
         allowed_hosts,
+        allowed_origins,
         explain_to_agent: raw.explain_to_agent,
     })
 }
@@ -112,6 +126,13 @@ pub(super) fn parse_admin(
             role: admin.role,
         }),
     })
+}
+
+/// `scheme://authority` of an http(s) URL.
+fn origin_of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
 pub(super) fn host_of_url(url: &str) -> Option<String> {

@@ -24,14 +24,21 @@ struct AdminState {
     gateway: Arc<Gateway>,
     auth: Arc<Authenticator>,
     role: String,
+    public_url: String,
 }
 
 /// The admin router; mount it on the admin listener.
-pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: String) -> Router {
+pub fn admin_router(
+    gateway: Arc<Gateway>,
+    auth: Arc<Authenticator>,
+    role: String,
+    public_url: String,
+) -> Router {
     let state = AdminState {
         gateway,
         auth,
         role,
+        public_url,
     };
     let approvals = Router::new()
         .route("/approvals", get(list_approvals))
@@ -56,12 +63,31 @@ pub fn admin_router(gateway: Arc<Gateway>, auth: Arc<Authenticator>, role: Strin
         .route("/admin/budgets", get(budget_usage))
         .route("/admin/runs", get(run_manifest))
         .route("/admin/audit/flush", post(flush_log))
+        .route("/admin/health", get(health_details))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
         ))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(approvals)
+        // Prometheus scrapes the admin listener, which operators keep off the agents' network.
+        .route("/metrics", get(metrics).with_state(state))
+}
+
+/// The gateway's health in detail (downstream failure reasons, the log's place).
+async fn health_details(State(state): State<AdminState>) -> Json<Value> {
+    Json(super::health::details(&state.gateway, &state.public_url))
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.gateway.render_metrics().await,
+    )
+        .into_response()
 }
 
 /// Approvers are authenticated people; what they may approve is checked per approval.
@@ -481,6 +507,8 @@ pub fn openapi() -> Value {
                 "get": op("Kill switches that are on", "list"),
                 "post": with_body("Flip a kill switch (scope, target, reason)", json!({"allOf": [{"$ref": "#/components/schemas/KillScope"}], "properties": {"reason": {"type": "string"}}, "required": ["reason"]}))
             },
+            "/admin/health": {"get": op("The gateway's health in detail: policy version, downstream states and reasons, the decision log", "health")},
+            "/metrics": {"get": {"summary": "Prometheus metrics (no token: keep the admin listener off the agents' network)", "responses": ok("Prometheus text")}},
             "/admin/audit/flush": {"post": op("Wait until every decision record logged so far is committed", "flushed")},
             "/admin/kill-switches/lift": {"post": with_body("Lift a kill switch", json!({"$ref": "#/components/schemas/KillScope"}))},
             "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions", "security": bearer.clone(),

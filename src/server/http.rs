@@ -10,7 +10,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +18,11 @@ use crate::enforce::Gateway;
 use crate::identity::{self, ActorRef, AuthError, Authenticator};
 use crate::startup::{start_gateway, StartError};
 
-use super::admin;
 use super::front::McpFront;
+use super::limits::{self, RequestLimits};
+use super::listener::{self, ConnectionLimits};
+use super::sessions::{self, BoundSessions};
+use super::{admin, edges, health};
 
 /// Authenticates every request to `/mcp`; anything wrong is a 401 pointing at the metadata.
 async fn authenticate(
@@ -57,7 +59,9 @@ fn unauthorized(auth: &Authenticator, error: &AuthError) -> Response {
         .into_response()
 }
 
-/// The HTTP application: `/mcp`, the RFC 9728 metadata, and `/healthz`.
+/// The agents' HTTP application: `/mcp` (authenticated, rate- and concurrency-limited,
+/// sessions bound to their principal), the RFC 9728 metadata, and `/healthz` (up or down only;
+/// details and metrics are on the admin listener).
 pub fn http_router(
     config: &GatewayConfig,
     gateway: Arc<Gateway>,
@@ -68,21 +72,34 @@ pub fn http_router(
         gateway: gateway.clone(),
         stdio_actor: None,
     };
+    let sessions = BoundSessions::new(&config.limits, gateway.metrics().clone());
     let mcp = StreamableHttpService::new(
         move || Ok(front.clone()),
-        LocalSessionManager::default().into(),
+        sessions.clone(),
         StreamableHttpServerConfig::default()
             .with_legacy_session_mode(true)
             .with_allowed_hosts(config.server.allowed_hosts.clone())
+            .with_allowed_origins(config.server.allowed_origins.clone())
+            .enforce_origin_validation()
+            .with_max_request_body_bytes(edges::MAX_BODY_BYTES)
             .with_cancellation_token(shutdown.child_token()),
     );
     let metadata = identity::protected_resource_metadata(config);
     let metadata_path = well_known_path(&config.resource_metadata_url());
+    // Outermost first: authenticate → per-principal limits → parse errors → sessions → rmcp.
     let protected = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            sessions::bind_sessions,
+        ))
+        .layer(axum::middleware::from_fn(edges::parse_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            RequestLimits::new(&config.limits),
+            limits::limit_requests,
+        ))
         .layer(axum::middleware::from_fn_with_state(auth, authenticate));
     let metadata_doc = metadata.clone();
-    let public_url = config.server.public_url.clone();
     Router::new()
         .route(
             &metadata_path,
@@ -99,26 +116,10 @@ pub fn http_router(
             }),
         )
         .route(
-            "/metrics",
-            get({
-                let gateway = gateway.clone();
-                move || {
-                    let gateway = gateway.clone();
-                    async move {
-                        (
-                            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                            gateway.render_metrics().await,
-                        )
-                    }
-                }
-            }),
-        )
-        .route(
             "/healthz",
             get(move || {
                 let gateway = gateway.clone();
-                let public_url = public_url.clone();
-                async move { Json(health_document(&gateway, &public_url)) }
+                async move { health::up_or_down(&gateway) }
             }),
         )
         .merge(protected)
@@ -129,31 +130,6 @@ fn well_known_path(metadata_url: &str) -> String {
         .find("/.well-known/")
         .map(|i| metadata_url[i..].to_string())
         .unwrap_or_else(|| "/.well-known/oauth-protected-resource/mcp".into())
-}
-
-fn health_document(gateway: &Gateway, public_url: &str) -> serde_json::Value {
-    let servers: serde_json::Map<String, serde_json::Value> = gateway
-        .downstreams()
-        .iter()
-        .map(|s| {
-            let health = match s.health() {
-                crate::downstream::Health::Starting => "starting".to_string(),
-                crate::downstream::Health::Up => "up".to_string(),
-                crate::downstream::Health::Down(reason) => format!("down: {reason}"),
-            };
-            (s.id.clone(), serde_json::Value::String(health))
-        })
-        .collect();
-    serde_json::json!({
-        "status": "ok",
-        "public_url": public_url,
-        "policy_version": gateway.policy().latest().label(),
-        "downstreams": servers,
-        "decision_log": {
-            "path": gateway.decision_log().path().display().to_string(),
-            "failed_records": gateway.decision_log().failed_records(),
-        },
-    })
 }
 
 /// Serves MCP over streamable HTTP until `shutdown` is cancelled.
@@ -178,6 +154,10 @@ pub async fn serve_http(
             tracing::warn!(%server, ?health, "downstream not up at start; its tools fail until it is");
         }
     }
+    let connection_limits = ConnectionLimits {
+        max_connections: config.limits.max_connections,
+        header_read_timeout: config.limits.header_read_timeout(),
+    };
     if let Some(admin) = &config.admin {
         let admin_listener = tokio::net::TcpListener::bind(admin.listen)
             .await
@@ -185,17 +165,19 @@ pub async fn serve_http(
                 address: admin.listen.to_string(),
                 error: e.to_string(),
             })?;
-        let router = admin::admin_router(gateway.clone(), auth.clone(), admin.role.clone());
-        let admin_shutdown = shutdown.clone();
+        let router = admin::admin_router(
+            gateway.clone(),
+            auth.clone(),
+            admin.role.clone(),
+            config.server.public_url.clone(),
+        );
         tracing::info!(listen = %admin.listen, "admin API listening");
-        tokio::spawn(async move {
-            let served = axum::serve(admin_listener, router)
-                .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "admin listener failed");
-            }
-        });
+        tokio::spawn(listener::serve(
+            admin_listener,
+            router,
+            connection_limits,
+            shutdown.clone(),
+        ));
     }
     spawn_reload_on_sighup(gateway.clone(), shutdown.clone());
     let app = http_router(&config, gateway, auth, shutdown.clone());
@@ -205,10 +187,8 @@ pub async fn serve_http(
         "capgate listening"
     );
     eprintln!("capgate listening on http://{}/mcp", config.server.listen);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|e| StartError::Serve(e.to_string()))
+    listener::serve(listener, app, connection_limits, shutdown).await;
+    Ok(())
 }
 
 /// Reloads the policy set on SIGHUP (validate, then swap; an invalid set is refused and logged).

@@ -8,8 +8,13 @@
 //! at start, because the process itself is the session.
 
 pub mod admin;
+mod edges;
 mod front;
+mod health;
 mod http;
+mod limits;
+mod listener;
+mod sessions;
 mod stdio;
 
 pub use front::McpFront;

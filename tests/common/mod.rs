@@ -77,7 +77,8 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = write_config(dir.path(), port, &options);
-        let admin_url = options.admin.then(|| add_admin(&config));
+        // Every test gateway has its admin listener: health details and metrics live there.
+        let admin_url = Some(add_admin(&config));
         let child = spawn_gateway(dir.path(), &options.env);
         let gateway = TestGateway {
             child: std::sync::Mutex::new(child),
@@ -127,7 +128,7 @@ impl TestGateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
-    /// Waits until /healthz answers and every downstream is up.
+    /// Waits until `/healthz` says up (every downstream connected) while our process runs.
     pub async fn wait_healthy(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         let http = reqwest::Client::new();
@@ -137,15 +138,13 @@ impl TestGateway {
                 .send()
                 .await
             {
-                if let Ok(doc) = response.json::<Value>().await {
-                    let ours = doc["public_url"] == self.url.as_str();
-                    let all_up = ours
-                        && doc["downstreams"]
-                            .as_object()
-                            .is_some_and(|m| m.values().all(|v| v == "up"));
-                    if all_up {
-                        return;
-                    }
+                let up = response.status().is_success()
+                    && response
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|doc| doc == serde_json::json!({"status": "up"}));
+                if up && self.exited().is_none() {
+                    return;
                 }
             }
             if let Some(status) = self.exited() {
@@ -163,13 +162,34 @@ impl TestGateway {
         }
     }
 
+    /// The admin listener: its base URL.
+    pub fn admin(&self) -> &str {
+        self.admin_url
+            .as_deref()
+            .expect("every test gateway has an admin listener")
+    }
+
+    /// The health details (admin listener).
     pub async fn health(&self) -> Value {
-        reqwest::get(format!("{}/healthz", self.base_url()))
+        reqwest::Client::new()
+            .get(format!("{}/admin/health", self.admin()))
+            .bearer_auth(self.admin_token())
+            .send()
             .await
-            .expect("healthz")
+            .expect("admin health")
             .json()
             .await
-            .expect("healthz json")
+            .expect("admin health json")
+    }
+
+    /// The Prometheus text at `/metrics` (admin listener).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Connects a session-based (2025-11-25) rmcp client with a bearer token.
