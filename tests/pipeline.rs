@@ -781,6 +781,8 @@ async fn a_claim_left_by_a_killed_gateway_performs_once_its_lease_has_passed() {
                 );
             }
         }
+        // Poll the lease at a pace the per-principal rate limit allows.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let replay = call_with_meta(&client, "flaky__debug_sleep", sleep, key("lease-1")).await;
     let meta = serde_json::to_value(&replay.meta).expect("meta");

@@ -23,6 +23,8 @@ pub struct GatewayOptions {
     pub safe_explanations: bool,
     /// An `[enforcement]` table body (budgets, idempotency retention).
     pub enforcement: Option<String>,
+    /// A `[limits]` table body (connections, sessions, rates).
+    pub limits: Option<String>,
     /// An `[audit]` table body (dry-run scopes, argument masking).
     pub audit: Option<String>,
     /// A `[telemetry]` table body (OTLP trace export).
@@ -167,6 +169,9 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
             &format!("[enforcement]\n{enforcement}\n\n[server]"),
             1,
         );
+    }
+    if let Some(limits) = &options.limits {
+        config = config.replacen("[server]", &format!("[limits]\n{limits}\n\n[server]"), 1);
     }
     if let Some(audit) = &options.audit {
         config = config.replacen("[server]", &format!("[audit]\n{audit}\n\n[server]"), 1);
