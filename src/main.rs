@@ -1,23 +1,22 @@
-//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, and the policy tooling
-//! (`policy check | test | explain | fmt`).
+//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, `audit`, `admin` and the
+//! policy tooling (`policy check | test | explain | replay | fmt`).
+//!
+//! This file is the command line as clap reads it, and the dispatch: each command is handed to
+//! its module under `cli/`, which does the work.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-mod admin_cli;
+mod cli;
 
 /// mimalloc: the per-call path allocates many small, short-lived values (JSON, Cedar entities,
 /// records); glibc's allocator spent about a sixth of the gateway's CPU on them.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use capgate::config::GatewayConfig;
-use capgate::identity::{mint_dev_token, DevTokenRequest};
-use capgate::policy::{CompiledPolicySet, PolicyEngine, PolicyRequest};
-use capgate::registry::Registry;
+use capgate::identity::DevTokenRequest;
+use cli::files::LogLocation;
 
 #[derive(Parser)]
 #[command(
@@ -84,24 +83,13 @@ enum Command {
         #[arg(long, default_value = "CAPGATE_ADMIN_TOKEN")]
         token_env: String,
         #[command(subcommand)]
-        command: admin_cli::AdminCommand,
+        command: cli::admin::AdminCommand,
     },
     /// Policy tooling.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-}
-
-/// Where the decision log is: `--log`, else `<--data-dir>/audit.db`, else the config's.
-#[derive(clap::Args, Clone)]
-struct LogLocation {
-    /// The data directory holding `audit.db` (and, by default, `audit-signing.key`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// The decision log's file itself, e.g. a copy kept elsewhere.
-    #[arg(long, conflicts_with = "data_dir")]
-    log: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -203,18 +191,11 @@ enum PolicyCommand {
     },
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<GatewayConfig> {
-    Ok(match path {
-        Some(path) => GatewayConfig::load(path)?,
-        None => GatewayConfig::embedded_default()?,
-    })
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `serve` sets logging up once its configuration says whether spans are exported as well.
     if !matches!(cli.command, Command::Serve { .. }) {
-        init_logging(None);
+        cli::logging::init_logging(None);
     }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -225,68 +206,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `CAPGATE_LOG`. With `telemetry`, capgate's spans also go to the
-/// OTLP exporter, under the exporter's own filter: `CAPGATE_LOG` never silences the export.
-fn init_logging(telemetry: Option<&capgate::telemetry::Telemetry>) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter);
-    tracing_subscriber::registry()
-        .with(telemetry.map(|telemetry| telemetry.layer()))
-        .with(stderr)
-        .init();
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_ref();
     match cli.command {
-        Command::Serve { stdio, token_env } => {
-            let config = load_config(cli.config.as_ref())?;
-            // Started before the runtime: the exporter's HTTP client runs on its own threads.
-            let telemetry = capgate::telemetry::Telemetry::start(&config.telemetry)?;
-            init_logging(telemetry.as_ref());
-            if let Some(telemetry) = &telemetry {
-                tracing::info!(endpoint = %telemetry.traces_url(), "exporting traces over OTLP/HTTP");
-            }
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let served = runtime.block_on(async move {
-                let shutdown = CancellationToken::new();
-                let on_signal = shutdown.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    on_signal.cancel();
-                });
-                #[cfg(unix)]
-                {
-                    let on_term = shutdown.clone();
-                    if let Ok(mut term) =
-                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        tokio::spawn(async move {
-                            term.recv().await;
-                            on_term.cancel();
-                        });
-                    }
-                }
-                if stdio {
-                    capgate::server::serve_stdio(config, &token_env, shutdown).await?;
-                } else {
-                    capgate::server::serve_http(config, shutdown).await?;
-                }
-                Ok(())
-            });
-            // Flush after the runtime is gone, so spans of calls cut short by shutdown are sent.
-            drop(runtime);
-            if let Some(telemetry) = telemetry {
-                telemetry.shutdown();
-            }
-            served
-        }
+        Command::Serve { stdio, token_env } => cli::serve::run(config, stdio, token_env),
         Command::Token {
             user,
             tenant,
@@ -297,36 +220,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_id,
             ttl,
             issuer,
-        } => {
-            let config = load_config(cli.config.as_ref())?;
-            let dev_issuers: Vec<_> = config
-                .issuers
-                .iter()
-                .filter(|i| i.dev && issuer.as_ref().is_none_or(|name| &i.issuer == name))
-                .collect();
-            let Some(chosen) = dev_issuers.first() else {
-                bail!("{}: no dev issuer (dev = true) is configured; capgate never mints tokens for real issuers", config.source);
-            };
-            let token = mint_dev_token(
-                chosen,
-                &DevTokenRequest {
-                    user,
-                    tenant,
-                    roles: roles.into_iter().filter(|r| !r.is_empty()).collect(),
-                    agent,
-                    agent_role,
-                    service,
-                    run_id,
-                    ttl_seconds: ttl,
-                },
-            )?;
-            eprintln!(
-                "DEV-ONLY token from issuer {} (never use in production)",
-                chosen.issuer
-            );
-            println!("{token}");
-            Ok(())
-        }
+        } => cli::token::run(
+            config,
+            issuer,
+            DevTokenRequest {
+                user,
+                tenant,
+                roles: roles.into_iter().filter(|r| !r.is_empty()).collect(),
+                agent,
+                agent_role,
+                service,
+                run_id,
+                ttl_seconds: ttl,
+            },
+        ),
         Command::Schema => {
             println!(
                 "{}",
@@ -334,82 +241,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Policy { command } => policy_command(cli.config.as_ref(), command),
-        Command::Audit { command } => audit_command(cli.config.as_ref(), command),
+        Command::Policy { command } => policy(config, command),
+        Command::Audit { command } => audit(config, command),
         Command::Admin {
             url,
             token_env,
             command,
         } => {
-            let url = match (url, &command) {
-                (Some(url), _) => url,
-                (None, admin_cli::AdminCommand::Openapi) => String::new(),
-                (None, _) => match load_config(cli.config.as_ref())?.admin {
-                    Some(admin) => format!("http://{}", admin.listen),
-                    None => bail!("no [admin] listener is configured; pass --url"),
-                },
-            };
-            admin_cli::run(&url, &token_env, command)
+            let url = cli::admin::url(config, url, &command)?;
+            cli::admin::run(&url, &token_env, command)
         }
     }
 }
 
-/// The decision log's file for a command.
-fn log_file(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Result<PathBuf> {
-    Ok(match (location.log, location.data_dir) {
-        (Some(log), _) => log,
-        (None, Some(dir)) => capgate::audit::log_path(&dir),
-        (None, None) => {
-            let config = load_config(config)?;
-            config.audit.log_path(&config.data_dir)
-        }
-    })
-}
-
-/// The checkpoint signing key file for a command (never generated here).
-fn signing_key_file(config: Option<&PathBuf>, data_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
-    Ok(match data_dir {
-        Some(dir) => dir.join(capgate::audit::SIGNING_KEY_FILE),
-        None => {
-            let config = load_config(config)?;
-            config.audit.signing_key_path(&config.data_dir).0
-        }
-    })
-}
-
-fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Result<()> {
+fn audit(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify {
             location,
             public_key,
-        } => {
-            let key = match public_key {
-                Some(given) => capgate::audit::parse_public_key(&given)?,
-                None => {
-                    let file = signing_key_file(config, location.data_dir.as_deref())?;
-                    capgate::audit::load_signing_key(&file, false)
-                        .with_context(|| "pass the checkpoint key's public half with --public-key")?
-                        .verifying_key()
-                }
-            };
-            let path = log_file(config, location)?;
-            if !path.exists() {
-                bail!("{}: no decision log here", path.display());
-            }
-            let (count, problems) = capgate::audit::verify(&path, &key)?;
-            for problem in &problems {
-                eprintln!("record {}: {}", problem.seq, problem.problem);
-            }
-            if !problems.is_empty() {
-                bail!(
-                    "{}: the decision log is not intact ({} problem(s) in {count} records)",
-                    path.display(),
-                    problems.len()
-                );
-            }
-            println!("{}: {count} records, hash chain intact", path.display());
-            Ok(())
-        }
+        } => cli::audit::verify(config, location, public_key),
         AuditCommand::Query {
             location,
             run,
@@ -418,214 +268,40 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             decision,
             since,
             until,
-        } => {
-            let path = log_file(config, location)?;
-            let filter = capgate::audit::Query {
+        } => cli::audit::query(
+            config,
+            location,
+            capgate::audit::Query {
                 run,
                 actor,
                 tool,
                 decision,
                 since,
                 until,
-            };
-            for record in capgate::audit::query(&path, &filter)? {
-                println!("{}", serde_json::to_string(&record)?);
-            }
-            Ok(())
-        }
-        AuditCommand::Export { location } => {
-            let path = log_file(config, location)?;
-            for (seq, record, prev_hash, hash) in capgate::audit::read_all(&path)? {
-                let record: serde_json::Value = serde_json::from_str(&record)?;
-                println!(
-                    "{}",
-                    serde_json::json!({"seq": seq, "prev_hash": prev_hash, "hash": hash, "record": record})
-                );
-            }
-            Ok(())
-        }
-        AuditCommand::PublicKey { key_file } => {
-            let file = match key_file {
-                Some(file) => file,
-                None => signing_key_file(config, None)?,
-            };
-            let key = capgate::audit::load_signing_key(&file, false)?;
-            println!("{}", hex::encode(key.verifying_key().to_bytes()));
-            Ok(())
-        }
-        AuditCommand::Keygen { out } => {
-            let key = capgate::audit::generate_signing_key(&out)?;
-            eprintln!("wrote {} (owner-only); its public key:", out.display());
-            println!("{}", hex::encode(key.verifying_key().to_bytes()));
-            Ok(())
-        }
+            },
+        ),
+        AuditCommand::Export { location } => cli::audit::export(config, location),
+        AuditCommand::PublicKey { key_file } => cli::audit::public_key(config, key_file),
+        AuditCommand::Keygen { out } => cli::audit::keygen(out),
     }
 }
 
-fn policies_dir(config: Option<&PathBuf>, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    Ok(match given {
-        Some(dir) => dir,
-        None => load_config(config)?.policies_dir,
-    })
-}
-
-fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::Result<()> {
+fn policy(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::Result<()> {
     match command {
-        PolicyCommand::Check { dir } => {
-            let dir = policies_dir(config, dir)?;
-            let (set, relationships) = CompiledPolicySet::load(&dir)?;
-            for warning in &set.warnings {
-                eprintln!("warning: {warning}");
-            }
-            println!(
-                "{}: {} policies valid (strict), policy set {} ({}), {} relationship entities, {} warning(s)",
-                dir.display(),
-                set.policy_count(),
-                set.label(),
-                set.digest,
-                relationships.len(),
-                set.warnings.len()
-            );
-            Ok(())
-        }
+        PolicyCommand::Check { dir } => cli::policy::check(config, dir),
         PolicyCommand::Test {
             policies,
             capabilities,
             tests,
             verbose,
-        } => {
-            let policies = policies_dir(config, policies)?;
-            let capabilities = match capabilities {
-                Some(dir) => dir,
-                None => load_config(config)?.capabilities_dir,
-            };
-            let tests = tests.unwrap_or_else(|| policies.join("tests"));
-            let engine = PolicyEngine::load(&policies, None)?;
-            let registry = Registry::load(&capabilities, None)?;
-            let results = capgate::scenarios::run_dir(&tests, &engine, &registry)
-                .map_err(anyhow::Error::msg)?;
-            let mut failed = 0;
-            for result in &results {
-                match &result.failure {
-                    None => {
-                        println!("test {}::{} ... ok", result.file, result.name);
-                        if verbose {
-                            if let Some(decision) = &result.decision {
-                                println!("    {}", decision.reason);
-                            }
-                        }
-                    }
-                    Some(failure) => {
-                        failed += 1;
-                        println!(
-                            "test {}::{} ... FAILED\n    {failure}",
-                            result.file, result.name
-                        );
-                    }
-                }
-            }
-            println!();
-            println!("{} passed, {} failed", results.len() - failed, failed);
-            if results.is_empty() {
-                bail!("no scenarios found in {}", tests.display());
-            }
-            if failed > 0 {
-                bail!("{failed} scenario(s) failed");
-            }
-            Ok(())
-        }
+        } => cli::policy::test(config, policies, capabilities, tests, verbose),
         PolicyCommand::Explain { request, policies } => {
-            let policies = policies_dir(config, policies)?;
-            let text = if request.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&request)
-                    .with_context(|| format!("reading {}", request.display()))?
-            };
-            let request: PolicyRequest = serde_json::from_str(&text).with_context(|| {
-                "the request does not match the PolicyRequest schema (see `capgate schema`)"
-            })?;
-            let engine = PolicyEngine::load(&policies, None)?;
-            let decision = engine.decide(&request);
-            println!("{}", serde_json::to_string_pretty(&decision)?);
-            Ok(())
+            cli::policy::explain(config, request, policies)
         }
         PolicyCommand::Replay {
             candidate,
             location,
-        } => {
-            let log = log_file(config, location)?;
-            let engine = PolicyEngine::load(&candidate, None)?;
-            let (replayed, changes) = capgate::audit::replay(&log, &engine)?;
-            let mut by_change: std::collections::BTreeMap<(String, String), usize> =
-                Default::default();
-            for change in &changes {
-                println!(
-                    "record {}: {} {} {} -> {} (policy {} -> {})",
-                    change.seq,
-                    change.actor,
-                    change.resource,
-                    change.before,
-                    change.after,
-                    change.policy_before.as_deref().unwrap_or("-"),
-                    change.policy_after.as_deref().unwrap_or("-")
-                );
-                *by_change
-                    .entry((
-                        format!("{} -> {}", change.before, change.after),
-                        change.resource.clone(),
-                    ))
-                    .or_default() += 1;
-            }
-            println!(
-                "\nimpact of {} on {replayed} logged decisions:",
-                candidate.display()
-            );
-            for ((change, tool), count) in &by_change {
-                println!("  {count:>5}  {change:<40} {tool}");
-            }
-            println!(
-                "{} changed, {} unchanged",
-                changes.len(),
-                replayed - changes.len()
-            );
-            if !changes.is_empty() {
-                std::process::exit(3);
-            }
-            Ok(())
-        }
-        PolicyCommand::Fmt { check, dir } => {
-            let dir = policies_dir(config, dir)?;
-            let formatter = cedar_policy_formatter::Config {
-                line_width: 100,
-                indent_width: 2,
-            };
-            let mut unformatted = Vec::new();
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
-                .collect();
-            files.sort();
-            for file in files {
-                let text = std::fs::read_to_string(&file)?;
-                let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &formatter)
-                    .map_err(|e| anyhow::anyhow!("{}: {e:?}", file.display()))?;
-                if pretty != text {
-                    if check {
-                        unformatted.push(file.display().to_string());
-                    } else {
-                        std::fs::write(&file, pretty)?;
-                        println!("formatted {}", file.display());
-                    }
-                }
-            }
-            if !unformatted.is_empty() {
-                bail!(
-                    "not formatted (run `capgate policy fmt`): {}",
-                    unformatted.join(", ")
-                );
-            }
-            Ok(())
-        }
+        } => cli::policy::replay(config, candidate, location),
+        PolicyCommand::Fmt { check, dir } => cli::policy::fmt(config, check, dir),
     }
 }

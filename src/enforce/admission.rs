@@ -13,7 +13,7 @@ use crate::store::{
     NewClaim,
 };
 
-use super::approvals::{problem_for, ActionDigest, ApprovalProblem};
+use super::approval_rules::{problem_for, ActionDigest, ApprovalProblem};
 use super::capability::Target;
 use super::obligations::Obligations;
 use super::refusal::Refusal;

@@ -268,7 +268,7 @@ impl Controls {
             .find(|g| g.id == id && g.tenant == revoker.tenant)
             .cloned();
         let Some(grant) = own else {
-            return Err(BreakGlassError::Unknown(super::refusal::echo(id)));
+            return Err(BreakGlassError::Unknown(super::echo::echo(id)));
         };
         let now = self.now();
         if !self

@@ -10,10 +10,12 @@
 //! reaches a downstream server without an allow.
 
 mod admission;
+mod approval_rules;
 mod approvals;
 mod capability;
 mod controls;
 mod discovery;
+mod echo;
 mod listing;
 mod obligations;
 mod pipeline;
@@ -22,11 +24,13 @@ mod refusal;
 mod relationships;
 mod requests;
 
-pub use approvals::{ActionDigest, ApprovalDecisionError, ApprovalProblem};
+pub use approval_rules::{ActionDigest, ApprovalProblem};
+pub use approvals::ApprovalDecisionError;
 pub use capability::Target;
 pub use controls::{grant_covers, kill_covers, BreakGlassError, BreakGlassRequest, Controls};
+pub use echo::echo;
 pub use obligations::{ContentKind, Obligation, ObligationError, Obligations};
-pub use refusal::{echo, Refusal};
+pub use refusal::Refusal;
 pub use relationships::{RelationshipError, ReloadError};
 pub use requests::{
     bind_entities, prompt_request, resource_request, tool_request, Asker, BindError,

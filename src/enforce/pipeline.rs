@@ -21,7 +21,7 @@ use crate::policy::{Action, ActorFacts, Decision, Outcome, PolicyRequest};
 use crate::store::{AdmissionKeys, AdmissionState, BreakGlassGrant, Settlement};
 
 use super::admission::{Admission, Admitted, Verdict};
-use super::approvals::ActionDigest;
+use super::approval_rules::ActionDigest;
 use super::capability::{Capability, Target};
 use super::refusal::Refusal;
 use super::requests::{new_request_id, Asker};
@@ -69,7 +69,7 @@ impl Gateway {
             action: C::ACTION,
             request_id: new_request_id(),
             started: Instant::now(),
-            capability: super::refusal::echo(call.requested()),
+            capability: super::echo::echo(call.requested()),
             request: None,
             decision: None,
             digest: None,

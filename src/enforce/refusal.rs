@@ -10,12 +10,10 @@ use crate::downstream::DownstreamError;
 use crate::policy::{Decision, Outcome};
 use crate::store::{KillSwitch, StoreError};
 
-use super::approvals::ApprovalProblem;
+use super::approval_rules::ApprovalProblem;
+use super::echo::echo;
 use super::requests::BindError;
 use super::IDEMPOTENCY_META_KEY;
-
-/// The longest piece of agent input a refusal echoes back.
-const ECHO_LIMIT: usize = 128;
 
 /// Why a request was refused.
 #[derive(Debug)]
@@ -257,14 +255,6 @@ fn scope_target(switch: &KillSwitch) -> String {
         .and_then(|v| v.get("target").cloned())
         .map(|t| t.to_string())
         .unwrap_or_else(|| "everything".into())
-}
-
-/// Agent input as a refusal may repeat it: at most [`ECHO_LIMIT`] characters.
-pub fn echo(text: &str) -> String {
-    match text.char_indices().nth(ECHO_LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]

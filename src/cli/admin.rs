@@ -1,9 +1,13 @@
 //! `capgate admin ...`: the admin API from the command line. The token comes from an
 //! environment variable (never a flag, so it stays out of shell history and `ps`).
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
+
+use super::files::load_config;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -85,6 +89,23 @@ fn scope_body(scope: &str, target: Option<String>) -> Value {
         Some(target) => json!({"scope": scope, "target": target}),
         None => json!({"scope": scope}),
     }
+}
+
+/// The admin listener's URL: `--url`, else the configuration's `[admin] listen` (`openapi`
+/// needs none).
+pub fn url(
+    config: Option<&PathBuf>,
+    url: Option<String>,
+    command: &AdminCommand,
+) -> anyhow::Result<String> {
+    Ok(match (url, command) {
+        (Some(url), _) => url,
+        (None, AdminCommand::Openapi) => String::new(),
+        (None, _) => match load_config(config)?.admin {
+            Some(admin) => format!("http://{}", admin.listen),
+            None => bail!("no [admin] listener is configured; pass --url"),
+        },
+    })
 }
 
 /// Runs one admin verb against `base_url` with the token in `token_env`.

@@ -1,147 +1,20 @@
-//! Capability contracts: what each downstream tool, resource and prompt *is*, according to the
-//! platform team that registered it in `capabilities/*.toml` (one file per downstream server).
-//!
-//! The contract, not the downstream's self-description, is the source of truth: its effect, risk
-//! and cost feed the policy decision, and its entity bindings say which arguments name which
-//! domain entities (`case_id → Case`). A downstream capability without a contract is never
-//! exposed. Exposed tool and prompt names are namespaced `<server>__<name>`, so two servers can
-//! neither collide nor shadow each other.
+//! The `capabilities/*.toml` files: one per downstream server, read once at start. A contract
+//! that is malformed, names an unknown server, binds an argument badly, overlaps another
+//! server's resources or fails open without being a low-risk read refuses start with a
+//! [`RegistryError`] naming the file and the fix.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// Separator between server id and downstream name in exposed names. Server ids cannot
-/// contain it (see `config::is_valid_server_id`), so the split is unambiguous.
-pub const NAMESPACE_SEPARATOR: &str = "__";
-
-/// What running a capability does to the world. Exhaustive on purpose: a new effect must be
-/// decided at every enforcement point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Effect {
-    Read,
-    Write,
-    ExternalSideEffect,
-    Irreversible,
-    MemoryRead,
-    MemoryWrite,
-    WorkflowTransition,
-}
-
-impl Effect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Read => "read",
-            Effect::Write => "write",
-            Effect::ExternalSideEffect => "external_side_effect",
-            Effect::Irreversible => "irreversible",
-            Effect::MemoryRead => "memory_read",
-            Effect::MemoryWrite => "memory_write",
-            Effect::WorkflowTransition => "workflow_transition",
-        }
-    }
-
-    /// Whether a call changes state somewhere (and so needs idempotency and a durable record).
-    pub fn is_side_effect(self) -> bool {
-        match self {
-            Effect::Read | Effect::MemoryRead => false,
-            Effect::Write
-            | Effect::ExternalSideEffect
-            | Effect::Irreversible
-            | Effect::MemoryWrite
-            | Effect::WorkflowTransition => true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Risk {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Risk {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Risk::Low => "low",
-            Risk::Medium => "medium",
-            Risk::High => "high",
-            Risk::Critical => "critical",
-        }
-    }
-
-    /// Ordinal for comparisons in policies (`resource.risk_level >= 2`).
-    pub fn level(self) -> i64 {
-        match self {
-            Risk::Low => 0,
-            Risk::Medium => 1,
-            Risk::High => 2,
-            Risk::Critical => 3,
-        }
-    }
-}
-
-/// One argument (or URI variable) that names a domain entity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntityBinding {
-    /// The argument or URI-template variable that carries the id.
-    pub argument: String,
-    /// The Cedar entity type it names, e.g. `Case`.
-    pub entity_type: String,
-    /// The key under which the entity reaches policies in `context` (`Case` → `case`).
-    pub context_key: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct ToolContract {
-    pub server: String,
-    /// The downstream's own name for the tool.
-    pub name: String,
-    /// The name agents see: `<server>__<name>`.
-    pub exposed_name: String,
-    pub effect: Effect,
-    pub risk: Risk,
-    pub cost: u32,
-    pub entities: Vec<EntityBinding>,
-    /// Arguments whose values reach policies as `context.arguments.<name>` (ABAC on arguments).
-    pub attributes: Vec<String>,
-    /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
-    pub fail_open: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ResourceContract {
-    pub server: String,
-    pub name: String,
-    /// The name kill switches, grants and budgets use: `<server>__<name>`.
-    pub exposed_name: String,
-    pub template: UriTemplate,
-    pub risk: Risk,
-    /// What one read costs the run's budget.
-    pub cost: u32,
-    pub entities: Vec<EntityBinding>,
-    /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
-    pub fail_open: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct PromptContract {
-    pub server: String,
-    pub name: String,
-    pub exposed_name: String,
-    pub risk: Risk,
-    /// What one `prompts/get` costs the run's budget.
-    pub cost: u32,
-    pub entities: Vec<EntityBinding>,
-    /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
-    pub fail_open: bool,
-}
+use super::contract::{
+    context_key_for, exposed_name, Effect, EntityBinding, PromptContract, ResourceContract, Risk,
+    ToolContract,
+};
+use super::index::Registry;
+use super::uri_template::UriTemplate;
 
 /// A registry problem, naming the capabilities file and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -151,18 +24,6 @@ pub struct RegistryError {
     pub problem: String,
     pub fix: String,
 }
-
-/// Every contract, indexed for the per-call path.
-#[derive(Debug, Default)]
-pub struct Registry {
-    tools: HashMap<String, Arc<ToolContract>>,
-    tools_by_downstream: HashMap<(String, String), Arc<ToolContract>>,
-    prompts: HashMap<String, Arc<PromptContract>>,
-    prompts_by_downstream: HashMap<(String, String), Arc<PromptContract>>,
-    resources: Vec<Arc<ResourceContract>>,
-}
-
-// ---- file format ------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,77 +266,6 @@ impl Registry {
         }
         Ok(())
     }
-
-    /// The contract behind an exposed tool name.
-    pub fn tool(&self, exposed_name: &str) -> Option<&Arc<ToolContract>> {
-        self.tools.get(exposed_name)
-    }
-
-    /// The contract for a downstream's tool, if the platform team registered one.
-    pub fn tool_of(&self, server: &str, name: &str) -> Option<&Arc<ToolContract>> {
-        self.tools_by_downstream
-            .get(&(server.to_string(), name.to_string()))
-    }
-
-    pub fn prompt(&self, exposed_name: &str) -> Option<&Arc<PromptContract>> {
-        self.prompts.get(exposed_name)
-    }
-
-    pub fn prompt_of(&self, server: &str, name: &str) -> Option<&Arc<PromptContract>> {
-        self.prompts_by_downstream
-            .get(&(server.to_string(), name.to_string()))
-    }
-
-    /// The resource contract whose template matches `uri`, with the variables it captured.
-    pub fn resource_for_uri(
-        &self,
-        uri: &str,
-    ) -> Option<(&Arc<ResourceContract>, HashMap<String, String>)> {
-        self.resources
-            .iter()
-            .find_map(|r| r.template.capture(uri).map(|vars| (r, vars)))
-    }
-
-    /// The resource contracts of one server (for listing its templates).
-    pub fn resources_of<'a>(
-        &'a self,
-        server: &'a str,
-    ) -> impl Iterator<Item = &'a Arc<ResourceContract>> + 'a {
-        self.resources.iter().filter(move |r| r.server == server)
-    }
-
-    pub fn tools(&self) -> impl Iterator<Item = &Arc<ToolContract>> {
-        self.tools.values()
-    }
-
-    pub fn prompts(&self) -> impl Iterator<Item = &Arc<PromptContract>> {
-        self.prompts.values()
-    }
-
-    pub fn resources(&self) -> impl Iterator<Item = &Arc<ResourceContract>> {
-        self.resources.iter()
-    }
-
-    /// Every entity type any contract binds (checked against the policy schema at start).
-    pub fn bound_entity_types(&self) -> impl Iterator<Item = (&str, &EntityBinding)> {
-        let tools = self
-            .tools
-            .values()
-            .flat_map(|t| t.entities.iter().map(move |b| (t.exposed_name.as_str(), b)));
-        let prompts = self
-            .prompts
-            .values()
-            .flat_map(|p| p.entities.iter().map(move |b| (p.exposed_name.as_str(), b)));
-        let resources = self
-            .resources
-            .iter()
-            .flat_map(|r| r.entities.iter().map(move |b| (r.name.as_str(), b)));
-        tools.chain(prompts).chain(resources)
-    }
-}
-
-pub fn exposed_name(server: &str, name: &str) -> String {
-    format!("{server}{NAMESPACE_SEPARATOR}{name}")
 }
 
 fn check_capability_name(file: &str, name: &str) -> Result<(), RegistryError> {
@@ -554,140 +344,9 @@ fn bindings(
     Ok(out)
 }
 
-/// `Case` → `case`, `EvidenceDocument` → `evidence_document`.
-pub fn context_key_for(entity_type: &str) -> String {
-    let mut key = String::new();
-    for (i, c) in entity_type.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                key.push('_');
-            }
-            key.push(c.to_ascii_lowercase());
-        } else {
-            key.push(c);
-        }
-    }
-    key
-}
-
-/// A URI template of literal text and `{variable}` parts; a variable matches one or more
-/// characters other than `/`, `?` and `#`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriTemplate {
-    pub source: String,
-    parts: Vec<TemplatePart>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TemplatePart {
-    Literal(String),
-    Variable(String),
-}
-
-impl UriTemplate {
-    pub fn parse(source: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = source;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(TemplatePart::Literal(rest[..open].to_string()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("unclosed `{{` in `{source}`"))?
-                + open;
-            let name = &rest[open + 1..close];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("`{{{name}}}` is not a simple variable"));
-            }
-            if matches!(parts.last(), Some(TemplatePart::Variable(_))) {
-                return Err("two variables must be separated by literal text".into());
-            }
-            parts.push(TemplatePart::Variable(name.to_string()));
-            rest = &rest[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(TemplatePart::Literal(rest.to_string()));
-        }
-        match parts.first() {
-            Some(TemplatePart::Literal(prefix)) if prefix.contains("://") => {}
-            _ => return Err(format!("`{source}` must start with a scheme, e.g. case://")),
-        }
-        Ok(Self {
-            source: source.to_string(),
-            parts,
-        })
-    }
-
-    pub fn variables(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().filter_map(|p| match p {
-            TemplatePart::Variable(v) => Some(v.as_str()),
-            TemplatePart::Literal(_) => None,
-        })
-    }
-
-    /// The variables' values if `uri` matches the whole template.
-    pub fn capture(&self, uri: &str) -> Option<HashMap<String, String>> {
-        let mut vars = HashMap::new();
-        let mut rest = uri;
-        let mut parts = self.parts.iter().peekable();
-        while let Some(part) = parts.next() {
-            match part {
-                TemplatePart::Literal(lit) => rest = rest.strip_prefix(lit.as_str())?,
-                TemplatePart::Variable(name) => {
-                    let end = match parts.peek() {
-                        Some(TemplatePart::Literal(next)) => rest.find(next.as_str())?,
-                        _ => rest.len(),
-                    };
-                    let value = &rest[..end];
-                    if value.is_empty() || value.contains(['/', '?', '#']) {
-                        return None;
-                    }
-                    vars.insert(name.clone(), value.to_string());
-                    rest = &rest[end..];
-                }
-            }
-        }
-        rest.is_empty().then_some(vars)
-    }
-
-    /// Conservative overlap check: two templates overlap when one's literal prefix is a prefix
-    /// of the other's.
-    fn overlaps(&self, other: &UriTemplate) -> bool {
-        let prefix = |t: &UriTemplate| match t.parts.first() {
-            Some(TemplatePart::Literal(p)) => p.clone(),
-            _ => String::new(),
-        };
-        let (a, b) = (prefix(self), prefix(other));
-        a.starts_with(&b) || b.starts_with(&a)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn template_captures_variables_and_rejects_extra_segments() {
-        let t = UriTemplate::parse("case://{tenant}/cases/{case_id}").expect("valid");
-        let vars = t.capture("case://acme/cases/case-101").expect("matches");
-        assert_eq!(vars["tenant"], "acme");
-        assert_eq!(vars["case_id"], "case-101");
-        assert!(t.capture("case://acme/cases/case-101/evidence").is_none());
-        assert!(t.capture("case://acme/cases/").is_none());
-        assert!(t.capture("other://acme/cases/x").is_none());
-    }
-
-    #[test]
-    fn context_keys_are_snake_case() {
-        assert_eq!(context_key_for("Case"), "case");
-        assert_eq!(context_key_for("EvidenceDocument"), "evidence_document");
-    }
-
-    #[test]
-    fn exposed_names_are_namespaced() {
-        assert_eq!(exposed_name("case", "read_case"), "case__read_case");
-    }
 
     #[test]
     fn contracts_for_unknown_servers_refuse_to_load() {
