@@ -2,7 +2,8 @@
 //! action, tool and policy version; decision latency and gateway overhead; obligation failures,
 //! shadow differences, kill-switch hits, budget exhaustion, break-glass uses, approvals;
 //! downstream errors and latency; gauges for pending approvals, active kill switches and
-//! break-glass grants, and whether the enforcement store answers (set at scrape time).
+//! break-glass grants, whether the enforcement store answers and how many transactions it has run
+//! (set at scrape time).
 //!
 //! Counters and histograms live behind one short-held mutex each update (no `.await` inside);
 //! labels never carry tenant or user ids.
@@ -132,14 +133,28 @@ const HELP: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Whether `render` shows `name`: it writes only the metrics described in `HELP`, so a value
+/// recorded under any other name would be kept and never served.
+fn described(name: &str) -> bool {
+    HELP.iter().any(|(described, _, _)| *described == name)
+}
+
 impl Metrics {
     pub fn inc(&self, name: &'static str, labels: Labels) {
+        debug_assert!(
+            described(name),
+            "{name} is not in HELP: /metrics would not show it"
+        );
         if let Ok(mut registry) = self.registry.lock() {
             *registry.counters.entry((name, labels)).or_default() += 1;
         }
     }
 
     pub fn observe(&self, name: &'static str, labels: Labels, value: Duration) {
+        debug_assert!(
+            described(name),
+            "{name} is not in HELP: /metrics would not show it"
+        );
         let seconds = value.as_secs_f64();
         if let Ok(mut registry) = self.registry.lock() {
             let histogram = registry.histograms.entry((name, labels)).or_default();
@@ -155,6 +170,10 @@ impl Metrics {
 
     /// Sets an unlabelled gauge (or a counter kept elsewhere) to its current value.
     pub fn set_gauge(&self, name: &'static str, value: f64) {
+        debug_assert!(
+            described(name),
+            "{name} is not in HELP: /metrics would not show it"
+        );
         if let Ok(mut registry) = self.registry.lock() {
             registry.gauges.insert(name, value);
         }
@@ -266,5 +285,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("capgate_decision_seconds_count 1"), "{text}");
+    }
+
+    #[test]
+    fn renders_values_set_at_scrape_time() {
+        let metrics = Metrics::default();
+        metrics.set_gauge("capgate_store_up", 1.0);
+        metrics.set_gauge("capgate_store_transactions_total", 7.0);
+        let text = metrics.render();
+        assert!(text.contains("\ncapgate_store_up 1\n"), "{text}");
+        assert!(
+            text.contains("# TYPE capgate_store_transactions_total counter\ncapgate_store_transactions_total 7\n"),
+            "{text}"
+        );
     }
 }

@@ -214,3 +214,56 @@ async fn pending_approvals_and_kill_switches_are_gauges() {
         "{text}"
     );
 }
+
+/// `capgate_store_transactions_total`, read from the exposition's text.
+async fn store_transactions(gateway: &TestGateway) -> u64 {
+    let text = gateway.metrics_text().await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("capgate_store_transactions_total "))
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no capgate_store_transactions_total in:\n{text}")) as u64
+}
+
+/// The store cost of one call, from the gateway's own count: a read runs at most one store
+/// transaction, a side effect two (admission before forwarding, its result after). A scrape runs
+/// its own (the pending approvals gauge); two scrapes in a row measure it.
+#[tokio::test]
+async fn a_read_costs_at_most_one_store_transaction_and_a_side_effect_two() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let first = store_transactions(&gateway).await;
+    let per_scrape = store_transactions(&gateway).await - first;
+
+    let calls = 5;
+    let before = store_transactions(&gateway).await;
+    for _ in 0..calls {
+        let read = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
+        assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    }
+    let after_reads = store_transactions(&gateway).await;
+    for i in 0..calls {
+        let draft = call_with_meta(
+            &alice,
+            "case__create_notice_draft",
+            json!({"case_id": "case-101", "body": format!("Notice {i}")}),
+            key(&format!("store-cost-{i}")),
+        )
+        .await;
+        assert_ne!(draft.is_error, Some(true), "{}", text_of(&draft));
+    }
+    let after_drafts = store_transactions(&gateway).await;
+
+    let reads = after_reads - before - per_scrape;
+    let drafts = after_drafts - after_reads - per_scrape;
+    assert!(
+        reads <= calls,
+        "{calls} reads ran {reads} store transactions"
+    );
+    assert_eq!(
+        drafts,
+        2 * calls,
+        "{calls} side effects ran {drafts} store transactions"
+    );
+}
