@@ -13,9 +13,9 @@ use rmcp::{
         CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult,
         GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
         ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams,
-        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
-        Role, ServerCapabilities, ServerConfig, Tool,
+        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument, PromptMessage,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, ResourceTemplate, Role, ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
     ErrorData, RoleServer, ServerHandler,
@@ -168,11 +168,13 @@ impl CasePlatform {
             DEBUG_SLEEP => Some(match tools::parse::<tools::SleepArgs>(name, args) {
                 Ok(a) => {
                     let ms = a.ms.min(MAX_SLEEP_MS);
+                    let slept = self.sleep_with_progress(ms, ctx);
                     tokio::select! {
-                        () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {
-                            tools::success_text("slept", json!({ "slept_ms": ms }))
+                        () = slept => tools::success_text("slept", json!({ "slept_ms": ms })),
+                        () = ctx.ct.cancelled() => {
+                            self.journal("cancelled", name, JsonObject::new(), None);
+                            tools::failure("cancelled", "sleep cancelled")
                         }
-                        () = ctx.ct.cancelled() => tools::failure("cancelled", "sleep cancelled"),
                     }
                 }
                 Err(invalid) => *invalid,
@@ -186,6 +188,25 @@ impl CasePlatform {
                 json!({ "called": name }),
             )),
             _ => None,
+        }
+    }
+
+    /// Sleeps `ms`, reporting progress every 100 ms when the caller asked for progress.
+    async fn sleep_with_progress(&self, ms: u64, ctx: &RequestContext<RoleServer>) {
+        let Some(token) = ctx.meta.get_progress_token() else {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            return;
+        };
+        let mut done = 0;
+        while done < ms {
+            let step = (ms - done).min(100);
+            tokio::time::sleep(std::time::Duration::from_millis(step)).await;
+            done += step;
+            let progress =
+                ProgressNotificationParam::new(token.clone(), done as f64).with_total(ms as f64);
+            if ctx.peer.notify_progress(progress).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -290,6 +311,11 @@ impl ServerHandler for CasePlatform {
         let actor_meta = ctx.meta.get(ACTOR_META_KEY);
         let mut extra = JsonObject::new();
         extra.insert("arguments".into(), Value::Object(args.clone()));
+        let received: Vec<&String> = ctx.meta.0.keys().collect();
+        extra.insert("meta_keys".into(), json!(received));
+        if let Some(trace) = ctx.meta.get("traceparent") {
+            extra.insert("traceparent".into(), trace.clone());
+        }
         self.journal("tools/call", &name, extra, actor_meta);
         let actor = actor_from_meta(actor_meta);
 

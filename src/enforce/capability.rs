@@ -15,7 +15,7 @@ use rmcp::model::{
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use crate::downstream::DownstreamError;
+use crate::downstream::{DownstreamError, Relay};
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
 
@@ -98,6 +98,7 @@ pub trait Capability: Sync {
         target: &Target,
         bound: &Self::Bound,
         meta: RequestMetaObject,
+        relay: Option<&Relay>,
     ) -> impl Future<Output = Result<Self::Output, DownstreamError>> + Send;
     fn apply_obligations(
         output: &mut Self::Output,
@@ -176,6 +177,7 @@ impl Capability for ToolCall {
         target: &Target,
         bound: &Self::Bound,
         meta: RequestMetaObject,
+        relay: Option<&Relay>,
     ) -> Result<Self::Output, DownstreamError> {
         let mut params =
             CallToolRequestParams::new(bound.name.clone()).with_arguments(self.arguments.clone());
@@ -183,7 +185,7 @@ impl Capability for ToolCall {
         gateway
             .downstreams
             .get(&target.server)?
-            .call_tool(params)
+            .call_tool(params, relay)
             .await
     }
 
@@ -287,12 +289,13 @@ impl Capability for ResourceRead {
         target: &Target,
         _bound: &Self::Bound,
         meta: RequestMetaObject,
+        relay: Option<&Relay>,
     ) -> Result<Self::Output, DownstreamError> {
         let params = ReadResourceRequestParams::new(self.uri.clone()).with_meta(meta);
         gateway
             .downstreams
             .get(&target.server)?
-            .read_resource(params)
+            .read_resource(params, relay)
             .await
     }
 
@@ -373,6 +376,7 @@ impl Capability for PromptGet {
         target: &Target,
         bound: &Self::Bound,
         meta: RequestMetaObject,
+        relay: Option<&Relay>,
     ) -> Result<Self::Output, DownstreamError> {
         let params = GetPromptRequestParams::new(bound.name.clone())
             .with_arguments(self.arguments.clone())
@@ -380,7 +384,7 @@ impl Capability for PromptGet {
         gateway
             .downstreams
             .get(&target.server)?
-            .get_prompt(params)
+            .get_prompt(params, relay)
             .await
     }
 

@@ -11,7 +11,7 @@ use super::capability::Target;
 use super::listing::Listing;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
-use super::{actor_meta, Gateway};
+use super::{downstream_meta, Gateway};
 
 /// One capability a discovery request may show.
 struct Candidate<I> {
@@ -101,7 +101,10 @@ impl Gateway {
             if self.registry.resources_of(&server.id).next().is_none() {
                 continue;
             }
-            let listed = match server.list_resources(actor_meta(actor)).await {
+            let listed = match server
+                .list_resources(downstream_meta(actor, &Default::default()))
+                .await
+            {
                 Ok(listed) => listed,
                 Err(e) => {
                     tracing::warn!(server = %server.id, error = %e, "resources/list failed");

@@ -70,12 +70,22 @@ pub const DEGRADED_META_KEY: &str = "dev.capgate/degraded";
 /// The `_meta` key of refusals, carrying the decision in machine-readable form.
 pub const DECISION_META_KEY: &str = "dev.capgate/decision";
 
-/// What capgate reads from a request's `_meta` (model-controlled: references, never authority).
-#[derive(Debug, Clone, Default)]
+/// What capgate takes from a request besides its name and arguments: the references it reads
+/// from `_meta` (model-controlled: references, never authority), the rest of the client's
+/// `_meta` to pass on, and the way back to the client.
+#[derive(Clone, Default)]
 pub struct CallMeta {
     pub idempotency_key: Option<String>,
     pub approval: Option<String>,
+    /// The client's `_meta` the downstream receives (capgate's own keys and the transport's
+    /// progress token already taken out).
+    pub forward: RequestMetaObject,
+    /// Progress back to the client, cancellation from it.
+    pub relay: Option<crate::downstream::Relay>,
 }
+
+/// The `_meta` prefix of capgate's own keys: read by capgate, never passed on.
+pub const OWN_META_PREFIX: &str = "dev.capgate/";
 
 /// The gateway's shared state: contracts, the PDP, downstream connections, controls, the log.
 pub struct Gateway {
@@ -239,9 +249,11 @@ impl Gateway {
     }
 }
 
-/// The trusted actor context a downstream receives in `_meta`.
-fn actor_meta(actor: &CompositeActor) -> RequestMetaObject {
-    let mut meta = RequestMetaObject::new();
+/// What a downstream receives in `_meta`: the client's own entries, and the trusted actor
+/// context under capgate's key (which no client entry can stand in for).
+fn downstream_meta(actor: &CompositeActor, forward: &RequestMetaObject) -> RequestMetaObject {
+    let mut meta = forward.clone();
+    meta.0 .0.retain(|key, _| !key.starts_with(OWN_META_PREFIX));
     meta.0 .0.insert(
         ACTOR_META_KEY.into(),
         json!({

@@ -26,7 +26,7 @@ use super::capability::{Capability, Target};
 use super::refusal::Refusal;
 use super::requests::{new_request_id, Asker};
 use super::{
-    actor_meta, CallMeta, Gateway, APPROVAL_META_KEY, BREAK_GLASS_META_KEY, DEGRADED_META_KEY,
+    downstream_meta, CallMeta, Gateway, APPROVAL_META_KEY, BREAK_GLASS_META_KEY, DEGRADED_META_KEY,
     DRY_RUN_META_KEY, REPLAY_META_KEY,
 };
 
@@ -245,7 +245,15 @@ impl Gateway {
 
         // Forward, as the gateway, with the actor's context in `_meta`.
         let downstream_started = Instant::now();
-        let forwarded = call.forward(self, &target, &bound, actor_meta(actor)).await;
+        let forwarded = call
+            .forward(
+                self,
+                &target,
+                &bound,
+                downstream_meta(actor, &meta.forward),
+                meta.relay.as_ref(),
+            )
+            .await;
         drop(gate);
         trail.downstream_time = downstream_started.elapsed();
         self.observe_downstream(&target, trail.downstream_time, forwarded.is_err());

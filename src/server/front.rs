@@ -7,11 +7,12 @@ use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams,
     GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig,
+    ReadResourceResponse, RequestMetaObject, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
 
+use crate::downstream::Relay;
 use crate::enforce::{CallMeta, Gateway};
 use crate::identity::{ActorRef, CompositeActor};
 
@@ -57,19 +58,36 @@ fn request_span(kind: RequestKind, capability: &str, actor: &CompositeActor) -> 
     }
 }
 
-/// The references capgate reads from a request's `_meta`.
+/// What the front takes from a request for the PEP: capgate's own `_meta` references, the rest
+/// of the client's `_meta` to pass on (without the transport's progress token and the
+/// protocol's own `io.modelcontextprotocol/*` entries, which belong to each hop), and the way
+/// back to the client (its peer, progress token and cancellation).
 fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
-    let meta_string = |key: &str| {
-        ctx.meta
-            .0
-             .0
+    let entries = &ctx.meta.0 .0;
+    let own = |key: &str| {
+        entries
             .get(key)
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
+    let mut forward = RequestMetaObject::new();
+    for (key, value) in entries {
+        let hop_only = key == "progressToken"
+            || key.starts_with("io.modelcontextprotocol/")
+            || key.starts_with(crate::enforce::OWN_META_PREFIX);
+        if !hop_only {
+            forward.0 .0.insert(key.clone(), value.clone());
+        }
+    }
     CallMeta {
-        idempotency_key: meta_string(crate::enforce::IDEMPOTENCY_META_KEY),
-        approval: meta_string(crate::enforce::APPROVAL_META_KEY),
+        idempotency_key: own(crate::enforce::IDEMPOTENCY_META_KEY),
+        approval: own(crate::enforce::APPROVAL_META_KEY),
+        forward,
+        relay: Some(Relay {
+            peer: ctx.peer.clone(),
+            progress_token: ctx.meta.get_progress_token(),
+            cancelled: ctx.ct.clone(),
+        }),
     }
 }
 

@@ -12,17 +12,23 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, GetPromptResult,
-    PaginatedRequestParams, Prompt, ReadResourceRequestParams, ReadResourceResult,
-    RequestMetaObject, Resource, ResourceTemplate, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, GetPromptRequest, GetPromptRequestParams, GetPromptResult,
+    PaginatedRequestParams, Prompt, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate, ServerResult, Tool,
 };
-use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService};
+use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService};
 use rmcp::{ClientCacheConfig, ClientHandler, ServiceExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DownstreamConfig, DownstreamTransport};
+
+mod relay;
+
+use relay::ProgressRoutes;
+pub use relay::Relay;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -41,6 +47,8 @@ pub enum DownstreamError {
     Failed { server: String, reason: String },
     #[error("no downstream server `{0}` is configured")]
     UnknownServer(String),
+    #[error("the client cancelled the request to downstream server `{server}`")]
+    Cancelled { server: String },
 }
 
 /// Tells whether a downstream tool (server id, tool name) has a contract; the others are warned
@@ -87,6 +95,8 @@ pub struct DownstreamServer {
     /// Bumped on every (re)connection and catalogue refresh; lets observers wait for changes.
     generation: watch::Sender<u64>,
     contract_check: ContractCheck,
+    /// Calls in flight whose progress goes back to a client.
+    progress: ProgressRoutes,
 }
 
 /// Receives the downstream's notifications; refreshes the catalogue on `list_changed`.
@@ -96,6 +106,16 @@ struct DownstreamEvents {
 }
 
 impl ClientHandler for DownstreamEvents {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(server) = self.server.upgrade() {
+            server.progress.forward(params).await;
+        }
+    }
+
     async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
         self.schedule_refresh(context.peer);
     }
@@ -160,44 +180,126 @@ impl DownstreamServer {
         call: impl std::future::Future<Output = Result<T, rmcp::ServiceError>>,
     ) -> Result<T, DownstreamError> {
         match tokio::time::timeout(self.config.call_timeout, call).await {
-            Err(_) => Err(DownstreamError::Timeout {
-                server: self.id.clone(),
-                timeout_ms: self.config.call_timeout.as_millis(),
-            }),
-            Ok(Err(rmcp::ServiceError::McpError(e))) => Err(DownstreamError::Failed {
-                server: self.id.clone(),
-                reason: e.message.to_string(),
-            }),
-            Ok(Err(e)) => Err(DownstreamError::Failed {
-                server: self.id.clone(),
-                reason: e.to_string(),
-            }),
-            Ok(Ok(value)) => Ok(value),
+            Err(_) => Err(self.timed_out()),
+            Ok(result) => result.map_err(|e| self.failed(e)),
+        }
+    }
+
+    fn timed_out(&self) -> DownstreamError {
+        DownstreamError::Timeout {
+            server: self.id.clone(),
+            timeout_ms: self.config.call_timeout.as_millis(),
+        }
+    }
+
+    fn failed(&self, error: rmcp::ServiceError) -> DownstreamError {
+        DownstreamError::Failed {
+            server: self.id.clone(),
+            reason: match error {
+                rmcp::ServiceError::McpError(e) => e.message.to_string(),
+                other => other.to_string(),
+            },
+        }
+    }
+
+    /// Sends one request with `meta`, relaying progress to the client and the client's
+    /// cancellation to the downstream; the downstream is told when the call is given up on
+    /// (cancelled or timed out).
+    async fn request(
+        &self,
+        request: ClientRequest,
+        meta: RequestMetaObject,
+        relay: Option<&Relay>,
+    ) -> Result<ServerResult, DownstreamError> {
+        let peer = self.live_peer()?;
+        let handle = peer
+            .send_request_with_option(request, PeerRequestOptions::default().with_meta(meta))
+            .await
+            .map_err(|e| self.failed(e))?;
+        let _route = self.progress.open(handle.progress_token.clone(), relay);
+        let id = handle.id.clone();
+        let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
+        let response = handle.await_response();
+        tokio::pin!(response);
+        let (error, reason) = tokio::select! {
+            answered = &mut response => return answered.map_err(|e| self.failed(e)),
+            _ = cancelled.cancelled() => (
+                DownstreamError::Cancelled { server: self.id.clone() },
+                "the client cancelled the request",
+            ),
+            _ = tokio::time::sleep(self.config.call_timeout) => {
+                (self.timed_out(), "capgate's call timeout passed")
+            }
+        };
+        let notice = CancelledNotificationParam::new(Some(id), Some(reason.to_string()));
+        if let Err(error) = peer.notify_cancelled(notice).await {
+            tracing::debug!(server = %self.id, %error, "the downstream could not be told of a cancellation");
+        }
+        Err(error)
+    }
+
+    fn unexpected(&self, what: &str) -> DownstreamError {
+        DownstreamError::Failed {
+            server: self.id.clone(),
+            reason: format!("the server answered a {what} with another kind of result"),
         }
     }
 
     pub async fn call_tool(
         &self,
         params: CallToolRequestParams,
+        relay: Option<&Relay>,
     ) -> Result<CallToolResult, DownstreamError> {
-        let peer = self.live_peer()?;
-        self.with_timeout(peer.call_tool(params)).await
+        let meta = params.meta.clone().unwrap_or_default();
+        match self
+            .request(
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+                meta,
+                relay,
+            )
+            .await?
+        {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(self.unexpected("tools/call")),
+        }
     }
 
     pub async fn read_resource(
         &self,
         params: ReadResourceRequestParams,
+        relay: Option<&Relay>,
     ) -> Result<ReadResourceResult, DownstreamError> {
-        let peer = self.live_peer()?;
-        self.with_timeout(peer.read_resource(params)).await
+        let meta = params.meta.clone().unwrap_or_default();
+        match self
+            .request(
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)),
+                meta,
+                relay,
+            )
+            .await?
+        {
+            ServerResult::ReadResourceResult(result) => Ok(result),
+            _ => Err(self.unexpected("resources/read")),
+        }
     }
 
     pub async fn get_prompt(
         &self,
         params: GetPromptRequestParams,
+        relay: Option<&Relay>,
     ) -> Result<GetPromptResult, DownstreamError> {
-        let peer = self.live_peer()?;
-        self.with_timeout(peer.get_prompt(params)).await
+        let meta = params.meta.clone().unwrap_or_default();
+        match self
+            .request(
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
+                meta,
+                relay,
+            )
+            .await?
+        {
+            ServerResult::GetPromptResult(result) => Ok(result),
+            _ => Err(self.unexpected("prompts/get")),
+        }
     }
 
     /// Lists concrete resources as the downstream shows them for this request's context
@@ -375,6 +477,7 @@ impl Downstreams {
                 health: ArcSwap::from_pointee(Health::Starting),
                 generation: watch::channel(0).0,
                 contract_check: has_contract.clone(),
+                progress: ProgressRoutes::default(),
             });
             tokio::spawn(server.clone().supervise(shutdown.clone()));
             servers.insert(config.id.clone(), server);

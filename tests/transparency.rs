@@ -1,0 +1,165 @@
+//! What MCP carries passes through capgate when policy allows it: the client's request `_meta`
+//! (minus capgate's own keys), progress notifications under the client's own token, and the
+//! client's cancellation, which reaches the downstream.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientRequest, ProgressNotificationParam,
+    ProgressToken, RequestMetaObject,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RoleClient};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::{json, Value};
+
+/// A client that keeps the progress notifications it receives.
+#[derive(Clone, Default)]
+struct Listener {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Listener {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut seen) = self.progress.lock() {
+            seen.push(params);
+        }
+    }
+}
+
+impl Listener {
+    fn seen(&self) -> Vec<ProgressNotificationParam> {
+        self.progress.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+async fn gateway() -> TestGateway {
+    TestGateway::start(GatewayOptions {
+        with_flaky: true,
+        flaky_timeout_ms: Some(8_000),
+        ..Default::default()
+    })
+    .await
+}
+
+fn sleep_request(ms: u64) -> ClientRequest {
+    ClientRequest::CallToolRequest(CallToolRequest::new(
+        CallToolRequestParams::new("flaky__debug_sleep").with_arguments(args(json!({"ms": ms}))),
+    ))
+}
+
+fn journal_of(gateway: &TestGateway, method: &str) -> Vec<Value> {
+    gateway
+        .flaky_journal_entries()
+        .into_iter()
+        .filter(|e| e["method"] == method && e["name"] == "debug_sleep")
+        .collect()
+}
+
+#[tokio::test]
+async fn progress_arrives_under_the_clients_token_and_cancellation_reaches_the_downstream() {
+    let gateway = gateway().await;
+    let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
+    let listener = Listener::default();
+    let client = listener
+        .clone()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(gateway.url.clone()).auth_header(token),
+        ))
+        .await
+        .expect("client connects");
+
+    // Progress: the client's own token on every notification, up to the total.
+    let handle = client
+        .send_request_with_option(sleep_request(500), PeerRequestOptions::default())
+        .await
+        .expect("sent");
+    let mine: ProgressToken = handle.progress_token.clone();
+    let answer = handle.await_response().await.expect("answered");
+    let text = serde_json::to_string(&answer).expect("json");
+    assert!(text.contains("slept"), "{text}");
+    let seen = listener.seen();
+    assert!(seen.len() >= 3, "progress notifications: {seen:?}");
+    assert!(
+        seen.iter().all(|p| p.progress_token == mine),
+        "{seen:?} vs {mine:?}"
+    );
+    assert!(seen.iter().any(|p| p.total == Some(500.0)), "{seen:?}");
+
+    // Cancellation: a long sleep cancelled by the client stops at the downstream within 1 s.
+    let handle = client
+        .send_request_with_option(sleep_request(8_000), PeerRequestOptions::default())
+        .await
+        .expect("sent");
+    let started = Instant::now();
+    while journal_of(&gateway, "tools/call").len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the call never reached the downstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled_at = Instant::now();
+    handle
+        .cancel(Some("the user changed their mind".into()))
+        .await
+        .expect("cancel sent");
+    while journal_of(&gateway, "cancelled").is_empty() {
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(1),
+            "the downstream was not told within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_clients_meta_reaches_the_downstream_without_capgates_own_keys() {
+    let gateway = gateway().await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut params =
+        CallToolRequestParams::new("flaky__debug_sleep").with_arguments(args(json!({"ms": 1})));
+    let mut meta = RequestMetaObject::new();
+    meta.0 .0.insert("traceparent".into(), json!(traceparent));
+    meta.0
+         .0
+        .insert("example.com/custom".into(), json!({"n": 1}));
+    meta.0
+         .0
+        .insert("dev.capgate/idempotency-key".into(), json!("k-1"));
+    meta.0 .0.insert(
+        "dev.capgate/actor".into(),
+        json!({"tenant": "globex", "user": "mallory"}),
+    );
+    params.meta = Some(meta);
+    let result = client.call_tool(params).await.expect("call");
+    assert_ne!(result.is_error, Some(true), "{}", text_of(&result));
+
+    let received = journal_of(&gateway, "tools/call");
+    let entry = received.last().expect("the downstream got the call");
+    let keys: Vec<&str> = entry["meta_keys"]
+        .as_array()
+        .expect("meta keys")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(keys.contains(&"traceparent"), "{keys:?}");
+    assert!(keys.contains(&"example.com/custom"), "{keys:?}");
+    assert!(!keys.contains(&"dev.capgate/idempotency-key"), "{keys:?}");
+    assert_eq!(entry["traceparent"], traceparent);
+    // The actor is capgate's, whatever the client put under that key.
+    assert_eq!(entry["actor"]["tenant"], "acme");
+    assert_eq!(entry["actor"]["user"], "alice");
+}
