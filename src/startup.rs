@@ -44,8 +44,12 @@ pub async fn start_gateway(
     config: &GatewayConfig,
     shutdown: CancellationToken,
 ) -> Result<Arc<Gateway>, StartError> {
-    let server_ids: Vec<String> = config.downstreams.iter().map(|d| d.id.clone()).collect();
-    let registry = Arc::new(Registry::load(&config.capabilities_dir, Some(&server_ids))?);
+    let servers: Vec<(String, crate::registry::Naming)> = config
+        .downstreams
+        .iter()
+        .map(|d| (d.id.clone(), d.naming.clone()))
+        .collect();
+    let registry = Arc::new(Registry::load(&config.capabilities_dir, Some(&servers))?);
     let policy = PolicyEngine::load(&config.policies_dir, config.shadow_policies_dir.as_deref())?;
     let policy_set = policy.latest();
     for warning in &policy_set.warnings {

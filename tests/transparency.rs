@@ -163,3 +163,68 @@ async fn the_clients_meta_reaches_the_downstream_without_capgates_own_keys() {
     assert_eq!(entry["actor"]["tenant"], "acme");
     assert_eq!(entry["actor"]["user"], "alice");
 }
+
+fn case_table(dir: &std::path::Path, id: &str, naming: &str) -> String {
+    format!(
+        r#"
+[[downstream]]
+id = "{id}"
+command = "{bin}"
+timeout_ms = 10000
+{naming}
+env = {{ CASE_PLATFORM_JOURNAL = "{journal}" }}
+"#,
+        bin = env!("CARGO_BIN_EXE_case-platform"),
+        journal = dir.join("case-journal.jsonl").display(),
+    )
+}
+
+fn case_contracts(id: &str) -> (String, String) {
+    let text = std::fs::read_to_string(repo_root().join("capabilities/case-platform.toml"))
+        .expect("contracts")
+        .replace("server = \"case\"", &format!("server = \"{id}\""));
+    (format!("{id}.toml"), text)
+}
+
+#[tokio::test]
+async fn a_downstream_without_a_prefix_shows_its_own_names_and_collisions_refuse_start() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start(GatewayOptions {
+        downstreams: Some(Downstreams {
+            contracts: vec![case_contracts("case")],
+            tables: case_table(scratch.path(), "case", "namespace = \"none\""),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let names = tool_names(&client).await;
+    assert!(names.contains(&"read_case".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("__")), "{names:?}");
+    let read = call(&client, "read_case", json!({"case_id": "case-101"})).await;
+    assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
+    let refused = call(&client, "read_case", json!({"case_id": "case-201"})).await;
+    assert_eq!(refused.is_error, Some(true), "policy still decides");
+
+    // Two unprefixed servers offering the same names: start is refused, naming both.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        0,
+        &GatewayOptions {
+            downstreams: Some(Downstreams {
+                contracts: vec![case_contracts("case"), case_contracts("mirror")],
+                tables: case_table(dir.path(), "case", "namespace = \"none\"")
+                    + &case_table(dir.path(), "mirror", "namespace = \"none\""),
+            }),
+            ..Default::default()
+        },
+    );
+    let stderr = serve_must_refuse(&config);
+    assert!(
+        stderr.contains("collides") && stderr.contains("`case`") && stderr.contains("`mirror`"),
+        "{stderr}"
+    );
+}

@@ -29,6 +29,8 @@ pub struct DownstreamConfig {
     pub id: String,
     pub transport: DownstreamTransport,
     pub call_timeout: Duration,
+    /// How its capability names are shown to agents (`<id>__<name>` by default).
+    pub naming: crate::registry::Naming,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +45,12 @@ pub(super) struct RawDownstream {
     url: Option<String>,
     credential_env: Option<String>,
     timeout_ms: Option<u64>,
+    /// `prefix` (the default) or `none`.
+    #[serde(default)]
+    namespace: Option<String>,
+    /// Between the server id and the name when prefixed; `__` by default.
+    #[serde(default)]
+    separator: Option<String>,
 }
 
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,10 +118,44 @@ pub(super) fn parse_downstreams(
                 "use a positive number of milliseconds",
             ));
         }
+        let naming = match (raw_down.namespace.as_deref(), raw_down.separator) {
+            (None | Some("prefix"), None) => crate::registry::Naming::default(),
+            (None | Some("prefix"), Some(separator)) => {
+                let valid = !separator.is_empty()
+                    && separator.len() <= 8
+                    && separator
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if !valid {
+                    return Err(err(
+                        &format!("{key_path}.separator"),
+                        format!("`{separator}` cannot join a server id and a tool name"),
+                        "use 1-8 characters of [A-Za-z0-9_.-] (tool names allow no others), e.g. \"__\" or \".\"",
+                    ));
+                }
+                crate::registry::Naming::Prefix { separator }
+            }
+            (Some("none"), None) => crate::registry::Naming::Unprefixed,
+            (Some("none"), Some(_)) => {
+                return Err(err(
+                    &format!("{key_path}.separator"),
+                    "a separator without a prefix".into(),
+                    "remove `separator`, or use namespace = \"prefix\"",
+                ))
+            }
+            (Some(other), _) => {
+                return Err(err(
+                    &format!("{key_path}.namespace"),
+                    format!("`{other}` is not a namespace"),
+                    "use \"prefix\" (names become <id><separator><name>) or \"none\"",
+                ))
+            }
+        };
         downstreams.push(DownstreamConfig {
             id: raw_down.id,
             transport,
             call_timeout,
+            naming,
         });
     }
     Ok(downstreams)

@@ -136,7 +136,34 @@ pub struct PromptContract {
 }
 
 pub fn exposed_name(server: &str, name: &str) -> String {
-    format!("{server}{NAMESPACE_SEPARATOR}{name}")
+    Naming::default().expose(server, name)
+}
+
+/// How a downstream's capability names are shown to agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// `<server id><separator><name>` (the default separator is `__`).
+    Prefix { separator: String },
+    /// The downstream's own names; two servers offering one name refuse start.
+    Unprefixed,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Naming::Prefix {
+            separator: NAMESPACE_SEPARATOR.into(),
+        }
+    }
+}
+
+impl Naming {
+    /// The name agents see for `name` of `server`.
+    pub fn expose(&self, server: &str, name: &str) -> String {
+        match self {
+            Naming::Prefix { separator } => format!("{server}{separator}{name}"),
+            Naming::Unprefixed => name.to_string(),
+        }
+    }
 }
 
 /// `Case` → `case`, `EvidenceDocument` → `evidence_document`.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::contract::{
-    context_key_for, exposed_name, Effect, EntityBinding, PromptContract, ResourceContract, Risk,
+    context_key_for, Effect, EntityBinding, Naming, PromptContract, ResourceContract, Risk,
     ToolContract,
 };
 use super::index::Registry;
@@ -116,10 +116,14 @@ fn check_fail_open(
 }
 
 impl Registry {
-    /// Loads every `*.toml` in `dir`. `known_servers` are the configured downstream ids: a
-    /// contract for an unknown server, or two files for one server, refuse start. Tools that
-    /// only read contracts (policy tests) pass `None`.
-    pub fn load(dir: &Path, known_servers: Option<&[String]>) -> Result<Self, RegistryError> {
+    /// Loads every `*.toml` in `dir`. `known_servers` are the configured downstreams (id and
+    /// naming): a contract for an unknown server, two files for one server, or two servers
+    /// exposing one name refuse start. Tools that only read contracts (policy tests) pass
+    /// `None` (every server prefixed by its id).
+    pub fn load(
+        dir: &Path,
+        known_servers: Option<&[(String, Naming)]>,
+    ) -> Result<Self, RegistryError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| RegistryError {
                 file: dir.display().to_string(),
@@ -152,13 +156,22 @@ impl Registry {
                     fix: "correct the contract; see capabilities/case-platform.toml".into(),
                 }
             })?;
-            if known_servers.is_some_and(|known| !known.contains(&raw.server)) {
-                return Err(RegistryError {
-                    file: name,
-                    problem: format!("server `{}` is not a configured downstream", raw.server),
-                    fix: "add a [[downstream]] with this id to the config, or fix `server`".into(),
-                });
-            }
+            let naming =
+                match known_servers {
+                    None => Naming::default(),
+                    Some(known) => match known.iter().find(|(id, _)| *id == raw.server) {
+                        Some((_, naming)) => naming.clone(),
+                        None => return Err(RegistryError {
+                            file: name,
+                            problem: format!(
+                                "server `{}` is not a configured downstream",
+                                raw.server
+                            ),
+                            fix: "add a [[downstream]] with this id to the config, or fix `server`"
+                                .into(),
+                        }),
+                    },
+                };
             if let Some(previous) = seen_servers.insert(raw.server.clone(), name.clone()) {
                 return Err(RegistryError {
                     file: name,
@@ -169,13 +182,38 @@ impl Registry {
                     fix: "keep one capabilities file per downstream server".into(),
                 });
             }
-            registry.add_file(&name, raw)?;
+            registry.add_file(&name, raw, &naming)?;
         }
         Ok(registry)
     }
 
-    fn add_file(&mut self, file: &str, raw: RawFile) -> Result<(), RegistryError> {
+    fn add_file(&mut self, file: &str, raw: RawFile, naming: &Naming) -> Result<(), RegistryError> {
         let server = raw.server;
+        // An exposed name names one capability: a second server offering it refuses start.
+        let taken = |registry: &Registry, exposed: &str| -> Result<(), RegistryError> {
+            let owner = registry
+                .tools
+                .get(exposed)
+                .map(|c| c.server.clone())
+                .or_else(|| registry.prompts.get(exposed).map(|c| c.server.clone()))
+                .or_else(|| {
+                    registry
+                        .resources
+                        .iter()
+                        .find(|c| c.exposed_name == exposed)
+                        .map(|c| c.server.clone())
+                });
+            match owner {
+                Some(other) => Err(RegistryError {
+                    file: file.into(),
+                    problem: format!(
+                        "`{exposed}` of server `{server}` collides with `{exposed}` of server `{other}`"
+                    ),
+                    fix: "give one of the two downstreams a prefix (namespace = \"prefix\") or another separator".into(),
+                }),
+                None => Ok(()),
+            }
+        };
         for (name, tool) in raw.tools {
             check_capability_name(file, &name)?;
             if tool.fail_open && (tool.effect != Effect::Read || tool.risk != Risk::Low) {
@@ -186,7 +224,11 @@ impl Registry {
                 });
             }
             let contract = Arc::new(ToolContract {
-                exposed_name: exposed_name(&server, &name),
+                exposed_name: {
+                    let exposed = naming.expose(&server, &name);
+                    taken(self, &exposed)?;
+                    exposed
+                },
                 entities: bindings(file, &name, tool.entities)?,
                 server: server.clone(),
                 name: name.clone(),
@@ -205,7 +247,11 @@ impl Registry {
             check_capability_name(file, &name)?;
             check_fail_open(file, &name, prompt.fail_open, prompt.risk)?;
             let contract = Arc::new(PromptContract {
-                exposed_name: exposed_name(&server, &name),
+                exposed_name: {
+                    let exposed = naming.expose(&server, &name);
+                    taken(self, &exposed)?;
+                    exposed
+                },
                 entities: bindings(file, &name, prompt.entities)?,
                 server: server.clone(),
                 name: name.clone(),
@@ -255,7 +301,11 @@ impl Registry {
             check_fail_open(file, &resource.name, resource.fail_open, resource.risk)?;
             self.resources.push(Arc::new(ResourceContract {
                 entities: bindings(file, &resource.name, resource.entities)?,
-                exposed_name: exposed_name(&server, &resource.name),
+                exposed_name: {
+                    let exposed = naming.expose(&server, &resource.name);
+                    taken(self, &exposed)?;
+                    exposed
+                },
                 server: server.clone(),
                 name: resource.name,
                 template,
@@ -356,7 +406,8 @@ mod tests {
             "server = \"ghost\"\n[tools.t]\neffect = \"read\"\nrisk = \"low\"\n",
         )
         .expect("write");
-        let e = Registry::load(dir.path(), Some(&["case".to_string()])).unwrap_err();
+        let e = Registry::load(dir.path(), Some(&[("case".to_string(), Naming::default())]))
+            .unwrap_err();
         assert!(e.to_string().contains("ghost"), "{e}");
     }
 }

@@ -17,8 +17,8 @@ mod index;
 mod uri_template;
 
 pub use contract::{
-    context_key_for, exposed_name, Effect, EntityBinding, PromptContract, ResourceContract, Risk,
-    ToolContract, NAMESPACE_SEPARATOR,
+    context_key_for, exposed_name, Effect, EntityBinding, Naming, PromptContract, ResourceContract,
+    Risk, ToolContract, NAMESPACE_SEPARATOR,
 };
 pub use file::RegistryError;
 pub use index::Registry;
