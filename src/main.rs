@@ -211,6 +211,8 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<GatewayConfig> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before anything is created: secrets, keys and databases are their owner's only.
+    capgate::files::restrict_umask();
     let cli = Cli::parse();
     // `serve` sets logging up once its configuration says whether spans are exported as well.
     if !matches!(cli.command, Command::Serve { .. }) {
