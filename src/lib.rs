@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod downstream;
 pub mod enforce;
+pub mod files;
 pub mod identity;
 pub mod metrics;
 pub mod policy;

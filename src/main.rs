@@ -192,6 +192,8 @@ enum PolicyCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before anything is created: secrets, keys and databases are their owner's only.
+    capgate::files::restrict_umask();
     let cli = Cli::parse();
     // `serve` sets logging up once its configuration says whether spans are exported as well.
     if !matches!(cli.command, Command::Serve { .. }) {

@@ -1,6 +1,7 @@
 //! The composition root: builds a running [`Gateway`] from a validated configuration —
 //! contracts, policies, the store, the decision log, downstream supervisors — refusing to
-//! start on any problem, with a message that names what to fix.
+//! start on any problem, with a message that names what to fix. The data directory and the
+//! private files are made private here (`files`).
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub enum StartError {
     Listen { address: String, error: String },
     #[error("stdio mode: {0}")]
     StdioIdentity(String),
+    #[error(transparent)]
+    Files(#[from] crate::files::FilesError),
     #[error("{0}")]
     Serve(String),
 }
@@ -70,6 +73,7 @@ pub async fn start_gateway(
         digest = %policy_set.digest,
         "policy set loaded"
     );
+    crate::files::create_private_dir(&config.data_dir)?;
     let store = crate::store::SqliteStore::open(&config.data_dir)
         .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
     let controls = crate::enforce::Controls::new(
@@ -88,6 +92,8 @@ pub async fn start_gateway(
         config.audit.checkpoints(),
     )
     .map_err(|e| StartError::Serve(e.to_string()))?;
+    // After the store and the log are open, so that their `-wal`/`-shm` files exist too.
+    crate::files::make_private(config)?;
     let contracts = registry.clone();
     let downstreams = Downstreams::start(
         &config.downstreams,

@@ -199,3 +199,104 @@ async fn identity_is_per_request_not_per_session() {
         .expect("request");
     assert_eq!(reuse.status(), 401);
 }
+
+/// A token signed with the test secret whose header and payload are the given JSON texts as
+/// written (a serializer cannot produce a repeated member).
+fn signed_as_written(header: &str, payload: &str) -> String {
+    let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let signing_input = format!("{}.{}", encode(header), encode(payload));
+    let signature = hmac_sha256(TEST_SECRET.as_bytes(), signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+/// Ids are checked and claims must be unique before anything uses them: a tenant `"acme "`
+/// (which a kill switch on `acme` would not match, and a downstream would trim to `acme`), a
+/// control character, a repeated claim or a repeated header member each get 401 naming the
+/// claim, while ids like `org/alice` and `alice/bot` work.
+#[tokio::test]
+async fn bad_ids_and_repeated_claims_get_401_naming_the_claim() {
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let token_for = |tenant: &'static str| {
+        gateway.token(&TokenSpec {
+            tenant: Some(tenant),
+            ..analyst("acme", "alice", "drafting-agent")
+        })
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    let payload = |tenant_members: &str, act: &str| {
+        format!(
+            r#"{{"iss":"{HS_ISSUER}","aud":"{aud}","sub":"alice","iat":{now},"exp":{exp},{tenant_members},"roles":["analyst"],"act":{act}}}"#,
+            aud = gateway.url,
+            exp = now + 600,
+        )
+    };
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let cases = [
+        (
+            "tenant with a trailing space",
+            token_for("acme "),
+            "`tenant`",
+        ),
+        ("tenant with a NUL", token_for("ac\u{0}me"), "`tenant`"),
+        (
+            "tenant twice",
+            signed_as_written(
+                header,
+                &payload(
+                    r#""tenant":"globex","tenant":"acme""#,
+                    r#"{"sub":"drafting-agent"}"#,
+                ),
+            ),
+            "`tenant` more than once",
+        ),
+        (
+            "agent twice in act",
+            signed_as_written(
+                header,
+                &payload(
+                    r#""tenant":"acme""#,
+                    r#"{"sub":"drafting-agent","sub":"approval-agent"}"#,
+                ),
+            ),
+            "`act.sub` more than once",
+        ),
+        (
+            "alg twice in the header",
+            signed_as_written(
+                r#"{"alg":"none","alg":"HS256","typ":"JWT"}"#,
+                &payload(r#""tenant":"acme""#, r#"{"sub":"drafting-agent"}"#),
+            ),
+            "header names the member `alg`",
+        ),
+    ];
+    for (name, token, reason) in &cases {
+        let response = post_initialize(&gateway.url, Some(token)).await;
+        assert_eq!(response.status(), 401, "{name}");
+        let body: Value = response.json().await.expect("json body");
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains(reason), "{name}: {description}");
+    }
+    assert!(gateway.journal_entries().is_empty());
+
+    // The same token shapes with good values pass: the hand-built one, and slash ids.
+    let fine = signed_as_written(
+        header,
+        &payload(r#""tenant":"acme""#, r#"{"sub":"drafting-agent"}"#),
+    );
+    assert_eq!(
+        post_initialize(&gateway.url, Some(&fine)).await.status(),
+        200
+    );
+    let mut slash_claims = claims(&analyst("acme", "org/alice", "alice/bot"), &gateway.url);
+    slash_claims.insert(
+        "act".into(),
+        json!({"sub": "alice/bot", "agent_role": "drafting-agent"}),
+    );
+    let client = gateway
+        .client(&sign_hs256(&slash_claims, TEST_SECRET.as_bytes()))
+        .await;
+    assert!(!tool_names(&client).await.is_empty());
+}

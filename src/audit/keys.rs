@@ -39,16 +39,9 @@ pub fn load_signing_key(
 
 /// Writes a new signing key to `path` (which must not exist), readable by its owner only.
 pub fn generate_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, AuditError> {
-    use std::io::Write;
     let mut seed = [0u8; 32];
     rand::fill(&mut seed);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(hex::encode(seed).as_bytes()))
+    crate::files::create_private_file(path, hex::encode(seed).as_bytes())
         .map_err(|e| AuditError(format!("cannot write {}: {e}", path.display())))?;
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }

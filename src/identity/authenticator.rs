@@ -1,7 +1,8 @@
 //! Token verification: the issuer named by the token's (unverified) `iss` chooses the pinned
 //! algorithm and key; only then are the signature, audience, issuer, `exp` and `nbf` checked.
 //! Whatever is read from a token before it verifies serves to pick the key and to name a
-//! refusal, nothing else.
+//! refusal, nothing else. A header or payload that names a member twice is refused before
+//! either is read (`unique_members`).
 
 use std::collections::HashMap;
 
@@ -12,9 +13,10 @@ use serde_json::{Map, Value};
 use crate::config::{ClaimMapping, GatewayConfig, IssuerConfig, PinnedAlgorithm};
 
 use super::actor::CompositeActor;
-use super::auth_error::AuthError;
+use super::auth_error::{echoed, AuthError, TokenPart};
 use super::claims::actor_from_claims;
 use super::keys::{load_keys, KeyError, VerificationKeys};
+use super::unique_members::{check_unique_members, MemberCheck};
 
 /// One issuer as tokens are checked against it: its pinned algorithm, its key(s), the
 /// audience, issuer and time checks, and where its claims carry the actor.
@@ -164,7 +166,13 @@ fn algorithm_name(alg: Algorithm) -> &'static str {
     }
 }
 
-fn decode_segment(token: &str, index: usize) -> Result<Map<String, Value>, AuthError> {
+/// The header or payload as a JSON object; one naming a member twice is refused here, before
+/// anything reads it.
+fn decode_segment(token: &str, part: TokenPart) -> Result<Map<String, Value>, AuthError> {
+    let index = match part {
+        TokenPart::Header => 0,
+        TokenPart::Payload => 1,
+    };
     let segment = token
         .split('.')
         .nth(index)
@@ -172,6 +180,13 @@ fn decode_segment(token: &str, index: usize) -> Result<Map<String, Value>, AuthE
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment.trim_end_matches('='))
         .map_err(|_| AuthError::Malformed("a part is not base64url".into()))?;
+    check_unique_members(&bytes).map_err(|check| match check {
+        MemberCheck::Duplicate(member) => AuthError::DuplicateMember {
+            part,
+            member: echoed(&member),
+        },
+        MemberCheck::NotJson => AuthError::Malformed("a part is not JSON".into()),
+    })?;
     serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("a part is not JSON".into()))
 }
 
@@ -183,7 +198,7 @@ fn header_algorithm(token: &str) -> Result<String, AuthError> {
             "expected three dot-separated parts".into(),
         ));
     }
-    let header = decode_segment(token, 0)?;
+    let header = decode_segment(token, TokenPart::Header)?;
     match header.get("alg") {
         Some(Value::String(alg)) => Ok(alg.clone()),
         _ => Err(AuthError::Malformed("the header has no `alg`".into())),
@@ -192,7 +207,7 @@ fn header_algorithm(token: &str) -> Result<String, AuthError> {
 
 /// The `iss` claim, read unverified only to choose which pinned key verifies the token.
 fn unverified_issuer(token: &str) -> Result<String, AuthError> {
-    match decode_segment(token, 1)?.get("iss") {
+    match decode_segment(token, TokenPart::Payload)?.get("iss") {
         Some(Value::String(iss)) => Ok(iss.clone()),
         Some(_) => Err(AuthError::InvalidClaim("iss".into())),
         None => Err(AuthError::MissingClaim("iss".into())),

@@ -92,7 +92,8 @@ fn check_secret_strength(secret: &[u8]) -> Result<&[u8], String> {
     Ok(secret)
 }
 
-/// Reads an HS256 secret file, creating a random one when allowed (dev issuers).
+/// Reads an HS256 secret file, creating a random one when allowed (dev issuers), readable by its
+/// owner only.
 pub fn read_or_create_secret(path: &Path, generate: bool) -> Result<Vec<u8>, String> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(trim_ascii(&bytes).to_vec()),
@@ -101,12 +102,16 @@ pub fn read_or_create_secret(path: &Path, generate: bool) -> Result<Vec<u8>, Str
             rand::fill(&mut bytes);
             let secret = hex::encode(bytes);
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                crate::files::create_private_dir(dir).map_err(|e| e.to_string())?;
             }
-            std::fs::write(path, &secret)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok(secret.into_bytes())
+            match crate::files::create_private_file(path, secret.as_bytes()) {
+                Ok(()) => Ok(secret.into_bytes()),
+                // Another capgate process made it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    read_or_create_secret(path, false)
+                }
+                Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+            }
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
@@ -122,4 +127,25 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |i| i + 1);
     &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_is_private_and_read_back_as_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data/dev-issuer.secret");
+        let made = read_or_create_secret(&path, true).expect("generated");
+        assert_eq!(made.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the secret is private: {mode:o}");
+        }
+        assert_eq!(read_or_create_secret(&path, true).expect("read"), made);
+        assert!(read_or_create_secret(&dir.path().join("missing"), false).is_err());
+    }
 }

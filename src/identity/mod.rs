@@ -7,8 +7,9 @@
 //!
 //! Where each part lives: `actor` is who is asking; `authenticator` verifies a token against
 //! its issuer, or refuses it with an `auth_error`; `keys` loads the issuers' key material at
-//! start; `claims` turns verified claims into the actor; `facts` is what the policy is told of
-//! that actor; `dev_token` mints tokens for dev issuers only.
+//! start; `unique_members` refuses a header or payload that names a member twice; `claims`
+//! turns verified claims into the actor, after `ids` has checked every id it names; `facts` is
+//! what the policy is told of that actor; `dev_token` mints tokens for dev issuers only.
 
 mod actor;
 mod auth_error;
@@ -16,10 +17,13 @@ mod authenticator;
 mod claims;
 mod dev_token;
 mod facts;
+mod ids;
 mod keys;
+mod unique_members;
 
 pub use actor::{ActorRef, AgentIdentity, CompositeActor, UserIdentity};
-pub use auth_error::AuthError;
+pub use auth_error::{AuthError, TokenPart};
 pub use authenticator::{protected_resource_metadata, Authenticator};
 pub use dev_token::{mint_dev_token, DevTokenRequest};
+pub use ids::{check_id, IdProblem};
 pub use keys::{read_or_create_secret, KeyError};

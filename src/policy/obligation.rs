@@ -5,7 +5,8 @@
 //!
 //! - `redact:<field>` removes the field from what the result shows the agent;
 //! - `mask:<field>` keeps only the last four characters of the field's value;
-//! - `redact_pattern:<ssn|email|account>` replaces matches in all text;
+//! - `redact_pattern:<ssn|email|account>` replaces matches in all text (matched in Unicode
+//!   normalization form NFKC, so fullwidth and other look-alike spellings count);
 //! - `audit:<tag>` records the call under the tag;
 //! - `max_calls:<n>` allows at most n calls of the tool per run;
 //! - `require_idempotency` demands an idempotency key even for a read.

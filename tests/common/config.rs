@@ -63,6 +63,25 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The `[[issuers]]` tables of the standard test gateway: the HS256 issuer (secret from
+/// `CAPGATE_TEST_SECRET`) and the RS256 one (the fixture key).
+pub fn test_issuers() -> String {
+    format!(
+        r#"
+[[issuers]]
+issuer = "{HS_ISSUER}"
+algorithm = "HS256"
+secret_env = "CAPGATE_TEST_SECRET"
+
+[[issuers]]
+issuer = "{RS_ISSUER}"
+algorithm = "RS256"
+public_key_file = "{rs_key}"
+"#,
+        rs_key = fixtures().join("test-rs256-public.pem").display(),
+    )
+}
+
 /// Writes a config for a gateway on `port` into `dir` and returns its path.
 pub fn write_config(dir: &Path, port: u16, options: &GatewayOptions) -> PathBuf {
     let capabilities = dir.join("capabilities");
@@ -107,22 +126,7 @@ pub fn write_config(dir: &Path, port: u16, options: &GatewayOptions) -> PathBuf 
         std::fs::write(policies.join(name), text).expect("write extra policy");
     }
     let downstream_bin = env!("CARGO_BIN_EXE_case-platform");
-    let issuers = options.issuers.clone().unwrap_or_else(|| {
-        format!(
-            r#"
-[[issuers]]
-issuer = "{HS_ISSUER}"
-algorithm = "HS256"
-secret_env = "CAPGATE_TEST_SECRET"
-
-[[issuers]]
-issuer = "{RS_ISSUER}"
-algorithm = "RS256"
-public_key_file = "{rs_key}"
-"#,
-            rs_key = fixtures().join("test-rs256-public.pem").display(),
-        )
-    });
+    let issuers = options.issuers.clone().unwrap_or_else(test_issuers);
     let downstreams = match &options.downstreams {
         Some(downstreams) => downstreams.tables.clone(),
         None => format!(

@@ -8,15 +8,16 @@
 //! (`rules.rs`). Binary content (images, audio, blobs) cannot be redacted: under a
 //! content-transforming obligation it is an [`ObligationError`], and the caller refuses the
 //! result rather than pass it on. Resource links carry no content and are left as they are.
+//! The `redact_pattern:` patterns match text in Unicode normalization form NFKC, so that
+//! fullwidth and other look-alike spellings of a value are caught too (`patterns.rs`).
 
+mod patterns;
 mod rules;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
-use std::sync::OnceLock;
 
-use regex::Regex;
 use rmcp::model::{
     CallToolResult, ContentBlock, GetPromptResult, MetaObject, ReadResourceResult, ResourceContents,
 };
@@ -24,28 +25,6 @@ use serde_json::Value;
 
 pub use crate::policy::obligation::{Obligation, Obligations, Pattern};
 use rules::{Rules, Unredactable};
-
-impl Pattern {
-    fn regex(self) -> &'static Regex {
-        static SSN: OnceLock<Regex> = OnceLock::new();
-        static EMAIL: OnceLock<Regex> = OnceLock::new();
-        static ACCOUNT: OnceLock<Regex> = OnceLock::new();
-        let (cell, source) = match self {
-            Pattern::Ssn => (&SSN, r"\b\d{3}-\d{2}-\d{4}\b"),
-            Pattern::Email => (&EMAIL, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
-            Pattern::Account => (&ACCOUNT, r"\bacct-\d+\b"),
-        };
-        cell.get_or_init(|| Regex::new(source).expect("built-in redaction patterns are valid"))
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Pattern::Ssn => "[redacted ssn]",
-            Pattern::Email => "[redacted email]",
-            Pattern::Account => "[redacted account]",
-        }
-    }
-}
 
 /// Where in a result a content kind was met, as the refusal names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

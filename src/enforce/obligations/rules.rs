@@ -9,7 +9,8 @@
 //!   so a list such as `field: alice, bob` goes whole. Any other mention (the name alone, a key
 //!   whose value starts on the next line, an unclosed quote or bracket) cannot be redacted
 //!   safely and fails the text.
-//! - Then the `redact_pattern:` patterns replace their matches.
+//! - Then the `redact_pattern:` patterns replace their matches, in the text brought to NFKC
+//!   (`patterns.rs`).
 //!
 //! A field name matches without regard to case or to how its words are joined:
 //! `customer_ssn` also matches `Customer SSN`, `customer-ssn` and `customerSsn`.
@@ -18,6 +19,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
+use super::patterns::redact_patterns;
 use super::{mask, mask_text, Obligation, Obligations, Pattern};
 
 /// What the text rule does with a field it finds.
@@ -266,11 +268,8 @@ impl<'a> Rules<'a> {
         for rule in &self.fields {
             out = rule.rewrite(&out)?;
         }
-        for pattern in &self.patterns {
-            out = pattern
-                .regex()
-                .replace_all(&out, pattern.label())
-                .into_owned();
+        if !self.patterns.is_empty() {
+            out = redact_patterns(&self.patterns, &out);
         }
         Ok(out)
     }

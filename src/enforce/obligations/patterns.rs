@@ -1,0 +1,220 @@
+//! The built-in `redact_pattern:` patterns (`ssn`, `email`, `account`) and how they are matched.
+//!
+//! A value can be written in many ways that read the same: `john＠example.com` (fullwidth
+//! `@`), `１２３-４５-６７８９` (fullwidth digits), `ex\u{e4}mple` or `exa\u{308}mple`
+//! (composed or decomposed `ä`), `john @ example.com`. So the text is first brought to
+//! Unicode normalization form NFKC, which folds compatibility variants (fullwidth and
+//! small forms, ligatures, no-break spaces) into their plain characters and composes
+//! accents; the patterns then match Unicode letters, marks and digits, with spaces allowed
+//! around `@` and the separators of an SSN or account number, and any dash. The text the
+//! agent gets is the normalized text with every match replaced by its label: a text with no
+//! match may still differ from the original in those compatibility characters.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
+
+use super::Pattern;
+
+/// Characters of an address's local part or domain label: letters and combining marks of any
+/// script, digits, and invisible format characters (a zero-width space inside an address must
+/// not cut it in two and leave half of it shown).
+const ADDRESS_CHAR: &str = r"\p{L}\p{M}\p{N}\p{Cf}";
+
+/// Room around `@` or a separator: any spacing, invisible format characters included.
+const GAP: &str = r"[\s\p{Cf}]*";
+
+/// A dash of any kind (`\p{Pd}`: hyphen, en and em dash, ...) or the minus sign.
+const DASH: &str = r"[\p{Pd}\x{2212}]";
+
+impl Pattern {
+    fn regex(self) -> &'static Regex {
+        static SSN: OnceLock<Regex> = OnceLock::new();
+        static EMAIL: OnceLock<Regex> = OnceLock::new();
+        static ACCOUNT: OnceLock<Regex> = OnceLock::new();
+        let (cell, source) = match self {
+            // `\d` is any decimal digit (`\p{Nd}`); `\b` is Unicode-aware.
+            Pattern::Ssn => (
+                &SSN,
+                format!(r"\b\d{{3}}{GAP}{DASH}{GAP}\d{{2}}{GAP}{DASH}{GAP}\d{{4}}\b"),
+            ),
+            Pattern::Email => (
+                &EMAIL,
+                format!(
+                    r"[{ADDRESS_CHAR}._%+\-]+{GAP}@{GAP}[{ADDRESS_CHAR}.\-]+\.[\p{{L}}\p{{M}}\p{{Cf}}][{ADDRESS_CHAR}\-]*[{ADDRESS_CHAR}]"
+                ),
+            ),
+            Pattern::Account => (&ACCOUNT, format!(r"(?i)\bacct{GAP}{DASH}{GAP}\d+\b")),
+        };
+        cell.get_or_init(|| Regex::new(&source).expect("built-in redaction patterns are valid"))
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Pattern::Ssn => "[redacted ssn]",
+            Pattern::Email => "[redacted email]",
+            Pattern::Account => "[redacted account]",
+        }
+    }
+}
+
+/// `text` in NFKC with every match of `patterns` replaced by its label.
+pub(super) fn redact_patterns(patterns: &[Pattern], text: &str) -> String {
+    let mut out = match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => text.to_string(),
+        IsNormalized::No | IsNormalized::Maybe => text.nfkc().collect(),
+    };
+    for pattern in patterns {
+        let replaced = pattern.regex().replace_all(&out, pattern.label());
+        if let std::borrow::Cow::Owned(replaced) = replaced {
+            out = replaced;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use unicode_normalization::UnicodeNormalization;
+
+    use super::*;
+
+    /// Each way of writing a value, and the value that must not be left in the output.
+    #[test]
+    fn every_variant_of_a_value_is_redacted() {
+        let table: &[(Pattern, &str, &str)] = &[
+            (Pattern::Email, "john@example.com", "john"),
+            (Pattern::Email, "john＠example.com", "john"),
+            (Pattern::Email, "john﹫example.com", "john"),
+            (Pattern::Email, "john@ex\u{e4}mple.com", "mple"),
+            (Pattern::Email, "john@exa\u{308}mple.com", "mple"),
+            (Pattern::Email, "jöhn.müller@bücher.de", "müller"),
+            (Pattern::Email, "john @ example.com", "john"),
+            (Pattern::Email, "john\u{a0}@\u{3000}example.com", "john"),
+            (Pattern::Email, "john\t@\u{200b}example.com", "john"),
+            (Pattern::Email, "jo\u{200b}hn@example.com", "jo"),
+            (Pattern::Email, "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "john"),
+            (Pattern::Email, "用户@例子.广告", "用户"),
+            (Pattern::Email, "иван@пример.рф", "иван"),
+            (Pattern::Email, "john@xn--80ak6aa92e.xn--p1ai", "p1ai"),
+            (Pattern::Email, "first.last+tag@mail.example.co.uk", "first"),
+            (Pattern::Ssn, "123-45-6789", "6789"),
+            (Pattern::Ssn, "１２３-４５-６７８９", "6789"),
+            (Pattern::Ssn, "１２３－４５－６７８９", "6789"),
+            (Pattern::Ssn, "123 – 45 – 6789", "6789"),
+            (Pattern::Ssn, "123\u{2011}45\u{2212}6789", "6789"),
+            (Pattern::Ssn, "١٢٣-٤٥-٦٧٨٩", "٦٧٨٩"),
+            (Pattern::Account, "acct-20931", "20931"),
+            (Pattern::Account, "ACCT-20931", "20931"),
+            (Pattern::Account, "ａｃｃｔ－２０９３１", "20931"),
+            (Pattern::Account, "acct – 20931", "20931"),
+        ];
+        for &(pattern, value, secret) in table {
+            let text = format!("Contact: {value}, thanks.");
+            let out = redact_patterns(&[pattern], &text);
+            assert_eq!(
+                out,
+                format!("Contact: {}, thanks.", pattern.label()),
+                "{value:?}"
+            );
+            assert!(
+                !out.contains(secret),
+                "{value:?} left {secret:?} in {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_without_a_match_is_left_as_it_reads() {
+        for (pattern, text) in [
+            (
+                Pattern::Email,
+                "write to us @ the office, or at example.com",
+            ),
+            (Pattern::Email, "version 1.2 @ 3pm"),
+            (Pattern::Ssn, "order 1234-56-7890 and 12-345-6789"),
+            (Pattern::Account, "account acct-x and racct-12"),
+        ] {
+            assert_eq!(redact_patterns(&[pattern], text), text, "{text}");
+        }
+        // Compatibility characters are folded even where nothing matches.
+        assert_eq!(redact_patterns(&[Pattern::Ssn], "ﬁle ①"), "file 1");
+    }
+
+    /// Pieces an address is built from: ASCII, accented Latin (composed), fullwidth and
+    /// Cyrillic letters, ASCII and fullwidth digits.
+    const ADDRESS_PIECES: &[&str] = &[
+        "a", "b", "j", "o", "Z", "0", "7", "\u{e4}", "\u{e9}", "\u{f1}", "\u{f8}", "\u{1e9b}",
+        "ｊ", "ｏ", "Ａ", "５", "д", "Ж",
+    ];
+    /// What separates an address from the words around it: no letter of any address.
+    const FILLER: &[&str] = &["日本語", "の", "テキスト", "。", "、", "!", "?", "(", ")"];
+
+    fn piece_string(min: usize, max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(ADDRESS_PIECES), min..=max)
+            .prop_map(|pieces| pieces.concat())
+    }
+
+    prop_compose! {
+        /// An address (local part, domain) and the way it is written in the text.
+        fn address()(
+            local in piece_string(1, 8),
+            extra in prop::collection::vec(piece_string(1, 6), 0..=2),
+            label in piece_string(1, 8),
+            tld in prop::collection::vec(prop::sample::select(&["c", "o", "m", "д", "ｅ", "\u{e9}"][..]), 2..=4),
+            at in prop::sample::select(&["@", "＠", "﹫", " @ ", "\u{a0}@", "@\u{3000}"][..]),
+        ) -> (String, String, String) {
+            let mut labels = vec![label];
+            labels.extend(extra);
+            labels.push(tld.concat());
+            let domain = labels.join(".");
+            let written = format!("{local}{at}{domain}");
+            (local, domain, written)
+        }
+    }
+
+    fn normalize(form: usize, text: &str) -> String {
+        match form {
+            0 => text.nfc().collect(),
+            1 => text.nfd().collect(),
+            2 => text.nfkc().collect(),
+            _ => text.nfkd().collect(),
+        }
+    }
+
+    proptest! {
+        /// However the input is normalized, no address of the set is left in the output:
+        /// not whole, not its local part, not its domain (in any normalization form).
+        #[test]
+        fn no_address_survives_redaction_under_any_normalization(
+            addresses in prop::collection::vec(address(), 1..=4),
+            filler in prop::collection::vec(prop::sample::select(FILLER), 5),
+            form in 0usize..4,
+        ) {
+            let mut text = String::new();
+            for (i, (_, _, written)) in addresses.iter().enumerate() {
+                text.push_str(filler[i % filler.len()]);
+                text.push(' ');
+                text.push_str(written);
+                text.push(' ');
+            }
+            text.push_str(filler[4]);
+            let input = normalize(form, &text);
+            let out = redact_patterns(&[Pattern::Email], &input);
+            let rest = out.replace(Pattern::Email.label(), "");
+            for (local, domain, written) in &addresses {
+                for shown_form in 0..4 {
+                    for value in [local, domain, written] {
+                        let value = normalize(shown_form, value);
+                        prop_assert!(
+                            !rest.contains(&value),
+                            "{value:?} left in {out:?} (input {input:?})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
