@@ -228,3 +228,92 @@ async fn a_downstream_without_a_prefix_shows_its_own_names_and_collisions_refuse
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn completions_are_decided_as_reads_of_what_they_complete() {
+    use rmcp::model::{ArgumentInfo, CompleteRequestParams, Reference};
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let alice = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let advertised = alice
+        .peer_info()
+        .is_some_and(|info| info.capabilities.completions.is_some());
+    assert!(
+        advertised,
+        "the downstream offers completions, so capgate advertises them"
+    );
+
+    let prompt = |name: &str| {
+        CompleteRequestParams::new(
+            Reference::for_prompt(name),
+            ArgumentInfo::new("case_id", "case-1"),
+        )
+    };
+    let completed = alice
+        .complete(prompt("case__summarize_case"))
+        .await
+        .expect("completion");
+    let values = completed.completion.values;
+    assert!(values.contains(&"case-101".to_string()), "{values:?}");
+    assert!(values.iter().all(|v| v.starts_with("case-1")), "{values:?}");
+    let template = alice
+        .complete(CompleteRequestParams::new(
+            Reference::for_resource("case://{tenant}/cases/{case_id}"),
+            ArgumentInfo::new("case_id", "case-10"),
+        ))
+        .await
+        .expect("template completion");
+    assert!(template.completion.values.contains(&"case-101".to_string()));
+
+    // An actor the prompt is not for gets no completion of its arguments, and it is logged.
+    let notifier = gateway
+        .client(&gateway.token(&TokenSpec {
+            user: "svc-notify",
+            tenant: Some("acme"),
+            roles: vec![],
+            agent: Some("notification-service"),
+            service: Some("notification-service"),
+        }))
+        .await;
+    let refused = notifier
+        .complete(prompt("case__summarize_case"))
+        .await
+        .expect_err("refused");
+    let rmcp::ServiceError::McpError(error) = refused else {
+        panic!("a refusal, not {refused}");
+    };
+    let request_id = error.data.as_ref().expect("decision")["dev.capgate/decision"]["request_id"]
+        .as_str()
+        .expect("request id")
+        .to_string();
+    let completions = gateway
+        .journal_entries()
+        .into_iter()
+        .filter(|e| e["method"] == "completion/complete")
+        .count();
+    assert_eq!(
+        completions, 2,
+        "the refused completion never reached the downstream"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/admin/audit/flush", gateway.admin()))
+        .bearer_auth(gateway.admin_token())
+        .send()
+        .await
+        .expect("flush");
+    assert_eq!(response.status().as_u16(), 200);
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["audit", "export", "--data-dir"])
+        .arg(gateway.dir.path().join("data"))
+        .output()
+        .expect("export");
+    let record = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["record"].clone())
+        .find(|r| r["request_id"] == request_id.as_str())
+        .expect("the refusal's record");
+    assert_eq!(record["action"], "get_prompt");
+    assert_eq!(record["decision"], "deny");
+}

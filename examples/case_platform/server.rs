@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rmcp::{
     model::{
-        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult,
-        GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
-        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument, PromptMessage,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, ResourceTemplate, Role, ServerCapabilities, ServerConfig, Tool,
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+        CompleteResult, CompletionInfo, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+        Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
+        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+        Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+        ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities,
+        ServerConfig, Tool,
     },
     service::RequestContext,
     ErrorData, RoleServer, ServerHandler,
@@ -274,6 +275,41 @@ fn prompt_with_case(name: &str, description: &str) -> Prompt {
 }
 
 impl ServerHandler for CasePlatform {
+    /// Completes a `case_id` argument (of any prompt or template) with the caller's tenant's
+    /// case ids that start with what was typed.
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let actor_meta = ctx.meta.get(ACTOR_META_KEY);
+        let mut extra = JsonObject::new();
+        extra.insert("argument".into(), json!(request.argument.name));
+        self.journal(
+            "completion/complete",
+            &request.argument.name,
+            extra,
+            actor_meta,
+        );
+        let Some(actor) = actor_from_meta(actor_meta) else {
+            return Err(ErrorData::invalid_params(MISSING_TENANT, None));
+        };
+        if request.argument.name != "case_id" {
+            return Ok(CompleteResult::default());
+        }
+        let values: Vec<String> = self
+            .platform()
+            .tenant(&actor.tenant)
+            .cases
+            .keys()
+            .filter(|id| id.starts_with(&request.argument.value))
+            .cloned()
+            .collect();
+        let completion = CompletionInfo::new(values)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(CompleteResult::new(completion))
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -281,6 +317,7 @@ impl ServerHandler for CasePlatform {
                 .enable_tool_list_changed()
                 .enable_resources()
                 .enable_prompts()
+                .enable_completions()
                 .build(),
         )
         .with_server_info(Implementation::new(

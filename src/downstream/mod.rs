@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, GetPromptRequest, GetPromptRequestParams, GetPromptResult,
-    PaginatedRequestParams, Prompt, ReadResourceRequest, ReadResourceRequestParams,
-    ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate, ServerResult, Tool,
+    ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResult, PaginatedRequestParams, Prompt, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate,
+    ServerResult, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService};
 use rmcp::{ClientCacheConfig, ClientHandler, ServiceExt};
@@ -281,6 +282,37 @@ impl DownstreamServer {
             ServerResult::ReadResourceResult(result) => Ok(result),
             _ => Err(self.unexpected("resources/read")),
         }
+    }
+
+    pub async fn complete(
+        &self,
+        params: CompleteRequestParams,
+        relay: Option<&Relay>,
+    ) -> Result<CompleteResult, DownstreamError> {
+        let meta = params.meta.clone().unwrap_or_default();
+        match self
+            .request(
+                ClientRequest::CompleteRequest(CompleteRequest::new(params)),
+                meta,
+                relay,
+            )
+            .await?
+        {
+            ServerResult::CompleteResult(result) => Ok(result),
+            _ => Err(self.unexpected("completion/complete")),
+        }
+    }
+
+    /// Whether the connected server advertises completions.
+    pub fn offers_completions(&self) -> bool {
+        self.peer
+            .load()
+            .as_ref()
+            .and_then(|peer| {
+                peer.peer_info()
+                    .map(|info| info.capabilities.completions.is_some())
+            })
+            .unwrap_or(false)
     }
 
     pub async fn get_prompt(

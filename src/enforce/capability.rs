@@ -78,7 +78,8 @@ pub trait Capability: Sync {
     type Bound: Send + Sync;
     type Output: Serialize + DeserializeOwned + Send;
 
-    const ACTION: Action;
+    /// The action the PDP decides (per request: a completion is a read of what it completes).
+    fn action(&self) -> Action;
     /// `tool`, `resource` or `prompt`, for messages.
     const KIND: &'static str;
 
@@ -129,7 +130,9 @@ pub struct ToolCall {
 impl Capability for ToolCall {
     type Bound = Arc<ToolContract>;
     type Output = CallToolResult;
-    const ACTION: Action = Action::CallTool;
+    fn action(&self) -> Action {
+        Action::CallTool
+    }
     const KIND: &'static str = "tool";
 
     fn requested(&self) -> &str {
@@ -168,7 +171,7 @@ impl Capability for ToolCall {
         bound: &Self::Bound,
         asker: Asker<'_>,
     ) -> Result<PolicyRequest, Refusal> {
-        tool_request(asker, Self::ACTION, bound, Some(&self.arguments)).map_err(Refusal::Unbound)
+        tool_request(asker, self.action(), bound, Some(&self.arguments)).map_err(Refusal::Unbound)
     }
 
     async fn forward(
@@ -244,7 +247,9 @@ pub struct ResourceRead {
 impl Capability for ResourceRead {
     type Bound = (Arc<ResourceContract>, HashMap<String, String>);
     type Output = ReadResourceResult;
-    const ACTION: Action = Action::ReadResource;
+    fn action(&self) -> Action {
+        Action::ReadResource
+    }
     const KIND: &'static str = "resource";
 
     fn requested(&self) -> &str {
@@ -276,7 +281,7 @@ impl Capability for ResourceRead {
     ) -> Result<PolicyRequest, Refusal> {
         Ok(resource_request(
             asker,
-            Self::ACTION,
+            self.action(),
             contract,
             &self.uri,
             Some(variables),
@@ -340,7 +345,9 @@ pub struct PromptGet {
 impl Capability for PromptGet {
     type Bound = Arc<PromptContract>;
     type Output = GetPromptResult;
-    const ACTION: Action = Action::GetPrompt;
+    fn action(&self) -> Action {
+        Action::GetPrompt
+    }
     const KIND: &'static str = "prompt";
 
     fn requested(&self) -> &str {
@@ -367,7 +374,7 @@ impl Capability for PromptGet {
         bound: &Self::Bound,
         asker: Asker<'_>,
     ) -> Result<PolicyRequest, Refusal> {
-        prompt_request(asker, Self::ACTION, bound, Some(&self.arguments)).map_err(Refusal::Unbound)
+        prompt_request(asker, self.action(), bound, Some(&self.arguments)).map_err(Refusal::Unbound)
     }
 
     async fn forward(
@@ -420,7 +427,7 @@ impl Capability for PromptGet {
     }
 }
 
-fn refusal_error(message: String, summary: Value) -> ErrorData {
+pub(super) fn refusal_error(message: String, summary: Value) -> ErrorData {
     ErrorData::new(
         ErrorCode::INVALID_REQUEST,
         message,

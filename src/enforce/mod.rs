@@ -13,6 +13,7 @@ mod admission;
 mod approval_rules;
 mod approvals;
 mod capability;
+mod completion;
 mod controls;
 mod discovery;
 mod echo;
@@ -231,6 +232,22 @@ impl Gateway {
             uri: uri.to_string(),
         };
         self.execute(actor, call, meta).await
+    }
+
+    /// One `completion/complete`.
+    pub async fn complete(
+        &self,
+        actor: &CompositeActor,
+        params: rmcp::model::CompleteRequestParams,
+        meta: &CallMeta,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        self.execute(actor, completion::Completion::new(params), meta)
+            .await
+    }
+
+    /// Whether any downstream offers completions (capgate then advertises them).
+    pub fn offers_completions(&self) -> bool {
+        self.downstreams.iter().any(|s| s.offers_completions())
     }
 
     /// One `prompts/get`.

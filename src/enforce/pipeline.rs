@@ -66,7 +66,7 @@ impl Gateway {
     ) -> Result<C::Output, ErrorData> {
         let mut trail = Trail {
             actor,
-            action: C::ACTION,
+            action: call.action(),
             request_id: new_request_id(),
             started: Instant::now(),
             capability: super::echo::echo(call.requested()),
