@@ -37,45 +37,6 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(
         .collect()
 }
 
-/// Waits until everything the gateway logged so far is committed, then exports the log.
-async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/admin/audit/flush",
-            gateway.admin_url.as_deref().expect("admin listener")
-        ))
-        .bearer_auth(gateway.admin_token())
-        .send()
-        .await
-        .expect("flush");
-    assert_eq!(response.status().as_u16(), 200, "flush");
-    let export = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
-        .args(["audit", "export", "--data-dir"])
-        .arg(gateway.dir.path().join("data"))
-        .output()
-        .expect("capgate audit export");
-    String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|r| r["record"].clone())
-        .collect()
-}
-
-async fn admin_post(gateway: &TestGateway, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}{path}",
-            gateway.admin_url.as_deref().expect("admin")
-        ))
-        .bearer_auth(gateway.admin_token())
-        .json(&body)
-        .send()
-        .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// What a request's answer said: its request id and the text an agent reads.
 struct Answer {
     request_id: String,
@@ -190,8 +151,9 @@ async fn every_refusal_kind_leaves_one_record_one_count_and_a_safe_text() {
     let budgeted = gateway
         .client(&gateway.token_in_run(&analyst("acme", "alice", "risk-agent"), "run-budget"))
         .await;
-    let (status, body) = admin_post(
+    let (status, body) = admin_request(
         &gateway,
+        &gateway.admin_token(),
         "/admin/kill-switches",
         json!({"scope": "user", "target": "carol", "reason": ADMIN_REASON}),
     )
@@ -553,8 +515,9 @@ async fn obligations_kill_switches_and_budgets_bind_every_capability_kind() {
         .await
         .expect("prompts")
         .is_empty());
-    let (status, body) = admin_post(
+    let (status, body) = admin_request(
         &gateway,
+        &gateway.admin_token(),
         "/admin/kill-switches",
         json!({"scope": "global", "reason": "stop everything"}),
     )
@@ -609,14 +572,6 @@ async fn obligations_kill_switches_and_budgets_bind_every_capability_kind() {
     );
 }
 
-fn drafts(gateway: &TestGateway) -> usize {
-    gateway
-        .journal_entries()
-        .iter()
-        .filter(|e| e["name"] == "create_notice_draft")
-        .count()
-}
-
 #[tokio::test]
 async fn replays_are_records_pointing_at_the_original_and_the_chain_verifies() {
     let gateway = TestGateway::start(GatewayOptions {
@@ -649,7 +604,7 @@ async fn replays_are_records_pointing_at_the_original_and_the_chain_verifies() {
         assert_eq!(meta["dev.capgate/replay"], true, "{meta}");
         assert_eq!(text_of(&again), text_of(&first));
     }
-    assert_eq!(drafts(&gateway), 1, "one downstream effect");
+    assert_eq!(drafts_created(&gateway), 1, "one downstream effect");
 
     let records = flushed_records(&gateway).await;
     let calls: Vec<&Value> = records
@@ -899,17 +854,18 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
             })
         })
         .collect();
-    while drafts(&gateway) == 0 {
+    while drafts_created(&gateway) == 0 {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
-    let (status, body) = admin_post(
+    let (status, body) = admin_request(
         &gateway,
+        &gateway.admin_token(),
         "/admin/kill-switches",
         json!({"scope": "tool", "target": "case__create_notice_draft", "reason": "stop drafts"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let at_flip = drafts(&gateway);
+    let at_flip = drafts_created(&gateway);
     let results = futures::future::join_all(calls).await;
     let performed = results
         .iter()
@@ -920,7 +876,7 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
         .filter(|r| r.as_ref().is_ok_and(|r| text_of(r).contains("kill switch")))
         .count();
     assert_eq!(
-        drafts(&gateway),
+        drafts_created(&gateway),
         at_flip,
         "nothing forwarded after the flip answered"
     );
@@ -933,21 +889,6 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
         40,
         "every other call was stopped by the switch"
     );
-}
-
-async fn admin_as(gateway: &TestGateway, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}{path}",
-            gateway.admin_url.as_deref().expect("admin")
-        ))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -971,7 +912,7 @@ async fn a_revoked_grant_refuses_the_next_call_and_relationship_updates_survive_
     let refused = call(&alice, "case__read_case", unassigned.clone()).await;
     assert_eq!(refused.is_error, Some(true), "case-103 is not alice's");
 
-    let (status, body) = admin_as(
+    let (status, body) = admin_request(
         &gateway,
         &opener,
         "/break-glass",
@@ -982,7 +923,7 @@ async fn a_revoked_grant_refuses_the_next_call_and_relationship_updates_survive_
     let grant = body["grant"]["id"].as_str().expect("grant id").to_string();
     let allowed = call(&alice, "case__read_case", unassigned.clone()).await;
     assert_ne!(allowed.is_error, Some(true), "{}", text_of(&allowed));
-    let (status, body) = admin_as(
+    let (status, body) = admin_request(
         &gateway,
         &opener,
         &format!("/break-glass/{grant}/revoke"),
@@ -1014,7 +955,13 @@ async fn a_revoked_grant_refuses_the_next_call_and_relationship_updates_survive_
         .as_array_mut()
         .expect("assignees");
     assigned.push(json!({"__entity": {"type": "User", "id": "alice"}}));
-    let (status, body) = admin_post(&gateway, "/admin/relationships", json!([entity])).await;
+    let (status, body) = admin_request(
+        &gateway,
+        &gateway.admin_token(),
+        "/admin/relationships",
+        json!([entity]),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let now_assigned = call(&alice, "case__read_case", unassigned.clone()).await;
     assert_ne!(

@@ -296,22 +296,9 @@ async fn completions_are_decided_as_reads_of_what_they_complete() {
         completions, 2,
         "the refused completion never reached the downstream"
     );
-    let response = reqwest::Client::new()
-        .post(format!("{}/admin/audit/flush", gateway.admin()))
-        .bearer_auth(gateway.admin_token())
-        .send()
+    let record = flushed_records(&gateway)
         .await
-        .expect("flush");
-    assert_eq!(response.status().as_u16(), 200);
-    let export = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
-        .args(["audit", "export", "--data-dir"])
-        .arg(gateway.dir.path().join("data"))
-        .output()
-        .expect("export");
-    let record = String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|r| r["record"].clone())
+        .into_iter()
         .find(|r| r["request_id"] == request_id.as_str())
         .expect("the refusal's record");
     assert_eq!(record["action"], "get_prompt");

@@ -19,7 +19,10 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
+mod admin_api;
 mod config;
+#[allow(unused_imports)]
+pub use admin_api::*;
 pub use config::*;
 
 pub const TEST_SECRET: &str = "capgate-integration-test-secret-0123456789abcdef";
