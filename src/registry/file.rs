@@ -190,7 +190,9 @@ impl Registry {
     fn add_file(&mut self, file: &str, raw: RawFile, naming: &Naming) -> Result<(), RegistryError> {
         let server = raw.server;
         // An exposed name names one capability: a second server offering it refuses start.
-        let taken = |registry: &Registry, exposed: &str| -> Result<(), RegistryError> {
+        let expose = |registry: &Registry, name: &str| -> Result<String, RegistryError> {
+            let exposed = naming.expose(&server, name);
+            let exposed = exposed.as_str();
             let owner = registry
                 .tools
                 .get(exposed)
@@ -211,7 +213,7 @@ impl Registry {
                     ),
                     fix: "give one of the two downstreams a prefix (namespace = \"prefix\") or another separator".into(),
                 }),
-                None => Ok(()),
+                None => Ok(exposed.to_string()),
             }
         };
         for (name, tool) in raw.tools {
@@ -224,11 +226,7 @@ impl Registry {
                 });
             }
             let contract = Arc::new(ToolContract {
-                exposed_name: {
-                    let exposed = naming.expose(&server, &name);
-                    taken(self, &exposed)?;
-                    exposed
-                },
+                exposed_name: expose(self, &name)?,
                 entities: bindings(file, &name, tool.entities)?,
                 server: server.clone(),
                 name: name.clone(),
@@ -247,11 +245,7 @@ impl Registry {
             check_capability_name(file, &name)?;
             check_fail_open(file, &name, prompt.fail_open, prompt.risk)?;
             let contract = Arc::new(PromptContract {
-                exposed_name: {
-                    let exposed = naming.expose(&server, &name);
-                    taken(self, &exposed)?;
-                    exposed
-                },
+                exposed_name: expose(self, &name)?,
                 entities: bindings(file, &name, prompt.entities)?,
                 server: server.clone(),
                 name: name.clone(),
@@ -301,11 +295,7 @@ impl Registry {
             check_fail_open(file, &resource.name, resource.fail_open, resource.risk)?;
             self.resources.push(Arc::new(ResourceContract {
                 entities: bindings(file, &resource.name, resource.entities)?,
-                exposed_name: {
-                    let exposed = naming.expose(&server, &resource.name);
-                    taken(self, &exposed)?;
-                    exposed
-                },
+                exposed_name: expose(self, &resource.name)?,
                 server: server.clone(),
                 name: resource.name,
                 template,
