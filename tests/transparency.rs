@@ -18,13 +18,24 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{json, Value};
 
-/// A client that keeps the progress notifications it receives.
+/// A client that keeps the progress and resource-update notifications it receives.
 #[derive(Clone, Default)]
 struct Listener {
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    updated: Arc<Mutex<Vec<String>>>,
 }
 
 impl ClientHandler for Listener {
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut seen) = self.updated.lock() {
+            seen.push(params.uri);
+        }
+    }
+
     async fn on_progress(
         &self,
         params: ProgressNotificationParam,
@@ -39,6 +50,22 @@ impl ClientHandler for Listener {
 impl Listener {
     fn seen(&self) -> Vec<ProgressNotificationParam> {
         self.progress.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn updates(&self) -> Vec<String> {
+        self.updated.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    async fn connect(
+        self,
+        gateway: &TestGateway,
+        token: String,
+    ) -> rmcp::service::RunningService<RoleClient, Listener> {
+        self.serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(gateway.url.clone()).auth_header(token),
+        ))
+        .await
+        .expect("client connects")
     }
 }
 
@@ -303,4 +330,83 @@ async fn completions_are_decided_as_reads_of_what_they_complete() {
         .expect("the refusal's record");
     assert_eq!(record["action"], "get_prompt");
     assert_eq!(record["decision"], "deny");
+}
+
+#[tokio::test]
+#[allow(deprecated)] // resources/subscribe is how 2025-11-25 clients subscribe
+async fn subscriptions_are_decided_as_reads_and_updates_reach_the_subscriber() {
+    use rmcp::model::SubscribeRequestParams;
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let bob = TokenSpec {
+        user: "bob",
+        tenant: Some("acme"),
+        roles: vec!["senior_reviewer"],
+        agent: Some("supervisor-agent"),
+        service: Some("agent-runtime"),
+    };
+    let listener = Listener::default();
+    let subscriber = listener
+        .clone()
+        .connect(&gateway, gateway.token(&bob))
+        .await;
+    let advertised = subscriber.peer_info().is_some_and(|info| {
+        info.capabilities
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.subscribe == Some(true))
+    });
+    assert!(
+        advertised,
+        "the downstream takes subscriptions, so capgate offers them"
+    );
+    let own = "case://acme/cases/case-104";
+    subscriber
+        .subscribe(SubscribeRequestParams::new(own))
+        .await
+        .expect("subscribing to a case bob may read");
+    let foreign = subscriber
+        .subscribe(SubscribeRequestParams::new("case://globex/cases/case-201"))
+        .await;
+    assert!(foreign.is_err(), "another tenant's case: {foreign:?}");
+    let subscribed = gateway
+        .journal_entries()
+        .into_iter()
+        .filter(|e| e["method"] == "resources/subscribe")
+        .count();
+    assert_eq!(
+        subscribed, 1,
+        "the refused subscription never reached the downstream"
+    );
+
+    // Someone else's session that did not subscribe.
+    let bystander = Listener::default();
+    let other = bystander
+        .clone()
+        .connect(
+            &gateway,
+            gateway.token(&analyst("acme", "alice", "drafting-agent")),
+        )
+        .await;
+
+    // The case changes: the subscriber hears of it.
+    let actor = gateway.client(&gateway.token(&bob)).await;
+    let changed = call_with_meta(
+        &actor,
+        "case__update_case_status",
+        json!({"case_id": "case-104", "status": "under_review"}),
+        key("status-104"),
+    )
+    .await;
+    assert_ne!(changed.is_error, Some(true), "{}", text_of(&changed));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listener.updates().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no update reached the subscriber"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listener.updates(), vec![own.to_string()]);
+    assert!(bystander.updates().is_empty(), "{:?}", bystander.updates());
+    drop(other);
 }

@@ -15,8 +15,9 @@ use rmcp::{
         Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
         ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
         Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-        ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities,
-        ServerConfig, Tool,
+        ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+        ResourceUpdatedNotificationParam, Role, ServerCapabilities, ServerConfig,
+        SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::RequestContext,
     ErrorData, RoleServer, ServerHandler,
@@ -81,6 +82,8 @@ pub struct CasePlatform {
     domain_tools: Arc<Vec<Tool>>,
     hook_tools: Arc<Vec<Tool>>,
     runtime_tools: Arc<RwLock<Vec<Tool>>>,
+    /// Case URIs the client subscribed to: a status change of one is announced.
+    subscribed: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl CasePlatform {
@@ -103,6 +106,7 @@ impl CasePlatform {
             domain_tools: Arc::new(domain_tools),
             hook_tools: Arc::new(hook_tools),
             runtime_tools: Arc::new(RwLock::new(Vec::new())),
+            subscribed: Arc::new(Mutex::new(Default::default())),
         })
     }
 
@@ -275,6 +279,44 @@ fn prompt_with_case(name: &str, description: &str) -> Prompt {
 }
 
 impl ServerHandler for CasePlatform {
+    #[allow(deprecated)] // capgate speaks 2025-11-25 to this server.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.journal(
+            "resources/subscribe",
+            &request.uri,
+            JsonObject::new(),
+            ctx.meta.get(ACTOR_META_KEY),
+        );
+        self.subscribed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request.uri);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.journal(
+            "resources/unsubscribe",
+            &request.uri,
+            JsonObject::new(),
+            None,
+        );
+        self.subscribed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&request.uri);
+        Ok(())
+    }
+
     /// Completes a `case_id` argument (of any prompt or template) with the caller's tenant's
     /// case ids that start with what was typed.
     async fn complete(
@@ -316,6 +358,7 @@ impl ServerHandler for CasePlatform {
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_resources()
+                .enable_resources_subscribe()
                 .enable_prompts()
                 .enable_completions()
                 .build(),
@@ -370,6 +413,25 @@ impl ServerHandler for CasePlatform {
         };
         tracing::info!(tool = %name, tenant = %actor.tenant, user = ?actor.user, "tools/call");
         let result = tools::call_domain_tool(&mut self.platform(), &actor, &name, &args);
+        if name == "update_case_status" && result.as_ref().is_some_and(|r| r.is_error != Some(true))
+        {
+            let case_id = args
+                .get("case_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let uri = format!("{CASE_URI_PREFIX}{}/cases/{case_id}", actor.tenant);
+            let subscribed = self
+                .subscribed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&uri);
+            if subscribed {
+                let _ = ctx
+                    .peer
+                    .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                    .await;
+            }
+        }
         result.map(Into::into).ok_or_else(|| {
             ErrorData::internal_error(format!("tool {name} has no implementation"), None)
         })

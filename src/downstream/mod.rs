@@ -11,12 +11,14 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+#[allow(deprecated)] // resources/subscribe is how 2025-11-25 servers take subscriptions.
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
     GetPromptRequestParams, GetPromptResult, PaginatedRequestParams, Prompt, ReadResourceRequest,
     ReadResourceRequestParams, ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate,
-    ServerResult, Tool,
+    ServerResult, SubscribeRequest, SubscribeRequestParams, Tool, UnsubscribeRequest,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService};
 use rmcp::{ClientCacheConfig, ClientHandler, ServiceExt};
@@ -27,9 +29,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{DownstreamConfig, DownstreamTransport};
 
 mod relay;
+mod subscriptions;
 
 use relay::ProgressRoutes;
 pub use relay::Relay;
+use subscriptions::Subscriptions;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -98,6 +102,8 @@ pub struct DownstreamServer {
     contract_check: ContractCheck,
     /// Calls in flight whose progress goes back to a client.
     progress: ProgressRoutes,
+    /// Client sessions listening to resource URIs.
+    subscriptions: Subscriptions,
 }
 
 /// Receives the downstream's notifications; refreshes the catalogue on `list_changed`.
@@ -107,6 +113,16 @@ struct DownstreamEvents {
 }
 
 impl ClientHandler for DownstreamEvents {
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(server) = self.server.upgrade() {
+            server.subscriptions.updated(params).await;
+        }
+    }
+
     async fn on_progress(
         &self,
         params: rmcp::model::ProgressNotificationParam,
@@ -301,6 +317,77 @@ impl DownstreamServer {
             ServerResult::CompleteResult(result) => Ok(result),
             _ => Err(self.unexpected("completion/complete")),
         }
+    }
+
+    #[allow(deprecated)]
+    /// Adds the relay's session to `uri`'s listeners, subscribing the downstream for the first.
+    pub async fn subscribe_resource(
+        &self,
+        uri: &str,
+        meta: RequestMetaObject,
+        relay: Option<&Relay>,
+    ) -> Result<(), DownstreamError> {
+        let Some(relay) = relay else {
+            return Err(DownstreamError::Failed {
+                server: self.id.clone(),
+                reason: "a subscription needs a client session to notify".into(),
+            });
+        };
+        if !self
+            .subscriptions
+            .add(uri, &relay.session, relay.peer.clone())
+        {
+            return Ok(());
+        }
+        let mut params = SubscribeRequestParams::new(uri);
+        params.meta = Some(meta.clone());
+        let answered = self
+            .request(
+                ClientRequest::SubscribeRequest(SubscribeRequest::new(params)),
+                meta,
+                Some(relay),
+            )
+            .await;
+        if answered.is_err() {
+            self.subscriptions.remove(uri, &relay.session);
+        }
+        answered.map(|_| ())
+    }
+
+    #[allow(deprecated)]
+    /// Removes a session from `uri`'s listeners, unsubscribing the downstream after the last.
+    pub async fn unsubscribe_resource(
+        &self,
+        uri: &str,
+        session: &str,
+    ) -> Result<(), DownstreamError> {
+        if !self.subscriptions.remove(uri, session) {
+            return Ok(());
+        }
+        let params = UnsubscribeRequestParams::new(uri);
+        self.request(
+            ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(params)),
+            RequestMetaObject::new(),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether the connected server lets clients subscribe to resources.
+    pub fn offers_subscriptions(&self) -> bool {
+        self.peer
+            .load()
+            .as_ref()
+            .and_then(|peer| {
+                peer.peer_info().map(|info| {
+                    info.capabilities
+                        .resources
+                        .as_ref()
+                        .is_some_and(|r| r.subscribe == Some(true))
+                })
+            })
+            .unwrap_or(false)
     }
 
     /// Whether the connected server advertises completions.
@@ -510,6 +597,7 @@ impl Downstreams {
                 generation: watch::channel(0).0,
                 contract_check: has_contract.clone(),
                 progress: ProgressRoutes::default(),
+                subscriptions: Subscriptions::default(),
             });
             tokio::spawn(server.clone().supervise(shutdown.clone()));
             servers.insert(config.id.clone(), server);

@@ -19,6 +19,8 @@ pub struct Relay {
     pub progress_token: Option<ProgressToken>,
     /// Cancelled when the client cancels the request.
     pub cancelled: CancellationToken,
+    /// The client's session (its `Mcp-Session-Id`; one fixed name over stdio).
+    pub session: String,
 }
 
 /// Where a downstream's progress notifications go: downstream token → the client's.

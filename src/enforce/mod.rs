@@ -24,6 +24,7 @@ mod records;
 mod refusal;
 mod relationships;
 mod requests;
+mod subscription;
 
 pub use approval_rules::{ActionDigest, ApprovalProblem};
 pub use approvals::ApprovalDecisionError;
@@ -243,6 +244,42 @@ impl Gateway {
     ) -> Result<rmcp::model::CompleteResult, ErrorData> {
         self.execute(actor, completion::Completion::new(params), meta)
             .await
+    }
+
+    /// One `resources/subscribe`: decided like a read of the URI.
+    pub async fn subscribe(
+        &self,
+        actor: &CompositeActor,
+        uri: &str,
+        meta: &CallMeta,
+    ) -> Result<(), ErrorData> {
+        let call = subscription::Subscription {
+            uri: uri.to_string(),
+        };
+        self.execute(actor, call, meta).await.map(|_| ())
+    }
+
+    /// One `resources/unsubscribe`: the caller's own session stops listening to `uri`.
+    pub async fn unsubscribe(&self, uri: &str, session: &str) -> Result<(), ErrorData> {
+        let Some((contract, _)) = self.registry.resource_for_uri(uri) else {
+            return Ok(());
+        };
+        let server = self
+            .downstreams
+            .get(&contract.server)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        server
+            .unsubscribe_resource(uri, session)
+            .await
+            .map_err(|e| {
+                tracing::warn!(%e, "unsubscribing the downstream failed");
+                ErrorData::internal_error("the downstream could not be unsubscribed", None)
+            })
+    }
+
+    /// Whether any downstream lets clients subscribe to resources.
+    pub fn offers_subscriptions(&self) -> bool {
+        self.downstreams.iter().any(|s| s.offers_subscriptions())
     }
 
     /// Whether any downstream offers completions (capgate then advertises them).

@@ -8,7 +8,7 @@ use rmcp::model::{
     ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject, ServerCapabilities,
-    ServerConfig,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
@@ -88,8 +88,19 @@ fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
             peer: ctx.peer.clone(),
             progress_token: ctx.meta.get_progress_token(),
             cancelled: ctx.ct.clone(),
+            session: session_of(ctx),
         }),
     }
+}
+
+/// The request's session: its `Mcp-Session-Id` over HTTP; over stdio the process is one.
+fn session_of(ctx: &RequestContext<RoleServer>) -> String {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("stdio")
+        .to_string()
 }
 
 impl McpFront {
@@ -150,12 +161,46 @@ impl ServerHandler for McpFront {
             .enable_resources()
             .enable_prompts()
             .build();
-        // Completions only where a downstream offers them (capgate decides and forwards them).
+        // Completions and subscriptions only where a downstream offers them (capgate decides
+        // and forwards them).
         if self.gateway.offers_completions() {
             capabilities.completions = Some(Default::default());
         }
+        if self.gateway.offers_subscriptions() {
+            if let Some(resources) = capabilities.resources.as_mut() {
+                resources.subscribe = Some(true);
+            }
+        }
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("capgate", env!("CARGO_PKG_VERSION")))
+    }
+
+    #[allow(deprecated)] // resources/subscribe is how 2025-11-25 clients subscribe.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let actor = self.actor(&ctx)?;
+        let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
+        tracing::Instrument::instrument(
+            self.gateway
+                .subscribe(&actor, &request.uri, &call_meta(&ctx)),
+            span,
+        )
+        .await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.actor(&ctx)?;
+        self.gateway
+            .unsubscribe(&request.uri, &session_of(&ctx))
+            .await
     }
 
     async fn complete(
