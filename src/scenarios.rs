@@ -73,6 +73,8 @@ pub struct Expectation {
     /// Fragments that must each appear in some `missing` entry.
     #[serde(default)]
     pub missing: Vec<String>,
+    /// Whether a break-glass grant may override the decision, when given.
+    pub break_glass: Option<bool>,
 }
 
 /// The result of one scenario.
@@ -217,6 +219,14 @@ fn check(expect: &Expectation, decision: &Decision) -> Option<String> {
             problems.push(format!(
                 "expected policy `{policy}` to decide, got {:?}",
                 decision.policy_ids
+            ));
+        }
+    }
+    if let Some(overridable) = expect.break_glass {
+        if decision.break_glass_may_override != overridable {
+            problems.push(format!(
+                "expected break_glass {overridable}, got {}",
+                decision.break_glass_may_override
             ));
         }
     }

@@ -67,6 +67,9 @@ pub struct PolicyMeta {
     pub reason: Option<String>,
     /// For `@outcome("require_approval")` forbids: the role whose holders may approve.
     pub approver_role: Option<String>,
+    /// For forbids marked `@break_glass("never")` (tenant isolation): no break-glass grant
+    /// overrides a refusal this forbid takes part in.
+    pub break_glass_never: bool,
 }
 
 /// One problem in one policy file.
@@ -443,8 +446,8 @@ fn annotation_list(value: Option<&str>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`; misplaced ones, and obligations this
-/// gateway cannot enforce, refuse the set.
+/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`, `@approver`, `@break_glass`;
+/// misplaced or unknown ones, and obligations this gateway cannot enforce, refuse the set.
 fn read_annotations(
     policy: &cedar_policy::Policy,
     id: &str,
@@ -477,6 +480,21 @@ fn read_annotations(
             "@approver belongs on forbids with @outcome(\"require_approval\")".into(),
         ));
     }
+    let break_glass_never = match policy.annotation("break_glass") {
+        None => false,
+        Some(_) if !is_forbid => {
+            return Err(problem(
+                "@break_glass belongs on forbid policies (it says what a grant may not override)"
+                    .into(),
+            ))
+        }
+        Some("never") => true,
+        Some(other) => {
+            return Err(problem(format!(
+                "@break_glass(\"{other}\") is unknown; use @break_glass(\"never\") on forbids no break-glass grant may override"
+            )))
+        }
+    };
     let obligations = annotation_list(policy.annotation("obligation"));
     if is_forbid && !obligations.is_empty() {
         return Err(problem(
@@ -503,6 +521,7 @@ fn read_annotations(
             .unwrap_or_default(),
         reason: policy.annotation("reason").map(str::to_string),
         approver_role: policy.annotation("approver").map(str::to_string),
+        break_glass_never,
     })
 }
 

@@ -11,6 +11,11 @@
 //! 4. otherwise a matching `permit` is `allow`, with the union of the determining permits'
 //!    `@obligation`s; without one, `deny` (deny by default).
 //!
+//! A refusal says whether a break-glass grant may override it
+//! ([`Decision::break_glass_may_override`]): a `deny` or `require_approval` may be, unless a
+//! forbid marked `@break_glass("never")` (tenant isolation) matched or could not be evaluated;
+//! `require_more_context`, and a request that could not be built, never.
+//!
 //! The PDP is pure and does no I/O per decision. Versions swap atomically on reload; the
 //! version in effect is chosen by the manifest's effective window; a shadow (candidate) set can
 //! be evaluated beside the enforced one on every decision.
@@ -79,6 +84,10 @@ impl PolicyInfo {
 
     fn outcome(&self) -> Option<Outcome> {
         self.meta.as_ref().and_then(|m| m.outcome)
+    }
+
+    fn break_glass_never(&self) -> bool {
+        self.meta.as_ref().is_some_and(|m| m.break_glass_never)
     }
 
     fn is_plain_forbid(&self) -> bool {
@@ -241,6 +250,7 @@ impl CompiledPolicySet {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role: None,
+            break_glass_may_override: false,
             shadow: None,
         }
     }
@@ -298,11 +308,13 @@ impl CompiledPolicySet {
             }
         };
         let Some(slice) = self.slices.slice(request.action, &cedar.resource) else {
-            return self.decision(
+            let mut decision = self.decision(
                 Outcome::Deny,
                 format!("denied {}: no policies for this action ({under})", what()),
                 Vec::new(),
             );
+            decision.break_glass_may_override = true;
+            return decision;
         };
         let policies = slice.for_request(&cedar.facts());
         let authorizer = &self.authorizer;
@@ -344,12 +356,19 @@ impl CompiledPolicySet {
         // 2. Evaluation errors never drop a policy silently (a plain forbid still wins: it
         //    cannot be made less restrictive by what failed to evaluate).
         if !plain_forbid && response.diagnostics().errors().next().is_some() {
+            // What failed to evaluate may be a forbid no grant may override.
+            let erring_never = response.diagnostics().errors().any(|error| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                self.info(e.policy_id()).break_glass_never()
+            });
             if !some_permit_applies() {
-                return self.decision(
+                let mut decision = self.decision(
                     Outcome::Deny,
                     format!("denied {}: no policy permits it (deny by default; some policies could not be evaluated) ({under})", what()),
                     Vec::new(),
                 );
+                decision.break_glass_may_override = !erring_never;
+                return decision;
             }
             let mut errors = Vec::new();
             let mut erring = Vec::new();
@@ -383,6 +402,7 @@ impl CompiledPolicySet {
             if missing_data {
                 decision.missing = errors;
             }
+            decision.break_glass_may_override = outcome == Outcome::Deny && !erring_never;
             return decision;
         }
 
@@ -468,6 +488,8 @@ impl CompiledPolicySet {
         } else {
             None
         };
+        let break_glass_may_override = matches!(outcome, Outcome::Deny | Outcome::RequireApproval)
+            && !determining.iter().any(|p| p.break_glass_never());
         Decision {
             outcome,
             agent_reason: agent_reason(outcome, &advice, &[]),
@@ -479,6 +501,7 @@ impl CompiledPolicySet {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role,
+            break_glass_may_override,
             shadow: None,
         }
     }
@@ -630,6 +653,7 @@ impl PolicyEngine {
                     policy_version: latest.label().to_string(),
                     missing: Vec::new(),
                     approver_role: None,
+                    break_glass_may_override: false,
                     shadow: None,
                 }
             }

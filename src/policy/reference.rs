@@ -82,6 +82,7 @@ impl ReferencePdp {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role: None,
+            break_glass_may_override: false,
             shadow: None,
         }
     }
@@ -124,11 +125,13 @@ impl ReferencePdp {
             }
         };
         let Some(slice) = self.slices.slice(request.action, &resource_uid) else {
-            return self.decision(
+            let mut decision = self.decision(
                 Outcome::Deny,
                 format!("denied {what}: no policies for this action ({under})"),
                 Vec::new(),
             );
+            decision.break_glass_may_override = true;
+            return decision;
         };
         let slice = slice.whole();
         let authorizer = &self.authorizer;
@@ -152,13 +155,20 @@ impl ReferencePdp {
                 .iter()
                 .any(|(_, m)| m.is_some_and(|m| m.is_forbid && m.outcome.is_none()));
 
+        let never = |id: &PolicyId| self.meta.get(id).is_some_and(|m| m.break_glass_never);
         if !plain_forbid && response.diagnostics().errors().next().is_some() {
+            let erring_never = response.diagnostics().errors().any(|error| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                never(e.policy_id())
+            });
             if !some_permit_applies() {
-                return self.decision(
+                let mut decision = self.decision(
                     Outcome::Deny,
                     format!("denied {what}: no policy permits it (deny by default; some policies could not be evaluated) ({under})"),
                     Vec::new(),
                 );
+                decision.break_glass_may_override = !erring_never;
+                return decision;
             }
             let mut errors = Vec::new();
             let mut erring = Vec::new();
@@ -192,6 +202,7 @@ impl ReferencePdp {
                 if missing_data {
                     decision.missing = errors;
                 }
+                decision.break_glass_may_override = outcome == Outcome::Deny && !erring_never;
                 return decision;
             }
         }
@@ -273,6 +284,8 @@ impl ReferencePdp {
                     .find_map(|(_, m)| m.and_then(|m| m.approver_role.clone()))
             })
             .flatten();
+        let break_glass_may_override = matches!(outcome, Outcome::Deny | Outcome::RequireApproval)
+            && !determining.iter().any(|(id, _)| never(id));
         Decision {
             outcome,
             agent_reason: agent_reason(outcome, &advice, &[]),
@@ -284,6 +297,7 @@ impl ReferencePdp {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role,
+            break_glass_may_override,
             shadow: None,
         }
     }
@@ -512,7 +526,7 @@ mod tests {
 
     use super::ReferencePdp;
     use crate::policy::contract::{AgentFacts, AttributeValue, EntityRef, PolicyRequest};
-    use crate::policy::Action;
+    use crate::policy::{Action, Outcome};
     use crate::registry::Registry;
     use crate::scenarios::{parse_file, scenario_files, scenario_request};
 
@@ -748,7 +762,8 @@ mod tests {
         assert!(decided > 2_000, "only {decided} requests compared");
     }
 
-    /// The forbid `id` in `text` turned into a permit, its `@outcome` and `@approver` dropped.
+    /// The forbid `id` in `text` turned into a permit, its `@outcome`, `@approver` and
+    /// `@break_glass` dropped.
     fn forbid_to_permit(text: &str, id: &str) -> Option<String> {
         let lines: Vec<&str> = text.lines().collect();
         let at = lines
@@ -761,7 +776,12 @@ mod tests {
             if i == at {
                 in_head = true;
             }
-            if in_head && annotation && (line.contains("@outcome") || line.contains("@approver")) {
+            if in_head
+                && annotation
+                && (line.contains("@outcome")
+                    || line.contains("@approver")
+                    || line.contains("@break_glass"))
+            {
                 continue;
             }
             if in_head && line.trim_start().starts_with("forbid") {
@@ -819,6 +839,7 @@ mod tests {
     const EXOTIC: &str = r#"
 @id("exotic-overflow")
 @reason("costs overflow")
+@break_glass("never")
 forbid (principal, action == Action::"call_tool", resource is Tool)
 when { context.arguments has scope && resource.cost * 4611686018427387904 > 0 };
 
@@ -857,6 +878,7 @@ forbid (principal is User, action == Action::"discover_tool", resource)
 unless { context has service && context.service == Service::"agent-runtime" };
 
 @id("exotic-late-guard")
+@break_glass("never")
 forbid (principal is Agent, action == Action::"call_tool", resource)
 when { principal.profile.workflow_nodes.contains("closing") && context has draft };
 
@@ -937,5 +959,16 @@ when { context has case && resource.server == "case" };
         assert!(decisions
             .iter()
             .any(|d| d.obligations.contains(&"audit:exotic".to_string())));
+        // A refusal a forbid marked `@break_glass("never")` took part in, by matching or by
+        // failing to evaluate, is not for break-glass; other denials are.
+        let refused = |overridable: bool| {
+            decisions
+                .iter()
+                .any(|d| d.outcome == Outcome::Deny && d.break_glass_may_override == overridable)
+        };
+        assert!(refused(true) && refused(false));
+        assert!(decisions.iter().any(|d| d.outcome == Outcome::Deny
+            && !d.break_glass_may_override
+            && d.reason.contains("could not be evaluated")));
     }
 }
