@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use capgate::config::GatewayConfig;
 use capgate::identity::{mint_dev_token, DevTokenRequest};
-use capgate::policy::{CompiledPolicySet, PolicyEngine, PolicyRequest};
+use capgate::policy::{AdminPolicySet, AdminRoles, CompiledPolicySet, PolicyEngine, PolicyRequest};
 use capgate::registry::Registry;
 
 #[derive(Parser)]
@@ -161,12 +161,14 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Parse and strictly validate the policy directory, with warnings; non-zero exit on errors.
+    /// Parse and strictly validate the policy directory (and its admin policy set, `admin/`, when
+    /// there is one), with warnings; non-zero exit on errors.
     Check {
         /// Policies directory; defaults to the config's policies_dir.
         dir: Option<PathBuf>,
     },
-    /// Run the scenario files (policies/tests/*.yaml); non-zero exit on any failure.
+    /// Run the scenario files (policies/tests/*.yaml, and policies/admin/tests/*.yaml beside an
+    /// admin policy set); non-zero exit on any failure.
     Test {
         /// Policies directory; defaults to the config's policies_dir.
         #[arg(long)]
@@ -195,7 +197,8 @@ enum PolicyCommand {
         #[command(flatten)]
         location: LogLocation,
     },
-    /// Format the Cedar policy files in place (or only check with --check).
+    /// Format the Cedar policy files in place (or only check with --check), the admin policy
+    /// set's too.
     Fmt {
         #[arg(long)]
         check: bool,
@@ -462,6 +465,44 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
     }
 }
 
+/// Prints each scenario's result, runner style; the number that failed.
+fn report<D>(
+    results: &[capgate::scenarios::ScenarioResult<D>],
+    verbose: bool,
+    reason: impl Fn(&D) -> &String,
+) -> usize {
+    let mut failed = 0;
+    for result in results {
+        match &result.failure {
+            None => {
+                println!("test {}::{} ... ok", result.file, result.name);
+                if let (true, Some(decision)) = (verbose, &result.decision) {
+                    println!("    {}", reason(decision));
+                }
+            }
+            Some(failure) => {
+                failed += 1;
+                println!(
+                    "test {}::{} ... FAILED\n    {failure}",
+                    result.file, result.name
+                );
+            }
+        }
+    }
+    failed
+}
+
+/// The admin roles the configuration names (the defaults without a config or an `[admin]`).
+fn admin_roles(config: Option<&PathBuf>) -> AdminRoles {
+    match load_config(config).ok().and_then(|c| c.admin) {
+        Some(admin) => AdminRoles {
+            tenant_admin: admin.role,
+            platform_admin: admin.platform_role,
+        },
+        None => AdminRoles::default(),
+    }
+}
+
 fn policies_dir(config: Option<&PathBuf>, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(match given {
         Some(dir) => dir,
@@ -486,6 +527,18 @@ fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::R
                 relationships.len(),
                 set.warnings.len()
             );
+            if let Some(admin) = AdminPolicySet::load_beside(&dir)? {
+                for warning in &admin.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                println!(
+                    "{}: {} admin policies valid (strict), admin policy set {}, {} warning(s)",
+                    dir.join(capgate::policy::admin::ADMIN_DIR).display(),
+                    admin.policy_count(),
+                    admin.digest,
+                    admin.warnings.len()
+                );
+            }
             Ok(())
         }
         PolicyCommand::Test {
@@ -504,31 +557,23 @@ fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::R
             let registry = Registry::load(&capabilities, None)?;
             let results = capgate::scenarios::run_dir(&tests, &engine, &registry)
                 .map_err(anyhow::Error::msg)?;
-            let mut failed = 0;
-            for result in &results {
-                match &result.failure {
-                    None => {
-                        println!("test {}::{} ... ok", result.file, result.name);
-                        if verbose {
-                            if let Some(decision) = &result.decision {
-                                println!("    {}", decision.reason);
-                            }
-                        }
-                    }
-                    Some(failure) => {
-                        failed += 1;
-                        println!(
-                            "test {}::{} ... FAILED\n    {failure}",
-                            result.file, result.name
-                        );
-                    }
-                }
-            }
-            println!();
-            println!("{} passed, {} failed", results.len() - failed, failed);
             if results.is_empty() {
                 bail!("no scenarios found in {}", tests.display());
             }
+            let mut failed = report(&results, verbose, |d| &d.reason);
+            let mut total = results.len();
+            let admin_tests = policies
+                .join(capgate::policy::admin::ADMIN_DIR)
+                .join("tests");
+            if let (Some(admin), true) = (engine.admin(), admin_tests.is_dir()) {
+                let results =
+                    capgate::scenarios::run_admin_dir(&admin_tests, &admin, &admin_roles(config))
+                        .map_err(anyhow::Error::msg)?;
+                failed += report(&results, verbose, |d| &d.reason);
+                total += results.len();
+            }
+            println!();
+            println!("{} passed, {} failed", total - failed, failed);
             if failed > 0 {
                 bail!("{failed} scenario(s) failed");
             }
@@ -601,10 +646,16 @@ fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::R
                 indent_width: 2,
             };
             let mut unformatted = Vec::new();
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
-                .collect();
+            // The policies and, beside them, the admin policy set's.
+            let admin = dir.join(capgate::policy::admin::ADMIN_DIR);
+            let mut files: Vec<PathBuf> = Vec::new();
+            for dir in std::iter::once(&dir).chain(admin.is_dir().then_some(&admin)) {
+                files.extend(
+                    std::fs::read_dir(dir)?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "cedar")),
+                );
+            }
             files.sort();
             for file in files {
                 let text = std::fs::read_to_string(&file)?;

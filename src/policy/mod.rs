@@ -26,6 +26,7 @@
 //! a second time, over the permits alone, only when a forbid with an `@outcome` matched and
 //! its answer depends on whether anything would permit the request.
 
+pub mod admin;
 pub mod contract;
 pub mod entities;
 mod guards;
@@ -44,6 +45,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cedar_policy::{Authorizer, Entity, EvaluationError, PolicyId, Schema};
 
+pub use admin::{
+    AdminAction, AdminDecision, AdminOutcome, AdminPolicySet, AdminRequest, AdminResource,
+    AdminRoles,
+};
 pub use contract::{
     Action, ActorFacts, AttributeValue, CapabilityKind, Decision, EntityRef, Outcome,
     PolicyRequest, ResourceFacts, ShadowDecision,
@@ -565,8 +570,9 @@ fn agent_reason(outcome: Outcome, advice: &[String], missing: &[String]) -> Stri
     }
 }
 
-/// The PDP as the gateway holds it: the enforced version(s), an optional shadow set, and the
-/// relationship store, each swappable atomically.
+/// The PDP as the gateway holds it: the enforced version(s), an optional shadow set, the
+/// relationship store, and the admin policy set (`<dir>/admin/`, when there is one), each
+/// swappable atomically.
 pub struct PolicyEngine {
     dir: PathBuf,
     shadow_dir: Option<PathBuf>,
@@ -574,6 +580,8 @@ pub struct PolicyEngine {
     versions: ArcSwap<Vec<Arc<CompiledPolicySet>>>,
     shadow: ArcSwapOption<CompiledPolicySet>,
     relationships: ArcSwap<RelationshipStore>,
+    /// Who may administer what; decided apart from the capability set, never per call.
+    admin: ArcSwapOption<AdminPolicySet>,
 }
 
 /// Seconds since the Unix epoch.
@@ -592,13 +600,42 @@ impl PolicyEngine {
             Some(shadow_dir) => Some(Arc::new(CompiledPolicySet::load(shadow_dir)?.0)),
             None => None,
         };
+        let admin = AdminPolicySet::load_beside(dir)?.map(Arc::new);
         Ok(Arc::new(Self {
             dir: dir.to_path_buf(),
             shadow_dir: shadow_dir.map(Path::to_path_buf),
             versions: ArcSwap::from_pointee(vec![Arc::new(set)]),
             shadow: ArcSwapOption::new(shadow),
             relationships: ArcSwap::from_pointee(relationships),
+            admin: ArcSwapOption::new(admin),
         }))
+    }
+
+    /// The admin policy set, when the policies directory has one.
+    pub fn admin(&self) -> Option<Arc<AdminPolicySet>> {
+        self.admin.load_full()
+    }
+
+    /// An entity of a relationship update as the admin PDP judges it, against the relationship
+    /// store in force now.
+    pub fn relationship_resource(&self, entity: &serde_json::Value) -> AdminResource {
+        AdminResource::relationship(entity, &self.relationships.load())
+    }
+
+    /// Decides an admin request; without an admin policy set, everything is denied.
+    pub fn decide_admin(&self, request: &AdminRequest, roles: &AdminRoles) -> AdminDecision {
+        match self.admin.load().as_ref() {
+            Some(set) => set.decide(request, roles),
+            None => AdminDecision {
+                outcome: AdminOutcome::Deny,
+                policy_ids: Vec::new(),
+                reason: format!(
+                    "denied: there is no admin policy set ({}/{})",
+                    self.dir.display(),
+                    admin::ADMIN_DIR
+                ),
+            },
+        }
     }
 
     /// The version in effect at `now`, if any.
@@ -671,10 +708,10 @@ impl PolicyEngine {
         decision
     }
 
-    /// Re-reads the policy directory (and the shadow one): validates, then swaps atomically.
-    /// On any problem the running version stays and the error says why.
-    /// Reloads policies, schema and entity files from disk, then replays `updates` (the durable
-    /// relationship updates, oldest first) over the entity files.
+    /// Re-reads the policy directory (policies, schema, entity files, the admin set) and the
+    /// shadow one: validates everything, replays `updates` (the durable relationship updates,
+    /// oldest first) over the entity files, then swaps atomically. On any problem the running
+    /// versions stay and the error says why.
     pub fn reload(&self, updates: &[Vec<serde_json::Value>]) -> Result<String, PolicyLoadError> {
         let (set, files) = CompiledPolicySet::load(&self.dir)?;
         let relationships =
@@ -691,6 +728,16 @@ impl PolicyEngine {
             Some(dir) => Some(Arc::new(CompiledPolicySet::load(dir)?.0)),
             None => None,
         };
+        let admin = AdminPolicySet::load_beside(&self.dir)?.map(Arc::new);
+        if admin.is_none() && self.admin.load().is_some() {
+            return Err(PolicyLoadError {
+                problems: vec![PolicyProblem {
+                    file: self.dir.join(admin::ADMIN_DIR).display().to_string(),
+                    line: None,
+                    message: "the admin policy set is gone; without it every admin request would be refused".into(),
+                }],
+            });
+        }
         let label = set.label().to_string();
         let now = now_unix();
         let set = Arc::new(set);
@@ -704,6 +751,7 @@ impl PolicyEngine {
         self.versions.store(Arc::new(versions));
         self.relationships.store(Arc::new(relationships));
         self.shadow.store(shadow);
+        self.admin.store(admin);
         Ok(label)
     }
 
