@@ -44,7 +44,7 @@ async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
             "{}/admin/audit/flush",
             gateway.admin_url.as_deref().expect("admin listener")
         ))
-        .bearer_auth(gateway.admin_token())
+        .bearer_auth(gateway.platform_admin_token())
         .send()
         .await
         .expect("flush");
@@ -61,13 +61,14 @@ async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
         .collect()
 }
 
+/// A platform admin's request (global and tool switches, switches in every tenant).
 async fn admin_post(gateway: &TestGateway, path: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!(
             "{}{path}",
             gateway.admin_url.as_deref().expect("admin")
         ))
-        .bearer_auth(gateway.admin_token())
+        .bearer_auth(gateway.platform_admin_token())
         .json(&body)
         .send()
         .await
@@ -175,15 +176,7 @@ async fn every_refusal_kind_leaves_one_record_one_count_and_a_safe_text() {
     let alice = gateway
         .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
         .await;
-    let notifier = gateway
-        .client(&gateway.token(&TokenSpec {
-            user: "svc-notify",
-            tenant: Some("acme"),
-            roles: vec![],
-            agent: Some("notification-service"),
-            service: Some("notification-service"),
-        }))
-        .await;
+    let notifier = gateway.client(&gateway.token(&notifier())).await;
     let killed = gateway
         .client(&gateway.token(&analyst("acme", "carol", "drafting-agent")))
         .await;
