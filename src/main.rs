@@ -149,12 +149,14 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Parse and strictly validate the policy directory, with warnings; non-zero exit on errors.
+    /// Parse and strictly validate the policy directory (and its admin policy set, `admin/`, when
+    /// there is one), with warnings; non-zero exit on errors.
     Check {
         /// Policies directory; defaults to the config's policies_dir.
         dir: Option<PathBuf>,
     },
-    /// Run the scenario files (policies/tests/*.yaml); non-zero exit on any failure.
+    /// Run the scenario files (policies/tests/*.yaml, and policies/admin/tests/*.yaml beside an
+    /// admin policy set); non-zero exit on any failure.
     Test {
         /// Policies directory; defaults to the config's policies_dir.
         #[arg(long)]
@@ -183,7 +185,8 @@ enum PolicyCommand {
         #[command(flatten)]
         location: LogLocation,
     },
-    /// Format the Cedar policy files in place (or only check with --check).
+    /// Format the Cedar policy files in place (or only check with --check), the admin policy
+    /// set's too.
     Fmt {
         #[arg(long)]
         check: bool,

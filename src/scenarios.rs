@@ -2,6 +2,9 @@
 //! `policies/tests/` list requests and the decision each must get. A scenario names an actor, an
 //! action, a capability and its arguments; the request is built by the same code the gateway
 //! uses on every call (`enforce::tool_request` and friends), so contract bindings are tested too.
+//!
+//! The admin policy set has scenarios of the same style (`policies/admin/tests/`): an actor, an
+//! admin action, the resource it acts on, and the answer.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +14,8 @@ use serde::Deserialize;
 use crate::enforce::{prompt_request, resource_request, tool_request, Asker};
 use crate::policy::contract::{AgentFacts, Environment, RiskContext, RuntimeContext, UserFacts};
 use crate::policy::{
-    Action, ActorFacts, CapabilityKind, Decision, Outcome, PolicyEngine, PolicyRequest,
+    Action, ActorFacts, AdminAction, AdminDecision, AdminOutcome, AdminPolicySet, AdminRequest,
+    AdminResource, AdminRoles, CapabilityKind, Decision, Outcome, PolicyEngine, PolicyRequest,
 };
 use crate::registry::Registry;
 
@@ -73,15 +77,45 @@ pub struct Expectation {
     /// Fragments that must each appear in some `missing` entry.
     #[serde(default)]
     pub missing: Vec<String>,
+    /// Whether a break-glass grant may override the decision, when given.
+    pub break_glass: Option<bool>,
 }
 
-/// The result of one scenario.
+/// One admin scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminScenarioFile {
+    pub scenarios: Vec<AdminScenario>,
+}
+
+/// An admin request and the answer it must get. The actor's roles are token roles; the admin
+/// roles they map to are the configured ones (by default `capgate-admin` and
+/// `capgate-platform-admin`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminScenario {
+    pub name: String,
+    pub actor: ActorSpec,
+    pub action: AdminAction,
+    pub resource: AdminResource,
+    pub expect: AdminExpectation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminExpectation {
+    pub outcome: AdminOutcome,
+    /// A policy that must be among the deciding ones.
+    pub policy: Option<String>,
+}
+
+/// The result of one scenario, with the decision it got.
 #[derive(Debug, Clone)]
-pub struct ScenarioResult {
+pub struct ScenarioResult<D = Decision> {
     pub file: String,
     pub name: String,
     pub failure: Option<String>,
-    pub decision: Option<Decision>,
+    pub decision: Option<D>,
 }
 
 impl ActorSpec {
@@ -220,6 +254,14 @@ fn check(expect: &Expectation, decision: &Decision) -> Option<String> {
             ));
         }
     }
+    if let Some(overridable) = expect.break_glass {
+        if decision.break_glass_may_override != overridable {
+            problems.push(format!(
+                "expected break_glass {overridable}, got {}",
+                decision.break_glass_may_override
+            ));
+        }
+    }
     for fragment in &expect.missing {
         if !decision
             .missing
@@ -248,12 +290,73 @@ pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Parses one scenario file; errors name the file and line.
 pub fn parse_file(path: &Path) -> Result<ScenarioFile, String> {
+    parse_yaml(path)
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| match e.location() {
         Some(at) => format!("{}:{}: {e}", path.display(), at.line()),
         None => format!("{}: {e}", path.display()),
     })
+}
+
+fn check_admin(expect: &AdminExpectation, decision: &AdminDecision) -> Option<String> {
+    let mut problems = Vec::new();
+    if decision.outcome != expect.outcome {
+        problems.push(format!(
+            "expected {:?}, got {:?}",
+            expect.outcome, decision.outcome
+        ));
+    }
+    if let Some(policy) = &expect.policy {
+        if !decision.policy_ids.contains(policy) {
+            problems.push(format!(
+                "expected policy `{policy}` to decide, got {:?}",
+                decision.policy_ids
+            ));
+        }
+    }
+    (!problems.is_empty()).then(|| format!("{}; reason: {}", problems.join("; "), decision.reason))
+}
+
+/// Runs every admin scenario of every file in `dir` against the admin policy set.
+pub fn run_admin_dir(
+    dir: &Path,
+    set: &AdminPolicySet,
+    roles: &AdminRoles,
+) -> Result<Vec<ScenarioResult<AdminDecision>>, String> {
+    let mut results = Vec::new();
+    for path in scenario_files(dir)? {
+        let file: AdminScenarioFile = parse_yaml(&path)?;
+        let name = path.display().to_string();
+        for scenario in file.scenarios {
+            let Some(tenant) = scenario.actor.tenant.clone() else {
+                results.push(ScenarioResult {
+                    file: name.clone(),
+                    name: scenario.name,
+                    failure: Some("an admin scenario's actor needs a tenant".into()),
+                    decision: None,
+                });
+                continue;
+            };
+            let request = AdminRequest {
+                actor: scenario.actor.facts(),
+                tenant,
+                action: scenario.action,
+                resource: scenario.resource,
+            };
+            let decision = set.decide(&request, roles);
+            results.push(ScenarioResult {
+                file: name.clone(),
+                name: scenario.name,
+                failure: check_admin(&scenario.expect, &decision),
+                decision: Some(decision),
+            });
+        }
+    }
+    Ok(results)
 }
 
 /// Runs every scenario of every file in `dir`.

@@ -58,6 +58,36 @@ pub async fn start_gateway(
     for warning in &policy_set.warnings {
         tracing::warn!(%warning, "policy warning");
     }
+    match (&config.admin, policy.admin()) {
+        (Some(_), None) => {
+            return Err(StartError::Policy(crate::policy::PolicyLoadError {
+                problems: vec![crate::policy::PolicyProblem {
+                    file: config
+                        .policies_dir
+                        .join(crate::policy::admin::ADMIN_DIR)
+                        .display()
+                        .to_string(),
+                    line: None,
+                    message: format!(
+                        "the admin API is configured ([admin]) but there is no admin policy set: add {}/ with {} and its *.cedar policies (see the repository's policies/admin/)",
+                        crate::policy::admin::ADMIN_DIR,
+                        crate::policy::admin::ADMIN_SCHEMA_FILE
+                    ),
+                }],
+            }))
+        }
+        (_, Some(admin)) => {
+            for warning in &admin.warnings {
+                tracing::warn!(%warning, "admin policy warning");
+            }
+            tracing::info!(
+                policies = admin.policy_count(),
+                digest = %admin.digest,
+                "admin policy set loaded"
+            );
+        }
+        (None, None) => {}
+    }
     for (capability, binding) in registry.bound_entity_types() {
         if !policy_set.declares_entity_type(&binding.entity_type) {
             return Err(StartError::UnknownEntityType {

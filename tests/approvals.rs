@@ -10,16 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-fn notifier(gateway: &TestGateway) -> String {
-    gateway.token(&TokenSpec {
-        user: "svc-notify",
-        tenant: Some("acme"),
-        roles: vec![],
-        agent: Some("notification-service"),
-        service: Some("notification-service"),
-    })
-}
-
 fn person(
     gateway: &TestGateway,
     user: &'static str,
@@ -49,14 +39,6 @@ async fn decide(gateway: &TestGateway, token: &str, id: &str, verb: &str) -> (u1
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn approval_id(result: &rmcp::model::CallToolResult) -> String {
-    let meta = serde_json::to_value(&result.meta).expect("meta");
-    meta["dev.capgate/decision"]["approval"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no approval in {meta}"))
-        .to_string()
-}
-
 fn with_approval(key_text: &str, approval: &str) -> Value {
     json!({"dev.capgate/idempotency-key": key_text, "dev.capgate/approval": approval})
 }
@@ -79,7 +61,7 @@ async fn the_honest_path_sends_exactly_one_notice_and_every_misuse_is_refused() 
         ..Default::default()
     })
     .await;
-    let client = gateway.client(&notifier(&gateway)).await;
+    let client = gateway.client(&gateway.token(&notifier())).await;
     let bob = person(&gateway, "bob", "acme", vec!["senior_reviewer"]);
 
     // 1. The request: a high-risk notice needs a senior reviewer's approval.
@@ -235,7 +217,7 @@ async fn an_approval_does_not_survive_a_policy_version_change() {
         ..Default::default()
     })
     .await;
-    let client = gateway.client(&notifier(&gateway)).await;
+    let client = gateway.client(&gateway.token(&notifier())).await;
     let bob = person(&gateway, "bob", "acme", vec!["senior_reviewer"]);
     let first = call_with_meta(
         &client,
@@ -255,7 +237,7 @@ async fn an_approval_does_not_survive_a_policy_version_change() {
         text.replace("version = \"3\"", "version = \"4\""),
     )
     .expect("write");
-    let admin = gateway.admin_token();
+    let admin = gateway.platform_admin_token();
     let reload = reqwest::Client::new()
         .post(format!(
             "{}/admin/policy/reload",

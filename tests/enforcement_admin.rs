@@ -9,8 +9,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
+/// A platform admin's request (the tool switches here are not a tenant admin's).
 async fn admin(gateway: &TestGateway, path: &str, body: Value) -> Value {
-    let admin = gateway.admin_token();
+    let admin = gateway.platform_admin_token();
     let response = reqwest::Client::new()
         .post(format!(
             "{}{path}",
@@ -279,7 +280,7 @@ async fn the_admin_cli_drives_the_admin_api_and_the_api_is_described() {
         ..Default::default()
     })
     .await;
-    let admin_token = gateway.admin_token();
+    let admin_token = gateway.platform_admin_token();
     let url = gateway.admin_url.clone().expect("admin");
     let cli = move |args: Vec<&'static str>| {
         let (url, token) = (url.clone(), admin_token.clone());

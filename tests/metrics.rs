@@ -153,15 +153,7 @@ async fn pending_approvals_and_kill_switches_are_gauges() {
     assert_eq!(gauge(&samples, "capgate_store_up"), 1.0, "{text}");
     assert_eq!(gauge(&samples, "capgate_kill_switches_active"), 0.0);
 
-    let notifier = gateway
-        .client(&gateway.token(&TokenSpec {
-            user: "svc-notify",
-            tenant: Some("acme"),
-            roles: vec![],
-            agent: Some("notification-service"),
-            service: Some("notification-service"),
-        }))
-        .await;
+    let notifier = gateway.client(&gateway.token(&notifier())).await;
     let mut approvals = Vec::new();
     for (draft, key_text) in [("draft-906", "gauge-a"), ("draft-906", "gauge-b")] {
         let asked = call_with_meta(
@@ -200,7 +192,7 @@ async fn pending_approvals_and_kill_switches_are_gauges() {
     assert!(approved.status().is_success(), "{}", approved.status());
     let switched = http
         .post(format!("{admin_url}/admin/kill-switches"))
-        .bearer_auth(gateway.admin_token())
+        .bearer_auth(gateway.platform_admin_token())
         .json(&json!({"scope": "tool", "target": "case__read_case", "reason": "incident 7"}))
         .send()
         .await

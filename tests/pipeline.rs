@@ -136,15 +136,7 @@ async fn every_refusal_kind_leaves_one_record_one_count_and_a_safe_text() {
     let alice = gateway
         .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
         .await;
-    let notifier = gateway
-        .client(&gateway.token(&TokenSpec {
-            user: "svc-notify",
-            tenant: Some("acme"),
-            roles: vec![],
-            agent: Some("notification-service"),
-            service: Some("notification-service"),
-        }))
-        .await;
+    let notifier = gateway.client(&gateway.token(&notifier())).await;
     let killed = gateway
         .client(&gateway.token(&analyst("acme", "carol", "drafting-agent")))
         .await;
@@ -153,7 +145,7 @@ async fn every_refusal_kind_leaves_one_record_one_count_and_a_safe_text() {
         .await;
     let (status, body) = admin_request(
         &gateway,
-        &gateway.admin_token(),
+        &gateway.platform_admin_token(),
         "/admin/kill-switches",
         json!({"scope": "user", "target": "carol", "reason": ADMIN_REASON}),
     )
@@ -517,7 +509,7 @@ async fn obligations_kill_switches_and_budgets_bind_every_capability_kind() {
         .is_empty());
     let (status, body) = admin_request(
         &gateway,
-        &gateway.admin_token(),
+        &gateway.platform_admin_token(),
         "/admin/kill-switches",
         json!({"scope": "global", "reason": "stop everything"}),
     )
@@ -840,7 +832,10 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
             .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
             .await,
     );
-    let calls: Vec<_> = (0..40)
+    // As many calls at once as one principal may have in progress (the session's notification
+    // stream is one more request): beyond that the front door answers 429, not the switch.
+    let in_flight = capgate::config::LimitsConfig::default().concurrent_requests_per_principal - 2;
+    let calls: Vec<_> = (0..in_flight)
         .map(|i| {
             let client = client.clone();
             tokio::spawn(async move {
@@ -859,7 +854,7 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
     }
     let (status, body) = admin_request(
         &gateway,
-        &gateway.admin_token(),
+        &gateway.platform_admin_token(),
         "/admin/kill-switches",
         json!({"scope": "tool", "target": "case__create_notice_draft", "reason": "stop drafts"}),
     )
@@ -886,7 +881,7 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
     );
     assert_eq!(
         performed + killed,
-        40,
+        in_flight as usize,
         "every other call was stopped by the switch"
     );
 }
@@ -957,7 +952,7 @@ async fn a_revoked_grant_refuses_the_next_call_and_relationship_updates_survive_
     assigned.push(json!({"__entity": {"type": "User", "id": "alice"}}));
     let (status, body) = admin_request(
         &gateway,
-        &gateway.admin_token(),
+        &gateway.platform_admin_token(),
         "/admin/relationships",
         json!([entity]),
     )

@@ -42,6 +42,17 @@ fn set_manifest_version(gateway: &TestGateway, version: &str) {
     std::fs::write(path, updated).expect("write manifest");
 }
 
+/// A reload refused (422) for a problem in the file ending in `file` at `line`.
+fn assert_refused_at(status: u16, body: &Value, file: &str, line: u64) {
+    assert_eq!(status, 422, "{body}");
+    let problem = &body["problems"][0];
+    assert!(
+        problem["file"].as_str().unwrap_or_default().ends_with(file),
+        "{body}"
+    );
+    assert_eq!(problem["line"], line, "{body}");
+}
+
 #[tokio::test]
 async fn reloads_swap_atomically_and_invalid_ones_change_nothing() {
     let gateway = TestGateway::start(GatewayOptions {
@@ -49,7 +60,7 @@ async fn reloads_swap_atomically_and_invalid_ones_change_nothing() {
         ..Default::default()
     })
     .await;
-    let admin = gateway.admin_token();
+    let admin = gateway.platform_admin_token();
     let alice = gateway
         .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
         .await;
@@ -63,18 +74,25 @@ async fn reloads_swap_atomically_and_invalid_ones_change_nothing() {
     )
     .expect("write");
     let (status, body) = admin_post(&gateway, "/admin/policy/reload", &admin, json!({})).await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["problems"][0]["file"]
-            .as_str()
-            .unwrap_or_default()
-            .ends_with("zz-broken.cedar"),
-        "{body}"
-    );
-    assert_eq!(body["problems"][0]["line"], 3, "{body}");
+    assert_refused_at(status, &body, "/zz-broken.cedar", 3);
     let still = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
     assert_ne!(still.is_error, Some(true), "{}", text_of(&still));
     assert_eq!(gateway.health().await["policy_version"], "case-platform@3");
+
+    // An invalid admin policy refuses the reload the same way, naming its file and line.
+    std::fs::remove_file(gateway.policies_dir().join("zz-broken.cedar")).expect("remove");
+    let broken_admin = gateway.policies_dir().join("admin/zz-broken.cedar");
+    std::fs::write(
+        &broken_admin,
+        "@id(\"broken-admin\")\n@reason(\"r\")\npermit(principal, action resource);\n",
+    )
+    .expect("write");
+    let (status, body) = admin_post(&gateway, "/admin/policy/reload", &admin, json!({})).await;
+    assert_refused_at(status, &body, "admin/zz-broken.cedar", 3);
+    std::fs::remove_file(&broken_admin).expect("remove");
+    // The admin policy set in force still answers.
+    let (status, body) = admin_post(&gateway, "/admin/policy/reload", &admin, json!({})).await;
+    assert_eq!(status, 200, "{body}");
 
     // A valid new version that forbids reads: swapped in, the next call sees it.
     std::fs::write(
@@ -154,9 +172,11 @@ async fn relationship_updates_apply_without_restart() {
     let after = call(&alice, "case__read_case", json!({"case_id": "case-103"})).await;
     assert_ne!(after.is_error, Some(true), "{}", text_of(&after));
 
-    // Data that does not fit the schema is refused and changes nothing.
-    let bad =
-        json!([{"uid": {"type": "Case", "id": "case-104"}, "attrs": {"risk": 7}, "parents": []}]);
+    // Data that does not fit the schema is refused and changes nothing (acme's admin may write
+    // acme's case-104; the schema still refuses it).
+    let bad = json!([{"uid": {"type": "Case", "id": "case-104"},
+                      "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "acme"}}, "risk": 7},
+                      "parents": []}]);
     let (status, _) = admin_post(
         &gateway,
         "/admin/relationships",
@@ -227,10 +247,18 @@ async fn the_admin_api_requires_an_admin_person() {
     let analyst_token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
     let (status, _) = admin_post(&gateway, "/admin/policy/reload", &analyst_token, json!({})).await;
     assert_eq!(status, 403);
+    let (status, body) = admin_post(
+        &gateway,
+        "/admin/policy/reload",
+        &gateway.admin_token(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403, "reloading is for platform admins: {body}");
     let agent_admin = gateway.token(&TokenSpec {
         user: "root-admin",
         tenant: Some("acme"),
-        roles: vec!["capgate-admin"],
+        roles: vec!["capgate-admin", "capgate-platform-admin"],
         agent: Some("supervisor-agent"),
         service: None,
     });

@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use capgate::policy::{Outcome, PolicyEngine};
+use capgate::policy::{
+    AdminAction, AdminDecision, AdminOutcome, AdminPolicySet, AdminRoles, Outcome, PolicyEngine,
+};
 use capgate::registry::Registry;
 use capgate::scenarios::{self, ScenarioResult};
 use common::{copy_dir, repo_root};
@@ -30,7 +32,15 @@ fn repo_results() -> Vec<ScenarioResult> {
     )
 }
 
-fn short_file(result: &ScenarioResult) -> String {
+fn admin_results() -> Vec<ScenarioResult<AdminDecision>> {
+    let dir = repo_root().join("policies/admin");
+    let set =
+        AdminPolicySet::load(&dir).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()));
+    scenarios::run_admin_dir(&dir.join("tests"), &set, &AdminRoles::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn short_file<D>(result: &ScenarioResult<D>) -> String {
     Path::new(&result.file)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -60,6 +70,52 @@ fn every_scenario_passes() {
         failures.len(),
         results.len()
     );
+}
+
+/// The admin policy set's scenarios pass, and every admin action is both allowed and denied
+/// by some scenario: a new action without scenarios fails here.
+#[test]
+fn every_admin_scenario_passes_and_covers_every_action() {
+    let results = admin_results();
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            r.failure
+                .as_ref()
+                .map(|f| format!("{}::{}\n    {f}", short_file(r), r.name))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mut names = std::collections::HashSet::new();
+    for result in &results {
+        assert!(
+            names.insert(&result.name),
+            "`{}` is used twice",
+            result.name
+        );
+    }
+    let files: Vec<std::path::PathBuf> =
+        scenarios::scenario_files(&repo_root().join("policies/admin/tests")).expect("files");
+    let mut seen: std::collections::HashSet<(AdminAction, AdminOutcome)> = Default::default();
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let file: scenarios::AdminScenarioFile = serde_yaml::from_str(&text).expect("parse");
+        for scenario in file.scenarios {
+            seen.insert((scenario.action, scenario.expect.outcome));
+        }
+    }
+    let missing: Vec<String> = AdminAction::ALL
+        .iter()
+        .flat_map(|action| {
+            [
+                (*action, AdminOutcome::Allow),
+                (*action, AdminOutcome::Deny),
+            ]
+        })
+        .filter(|pair| !seen.contains(pair))
+        .map(|(action, outcome)| format!("{outcome:?} {}", action.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "no admin scenario expects: {missing:?}");
 }
 
 #[test]
@@ -179,7 +235,7 @@ fn cli_passes_on_the_repo_policies() {
         "capgate policy test failed on the repo's policies:\n{stdout}\n{stderr}"
     );
     assert!(!stdout.contains("FAILED"), "{stdout}");
-    let expected = repo_results().len();
+    let expected = repo_results().len() + admin_results().len();
     assert!(
         stdout.contains(&format!("{expected} passed, 0 failed")),
         "expected `{expected} passed, 0 failed` in:\n{stdout}"

@@ -39,6 +39,37 @@ fn a_schema_violation_refuses_start_naming_file_and_line() {
     assert!(stderr.contains("owner"), "{stderr}");
 }
 
+/// The admin policy set is validated as strictly as the capability set; a gateway with an
+/// admin listener and no admin policy set does not start either.
+#[test]
+fn a_bad_or_missing_admin_policy_set_refuses_start_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 1, &GatewayOptions::default());
+    add_admin(&config);
+    let admin = dir.path().join("policies/admin");
+    std::fs::write(
+        admin.join("zz-broken.cedar"),
+        "@id(\"broken\")\n@reason(\"why\")\npermit (\n  principal in AdminRole::\"tenant_admin\",\n  action == Action::\"reload_policy\",\n  resource is Platform\n) when { resource.owner == principal };\n",
+    )
+    .expect("write");
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("admin/zz-broken.cedar:7:"), "{stderr}");
+    assert!(stderr.contains("broken"), "{stderr}");
+
+    std::fs::write(
+        admin.join("zz-broken.cedar"),
+        "@id(\"unexplained\")\npermit (principal, action, resource is Platform);\n",
+    )
+    .expect("write");
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("admin/zz-broken.cedar"), "{stderr}");
+    assert!(stderr.contains("no @reason"), "{stderr}");
+
+    std::fs::remove_dir_all(&admin).expect("remove the admin policy set");
+    let stderr = serve_must_refuse(&config);
+    assert!(stderr.contains("no admin policy set"), "{stderr}");
+}
+
 #[test]
 fn a_contract_naming_an_undeclared_entity_type_refuses_start() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -23,25 +23,32 @@ pub enum AdminCommand {
     },
     /// List kill switches that are on.
     KillSwitches,
-    /// Flip a kill switch: scope global|tenant|server|tool|agent_role|user.
+    /// Flip a kill switch: scope global|tenant|server|tool|agent_role|user, limited to one
+    /// tenant with --tenant (tenant admins must name their own), else every tenant.
     Kill {
         #[arg(long)]
         scope: String,
         #[arg(long)]
         target: Option<String>,
         #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
         reason: String,
     },
-    /// Lift a kill switch.
+    /// Lift the kill switch of this scope (and tenant).
     Lift {
         #[arg(long)]
         scope: String,
         #[arg(long)]
         target: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
     },
-    /// A run's budget usage (a run id of your tenant).
+    /// A run's budget usage (a run of your tenant, or of --tenant for platform admins).
     Budget {
         run: String,
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Approval requests of your tenant.
     Approvals,
@@ -84,11 +91,15 @@ fn query_escape(text: &str) -> String {
         .collect()
 }
 
-fn scope_body(scope: &str, target: Option<String>) -> Value {
-    match target {
-        Some(target) => json!({"scope": scope, "target": target}),
-        None => json!({"scope": scope}),
+fn scope_body(scope: &str, target: Option<String>, tenant: Option<String>) -> Value {
+    let mut body = json!({ "scope": scope });
+    if let Some(target) = target {
+        body["target"] = json!(target);
     }
+    if let Some(tenant) = tenant {
+        body["tenant"] = json!(tenant);
+    }
+    body
 }
 
 /// The admin listener's URL: `--url`, else the configuration's `[admin] listen` (`openapi`
@@ -134,20 +145,32 @@ pub fn run(base_url: &str, token_env: &str, command: AdminCommand) -> anyhow::Re
         AdminCommand::Kill {
             scope,
             target,
+            tenant,
             reason,
         } => {
-            let mut body = scope_body(&scope, target);
+            let mut body = scope_body(&scope, target, tenant);
             body["reason"] = json!(reason);
             ("POST", "/admin/kill-switches".into(), Some(body))
         }
-        AdminCommand::Lift { scope, target } => (
+        AdminCommand::Lift {
+            scope,
+            target,
+            tenant,
+        } => (
             "POST",
             "/admin/kill-switches/lift".into(),
-            Some(scope_body(&scope, target)),
+            Some(scope_body(&scope, target, tenant)),
         ),
-        AdminCommand::Budget { run } => (
+        AdminCommand::Budget { run, tenant } => (
             "GET",
-            format!("/admin/budgets?run={}", query_escape(&run)),
+            match tenant {
+                Some(tenant) => format!(
+                    "/admin/budgets?run={}&tenant={}",
+                    query_escape(&run),
+                    query_escape(&tenant)
+                ),
+                None => format!("/admin/budgets?run={}", query_escape(&run)),
+            },
             None,
         ),
         AdminCommand::Approvals => ("GET", "/approvals".into(), None),

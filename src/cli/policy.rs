@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use capgate::policy::{CompiledPolicySet, PolicyEngine, PolicyRequest};
+use capgate::policy::{AdminPolicySet, AdminRoles, CompiledPolicySet, PolicyEngine, PolicyRequest};
 use capgate::registry::Registry;
 
 use super::files::{load_config, log_file, policies_dir, LogLocation};
@@ -25,6 +25,18 @@ pub fn check(config: Option<&PathBuf>, dir: Option<PathBuf>) -> anyhow::Result<(
         relationships.len(),
         set.warnings.len()
     );
+    if let Some(admin) = AdminPolicySet::load_beside(&dir)? {
+        for warning in &admin.warnings {
+            eprintln!("warning: {warning}");
+        }
+        println!(
+            "{}: {} admin policies valid (strict), admin policy set {}, {} warning(s)",
+            dir.join(capgate::policy::admin::ADMIN_DIR).display(),
+            admin.policy_count(),
+            admin.digest,
+            admin.warnings.len()
+        );
+    }
     Ok(())
 }
 
@@ -46,15 +58,41 @@ pub fn test(
     let registry = Registry::load(&capabilities, None)?;
     let results =
         capgate::scenarios::run_dir(&tests, &engine, &registry).map_err(anyhow::Error::msg)?;
+    if results.is_empty() {
+        bail!("no scenarios found in {}", tests.display());
+    }
+    let mut failed = report(&results, verbose, |d| &d.reason);
+    let mut total = results.len();
+    let admin_tests = policies
+        .join(capgate::policy::admin::ADMIN_DIR)
+        .join("tests");
+    if let (Some(admin), true) = (engine.admin(), admin_tests.is_dir()) {
+        let results = capgate::scenarios::run_admin_dir(&admin_tests, &admin, &admin_roles(config))
+            .map_err(anyhow::Error::msg)?;
+        failed += report(&results, verbose, |d| &d.reason);
+        total += results.len();
+    }
+    println!();
+    println!("{} passed, {} failed", total - failed, failed);
+    if failed > 0 {
+        bail!("{failed} scenario(s) failed");
+    }
+    Ok(())
+}
+
+/// Prints each scenario's result, runner style; the number that failed.
+fn report<D>(
+    results: &[capgate::scenarios::ScenarioResult<D>],
+    verbose: bool,
+    reason: impl Fn(&D) -> &String,
+) -> usize {
     let mut failed = 0;
-    for result in &results {
+    for result in results {
         match &result.failure {
             None => {
                 println!("test {}::{} ... ok", result.file, result.name);
-                if verbose {
-                    if let Some(decision) = &result.decision {
-                        println!("    {}", decision.reason);
-                    }
+                if let (true, Some(decision)) = (verbose, &result.decision) {
+                    println!("    {}", reason(decision));
                 }
             }
             Some(failure) => {
@@ -66,15 +104,18 @@ pub fn test(
             }
         }
     }
-    println!();
-    println!("{} passed, {} failed", results.len() - failed, failed);
-    if results.is_empty() {
-        bail!("no scenarios found in {}", tests.display());
+    failed
+}
+
+/// The admin roles the configuration names (the defaults without a config or an `[admin]`).
+fn admin_roles(config: Option<&PathBuf>) -> AdminRoles {
+    match load_config(config).ok().and_then(|c| c.admin) {
+        Some(admin) => AdminRoles {
+            tenant_admin: admin.role,
+            platform_admin: admin.platform_role,
+        },
+        None => AdminRoles::default(),
     }
-    if failed > 0 {
-        bail!("{failed} scenario(s) failed");
-    }
-    Ok(())
 }
 
 /// `explain`: decide one request (a file, or `-` for stdin) and print the decision.
@@ -153,10 +194,16 @@ pub fn fmt(config: Option<&PathBuf>, check: bool, dir: Option<PathBuf>) -> anyho
         indent_width: 2,
     };
     let mut unformatted = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
-        .collect();
+    // The policies and, beside them, the admin policy set's.
+    let admin = dir.join(capgate::policy::admin::ADMIN_DIR);
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in std::iter::once(&dir).chain(admin.is_dir().then_some(&admin)) {
+        files.extend(
+            std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "cedar")),
+        );
+    }
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file)?;

@@ -6,12 +6,17 @@ use serde::Deserialize;
 
 use super::error::ConfigError;
 
-/// The admin API: a separate listener; callers need a valid token whose user holds `role` and
-/// that no agent acts on (admins are people).
+/// The admin API: a separate listener. Who may do what there is decided by the admin policy
+/// set (`policies/admin/`); these roles are what it calls a tenant admin (acts on its own
+/// tenant) and a platform admin (acts on everything). Admins are people: a token an agent acts
+/// on never administers.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: std::net::SocketAddr,
+    /// The token role of tenant admins.
     pub role: String,
+    /// The token role of platform admins.
+    pub platform_role: String,
 }
 
 #[derive(Debug, Clone)]
@@ -45,10 +50,16 @@ pub(super) struct RawAdmin {
     listen: String,
     #[serde(default = "default_admin_role")]
     role: String,
+    #[serde(default = "default_platform_role")]
+    platform_role: String,
 }
 
 fn default_admin_role() -> String {
     "capgate-admin".into()
+}
+
+fn default_platform_role() -> String {
+    "capgate-platform-admin".into()
 }
 
 #[derive(Deserialize)]
@@ -113,19 +124,30 @@ pub(super) fn parse_admin(
     raw: Option<RawAdmin>,
     err: &impl Fn(&str, String, &str) -> ConfigError,
 ) -> Result<Option<AdminConfig>, ConfigError> {
-    Ok(match raw {
-        None => None,
-        Some(admin) => Some(AdminConfig {
-            listen: admin.listen.parse().map_err(|e| {
-                err(
-                    "admin.listen",
-                    format!("`{}` is not an address: {e}", admin.listen),
-                    "use host:port, e.g. \"127.0.0.1:8081\"",
-                )
-            })?,
-            role: admin.role,
-        }),
-    })
+    let Some(admin) = raw else {
+        return Ok(None);
+    };
+    if admin.role.trim().is_empty() || admin.role == admin.platform_role {
+        return Err(err(
+            "admin.platform_role",
+            format!(
+                "the tenant admin role `{}` and the platform admin role `{}` must be two different, non-empty roles",
+                admin.role, admin.platform_role
+            ),
+            "name two roles, e.g. role = \"capgate-admin\" and platform_role = \"capgate-platform-admin\"",
+        ));
+    }
+    Ok(Some(AdminConfig {
+        listen: admin.listen.parse().map_err(|e| {
+            err(
+                "admin.listen",
+                format!("`{}` is not an address: {e}", admin.listen),
+                "use host:port, e.g. \"127.0.0.1:8081\"",
+            )
+        })?,
+        role: admin.role,
+        platform_role: admin.platform_role,
+    }))
 }
 
 /// `scheme://authority` of an http(s) URL.

@@ -137,9 +137,10 @@ impl Admission<'_> {
         } else {
             Mode::Enforce
         };
-        // Break-glass: a time-limited grant allows what policy refused, never silently.
+        // Break-glass: a time-limited grant allows what policy refused, never silently, and
+        // only where the decision allows it (never across tenants, never without context).
         let mut grant = None;
-        if !decision.is_allow() {
+        if !decision.is_allow() && decision.break_glass_may_override {
             if let Some(found) = self
                 .gateway
                 .controls

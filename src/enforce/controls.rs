@@ -56,9 +56,13 @@ pub struct BreakGlassRequest {
     pub expires_in_seconds: i64,
 }
 
-/// Whether `scope` stops `target` for `actor`.
-pub fn kill_covers(scope: &KillScope, actor: &CompositeActor, target: &Target) -> bool {
-    match scope {
+/// Whether `switch` stops `target` for `actor`: within the switch's tenant (all of them when it
+/// names none), its scope covers the actor or the capability.
+pub fn kill_covers(switch: &KillSwitch, actor: &CompositeActor, target: &Target) -> bool {
+    if switch.tenant.as_ref().is_some_and(|t| *t != actor.tenant) {
+        return false;
+    }
+    match &switch.scope {
         KillScope::Global => true,
         KillScope::Tenant(tenant) => *tenant == actor.tenant,
         KillScope::Server(server) => *server == target.server,
@@ -131,7 +135,7 @@ impl Controls {
         self.switches
             .load()
             .iter()
-            .find(|s| kill_covers(&s.scope, actor, target))
+            .find(|s| kill_covers(s, actor, target))
             .cloned()
     }
 
@@ -168,8 +172,13 @@ impl Controls {
         Ok(())
     }
 
-    pub async fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError> {
-        let lifted = self.store.lift_kill_switch(scope).await?;
+    /// Lifts the switch of this scope and tenant (`None`: the one for every tenant).
+    pub async fn lift_kill_switch(
+        &self,
+        scope: &KillScope,
+        tenant: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let lifted = self.store.lift_kill_switch(scope, tenant).await?;
         self.switches
             .store(Arc::new(self.store.kill_switches().await?));
         self.visibility_changed();
@@ -190,6 +199,11 @@ impl Controls {
             .iter()
             .find(|g| grant_covers(g, actor, capability, now))
             .cloned()
+    }
+
+    /// The grant with this id, in whichever tenant, open or not (no I/O).
+    pub fn break_glass_grant(&self, id: &str) -> Option<BreakGlassGrant> {
+        self.grants.load().iter().find(|g| g.id == id).cloned()
     }
 
     /// Break-glass grants in force.
@@ -419,6 +433,61 @@ mod tests {
             .is_none());
         let again = controls.revoke_break_glass(&opener, &second.id).await;
         assert!(matches!(again, Err(BreakGlassError::Unknown(_))));
+    }
+
+    /// A switch limited to a tenant stops its scope in that tenant only; one without a tenant
+    /// stops it in every tenant.
+    #[test]
+    fn a_tenant_qualified_switch_covers_its_tenant_only() {
+        let target = Target {
+            server: "case".into(),
+            name: "case__read_case".into(),
+            effect: crate::registry::Effect::Read,
+            cost: 1,
+            fail_open: false,
+            definition_hash: String::new(),
+        };
+        let mut bob = person("bob", &["analyst"]);
+        bob.agent = Some(AgentIdentity {
+            id: "d-1".into(),
+            role: "drafting-agent".into(),
+        });
+        let mut globex_bob = bob.clone();
+        globex_bob.tenant = "globex".into();
+        let switch = |scope: KillScope, tenant: Option<&str>| KillSwitch {
+            scope,
+            tenant: tenant.map(str::to_string),
+            reason: "r".into(),
+            set_by: "admin".into(),
+            set_at: 1,
+        };
+        for scope in [
+            KillScope::Global,
+            KillScope::Tenant("acme".into()),
+            KillScope::Server("case".into()),
+            KillScope::Tool("case__read_case".into()),
+            KillScope::AgentRole("drafting-agent".into()),
+            KillScope::User("bob".into()),
+        ] {
+            let in_acme = switch(scope.clone(), Some("acme"));
+            assert!(kill_covers(&in_acme, &bob, &target), "{scope:?} in acme");
+            assert!(
+                !kill_covers(&in_acme, &globex_bob, &target),
+                "{scope:?} in acme spares globex"
+            );
+            let everywhere = switch(scope.clone(), None);
+            assert!(kill_covers(&everywhere, &bob, &target), "{scope:?}");
+            assert_eq!(
+                kill_covers(&everywhere, &globex_bob, &target),
+                !matches!(scope, KillScope::Tenant(_)),
+                "{scope:?} without a tenant covers globex unless it names acme"
+            );
+        }
+        assert!(!kill_covers(
+            &switch(KillScope::User("carol".into()), None),
+            &bob,
+            &target
+        ));
     }
 
     #[tokio::test]

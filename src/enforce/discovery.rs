@@ -48,10 +48,11 @@ impl Gateway {
                 }
             };
             let decision = self.decide(&request);
-            let granted = self
-                .controls
-                .break_glass_for(actor, &candidate.target.name)
-                .is_some();
+            let granted = decision.break_glass_may_override
+                && self
+                    .controls
+                    .break_glass_for(actor, &candidate.target.name)
+                    .is_some();
             if decision.is_allow() || granted {
                 listing.show(name, Some(&decision));
                 visible.push(candidate.item);

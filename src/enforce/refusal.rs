@@ -157,9 +157,13 @@ impl Refusal {
             ),
             Refusal::Unbound(error) => error.to_string(),
             Refusal::Killed(switch) => format!(
-                "stopped by a {} kill switch ({}), set by {}: {}",
+                "stopped by a {} kill switch ({}{}), set by {}: {}",
                 switch.scope.kind(),
                 scope_target(switch),
+                match &switch.tenant {
+                    Some(tenant) => format!(" in tenant {tenant:?}"),
+                    None => String::new(),
+                },
                 switch.set_by,
                 switch.reason
             ),
@@ -276,6 +280,7 @@ mod tests {
     fn safe_texts_carry_no_internals() {
         let switch = KillSwitch {
             scope: crate::store::KillScope::User("alice".into()),
+            tenant: Some("acme".into()),
             reason: "incident INC-7 in /var/lib/capgate".into(),
             set_by: "root-admin".into(),
             set_at: 1,

@@ -2,7 +2,7 @@
 //! each is validated, appended to the store, then put in force; a restart or a reload replays
 //! them, in order, over the entity files. One update at a time, so none is lost.
 
-use crate::policy::PolicyLoadError;
+use crate::policy::{AdminDecision, AdminResource, PolicyLoadError};
 use crate::store::StoreError;
 
 use super::Gateway;
@@ -10,6 +10,9 @@ use super::Gateway;
 /// Why a relationship update was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RelationshipError {
+    /// The admin PDP refused one of the update's entities; nothing was written.
+    #[error("{}", .0.reason)]
+    Forbidden(Box<AdminDecision>),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -26,13 +29,28 @@ pub enum ReloadError {
 }
 
 impl Gateway {
-    /// Validates, stores, then applies a relationship update; the entity count after it.
+    /// Authorizes, validates, stores, then applies a relationship update; the entity count
+    /// after it. `authorize` is asked about every entity (what it names and what it replaces,
+    /// as the store holds it under the same lock the update is written under); one refusal
+    /// refuses the whole update.
     pub async fn update_relationships(
         &self,
         updates: Vec<serde_json::Value>,
         by: &str,
+        authorize: impl Fn(AdminResource) -> AdminDecision,
     ) -> Result<usize, RelationshipError> {
+        if updates.is_empty() {
+            return Err(RelationshipError::Invalid(
+                "an update names at least one entity".into(),
+            ));
+        }
         let _one_at_a_time = self.admin_writes.lock().await;
+        for entity in &updates {
+            let decision = authorize(self.policy.relationship_resource(entity));
+            if !decision.is_allow() {
+                return Err(RelationshipError::Forbidden(Box::new(decision)));
+            }
+        }
         let updated = self
             .policy
             .relationships_with(updates.clone())

@@ -45,6 +45,10 @@ impl PolicyInfo {
         self.meta.as_ref().and_then(|m| m.outcome)
     }
 
+    pub(super) fn break_glass_never(&self) -> bool {
+        self.meta.as_ref().is_some_and(|m| m.break_glass_never)
+    }
+
     pub(super) fn is_plain_forbid(&self) -> bool {
         self.meta
             .as_ref()

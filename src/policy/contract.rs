@@ -283,6 +283,11 @@ pub struct Decision {
     /// Who may approve, for `require_approval` (from the deciding policy's `@approver`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver_role: Option<String>,
+    /// Whether a break-glass grant may turn this refusal into an allow. Never for an allow, for
+    /// `require_more_context`, for a request that could not be built, nor when a forbid marked
+    /// `@break_glass("never")` (tenant isolation) matched or could not be evaluated.
+    #[serde(default)]
+    pub break_glass_may_override: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowDecision>,
 }

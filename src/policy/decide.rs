@@ -25,6 +25,7 @@ impl CompiledPolicySet {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role: None,
+            break_glass_may_override: false,
             shadow: None,
         }
     }
@@ -82,11 +83,13 @@ impl CompiledPolicySet {
             }
         };
         let Some(slice) = self.slices.slice(request.action, &cedar.resource) else {
-            return self.decision(
+            let mut decision = self.decision(
                 Outcome::Deny,
                 format!("denied {}: no policies for this action ({under})", what()),
                 Vec::new(),
             );
+            decision.break_glass_may_override = true;
+            return decision;
         };
         let policies = slice.for_request(&cedar.facts());
         let authorizer = &self.authorizer;
@@ -128,12 +131,19 @@ impl CompiledPolicySet {
         // 2. Evaluation errors never drop a policy silently (a plain forbid still wins: it
         //    cannot be made less restrictive by what failed to evaluate).
         if !plain_forbid && response.diagnostics().errors().next().is_some() {
+            // What failed to evaluate may be a forbid no grant may override.
+            let erring_never = response.diagnostics().errors().any(|error| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                self.info(e.policy_id()).break_glass_never()
+            });
             if !some_permit_applies() {
-                return self.decision(
+                let mut decision = self.decision(
                     Outcome::Deny,
                     format!("denied {}: no policy permits it (deny by default; some policies could not be evaluated) ({under})", what()),
                     Vec::new(),
                 );
+                decision.break_glass_may_override = !erring_never;
+                return decision;
             }
             let mut errors = Vec::new();
             let mut erring = Vec::new();
@@ -167,6 +177,7 @@ impl CompiledPolicySet {
             if missing_data {
                 decision.missing = errors;
             }
+            decision.break_glass_may_override = outcome == Outcome::Deny && !erring_never;
             return decision;
         }
 
@@ -252,6 +263,8 @@ impl CompiledPolicySet {
         } else {
             None
         };
+        let break_glass_may_override = matches!(outcome, Outcome::Deny | Outcome::RequireApproval)
+            && !determining.iter().any(|p| p.break_glass_never());
         Decision {
             outcome,
             agent_reason: agent_reason(outcome, &advice, &[]),
@@ -263,6 +276,7 @@ impl CompiledPolicySet {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role,
+            break_glass_may_override,
             shadow: None,
         }
     }

@@ -1,12 +1,16 @@
 //! The PDP as the gateway holds it ([`PolicyEngine`]): the enforced version(s), the one in
 //! effect chosen by its window; an optional shadow set decided beside it; and the relationship
-//! store. Each is swapped atomically, on reload or on a relationship update.
+//! store; and the admin policy set (`<dir>/admin/`, when there is one), decided apart from
+//! capabilities. Each is swapped atomically, on reload or on a relationship update.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::admin::{
+    self, AdminDecision, AdminOutcome, AdminPolicySet, AdminRequest, AdminResource, AdminRoles,
+};
 use super::compiled::CompiledPolicySet;
 use super::contract::{Decision, Outcome, PolicyRequest, ShadowDecision};
 use super::decide::agent_reason;
@@ -22,6 +26,8 @@ pub struct PolicyEngine {
     versions: ArcSwap<Vec<Arc<CompiledPolicySet>>>,
     shadow: ArcSwapOption<CompiledPolicySet>,
     relationships: ArcSwap<RelationshipStore>,
+    /// Who may administer what; decided apart from the capability set, never per call.
+    admin: ArcSwapOption<AdminPolicySet>,
 }
 
 /// Seconds since the Unix epoch.
@@ -40,13 +46,42 @@ impl PolicyEngine {
             Some(shadow_dir) => Some(Arc::new(CompiledPolicySet::load(shadow_dir)?.0)),
             None => None,
         };
+        let admin = AdminPolicySet::load_beside(dir)?.map(Arc::new);
         Ok(Arc::new(Self {
             dir: dir.to_path_buf(),
             shadow_dir: shadow_dir.map(Path::to_path_buf),
             versions: ArcSwap::from_pointee(vec![Arc::new(set)]),
             shadow: ArcSwapOption::new(shadow),
             relationships: ArcSwap::from_pointee(relationships),
+            admin: ArcSwapOption::new(admin),
         }))
+    }
+
+    /// The admin policy set, when the policies directory has one.
+    pub fn admin(&self) -> Option<Arc<AdminPolicySet>> {
+        self.admin.load_full()
+    }
+
+    /// An entity of a relationship update as the admin PDP judges it, against the relationship
+    /// store in force now.
+    pub fn relationship_resource(&self, entity: &serde_json::Value) -> AdminResource {
+        AdminResource::relationship(entity, &self.relationships.load())
+    }
+
+    /// Decides an admin request; without an admin policy set, everything is denied.
+    pub fn decide_admin(&self, request: &AdminRequest, roles: &AdminRoles) -> AdminDecision {
+        match self.admin.load().as_ref() {
+            Some(set) => set.decide(request, roles),
+            None => AdminDecision {
+                outcome: AdminOutcome::Deny,
+                policy_ids: Vec::new(),
+                reason: format!(
+                    "denied: there is no admin policy set ({}/{})",
+                    self.dir.display(),
+                    admin::ADMIN_DIR
+                ),
+            },
+        }
     }
 
     /// The version in effect at `now`, if any.
@@ -101,6 +136,7 @@ impl PolicyEngine {
                     policy_version: latest.label().to_string(),
                     missing: Vec::new(),
                     approver_role: None,
+                    break_glass_may_override: false,
                     shadow: None,
                 }
             }
@@ -138,6 +174,16 @@ impl PolicyEngine {
             Some(dir) => Some(Arc::new(CompiledPolicySet::load(dir)?.0)),
             None => None,
         };
+        let admin = AdminPolicySet::load_beside(&self.dir)?.map(Arc::new);
+        if admin.is_none() && self.admin.load().is_some() {
+            return Err(PolicyLoadError {
+                problems: vec![PolicyProblem {
+                    file: self.dir.join(admin::ADMIN_DIR).display().to_string(),
+                    line: None,
+                    message: "the admin policy set is gone; without it every admin request would be refused".into(),
+                }],
+            });
+        }
         let label = set.label().to_string();
         let now = now_unix();
         let set = Arc::new(set);
@@ -151,6 +197,7 @@ impl PolicyEngine {
         self.versions.store(Arc::new(versions));
         self.relationships.store(Arc::new(relationships));
         self.shadow.store(shadow);
+        self.admin.store(admin);
         Ok(label)
     }
 

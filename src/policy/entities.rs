@@ -151,6 +151,16 @@ impl RelationshipStore {
         self.closure.is_empty()
     }
 
+    /// The entity of the same uid as `entity` (Cedar entity JSON) the store holds now: `None`
+    /// when it holds none, else the tenant that one belongs to (see [`entity_tenant`]).
+    pub fn existing_tenant(&self, entity: &serde_json::Value) -> Option<Option<String>> {
+        let wanted = entity.get("uid").and_then(json_uid)?;
+        self.source
+            .iter()
+            .find(|held| held.get("uid").and_then(json_uid).as_ref() == Some(&wanted))
+            .map(entity_tenant)
+    }
+
     /// The entity and its ancestors (and the entities its attributes name), each with its uid,
     /// if the store knows it.
     pub fn with_ancestors(&self, uid: &EntityUid) -> Option<&[(EntityUid, Entity)]> {
@@ -158,16 +168,31 @@ impl RelationshipStore {
     }
 }
 
-/// Reads `{"type": .., "id": ..}` (or `{"__entity": {..}}`) as an entity uid.
-fn json_uid(value: &serde_json::Value) -> Option<EntityUid> {
+/// Reads `{"type": .., "id": ..}` (or `{"__entity": {..}}`) as a type name and an id.
+pub fn json_type_and_id(value: &serde_json::Value) -> Option<(&str, &str)> {
     let value = value.get("__entity").unwrap_or(value);
     let object = value.as_object()?;
     if object.len() != 2 {
         return None;
     }
-    let entity_type = object.get("type")?.as_str()?;
-    let id = object.get("id")?.as_str()?;
+    Some((object.get("type")?.as_str()?, object.get("id")?.as_str()?))
+}
+
+/// Reads `{"type": .., "id": ..}` (or `{"__entity": {..}}`) as an entity uid.
+fn json_uid(value: &serde_json::Value) -> Option<EntityUid> {
+    let (entity_type, id) = json_type_and_id(value)?;
     uid(entity_type, id).ok()
+}
+
+/// The tenant an entity (Cedar entity JSON) belongs to: the tenant its `attrs.tenant` names, or
+/// its own id when it is a `Tenant`; `None` when it names none (users, roles, agent roles).
+pub fn entity_tenant(entity: &serde_json::Value) -> Option<String> {
+    let tenant_id = |value: &serde_json::Value| match json_type_and_id(value) {
+        Some((types::TENANT, id)) => Some(id.to_string()),
+        _ => None,
+    };
+    let own = entity.get("uid").and_then(tenant_id);
+    own.or_else(|| entity.get("attrs")?.get("tenant").and_then(tenant_id))
 }
 
 /// Every entity reference inside an attribute value (records and sets included).
@@ -180,5 +205,28 @@ fn collect_references(value: &serde_json::Value, found: &mut Vec<EntityUid>) {
         serde_json::Value::Array(items) => items.iter().for_each(|i| collect_references(i, found)),
         serde_json::Value::Object(map) => map.values().for_each(|v| collect_references(v, found)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_entity_belongs_to_the_tenant_it_names_or_is() {
+        let case = json!({"uid": {"type": "Case", "id": "c"},
+                          "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "acme"}}}});
+        assert_eq!(entity_tenant(&case).as_deref(), Some("acme"));
+        let plain = json!({"uid": {"__entity": {"type": "Team", "id": "t"}},
+                           "attrs": {"tenant": {"type": "Tenant", "id": "globex"}}});
+        assert_eq!(entity_tenant(&plain).as_deref(), Some("globex"));
+        let tenant = json!({"uid": {"type": "Tenant", "id": "acme"}, "attrs": {}});
+        assert_eq!(entity_tenant(&tenant).as_deref(), Some("acme"));
+        let role = json!({"uid": {"type": "AgentRole", "id": "drafting-agent"}, "attrs": {}});
+        assert_eq!(entity_tenant(&role), None);
+        let not_a_tenant = json!({"uid": {"type": "Case", "id": "c"},
+                                  "attrs": {"tenant": {"type": "Team", "id": "acme"}}});
+        assert_eq!(entity_tenant(&not_a_tenant), None);
     }
 }

@@ -67,6 +67,9 @@ pub struct PolicyMeta {
     pub reason: Option<String>,
     /// For `@outcome("require_approval")` forbids: the role whose holders may approve.
     pub approver_role: Option<String>,
+    /// For forbids marked `@break_glass("never")` (tenant isolation): no break-glass grant
+    /// overrides a refusal this forbid takes part in.
+    pub break_glass_never: bool,
 }
 
 /// One problem in one policy file.
@@ -265,9 +268,56 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
         until: parse_time("effective_until", &manifest.effective_until)?,
     };
 
-    let schema_file = read(&dir.join(SCHEMA_FILE)).map_err(fail)?;
+    let schema = read_schema(&dir.join(SCHEMA_FILE), &mut digest)?;
+    let ParsedPolicies {
+        policies,
+        meta,
+        warnings,
+    } = parse_policy_files(dir, &schema, &mut digest, read_annotations)?;
+    let mut problems = Vec::new();
+
+    let mut entity_json = Vec::new();
+    for path in sorted_files(&dir.join(ENTITIES_DIR), "json").map_err(fail)? {
+        let source = read(&path).map_err(fail)?;
+        digest.update(source.text.as_bytes());
+        match serde_json::from_str::<serde_json::Value>(&source.text) {
+            Ok(serde_json::Value::Array(items)) => entity_json.extend(items),
+            Ok(_) => problems.push(PolicyProblem {
+                file: source.name(),
+                line: Some(1),
+                message: "expected a JSON array of Cedar entities".into(),
+            }),
+            Err(e) => problems.push(PolicyProblem {
+                file: source.name(),
+                line: Some(e.line()),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PolicyLoadError { problems });
+    }
+
+    Ok(LoadedPolicies {
+        manifest,
+        window,
+        schema,
+        policies,
+        meta,
+        entity_json,
+        digest: format!("sha256:{}", &hex::encode(digest.finalize())[..16]),
+        warnings,
+    })
+}
+
+/// Reads and parses a Cedar schema file (its text goes into `digest`).
+pub(super) fn read_schema(path: &Path, digest: &mut Sha256) -> Result<Schema, PolicyLoadError> {
+    let fail = |problem: PolicyProblem| PolicyLoadError {
+        problems: vec![problem],
+    };
+    let schema_file = read(path).map_err(fail)?;
     digest.update(schema_file.text.as_bytes());
-    let schema = Schema::from_cedarschema_str(&schema_file.text)
+    Schema::from_cedarschema_str(&schema_file.text)
         .map(|(schema, _warnings)| schema)
         .map_err(|e| {
             fail(PolicyProblem {
@@ -275,12 +325,46 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 line: first_label_offset(&e).map(|o| schema_file.line_of(o)),
                 message: e.to_string(),
             })
-        })?;
+        })
+}
 
+/// The policies of one directory's `*.cedar` files, parsed and strictly validated, with what
+/// each one's annotations say.
+pub(super) struct ParsedPolicies<M> {
+    pub policies: PolicySet,
+    /// By policy id, as `read_meta` read them.
+    pub meta: HashMap<PolicyId, M>,
+    pub warnings: Vec<PolicyProblem>,
+}
+
+/// Reads one policy's annotations: the policy, its id, its file and line.
+pub(super) type ReadMeta<M> =
+    fn(&cedar_policy::Policy, &str, &str, Option<usize>) -> Result<M, PolicyProblem>;
+
+/// Where a policy is written.
+struct Location {
+    file: String,
+    line: Option<usize>,
+}
+
+/// Parses every `*.cedar` file of `dir` (in name order; their names and texts go into
+/// `digest`), names each policy by its `@id` (else `<file stem>#<index>`), reads its annotations
+/// with `read_meta` and validates the whole set strictly against `schema`. Every problem names
+/// its file and line; any problem refuses the set.
+pub(super) fn parse_policy_files<M>(
+    dir: &Path,
+    schema: &Schema,
+    digest: &mut Sha256,
+    read_meta: ReadMeta<M>,
+) -> Result<ParsedPolicies<M>, PolicyLoadError> {
+    let fail = |problem: PolicyProblem| PolicyLoadError {
+        problems: vec![problem],
+    };
     let mut problems = Vec::new();
     let mut sources: Vec<SourceFile> = Vec::new();
     let mut policies = PolicySet::new();
-    let mut meta: HashMap<PolicyId, PolicyMeta> = HashMap::new();
+    let mut meta: HashMap<PolicyId, M> = HashMap::new();
+    let mut locations: HashMap<PolicyId, Location> = HashMap::new();
     let mut policy_source_index: HashMap<PolicyId, usize> = HashMap::new();
 
     let files = sorted_files(dir, "cedar").map_err(fail)?;
@@ -332,7 +416,7 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
             };
             let policy_id = PolicyId::new(&id);
             let line = source.id_offset(&id).map(|o| source.line_of(o));
-            if let Some(other) = meta.get(&policy_id) {
+            if let Some(other) = locations.get(&policy_id) {
                 problems.push(PolicyProblem {
                     file: source.name(),
                     line,
@@ -340,7 +424,14 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
                 });
                 continue;
             }
-            match read_annotations(policy, &id, &source.name(), line) {
+            locations.insert(
+                policy_id.clone(),
+                Location {
+                    file: source.name(),
+                    line,
+                },
+            );
+            match read_meta(policy, &id, &source.name(), line) {
                 Ok(policy_meta) => {
                     meta.insert(policy_id.clone(), policy_meta);
                 }
@@ -366,66 +457,42 @@ pub fn load_policies(dir: &Path) -> Result<LoadedPolicies, PolicyLoadError> {
     }
 
     let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-    for error in validation.validation_errors() {
+    let located = |policy_id: &PolicyId, diagnostic: &dyn Diagnostic, message: String| {
         let source = policy_source_index
-            .get(error.policy_id())
+            .get(policy_id)
             .and_then(|i| sources.get(*i));
-        problems.push(PolicyProblem {
+        PolicyProblem {
             file: source
                 .map(SourceFile::name)
                 .unwrap_or_else(|| dir.display().to_string()),
-            line: source.and_then(|s| first_label_offset(error).map(|o| s.line_of(o))),
-            message: format!("policy `{}`: {error}", error.policy_id()),
-        });
-    }
-    if !problems.is_empty() {
-        return Err(PolicyLoadError { problems });
-    }
-    let mut warnings = Vec::new();
-    for warning in validation.validation_warnings() {
-        let source = policy_source_index
-            .get(warning.policy_id())
-            .and_then(|i| sources.get(*i));
-        warnings.push(PolicyProblem {
-            file: source
-                .map(SourceFile::name)
-                .unwrap_or_else(|| dir.display().to_string()),
-            line: source.and_then(|s| first_label_offset(warning).map(|o| s.line_of(o))),
-            message: format!("policy `{}` (warning): {warning}", warning.policy_id()),
-        });
-    }
-    warnings.extend(never_applies_warnings(&policies, &meta));
-
-    let mut entity_json = Vec::new();
-    for path in sorted_files(&dir.join(ENTITIES_DIR), "json").map_err(fail)? {
-        let source = read(&path).map_err(fail)?;
-        digest.update(source.text.as_bytes());
-        match serde_json::from_str::<serde_json::Value>(&source.text) {
-            Ok(serde_json::Value::Array(items)) => entity_json.extend(items),
-            Ok(_) => problems.push(PolicyProblem {
-                file: source.name(),
-                line: Some(1),
-                message: "expected a JSON array of Cedar entities".into(),
-            }),
-            Err(e) => problems.push(PolicyProblem {
-                file: source.name(),
-                line: Some(e.line()),
-                message: e.to_string(),
-            }),
+            line: source.and_then(|s| first_label_offset(diagnostic).map(|o| s.line_of(o))),
+            message,
         }
+    };
+    for error in validation.validation_errors() {
+        problems.push(located(
+            error.policy_id(),
+            error,
+            format!("policy `{}`: {error}", error.policy_id()),
+        ));
     }
     if !problems.is_empty() {
         return Err(PolicyLoadError { problems });
     }
-
-    Ok(LoadedPolicies {
-        manifest,
-        window,
-        schema,
+    let mut warnings: Vec<PolicyProblem> = validation
+        .validation_warnings()
+        .map(|warning| {
+            located(
+                warning.policy_id(),
+                warning,
+                format!("policy `{}` (warning): {warning}", warning.policy_id()),
+            )
+        })
+        .collect();
+    warnings.extend(never_applies_warnings(&policies, &locations));
+    Ok(ParsedPolicies {
         policies,
         meta,
-        entity_json,
-        digest: format!("sha256:{}", &hex::encode(digest.finalize())[..16]),
         warnings,
     })
 }
@@ -443,8 +510,8 @@ fn annotation_list(value: Option<&str>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`; misplaced ones, and obligations this
-/// gateway cannot enforce, refuse the set.
+/// Reads `@outcome`, `@obligation`, `@advice`, `@reason`, `@approver`, `@break_glass`;
+/// misplaced or unknown ones, and obligations this gateway cannot enforce, refuse the set.
 fn read_annotations(
     policy: &cedar_policy::Policy,
     id: &str,
@@ -477,6 +544,21 @@ fn read_annotations(
             "@approver belongs on forbids with @outcome(\"require_approval\")".into(),
         ));
     }
+    let break_glass_never = match policy.annotation("break_glass") {
+        None => false,
+        Some(_) if !is_forbid => {
+            return Err(problem(
+                "@break_glass belongs on forbid policies (it says what a grant may not override)"
+                    .into(),
+            ))
+        }
+        Some("never") => true,
+        Some(other) => {
+            return Err(problem(format!(
+                "@break_glass(\"{other}\") is unknown; use @break_glass(\"never\") on forbids no break-glass grant may override"
+            )))
+        }
+    };
     let obligations = annotation_list(policy.annotation("obligation"));
     if is_forbid && !obligations.is_empty() {
         return Err(problem(
@@ -503,6 +585,7 @@ fn read_annotations(
             .unwrap_or_default(),
         reason: policy.annotation("reason").map(str::to_string),
         approver_role: policy.annotation("approver").map(str::to_string),
+        break_glass_never,
     })
 }
 
@@ -510,11 +593,11 @@ fn read_annotations(
 /// error at evaluation.
 fn never_applies_warnings(
     policies: &PolicySet,
-    meta: &HashMap<PolicyId, PolicyMeta>,
+    locations: &HashMap<PolicyId, Location>,
 ) -> Vec<PolicyProblem> {
     let mut warnings = Vec::new();
     for policy in policies.policies() {
-        let Some(policy_meta) = meta.get(policy.id()) else {
+        let Some(location) = locations.get(policy.id()) else {
             continue;
         };
         let text = policy.to_string();
@@ -533,8 +616,8 @@ fn never_applies_warnings(
         .find(|op| text.contains(**op));
         if let Some(op) = can_error {
             warnings.push(PolicyProblem {
-                file: policy_meta.file.clone(),
-                line: policy_meta.line,
+                file: location.file.clone(),
+                line: location.line,
                 message: format!(
                     "policy `{}` can error at evaluation (`{}`); an error denies",
                     policy.id(),
@@ -544,8 +627,8 @@ fn never_applies_warnings(
         }
         if text.contains("when { false }") || text.contains("unless { true }") {
             warnings.push(PolicyProblem {
-                file: policy_meta.file.clone(),
-                line: policy_meta.line,
+                file: location.file.clone(),
+                line: location.line,
                 message: format!("policy `{}` can never apply", policy.id()),
             });
         }

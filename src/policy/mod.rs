@@ -11,6 +11,11 @@
 //! 4. otherwise a matching `permit` is `allow`, with the union of the determining permits'
 //!    `@obligation`s; without one, `deny` (deny by default).
 //!
+//! A refusal says whether a break-glass grant may override it
+//! ([`Decision::break_glass_may_override`]): a `deny` or `require_approval` may be, unless a
+//! forbid marked `@break_glass("never")` (tenant isolation) matched or could not be evaluated;
+//! `require_more_context`, and a request that could not be built, never.
+//!
 //! The PDP is pure and does no I/O per decision. Versions swap atomically on reload; the
 //! version in effect is chosen by the manifest's effective window; a shadow (candidate) set can
 //! be evaluated beside the enforced one on every decision.
@@ -27,6 +32,7 @@
 //! carries; `load`, `slice`, `guards`, `request` and `entities` are what a compiled set is made
 //! of.
 
+pub mod admin;
 mod compiled;
 pub mod contract;
 mod decide;
@@ -40,6 +46,10 @@ mod reference;
 mod request;
 pub mod slice;
 
+pub use admin::{
+    AdminAction, AdminDecision, AdminOutcome, AdminPolicySet, AdminRequest, AdminResource,
+    AdminRoles,
+};
 pub use compiled::CompiledPolicySet;
 pub use contract::{
     Action, ActorFacts, AttributeValue, CapabilityKind, Decision, EntityRef, Outcome,

@@ -24,8 +24,9 @@ use super::listener::{self, ConnectionLimits};
 use super::sessions::{self, BoundSessions};
 use super::{admin, edges, health};
 
-/// Authenticates every request to `/mcp`; anything wrong is a 401 pointing at the metadata.
-async fn authenticate(
+/// Authenticates every request to `/mcp` (and to the admin API); anything wrong is a 401
+/// pointing at the metadata. The actor goes into the request's extensions.
+pub(super) async fn authenticate(
     State(auth): State<Arc<Authenticator>>,
     mut request: Request,
     next: Next,
@@ -168,7 +169,10 @@ pub async fn serve_http(
         let router = admin::admin_router(
             gateway.clone(),
             auth.clone(),
-            admin.role.clone(),
+            crate::policy::AdminRoles {
+                tenant_admin: admin.role.clone(),
+                platform_admin: admin.platform_role.clone(),
+            },
             config.server.public_url.clone(),
         );
         tracing::info!(listen = %admin.listen, "admin API listening");

@@ -46,7 +46,8 @@ impl KillScope {
         }
     }
 
-    fn target(&self) -> &str {
+    /// What the scope names (`""` for global).
+    pub fn target(&self) -> &str {
         match self {
             KillScope::Global => "",
             KillScope::Tenant(t)
@@ -54,6 +55,26 @@ impl KillScope {
             | KillScope::Tool(t)
             | KillScope::AgentRole(t)
             | KillScope::User(t) => t,
+        }
+    }
+
+    /// The tenant a switch of this scope is limited to, given the tenant asked for: a tenant
+    /// switch is limited to its own tenant (asking for another one is an error).
+    pub fn tenant_qualifier(&self, asked: Option<String>) -> Result<Option<String>, String> {
+        match (self, asked) {
+            (KillScope::Tenant(own), None) => Ok(Some(own.clone())),
+            (KillScope::Tenant(own), Some(asked)) if asked == *own => Ok(Some(asked)),
+            (KillScope::Tenant(own), Some(asked)) => Err(format!(
+                "a tenant switch on `{own}` is limited to that tenant, not `{asked}`"
+            )),
+            (
+                KillScope::Global
+                | KillScope::Server(_)
+                | KillScope::Tool(_)
+                | KillScope::AgentRole(_)
+                | KillScope::User(_),
+                asked,
+            ) => Ok(asked),
         }
     }
 
@@ -70,11 +91,18 @@ impl KillScope {
     }
 }
 
-/// A kill switch that is on: who flipped it, when and why.
+/// A kill switch that is on: what it covers, in which tenant, who flipped it, when and why.
+///
+/// Its key is the scope together with the tenant: `user bob in acme` and `user bob` (every
+/// tenant) are two switches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KillSwitch {
     #[serde(flatten)]
     pub scope: KillScope,
+    /// The tenant the switch is limited to; `None` covers every tenant. A tenant switch is
+    /// limited to its own tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub reason: String,
     pub set_by: String,
     pub set_at: i64,
@@ -321,9 +349,15 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     async fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError>;
+    /// Sets a switch, replacing the one of the same scope and tenant.
     async fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError>;
-    /// Removes a switch; `false` when none was on for that scope.
-    async fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError>;
+    /// Removes the switch of this scope and tenant (`None`: the one for every tenant); `false`
+    /// when none was on.
+    async fn lift_kill_switch(
+        &self,
+        scope: &KillScope,
+        tenant: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
     async fn budget_usage(&self, run: &RunKey, capability: &str)
         -> Result<BudgetUsage, StoreError>;

@@ -83,6 +83,26 @@ CREATE TABLE relationship_updates (
     updated_at INTEGER NOT NULL
 );
 "#,
+    // 3: tenant-qualified kill switches. The tenant a switch is limited to (NULL: every tenant)
+    // is part of its key; a tenant switch is limited to its own tenant. Existing switches keep
+    // covering every tenant.
+    r#"
+CREATE TABLE kill_switches_v3 (
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    tenant TEXT,
+    reason TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at INTEGER NOT NULL
+);
+INSERT INTO kill_switches_v3 (kind, target, tenant, reason, set_by, set_at)
+    SELECT kind, target, CASE kind WHEN 'tenant' THEN target END, reason, set_by, set_at
+    FROM kill_switches;
+DROP TABLE kill_switches;
+ALTER TABLE kill_switches_v3 RENAME TO kill_switches;
+CREATE UNIQUE INDEX kill_switches_key
+    ON kill_switches (kind, target, ifnull(tenant, ''), tenant IS NULL);
+"#,
 ];
 
 /// SQLite behind a mutex: one writer at a time, which is what SQLite allows anyway.
@@ -308,24 +328,29 @@ impl Store for SqliteStore {
     async fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError> {
         self.with(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT kind, target, reason, set_by, set_at FROM kill_switches ORDER BY set_at",
+                "SELECT kind, target, tenant, reason, set_by, set_at FROM kill_switches ORDER BY set_at",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(2)?,
                     row.get::<_, String>(3)?,
-                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
                 ))
             })?;
             let mut switches = Vec::new();
             for row in rows {
-                let (kind, target, reason, set_by, set_at) = row?;
+                let (kind, target, tenant, reason, set_by, set_at) = row?;
                 // An unreadable kind stops everything rather than nothing.
-                let scope = KillScope::from_parts(&kind, target).unwrap_or(KillScope::Global);
+                let (scope, tenant) = match KillScope::from_parts(&kind, target) {
+                    Some(scope) => (scope, tenant),
+                    None => (KillScope::Global, None),
+                };
                 switches.push(KillSwitch {
                     scope,
+                    tenant,
                     reason,
                     set_by,
                     set_at,
@@ -337,25 +362,35 @@ impl Store for SqliteStore {
 
     async fn set_kill_switch(&self, switch: &KillSwitch) -> Result<(), StoreError> {
         self.with(|c| {
-            c.prepare_cached("INSERT INTO kill_switches (kind, target, reason, set_by, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (kind, target) DO UPDATE SET reason = ?3, set_by = ?4, set_at = ?5")?.execute(
-                params![
-                    switch.scope.kind(),
-                    switch.scope.target(),
-                    switch.reason,
-                    switch.set_by,
-                    switch.set_at
-                ],
-            )
+            c.prepare_cached(
+                "INSERT INTO kill_switches (kind, target, tenant, reason, set_by, set_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (kind, target, ifnull(tenant, ''), tenant IS NULL)
+                 DO UPDATE SET reason = ?4, set_by = ?5, set_at = ?6",
+            )?
+            .execute(params![
+                switch.scope.kind(),
+                switch.scope.target(),
+                switch.tenant,
+                switch.reason,
+                switch.set_by,
+                switch.set_at
+            ])
             .map(|_| ())
         })
     }
 
-    async fn lift_kill_switch(&self, scope: &KillScope) -> Result<bool, StoreError> {
+    async fn lift_kill_switch(
+        &self,
+        scope: &KillScope,
+        tenant: Option<&str>,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
-            c.prepare_cached("DELETE FROM kill_switches WHERE kind = ?1 AND target = ?2")?
-                .execute(params![scope.kind(), scope.target()])
-                .map(|n| n > 0)
+            c.prepare_cached(
+                "DELETE FROM kill_switches WHERE kind = ?1 AND target = ?2 AND tenant IS ?3",
+            )?
+            .execute(params![scope.kind(), scope.target(), tenant])
+            .map(|n| n > 0)
         })
     }
 
@@ -662,18 +697,27 @@ mod tests {
         assert!(seen[3].idempotency.is_none());
     }
 
+    fn switch(scope: KillScope, tenant: Option<&str>, reason: &str) -> KillSwitch {
+        KillSwitch {
+            scope,
+            tenant: tenant.map(str::to_string),
+            reason: reason.into(),
+            set_by: "admin".into(),
+            set_at: 1,
+        }
+    }
+
     #[tokio::test]
     async fn kill_switches_and_relationships_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = SqliteStore::open(dir.path()).expect("open");
             store
-                .set_kill_switch(&KillSwitch {
-                    scope: KillScope::Tool("case__read_case".into()),
-                    reason: "incident 42".into(),
-                    set_by: "admin".into(),
-                    set_at: 1,
-                })
+                .set_kill_switch(&switch(
+                    KillScope::Tool("case__read_case".into()),
+                    None,
+                    "incident 42",
+                ))
                 .await
                 .expect("set");
             store
@@ -690,9 +734,81 @@ mod tests {
             vec![serde_json::json!({"uid": 1})]
         );
         assert!(store
-            .lift_kill_switch(&KillScope::Tool("case__read_case".into()))
+            .lift_kill_switch(&KillScope::Tool("case__read_case".into()), None)
             .await
             .expect("lift"));
         assert!(store.kill_switches().await.expect("list").is_empty());
+    }
+
+    /// The tenant is part of a switch's key: `user bob` in acme, in globex and in every tenant
+    /// are three switches, each set again in place and lifted on its own.
+    #[tokio::test]
+    async fn a_kill_switch_is_keyed_by_scope_and_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let bob = || KillScope::User("bob".into());
+        for tenant in [Some("acme"), Some("globex"), None, Some("acme"), None] {
+            store
+                .set_kill_switch(&switch(bob(), tenant, &format!("{tenant:?}")))
+                .await
+                .expect("set");
+        }
+        let mut tenants: Vec<Option<String>> = store
+            .kill_switches()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|s| s.tenant)
+            .collect();
+        tenants.sort();
+        assert_eq!(
+            tenants,
+            vec![None, Some("acme".into()), Some("globex".into())]
+        );
+        assert!(store
+            .lift_kill_switch(&bob(), Some("acme"))
+            .await
+            .expect("lift"));
+        assert!(!store
+            .lift_kill_switch(&bob(), Some("acme"))
+            .await
+            .expect("lift"));
+        assert!(store.lift_kill_switch(&bob(), None).await.expect("lift"));
+        let left = store.kill_switches().await.expect("list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].tenant.as_deref(), Some("globex"));
+    }
+
+    /// Switches set before tenants were part of the key cover every tenant; a tenant switch is
+    /// limited to its own tenant.
+    #[tokio::test]
+    async fn existing_kill_switches_are_migrated_to_every_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut connection = Connection::open(dir.path().join("capgate.db")).expect("open");
+            let tx = connection.transaction().expect("tx");
+            for migration in &MIGRATIONS[..2] {
+                tx.execute_batch(migration).expect("old migration");
+            }
+            tx.pragma_update(None, "user_version", 2).expect("version");
+            tx.execute_batch(
+                "INSERT INTO kill_switches VALUES ('user', 'bob', 'old', 'admin', 1);
+                 INSERT INTO kill_switches VALUES ('tenant', 'acme', 'old', 'admin', 2);",
+            )
+            .expect("old rows");
+            tx.commit().expect("commit");
+        }
+        let store = SqliteStore::open(dir.path()).expect("migrate");
+        let switches = store.kill_switches().await.expect("list");
+        assert_eq!(
+            switches
+                .iter()
+                .map(|s| (s.scope.clone(), s.tenant.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (KillScope::User("bob".into()), None),
+                (KillScope::Tenant("acme".into()), Some("acme".into())),
+            ]
+        );
     }
 }

@@ -28,7 +28,7 @@ pub async fn admin_request(
 pub async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
     let (status, body) = admin_request(
         gateway,
-        &gateway.admin_token(),
+        &gateway.platform_admin_token(),
         "/admin/audit/flush",
         Value::Null,
     )

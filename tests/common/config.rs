@@ -17,7 +17,9 @@ pub struct GatewayOptions {
     pub case_timeout_ms: Option<u64>,
     /// Extra policy files (name, text) added to a copy of the repo's policies.
     pub extra_policies: Vec<(String, String)>,
-    /// Starts the admin API on its own port (role `capgate-admin`).
+    /// Starts the admin API on its own port (every test gateway has it; kept for the tests
+    /// that say so): tenant admins hold `capgate-admin`, platform admins
+    /// `capgate-platform-admin`.
     pub admin: bool,
     /// Agents get the audience-safe reason instead of the detailed one.
     pub safe_explanations: bool,
@@ -34,7 +36,8 @@ pub struct GatewayOptions {
     /// Other downstreams (and their contracts) in place of the case platform.
     pub downstreams: Option<Downstreams>,
     /// The policies directory gets only the repo's schema and manifest (and `extra_policies`),
-    /// none of its policies or scenarios.
+    /// none of its policies or scenarios; the admin policy set is copied whole, so that the
+    /// admin API answers as it does everywhere.
     pub bare_policies: bool,
     /// Extra environment for the gateway process.
     pub env: Vec<(String, String)>,
@@ -107,6 +110,7 @@ pub fn write_config(dir: &Path, port: u16, options: &GatewayOptions) -> PathBuf 
             std::fs::copy(repo_root().join("policies").join(name), policies.join(name))
                 .expect("copy schema and manifest");
         }
+        copy_dir(&repo_root().join("policies/admin"), &policies.join("admin"));
     } else {
         copy_dir(&repo_root().join("policies"), &policies);
     }
@@ -203,7 +207,9 @@ pub fn add_admin(config: &Path) -> String {
     let port = free_port();
     let mut text = std::fs::read_to_string(config).expect("read config");
     // Top-level tables must precede the first array table, so prepend.
-    text = format!("[admin]\nlisten = \"127.0.0.1:{port}\"\nrole = \"capgate-admin\"\n{text}");
+    text = format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\nrole = \"capgate-admin\"\nplatform_role = \"capgate-platform-admin\"\n{text}"
+    );
     // `[admin]` before top-level keys would swallow them: move the keys above it.
     let (keys, rest): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| {
         l.starts_with("capabilities_dir")

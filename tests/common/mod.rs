@@ -19,6 +19,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
+mod admin;
 mod admin_api;
 mod config;
 #[allow(unused_imports)]
@@ -172,11 +173,11 @@ impl TestGateway {
             .expect("every test gateway has an admin listener")
     }
 
-    /// The health details (admin listener).
+    /// The health details (admin listener, as a platform admin).
     pub async fn health(&self) -> Value {
         reqwest::Client::new()
             .get(format!("{}/admin/health", self.admin()))
-            .bearer_auth(self.admin_token())
+            .bearer_auth(self.platform_admin_token())
             .send()
             .await
             .expect("admin health")
@@ -286,12 +287,26 @@ impl TestGateway {
         sign_hs256(&claims(spec, &self.url), TEST_SECRET.as_bytes())
     }
 
-    /// A token for an admin: a person (no agent) with the `capgate-admin` role in acme.
+    /// A token for acme's tenant admin: a person (no agent) with the `capgate-admin` role in
+    /// acme, who administers acme only.
     pub fn admin_token(&self) -> String {
         self.token(&TokenSpec {
             user: "root-admin",
             tenant: Some("acme"),
             roles: vec!["capgate-admin"],
+            agent: None,
+            service: None,
+        })
+    }
+
+    /// A token for a platform admin: a person (no agent) with the `capgate-platform-admin` role
+    /// (in the `ops` tenant), who administers everything: reloads, the log, health, global,
+    /// server and tool kill switches, every tenant.
+    pub fn platform_admin_token(&self) -> String {
+        self.token(&TokenSpec {
+            user: "platform-admin",
+            tenant: Some("ops"),
+            roles: vec!["capgate-platform-admin"],
             agent: None,
             service: None,
         })
@@ -312,6 +327,17 @@ pub fn analyst(tenant: &'static str, user: &'static str, agent: &'static str) ->
         roles: vec!["analyst"],
         agent: Some(agent),
         service: Some("agent-runtime"),
+    }
+}
+
+/// The notification service sending for svc-notify in acme (high-risk sends need approval).
+pub fn notifier() -> TokenSpec {
+    TokenSpec {
+        user: "svc-notify",
+        tenant: Some("acme"),
+        roles: vec![],
+        agent: Some("notification-service"),
+        service: Some("notification-service"),
     }
 }
 
@@ -357,6 +383,15 @@ pub async fn call_with_meta(
 /// `_meta` with an idempotency key.
 pub fn key(key: &str) -> Value {
     json!({ "dev.capgate/idempotency-key": key })
+}
+
+/// The approval a `require_approval` refusal opened.
+pub fn approval_id(result: &CallToolResult) -> String {
+    let meta = serde_json::to_value(&result.meta).expect("meta");
+    meta["dev.capgate/decision"]["approval"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no approval in {meta}"))
+        .to_string()
 }
 
 pub fn text_of(result: &CallToolResult) -> String {

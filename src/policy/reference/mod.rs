@@ -83,6 +83,7 @@ impl ReferencePdp {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role: None,
+            break_glass_may_override: false,
             shadow: None,
         }
     }
@@ -125,11 +126,13 @@ impl ReferencePdp {
             }
         };
         let Some(slice) = self.slices.slice(request.action, &resource_uid) else {
-            return self.decision(
+            let mut decision = self.decision(
                 Outcome::Deny,
                 format!("denied {what}: no policies for this action ({under})"),
                 Vec::new(),
             );
+            decision.break_glass_may_override = true;
+            return decision;
         };
         let slice = slice.whole();
         let authorizer = &self.authorizer;
@@ -153,13 +156,20 @@ impl ReferencePdp {
                 .iter()
                 .any(|(_, m)| m.is_some_and(|m| m.is_forbid && m.outcome.is_none()));
 
+        let never = |id: &PolicyId| self.meta.get(id).is_some_and(|m| m.break_glass_never);
         if !plain_forbid && response.diagnostics().errors().next().is_some() {
+            let erring_never = response.diagnostics().errors().any(|error| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                never(e.policy_id())
+            });
             if !some_permit_applies() {
-                return self.decision(
+                let mut decision = self.decision(
                     Outcome::Deny,
                     format!("denied {what}: no policy permits it (deny by default; some policies could not be evaluated) ({under})"),
                     Vec::new(),
                 );
+                decision.break_glass_may_override = !erring_never;
+                return decision;
             }
             let mut errors = Vec::new();
             let mut erring = Vec::new();
@@ -193,6 +203,7 @@ impl ReferencePdp {
                 if missing_data {
                     decision.missing = errors;
                 }
+                decision.break_glass_may_override = outcome == Outcome::Deny && !erring_never;
                 return decision;
             }
         }
@@ -274,6 +285,8 @@ impl ReferencePdp {
                     .find_map(|(_, m)| m.and_then(|m| m.approver_role.clone()))
             })
             .flatten();
+        let break_glass_may_override = matches!(outcome, Outcome::Deny | Outcome::RequireApproval)
+            && !determining.iter().any(|(id, _)| never(id));
         Decision {
             outcome,
             agent_reason: agent_reason(outcome, &advice, &[]),
@@ -285,6 +298,7 @@ impl ReferencePdp {
             policy_version: self.label.clone(),
             missing: Vec::new(),
             approver_role,
+            break_glass_may_override,
             shadow: None,
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::ReferencePdp;
 use crate::policy::contract::{AgentFacts, AttributeValue, EntityRef, PolicyRequest};
-use crate::policy::Action;
+use crate::policy::{Action, Outcome};
 use crate::registry::Registry;
 use crate::scenarios::{parse_file, scenario_files, scenario_request};
 
@@ -242,7 +242,8 @@ fn every_scenario_and_its_variants_are_decided_as_the_reference_decides() {
     assert!(decided > 2_000, "only {decided} requests compared");
 }
 
-/// The forbid `id` in `text` turned into a permit, its `@outcome` and `@approver` dropped.
+/// The forbid `id` in `text` turned into a permit, its `@outcome`, `@approver` and
+/// `@break_glass` dropped.
 fn forbid_to_permit(text: &str, id: &str) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let at = lines
@@ -255,7 +256,12 @@ fn forbid_to_permit(text: &str, id: &str) -> Option<String> {
         if i == at {
             in_head = true;
         }
-        if in_head && annotation && (line.contains("@outcome") || line.contains("@approver")) {
+        if in_head
+            && annotation
+            && (line.contains("@outcome")
+                || line.contains("@approver")
+                || line.contains("@break_glass"))
+        {
             continue;
         }
         if in_head && line.trim_start().starts_with("forbid") {
@@ -313,6 +319,7 @@ fn each_forbid_turned_into_a_permit_is_decided_as_the_reference_decides() {
 const EXOTIC: &str = r#"
 @id("exotic-overflow")
 @reason("costs overflow")
+@break_glass("never")
 forbid (principal, action == Action::"call_tool", resource is Tool)
 when { context.arguments has scope && resource.cost * 4611686018427387904 > 0 };
 
@@ -351,6 +358,7 @@ forbid (principal is User, action == Action::"discover_tool", resource)
 unless { context has service && context.service == Service::"agent-runtime" };
 
 @id("exotic-late-guard")
+@break_glass("never")
 forbid (principal is Agent, action == Action::"call_tool", resource)
 when { principal.profile.workflow_nodes.contains("closing") && context has draft };
 
@@ -431,4 +439,15 @@ fn errors_overlaps_and_action_groups_are_decided_as_the_reference_decides() {
     assert!(decisions
         .iter()
         .any(|d| d.obligations.contains(&"audit:exotic".to_string())));
+    // A refusal a forbid marked `@break_glass("never")` took part in, by matching or by
+    // failing to evaluate, is not for break-glass; other denials are.
+    let refused = |overridable: bool| {
+        decisions
+            .iter()
+            .any(|d| d.outcome == Outcome::Deny && d.break_glass_may_override == overridable)
+    };
+    assert!(refused(true) && refused(false));
+    assert!(decisions.iter().any(|d| d.outcome == Outcome::Deny
+        && !d.break_glass_may_override
+        && d.reason.contains("could not be evaluated")));
 }

@@ -1,0 +1,135 @@
+//! Kill switches: list, flip, lift. A switch is its scope together with the tenant it is
+//! limited to (none: every tenant); a listing shows each caller only the switches the admin
+//! policy lets them see.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+
+use crate::identity::{ActorRef, CompositeActor};
+use crate::policy::{AdminAction, AdminResource};
+use crate::store::{KillScope, KillSwitch};
+
+use super::{invalid, unavailable, AdminState};
+
+/// A switch as the admin PDP judges it.
+fn resource(scope: &KillScope, tenant: Option<&String>) -> AdminResource {
+    AdminResource::KillSwitch {
+        scope: scope.kind().to_string(),
+        target: scope.target().to_string(),
+        tenant: tenant.cloned(),
+    }
+}
+
+/// The switches that are on and that `actor` may see.
+fn visible(state: &AdminState, actor: &CompositeActor) -> Vec<KillSwitch> {
+    state
+        .gateway
+        .controls()
+        .kill_switches()
+        .into_iter()
+        .filter(|switch| {
+            state.allows(
+                actor,
+                AdminAction::ViewKillSwitch,
+                resource(&switch.scope, switch.tenant.as_ref()),
+            )
+        })
+        .collect()
+}
+
+pub(super) async fn list(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<ActorRef>,
+) -> Response {
+    if let Err(refusal) = state.authorize(
+        &actor,
+        AdminAction::ListKillSwitches,
+        AdminResource::Platform,
+    ) {
+        return refusal.into_response();
+    }
+    Json(json!({ "kill_switches": visible(&state, &actor) })).into_response()
+}
+
+/// A switch to flip or lift: its scope and target, the tenant it is limited to (a tenant
+/// switch is limited to its own tenant; otherwise none means every tenant), and why.
+#[derive(serde::Deserialize)]
+pub(super) struct KillRequest {
+    #[serde(flatten)]
+    scope: KillScope,
+    tenant: Option<String>,
+    reason: Option<String>,
+}
+
+impl KillRequest {
+    /// The tenant the switch is limited to, once the admin PDP lets `actor` do `action` on it;
+    /// else the answer (422 for an inconsistent switch, the refusal).
+    fn authorized(
+        &self,
+        state: &AdminState,
+        actor: &CompositeActor,
+        action: AdminAction,
+    ) -> Result<Option<String>, Box<Response>> {
+        let tenant = self
+            .scope
+            .tenant_qualifier(self.tenant.clone())
+            .map_err(|why| Box::new(invalid(why)))?;
+        state
+            .authorize(actor, action, resource(&self.scope, tenant.as_ref()))
+            .map_err(|refusal| Box::new(refusal.into_response()))?;
+        Ok(tenant)
+    }
+}
+
+pub(super) async fn set(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<ActorRef>,
+    Json(request): Json<KillRequest>,
+) -> Response {
+    let tenant = match request.authorized(&state, &actor, AdminAction::SetKillSwitch) {
+        Ok(tenant) => tenant,
+        Err(answer) => return *answer,
+    };
+    let Some(reason) = request.reason.filter(|r| !r.trim().is_empty()) else {
+        return invalid("a kill switch needs a reason");
+    };
+    let switch = KillSwitch {
+        scope: request.scope,
+        tenant,
+        reason,
+        set_by: actor.user.id.clone(),
+        set_at: crate::policy::now_unix(),
+    };
+    tracing::warn!(target: "capgate::admin", user = %actor.user.id, scope = ?switch.scope, tenant = ?switch.tenant, reason = %switch.reason, "kill switch set");
+    match state.gateway.controls().set_kill_switch(switch).await {
+        Ok(()) => Json(json!({ "kill_switches": visible(&state, &actor) })).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+pub(super) async fn lift(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<ActorRef>,
+    Json(request): Json<KillRequest>,
+) -> Response {
+    let tenant = match request.authorized(&state, &actor, AdminAction::LiftKillSwitch) {
+        Ok(tenant) => tenant,
+        Err(answer) => return *answer,
+    };
+    tracing::warn!(target: "capgate::admin", user = %actor.user.id, scope = ?request.scope, ?tenant, "kill switch lifted");
+    match state
+        .gateway
+        .controls()
+        .lift_kill_switch(&request.scope, tenant.as_deref())
+        .await
+    {
+        Ok(lifted) => Json(json!({
+            "lifted": lifted,
+            "kill_switches": visible(&state, &actor),
+        }))
+        .into_response(),
+        Err(error) => unavailable(error),
+    }
+}

@@ -1,0 +1,133 @@
+//! The admin API as an OpenAPI 3.1 document (`capgate admin openapi`), with who may call what
+//! under the repository's admin policies.
+
+use serde_json::{json, Value};
+
+/// The admin API as an OpenAPI 3.1 document.
+pub fn openapi() -> Value {
+    let schema = |value: schemars::Schema| serde_json::to_value(value).unwrap_or(Value::Null);
+    let bearer = json!([{"bearer": []}]);
+    let refusals = |ok: &str| {
+        json!({
+            "200": {"description": ok},
+            "401": {"description": "no valid token"},
+            "403": {"description": "the admin policy (or, for approvals and break-glass, the role they need) refuses it; the body names the deciding policy and why"},
+        })
+    };
+    let op = |summary: &str, who: &str, ok: &str| json!({"summary": summary, "description": who, "security": bearer.clone(), "responses": refusals(ok)});
+    let with_body = |summary: &str, who: &str, body: Value| {
+        let mut responses = refusals("done");
+        responses["422"] = json!({"description": "invalid request"});
+        json!({
+            "summary": summary,
+            "description": who,
+            "security": bearer.clone(),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": body}}},
+            "responses": responses,
+        })
+    };
+    let with_id = |summary: &str, who: &str, ok: &str, missing: &str| {
+        let mut responses = refusals(ok);
+        responses["404"] = json!({"description": missing});
+        json!({"summary": summary, "description": who, "security": bearer.clone(),
+               "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+               "responses": responses})
+    };
+    let kill_body = json!({
+        "allOf": [{"$ref": "#/components/schemas/KillScope"}],
+        "properties": {
+            "tenant": {"type": "string", "description": "the tenant the switch is limited to; omitted: every tenant (a tenant switch is limited to its own tenant)"},
+            "reason": {"type": "string"}
+        }
+    });
+    let mut set_kill = kill_body.clone();
+    set_kill["required"] = json!(["reason"]);
+    const ANY_ADMIN: &str =
+        "Tenant admins ([admin] role) and platform admins ([admin] platform_role).";
+    const PLATFORM: &str = "Platform admins only.";
+    const SWITCHES: &str = "Tenant admins: tenant, user and agent_role switches limited to their own tenant. Platform admins: every switch, including global, server and tool switches and switches without a tenant.";
+    const OWN_TENANT: &str =
+        "Any person (no agent) for their own tenant; platform admins too stay within theirs.";
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "capgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Served on the admin listener. Every path but /metrics needs a bearer token; what its holder may do is decided by the admin policy set (policies/admin/). Admins are people: a token an agent acts on is refused everywhere (403). Tenant admins act on their own tenant only; platform admins on everything. Approvals and break-glass grants stay within the caller's tenant; deciding an approval also needs its approver role (not the requester), opening or revoking a grant the break-glass role."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {
+                "KillSwitch": schema(schemars::schema_for!(crate::store::KillSwitch)),
+                "KillScope": schema(schemars::schema_for!(crate::store::KillScope)),
+                "Approval": schema(schemars::schema_for!(crate::store::Approval)),
+                "BreakGlassGrant": schema(schemars::schema_for!(crate::store::BreakGlassGrant)),
+            }
+        },
+        "paths": {
+            "/admin/policy": {"get": op("Policy versions in effect, loaded and shadow, and the admin policy set", ANY_ADMIN, "status")},
+            "/admin/policy/reload": {"post": op("Validate policies/ (and policies/admin/) and swap atomically (422 with file and line when invalid)", PLATFORM, "reloaded")},
+            "/admin/relationships": {"post": with_body("Add or replace relationship entities (Cedar entity JSON); one refused entity refuses the whole update",
+                "Tenant admins: entities that belong to their tenant (attrs.tenant names it, or it is their Tenant entity) and replace only entities of their tenant. Platform admins: any entity, including those of no tenant (users, roles).",
+                json!({"type": "array", "minItems": 1, "items": {"type": "object"}}))},
+            "/admin/kill-switches": {
+                "get": op("Kill switches that are on, those the caller may see", SWITCHES, "list"),
+                "post": with_body("Flip a kill switch (scope, target, tenant, reason)", SWITCHES, set_kill)
+            },
+            "/admin/kill-switches/lift": {"post": with_body("Lift the kill switch of this scope and tenant", SWITCHES, kill_body)},
+            "/admin/health": {"get": op("The gateway's health in detail: policy version, downstream states and reasons, the decision log", PLATFORM, "health")},
+            "/metrics": {"get": {"summary": "Prometheus metrics (no token: keep the admin listener off the agents' network)", "responses": {"200": {"description": "Prometheus text"}}}},
+            "/admin/audit/flush": {"post": op("Wait until every decision record logged so far is committed", PLATFORM, "flushed")},
+            "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions",
+                "description": "Tenant admins: runs of their own tenant. Platform admins: any tenant.", "security": bearer.clone(),
+                "parameters": [{"name": "tenant", "in": "query", "required": true, "schema": {"type": "string"}},
+                               {"name": "run", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": refusals("manifest")}},
+            "/admin/budgets": {"get": {"summary": "A run's budget usage",
+                "description": "Tenant admins: runs of their own tenant. Platform admins: any tenant.", "security": bearer.clone(),
+                "parameters": [{"name": "run", "in": "query", "required": true, "schema": {"type": "string"}},
+                               {"name": "tenant", "in": "query", "required": false, "schema": {"type": "string"}, "description": "the run's tenant; the caller's own when omitted"},
+                               {"name": "tool", "in": "query", "required": false, "schema": {"type": "string"}}],
+                "responses": refusals("usage and limits")}},
+            "/approvals": {"get": op("Approval requests of the caller's tenant", OWN_TENANT, "list")},
+            "/approvals/{id}/approve": {"post": with_id("Grant a pending approval",
+                "A person of the approval's tenant with its approver role who is not its requester.", "approved", "no such approval")},
+            "/approvals/{id}/reject": {"post": with_id("Reject a pending approval",
+                "A person of the approval's tenant with its approver role who is not its requester.", "rejected", "no such approval")},
+            "/break-glass": {
+                "get": op("Break-glass grants of the caller's tenant, open and expired, with uses", OWN_TENANT, "list"),
+                "post": with_body("Open a time-limited break-glass grant in the caller's tenant (it never overrides a tenant-isolation forbid)",
+                    "A person with the break-glass role, for their own tenant.",
+                    json!({"type": "object", "required": ["user", "reason", "expires_in_seconds"],
+                    "properties": {"user": {"type": "string"}, "agent_role": {"type": "string"}, "tool": {"type": "string"},
+                                   "reason": {"type": "string", "minLength": 10}, "expires_in_seconds": {"type": "integer", "minimum": 1}}}))
+            },
+            "/break-glass/{id}/revoke": {"post": with_id("Revoke a break-glass grant (effective on the next request)",
+                "A person with the break-glass role, for grants of their own tenant.", "revoked", "no such open grant")}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Endpoint;
+
+    /// The document describes exactly the endpoints the router serves.
+    #[test]
+    fn every_endpoint_and_only_those_are_described() {
+        let doc = super::openapi();
+        let paths = doc["paths"].as_object().expect("paths");
+        let described: usize = paths
+            .values()
+            .map(|operations| operations.as_object().map_or(0, |o| o.len()))
+            .sum();
+        assert_eq!(described, Endpoint::ALL.len());
+        for endpoint in Endpoint::ALL {
+            let (method, path) = endpoint.route();
+            assert!(
+                doc["paths"][path][method.to_lowercase()].is_object(),
+                "{method} {path} is not described"
+            );
+        }
+    }
+}

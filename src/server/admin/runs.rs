@@ -1,0 +1,86 @@
+//! Runs of a tenant: a run's manifest from the decision log, and its budget usage.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+
+use crate::identity::ActorRef;
+use crate::policy::{AdminAction, AdminResource};
+use crate::store::RunKey;
+
+use super::{unavailable, AdminState};
+
+#[derive(serde::Deserialize)]
+pub(super) struct RunQuery {
+    tenant: String,
+    run: String,
+}
+
+pub(super) async fn run_manifest(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<ActorRef>,
+    Query(query): Query<RunQuery>,
+) -> Response {
+    let run = AdminResource::Run {
+        tenant: query.tenant.clone(),
+        run: query.run.clone(),
+    };
+    if let Err(refusal) = state.authorize(&actor, AdminAction::ViewRun, run) {
+        return refusal.into_response();
+    }
+    let path = state.gateway.decision_log().path().to_path_buf();
+    let manifest = tokio::task::spawn_blocking(move || {
+        crate::audit::run_manifest(&path, &query.tenant, &query.run)
+    })
+    .await;
+    match manifest {
+        Ok(Ok(manifest)) => Json(manifest).into_response(),
+        Ok(Err(error)) => unavailable(error),
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct BudgetQuery {
+    run: String,
+    /// The run's tenant; the caller's own when not given.
+    tenant: Option<String>,
+    #[serde(default)]
+    tool: String,
+}
+
+pub(super) async fn budget_usage(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<ActorRef>,
+    Query(query): Query<BudgetQuery>,
+) -> Response {
+    let tenant = query.tenant.unwrap_or_else(|| actor.tenant.clone());
+    let resource = AdminResource::Run {
+        tenant: tenant.clone(),
+        run: query.run.clone(),
+    };
+    if let Err(refusal) = state.authorize(&actor, AdminAction::ViewBudget, resource) {
+        return refusal.into_response();
+    }
+    let controls = state.gateway.controls();
+    let run = RunKey::Run {
+        tenant: tenant.clone(),
+        run: query.run.clone(),
+    };
+    match controls.usage(&run, &query.tool).await {
+        Ok(usage) => Json(json!({
+            "tenant": tenant,
+            "run": query.run,
+            "usage": usage,
+            "limits": {
+                "max_calls_per_run": controls.config().max_calls_per_run,
+                "max_calls_per_tool": controls.config().max_calls_per_tool,
+                "max_cost_per_run": controls.config().max_cost_per_run,
+            },
+            "remaining_calls": controls.remaining(&usage),
+        }))
+        .into_response(),
+        Err(error) => unavailable(error),
+    }
+}
