@@ -1,11 +1,9 @@
 //! `capgate serve` refuses to start on a bad policy, schema violation, contract or config, and
 //! says which file and line to fix.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn config_with_policy(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");

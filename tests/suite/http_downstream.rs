@@ -2,9 +2,7 @@
 //! federates an inner capgate (which fronts the case platform). The agent's token stays at the
 //! outer gateway; the inner one sees only the outer gateway's credential.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

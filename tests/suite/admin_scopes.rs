@@ -8,12 +8,10 @@
 //! Beside the table: a tenant admin's user switch stops that user in its tenant only, and a
 //! break-glass grant never lets anyone across tenants (tools and resources alike).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::common::*;
 use capgate::server::admin::Endpoint;
-use common::*;
 use rmcp::model::ReadResourceRequestParams;
 use serde_json::{json, Value};
 

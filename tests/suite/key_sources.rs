@@ -1,9 +1,7 @@
 //! Every issuer key source: ES256 and EdDSA public key files and an RS256 JWKS (kid selects the
 //! key). Good tokens pass; a token signed by another key, or naming an unknown kid, gets 401.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 

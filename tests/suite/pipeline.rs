@@ -3,11 +3,9 @@
 //! kill switches and budgets bind every capability kind; replays are records; claims carry
 //! leases; scope keys are structures; a kill switch flipped mid-call stops what waits.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::{json, Value};

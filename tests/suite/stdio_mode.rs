@@ -1,8 +1,6 @@
 //! stdio mode: one agent per process, its token read from the environment at start.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rmcp::transport::TokioChildProcess;
 use rmcp::ServiceExt;
 use serde_json::json;

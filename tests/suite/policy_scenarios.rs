@@ -2,17 +2,15 @@
 //! through the library, and `capgate policy test` reports the same, exiting non-zero (with a
 //! runner-style `FAILED` line) when one expectation is wrong.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::{copy_dir, repo_root};
 use capgate::policy::{
     AdminAction, AdminDecision, AdminOutcome, AdminPolicySet, AdminRoles, Outcome, PolicyEngine,
 };
 use capgate::registry::Registry;
 use capgate::scenarios::{self, ScenarioResult};
-use common::{copy_dir, repo_root};
 
 /// Scenario names ending in this must be denied with no determining policy (deny by default).
 const DEFAULT_DENY_MARK: &str = "(default deny)";

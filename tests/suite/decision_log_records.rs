@@ -3,11 +3,9 @@
 //! manifest; dry-run records; one summary per discovery request; and, after SIGKILLs under load,
 //! a durable record for every executed side effect.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn audit(data_dir: &std::path::Path, verb: &str) -> std::process::Output {

@@ -2,12 +2,10 @@
 //! (minus capgate's own keys), progress notifications under the client's own token, and the
 //! client's cancellation, which reaches the downstream.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, ProgressNotificationParam,
     ProgressToken, RequestMetaObject,

@@ -1,11 +1,9 @@
 //! The official Python MCP SDK (PyPI `mcp`) lists and calls a tool through capgate with a bearer
 //! token. The test sets up `.venv` with the SDK when it is missing (`.ci/run` does the same).
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test]

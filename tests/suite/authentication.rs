@@ -1,10 +1,8 @@
 //! Every kind of bad token gets HTTP 401 with `WWW-Authenticate` pointing at the RFC 9728
 //! metadata, which is served; a good token (HS256 or RS256 issuer) gets through.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use serde_json::{json, Value};
 
 fn b64(value: &Value) -> String {

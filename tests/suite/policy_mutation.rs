@@ -4,17 +4,15 @@
 //! mutation is caught when a scenario that passes on the unmutated policies fails on the
 //! mutated ones. A surviving mutation means the suite would not notice that policy vanishing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::common::{copy_dir, repo_root};
 use capgate::policy::PolicyEngine;
 use capgate::registry::Registry;
 use capgate::scenarios;
 use cedar_policy::{Effect, PolicySet};
-use common::{copy_dir, repo_root};
 
 fn cedar_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -5,12 +5,10 @@
 
 #![cfg(unix)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// The test issuers, and a dev issuer whose secret the gateway generates into the data dir.

@@ -3,11 +3,9 @@
 //! alone); side effects, and with `durable_for = "every_call"` reads too, refused when their
 //! record cannot be made durable, also on a full disk.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -1,15 +1,13 @@
 //! Policy versions and tooling: effective windows, the shadow set, `policy explain`, `policy fmt`,
 //! `capgate schema`, and agent-safe explanations on the wire.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::*;
 use capgate::policy::{now_unix, Outcome, PolicyEngine};
 use capgate::registry::Registry;
 use capgate::scenarios::{parse_file, scenario_request};
-use common::*;
 use serde_json::{json, Value};
 
 fn set_manifest(dir: &Path, version: &str, from: &str, until: Option<&str>) {

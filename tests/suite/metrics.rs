@@ -1,11 +1,9 @@
 //! `/metrics` parses with the Prometheus text-format parser (PyPI `prometheus-client`) and its
 //! counters match the calls the test made.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PARSE: &str = r#"

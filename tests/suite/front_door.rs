@@ -4,11 +4,9 @@
 //! clients get answers without delayed-ACK stalls; Origin, malformed bodies and DELETE get the
 //! answers the MCP transport specifies.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PROTOCOL: &str = "2025-11-25";

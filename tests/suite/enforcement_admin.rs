@@ -2,11 +2,9 @@
 //! the next request and tell connected sessions, time-limited break-glass, and the admin CLI
 //! over the admin API.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// A platform admin's request (the tool switches here are not a tenant admin's).

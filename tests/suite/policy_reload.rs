@@ -2,11 +2,9 @@
 //! swap atomically), an invalid reload that keeps enforcement as it was and names file and line,
 //! relationship updates without restart, and the admin API's own authorization.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn admin_post(gateway: &TestGateway, path: &str, token: &str, body: Value) -> (u16, Value) {

@@ -3,11 +3,9 @@
 //! is checked for digest, expiry, single use and policy version, atomically with its idempotency
 //! claim. Every misuse is refused; the honest path sends exactly one notice.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn person(

@@ -6,12 +6,10 @@
 //! - What a capability is decided on is never guessed: dropping the tenant, a bound entity or a
 //!   required contract attribute is `require_more_context`.
 
-mod common;
-
+use crate::common::repo_root;
 use capgate::policy::{Decision, Outcome, PolicyEngine, PolicyRequest};
 use capgate::registry::Registry;
 use capgate::scenarios::{parse_file, scenario_files, scenario_request};
-use common::repo_root;
 
 /// One attribute dropped from a request.
 struct Drop {

@@ -1,11 +1,9 @@
 //! Discovery filtering and call enforcement, with real MCP traffic: the capgate binary on
 //! 127.0.0.1, an rmcp client, and the example case platform as a real child process.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;

@@ -2,9 +2,7 @@
 //! budgets that survive a restart, fail-closed side effects and fail-open reads while the store
 //! is down, and obligations applied before the agent sees a result.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn drafts_received(gateway: &TestGateway) -> usize {
