@@ -106,7 +106,9 @@ pub trait Capability: Sync {
         obligations: &Obligations,
     ) -> Result<(), String>;
     /// `ok`, or `tool_error` for a tool result that reports failure.
-    fn downstream_outcome(output: &Self::Output) -> &'static str;
+    fn downstream_outcome(_output: &Self::Output) -> &'static str {
+        "ok"
+    }
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject>;
     /// How a refusal reaches the client.
     fn refused(
@@ -245,7 +247,7 @@ pub struct ResourceRead {
 }
 
 impl Capability for ResourceRead {
-    type Bound = (Arc<ResourceContract>, HashMap<String, String>);
+    type Bound = UriBound;
     type Output = ReadResourceResult;
     fn action(&self) -> Action {
         Action::ReadResource
@@ -263,29 +265,15 @@ impl Capability for ResourceRead {
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
-        let (contract, variables) =
-            gateway
-                .registry
-                .resource_for_uri(&self.uri)
-                .ok_or_else(|| Refusal::Unknown {
-                    kind: Self::KIND,
-                    name: self.uri.clone(),
-                })?;
-        Ok((Target::of_resource(contract), (contract.clone(), variables)))
+        resolve_uri(gateway, &self.uri)
     }
 
     fn policy_request(
         &self,
-        (contract, variables): &Self::Bound,
+        bound: &Self::Bound,
         asker: Asker<'_>,
     ) -> Result<PolicyRequest, Refusal> {
-        Ok(resource_request(
-            asker,
-            self.action(),
-            contract,
-            &self.uri,
-            Some(variables),
-        ))
+        Ok(uri_request(asker, self.action(), bound, &self.uri))
     }
 
     async fn forward(
@@ -313,10 +301,6 @@ impl Capability for ResourceRead {
             .map_err(|e| e.to_string())
     }
 
-    fn downstream_outcome(_output: &Self::Output) -> &'static str {
-        "ok"
-    }
-
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
         &mut output.meta
     }
@@ -326,13 +310,44 @@ impl Capability for ResourceRead {
         message: String,
         summary: Value,
     ) -> Result<Self::Output, ErrorData> {
-        Err(match refusal {
-            Refusal::Unknown { .. } => ErrorData::resource_not_found(
-                message,
-                Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
-            ),
-            _ => refusal_error(message, summary),
-        })
+        Err(resource_refusal(refusal, message, summary))
+    }
+}
+
+/// What a URI names: its resource contract and the template's variables.
+pub(super) type UriBound = (Arc<ResourceContract>, HashMap<String, String>);
+
+/// Resolves a concrete resource URI to the contract whose template matches it.
+pub(super) fn resolve_uri(gateway: &Gateway, uri: &str) -> Result<(Target, UriBound), Refusal> {
+    let (contract, variables) =
+        gateway
+            .registry
+            .resource_for_uri(uri)
+            .ok_or_else(|| Refusal::Unknown {
+                kind: "resource",
+                name: uri.to_string(),
+            })?;
+    Ok((Target::of_resource(contract), (contract.clone(), variables)))
+}
+
+/// The policy request of an action on a concrete resource URI.
+pub(super) fn uri_request(
+    asker: Asker<'_>,
+    action: Action,
+    (contract, variables): &UriBound,
+    uri: &str,
+) -> PolicyRequest {
+    resource_request(asker, action, contract, uri, Some(variables))
+}
+
+/// A refusal of a resource request: an unknown URI is "not found", as MCP servers say it.
+pub(super) fn resource_refusal(refusal: &Refusal, message: String, summary: Value) -> ErrorData {
+    match refusal {
+        Refusal::Unknown { .. } => ErrorData::resource_not_found(
+            message,
+            Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
+        ),
+        _ => refusal_error(message, summary),
     }
 }
 
@@ -402,10 +417,6 @@ impl Capability for PromptGet {
         obligations
             .apply_to_prompt(output)
             .map_err(|e| e.to_string())
-    }
-
-    fn downstream_outcome(_output: &Self::Output) -> &'static str {
-        "ok"
     }
 
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {

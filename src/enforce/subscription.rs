@@ -3,21 +3,17 @@
 //! allow the client's session is added to the URI's subscribers at the downstream connection
 //! (the downstream is asked once per URI). Unsubscribing removes only the caller's own session.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use rmcp::model::{ErrorData, JsonObject, MetaObject, RequestMetaObject};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::downstream::{DownstreamError, Relay};
 use crate::policy::{Action, PolicyRequest};
-use crate::registry::ResourceContract;
 
-use super::capability::{refusal_error, Capability, Target};
+use super::capability::{resolve_uri, resource_refusal, uri_request, Capability, Target, UriBound};
 use super::obligations::Obligations;
 use super::refusal::Refusal;
-use super::requests::{resource_request, Asker};
+use super::requests::Asker;
 use super::Gateway;
 
 /// One `resources/subscribe` request.
@@ -33,7 +29,7 @@ pub struct Subscribed {
 }
 
 impl Capability for Subscription {
-    type Bound = (Arc<ResourceContract>, HashMap<String, String>);
+    type Bound = UriBound;
     type Output = Subscribed;
     const KIND: &'static str = "resource";
 
@@ -52,29 +48,15 @@ impl Capability for Subscription {
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
-        let (contract, variables) =
-            gateway
-                .registry
-                .resource_for_uri(&self.uri)
-                .ok_or_else(|| Refusal::Unknown {
-                    kind: Self::KIND,
-                    name: self.uri.clone(),
-                })?;
-        Ok((Target::of_resource(contract), (contract.clone(), variables)))
+        resolve_uri(gateway, &self.uri)
     }
 
     fn policy_request(
         &self,
-        (contract, variables): &Self::Bound,
+        bound: &Self::Bound,
         asker: Asker<'_>,
     ) -> Result<PolicyRequest, Refusal> {
-        Ok(resource_request(
-            asker,
-            self.action(),
-            contract,
-            &self.uri,
-            Some(variables),
-        ))
+        Ok(uri_request(asker, self.action(), bound, &self.uri))
     }
 
     async fn forward(
@@ -114,12 +96,6 @@ impl Capability for Subscription {
         message: String,
         summary: Value,
     ) -> Result<Self::Output, ErrorData> {
-        Err(match refusal {
-            Refusal::Unknown { .. } => ErrorData::resource_not_found(
-                message,
-                Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
-            ),
-            _ => refusal_error(message, summary),
-        })
+        Err(resource_refusal(refusal, message, summary))
     }
 }
