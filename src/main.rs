@@ -1,5 +1,6 @@
-//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, and the policy tooling
-//! (`policy check | test | explain | fmt`).
+//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, the policy tooling
+//! (`policy check | test | explain | fmt | replay`), the decision log (`audit …`), the admin
+//! API's client (`admin …`) and `store migrate`.
 
 use std::path::{Path, PathBuf};
 
@@ -90,6 +91,22 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The enforcement store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Apply the PostgreSQL schema migrations not applied yet (`serve` applies them at start
+    /// too); prints each one applied. The SQLite store migrates itself when opened.
+    Migrate {
+        /// The database; defaults to the config's `[store] url`.
+        #[arg(long, env = "CAPGATE_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -335,6 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command } => policy_command(cli.config.as_ref(), command),
+        Command::Store { command } => store_command(cli.config.as_ref(), command),
         Command::Audit { command } => audit_command(cli.config.as_ref(), command),
         Command::Admin {
             url,
@@ -457,6 +475,43 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             let key = capgate::audit::generate_signing_key(&out)?;
             eprintln!("wrote {} (owner-only); its public key:", out.display());
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+    }
+}
+
+fn store_command(config: Option<&PathBuf>, command: StoreCommand) -> anyhow::Result<()> {
+    match command {
+        StoreCommand::Migrate { database_url } => {
+            let options = match database_url {
+                Some(url) => capgate::store::PostgresOptions {
+                    url,
+                    pool_size: 1,
+                    connect_timeout: std::time::Duration::from_secs(10),
+                },
+                None => match load_config(config)?.store {
+                    capgate::config::StoreConfig::Postgres(options) => options,
+                    capgate::config::StoreConfig::Sqlite => bail!(
+                        "no [store] url is configured: the embedded SQLite store migrates itself when the gateway starts; pass --database-url for PostgreSQL"
+                    ),
+                },
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let applied = runtime.block_on(capgate::store::migrate_postgres(&options))?;
+            for (version, name) in &applied {
+                println!("applied {version:03}_{name}");
+            }
+            let newest = capgate::store::MIGRATIONS_POSTGRES
+                .last()
+                .map(|m| m.0)
+                .unwrap_or(0);
+            println!(
+                "the store is at schema version {newest} ({} migration(s) applied now)",
+                applied.len()
+            );
             Ok(())
         }
     }

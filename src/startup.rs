@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, StoreConfig};
 use crate::downstream::Downstreams;
 use crate::enforce::Gateway;
 use crate::identity;
@@ -66,10 +66,11 @@ pub async fn start_gateway(
         digest = %policy_set.digest,
         "policy set loaded"
     );
-    let store = crate::store::SqliteStore::open(&config.data_dir)
-        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+    let store = open_store(config).await?;
+    // Subscribed before anything is read from the store, so no change is missed in between.
+    let changes = store.changes();
     let controls = crate::enforce::Controls::new(
-        Arc::new(store),
+        store,
         Arc::new(crate::clock::SystemClock),
         config.enforcement.clone(),
     )
@@ -88,7 +89,7 @@ pub async fn start_gateway(
     let downstreams = Downstreams::start(
         &config.downstreams,
         Arc::new(move |server, tool| contracts.tool_of(server, tool).is_some()),
-        shutdown,
+        shutdown.clone(),
     );
     let gateway = Arc::new(Gateway::new(
         registry,
@@ -102,10 +103,35 @@ pub async fn start_gateway(
     let restored = gateway
         .restore_relationships()
         .await
-        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+        .map_err(|e| StartError::Serve(format!("{e} ({})", store_name(config))))?;
     tracing::info!(
         relationship_entities = restored,
         "relationship updates restored"
     );
+    if let Some(changes) = changes {
+        gateway.follow_store_changes(changes, shutdown);
+    }
     Ok(gateway)
+}
+
+/// The enforcement store `[store]` selects: SQLite in `data_dir`, or the shared PostgreSQL
+/// database (migrated, then pooled, with its change feed).
+async fn open_store(config: &GatewayConfig) -> Result<Arc<dyn crate::store::Store>, StartError> {
+    let opened: Result<Arc<dyn crate::store::Store>, _> = match &config.store {
+        StoreConfig::Sqlite => {
+            crate::store::SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as _)
+        }
+        StoreConfig::Postgres(options) => crate::store::PostgresStore::connect(options)
+            .await
+            .map(|s| Arc::new(s) as _),
+    };
+    opened.map_err(|e| StartError::Serve(format!("{e} ({})", store_name(config))))
+}
+
+/// Where the store is, for messages (never the URL: it may hold a password).
+fn store_name(config: &GatewayConfig) -> String {
+    match &config.store {
+        StoreConfig::Sqlite => format!("store in data_dir {}", config.data_dir.display()),
+        StoreConfig::Postgres(_) => "the PostgreSQL store of [store] url".into(),
+    }
 }

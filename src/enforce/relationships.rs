@@ -1,9 +1,11 @@
 //! Relationship updates and policy reloads. Updates made through the admin API are durable:
 //! each is validated, appended to the store, then put in force; a restart or a reload replays
-//! them, in order, over the entity files. One update at a time, so none is lost.
+//! them, in order, over the entity files. One update at a time, so none is lost. With several
+//! replicas, each one applies the updates stored after the last one it applied (its own or
+//! another replica's: sequence numbers are committed in order), when told of a change.
 
 use crate::policy::PolicyLoadError;
-use crate::store::StoreError;
+use crate::store::{RelationshipUpdate, StoreError};
 
 use super::Gateway;
 
@@ -26,51 +28,80 @@ pub enum ReloadError {
 }
 
 impl Gateway {
-    /// Validates, stores, then applies a relationship update; the entity count after it.
+    /// Validates, stores, then applies a relationship update (with any stored before it that
+    /// this replica has not applied yet); the entity count after it.
     pub async fn update_relationships(
         &self,
         updates: Vec<serde_json::Value>,
         by: &str,
     ) -> Result<usize, RelationshipError> {
-        let _one_at_a_time = self.admin_writes.lock().await;
-        let updated = self
-            .policy
+        let mut applied = self.admin_writes.lock().await;
+        self.policy
             .relationships_with(updates.clone())
             .map_err(RelationshipError::Invalid)?;
         self.controls
             .store()
             .append_relationship_update(&updates, by, self.controls.now())
             .await?;
-        Ok(self.policy.set_relationships(updated))
+        let stored = self
+            .controls
+            .store()
+            .relationship_updates_after(*applied)
+            .await?;
+        self.apply_updates(&mut applied, &stored)
+            .map_err(RelationshipError::Invalid)
+    }
+
+    /// Applies the updates stored since the last one this replica applied (another replica
+    /// made them); the entity count after them.
+    pub async fn catch_up_relationships(&self) -> Result<usize, ReloadError> {
+        let mut applied = self.admin_writes.lock().await;
+        let stored = self
+            .controls
+            .store()
+            .relationship_updates_after(*applied)
+            .await?;
+        self.apply_updates(&mut applied, &stored)
+            .map_err(|message| ReloadError::Store(StoreError(message)))
     }
 
     /// Replays the stored relationship updates over the entity files (at start).
     pub async fn restore_relationships(&self) -> Result<usize, ReloadError> {
-        let updates = self.stored_updates().await?;
-        self.policy
-            .replay_relationships(&updates)
-            .map_err(|message| {
-                ReloadError::Store(StoreError(format!(
-                    "the stored relationship updates do not fit the entity files: {message}"
-                )))
-            })
+        let mut applied = self.admin_writes.lock().await;
+        let stored = self.controls.store().relationship_updates().await?;
+        self.apply_updates(&mut applied, &stored)
+            .map_err(|message| ReloadError::Store(StoreError(message)))
     }
 
     /// Reloads policies, schema and entity files, and replays the stored updates over them.
     pub async fn reload_policy(&self) -> Result<String, ReloadError> {
-        let _one_at_a_time = self.admin_writes.lock().await;
-        let updates = self.stored_updates().await?;
-        Ok(self.policy.reload(&updates)?)
+        let mut applied = self.admin_writes.lock().await;
+        let stored = self.controls.store().relationship_updates().await?;
+        let updates: Vec<Vec<serde_json::Value>> =
+            stored.iter().map(|u| u.entities.clone()).collect();
+        let version = self.policy.reload(&updates)?;
+        *applied = stored.last().map_or(*applied, |u| u.seq);
+        Ok(version)
     }
 
-    async fn stored_updates(&self) -> Result<Vec<Vec<serde_json::Value>>, StoreError> {
-        Ok(self
-            .controls
-            .store()
-            .relationship_updates()
-            .await?
-            .into_iter()
-            .map(|u| u.entities)
-            .collect())
+    /// Puts `stored` (in sequence order, all after `applied`) in force over what is in force
+    /// now, and advances `applied`; nothing changes when one does not fit.
+    fn apply_updates(
+        &self,
+        applied: &mut i64,
+        stored: &[RelationshipUpdate],
+    ) -> Result<usize, String> {
+        let updates: Vec<Vec<serde_json::Value>> =
+            stored.iter().map(|u| u.entities.clone()).collect();
+        let count = self
+            .policy
+            .replay_relationships(&updates)
+            .map_err(|message| {
+                format!("the stored relationship updates do not fit the entity files: {message}")
+            })?;
+        if let Some(last) = stored.last() {
+            *applied = last.seq;
+        }
+        Ok(count)
     }
 }
