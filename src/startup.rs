@@ -117,6 +117,13 @@ pub async fn start_gateway(
 /// The enforcement store `[store]` selects: SQLite in `data_dir`, or the shared PostgreSQL
 /// database (migrated, then pooled, with its change feed).
 async fn open_store(config: &GatewayConfig) -> Result<Arc<dyn crate::store::Store>, StartError> {
+    // The decision log and its key live in data_dir whichever store is used.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StartError::Serve(format!(
+            "cannot create data_dir {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
     let opened: Result<Arc<dyn crate::store::Store>, _> = match &config.store {
         StoreConfig::Sqlite => {
             crate::store::SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as _)

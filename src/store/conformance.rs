@@ -306,6 +306,8 @@ async fn concurrently(
             start.wait().await;
             store
                 .admit(&keys, &mut |state: &AdmissionState| {
+                    // Widens the window between the read and the writes, as a slow PDP would.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
                     let writes = rule(state, i);
                     if writes != AdmissionWrites::default() {
                         admitted.fetch_add(1, Ordering::SeqCst);

@@ -169,6 +169,19 @@ impl TestGateway {
             .expect("every test gateway has an admin listener")
     }
 
+    /// POSTs `body` to the admin listener as `token`; the status and the JSON answer.
+    pub async fn admin_post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.admin()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// The health details (admin listener).
     pub async fn health(&self) -> Value {
         reqwest::Client::new()

@@ -64,7 +64,10 @@ impl TestDatabase {
         let (client, connection) = match connected {
             Ok(Ok(connected)) => connected,
             Ok(Err(error)) => {
-                skipped(&format!("no PostgreSQL server at {server} ({error})"));
+                skipped(&format!(
+                    "no PostgreSQL server at {server} ({})",
+                    super::failed(error).0
+                ));
                 return None;
             }
             Err(_) => {
