@@ -131,6 +131,20 @@ mod tests {
     }
 
     #[test]
+    fn the_two_replica_examples_load_on_postgres() {
+        for n in [1, 2] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("examples/replicas/replica-{n}.toml"));
+            let config = crate::config::GatewayConfig::load(&path).expect("the example loads");
+            assert!(
+                matches!(config.store, StoreConfig::Postgres(_)),
+                "{}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
     fn bad_store_tables_name_the_key() {
         assert_eq!(parse("url = \"mysql://x\"").unwrap_err().key, "store.url");
         assert_eq!(parse("pool_size = 3").unwrap_err().key, "store");
