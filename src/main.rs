@@ -110,7 +110,8 @@ enum StoreCommand {
     },
 }
 
-/// Where the decision log is: `--log`, else `<--data-dir>/audit.db`, else the config's.
+/// Where the decision log is: `--log`, else `<--data-dir>/audit.db`, else every replica's chain
+/// in `--database-url`, else the config's (the database of a PostgreSQL `[store]`).
 #[derive(clap::Args, Clone)]
 struct LogLocation {
     /// The data directory holding `audit.db` (and, by default, `audit-signing.key`).
@@ -119,6 +120,15 @@ struct LogLocation {
     /// The decision log's file itself, e.g. a copy kept elsewhere.
     #[arg(long, conflicts_with = "data_dir")]
     log: Option<PathBuf>,
+    /// The PostgreSQL database of replicas: every replica's chain is read.
+    #[arg(long, conflicts_with_all = ["data_dir", "log"])]
+    database_url: Option<String>,
+}
+
+/// A decision log to read: one SQLite file, or every chain in a database.
+enum LogSource {
+    File(PathBuf),
+    Database(String),
 }
 
 #[derive(Subcommand)]
@@ -130,9 +140,10 @@ enum AuditCommand {
         location: LogLocation,
         /// The checkpoint key's public half (64 hex digits, or a file holding them). Keep it
         /// away from the gateway's disk: whoever can write the log may also hold the private key.
-        /// Without it, the public key is derived from the configured signing key file.
+        /// Without it, the public key is derived from the configured signing key file. Repeat it
+        /// for replicas that sign with keys of their own: a checkpoint verifies with any.
         #[arg(long)]
-        public_key: Option<String>,
+        public_key: Vec<String>,
     },
     /// Write every record as JSON Lines to stdout.
     Export {
@@ -372,16 +383,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The decision log's file for a command.
-fn log_file(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Result<PathBuf> {
-    Ok(match (location.log, location.data_dir) {
-        (Some(log), _) => log,
-        (None, Some(dir)) => capgate::audit::log_path(&dir),
-        (None, None) => {
-            let config = load_config(config)?;
-            config.audit.log_path(&config.data_dir)
+/// The decision log a command reads.
+fn log_source(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Result<LogSource> {
+    Ok(
+        match (location.log, location.data_dir, location.database_url) {
+            (Some(log), _, _) => LogSource::File(log),
+            (None, Some(dir), _) => LogSource::File(capgate::audit::log_path(&dir)),
+            (None, None, Some(url)) => LogSource::Database(url),
+            (None, None, None) => {
+                let config = load_config(config)?;
+                match config.store {
+                    capgate::config::StoreConfig::Postgres { options, .. } => {
+                        LogSource::Database(options.url)
+                    }
+                    capgate::config::StoreConfig::Sqlite => {
+                        LogSource::File(config.audit.log_path(&config.data_dir))
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Every chain of a log: (chain id, rows, checkpoints); a file is one chain without an id.
+fn chains_of(source: &LogSource) -> anyhow::Result<Vec<capgate::audit::Chain>> {
+    match source {
+        LogSource::Database(url) => Ok(capgate::audit::read_chains(url)?),
+        LogSource::File(path) => {
+            if !path.exists() {
+                bail!("{}: no decision log here", path.display());
+            }
+            Ok(vec![capgate::audit::Chain {
+                id: String::new(),
+                rows: capgate::audit::read_all(path)?,
+                checkpoints: Vec::new(),
+            }])
         }
-    })
+    }
 }
 
 /// The checkpoint signing key file for a command (never generated here).
@@ -401,31 +439,72 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             location,
             public_key,
         } => {
-            let key = match public_key {
-                Some(given) => capgate::audit::parse_public_key(&given)?,
-                None => {
-                    let file = signing_key_file(config, location.data_dir.as_deref())?;
+            let mut keys = Vec::new();
+            for given in &public_key {
+                keys.push(capgate::audit::parse_public_key(given)?);
+            }
+            if keys.is_empty() {
+                let file = signing_key_file(config, location.data_dir.as_deref())?;
+                keys.push(
                     capgate::audit::load_signing_key(&file, false)
                         .with_context(|| "pass the checkpoint key's public half with --public-key")?
-                        .verifying_key()
-                }
-            };
-            let path = log_file(config, location)?;
-            if !path.exists() {
-                bail!("{}: no decision log here", path.display());
-            }
-            let (count, problems) = capgate::audit::verify(&path, &key)?;
-            for problem in &problems {
-                eprintln!("record {}: {}", problem.seq, problem.problem);
-            }
-            if !problems.is_empty() {
-                bail!(
-                    "{}: the decision log is not intact ({} problem(s) in {count} records)",
-                    path.display(),
-                    problems.len()
+                        .verifying_key(),
                 );
             }
-            println!("{}: {count} records, hash chain intact", path.display());
+            match log_source(config, location)? {
+                LogSource::File(path) => {
+                    if !path.exists() {
+                        bail!("{}: no decision log here", path.display());
+                    }
+                    let (count, problems) = capgate::audit::verify_any(&path, &keys)?;
+                    for problem in &problems {
+                        eprintln!("record {}: {}", problem.seq, problem.problem);
+                    }
+                    if !problems.is_empty() {
+                        bail!(
+                            "{}: the decision log is not intact ({} problem(s) in {count} records)",
+                            path.display(),
+                            problems.len()
+                        );
+                    }
+                    println!("{}: {count} records, hash chain intact", path.display());
+                }
+                LogSource::Database(url) => {
+                    let chains = capgate::audit::read_chains(&url)?;
+                    let mut broken = 0;
+                    let mut records = 0;
+                    for chain in &chains {
+                        let problems =
+                            capgate::audit::verify_chain(&chain.rows, &chain.checkpoints, &keys);
+                        for problem in &problems {
+                            eprintln!(
+                                "chain {} record {}: {}",
+                                chain.id, problem.seq, problem.problem
+                            );
+                        }
+                        records += chain.rows.len();
+                        if problems.is_empty() {
+                            println!(
+                                "chain {}: {} records, hash chain intact",
+                                chain.id,
+                                chain.rows.len()
+                            );
+                        } else {
+                            broken += 1;
+                        }
+                    }
+                    if broken > 0 {
+                        bail!(
+                            "{broken} of {} chain(s) in the database are not intact",
+                            chains.len()
+                        );
+                    }
+                    println!(
+                        "{} chain(s), {records} records, every hash chain intact",
+                        chains.len()
+                    );
+                }
+            }
             Ok(())
         }
         AuditCommand::Query {
@@ -437,7 +516,6 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
             since,
             until,
         } => {
-            let path = log_file(config, location)?;
             let filter = capgate::audit::Query {
                 run,
                 actor,
@@ -446,19 +524,36 @@ fn audit_command(config: Option<&PathBuf>, command: AuditCommand) -> anyhow::Res
                 since,
                 until,
             };
-            for record in capgate::audit::query(&path, &filter)? {
-                println!("{}", serde_json::to_string(&record)?);
+            match log_source(config, location)? {
+                LogSource::File(path) => {
+                    for record in capgate::audit::query(&path, &filter)? {
+                        println!("{}", serde_json::to_string(&record)?);
+                    }
+                }
+                source @ LogSource::Database(_) => {
+                    for chain in chains_of(&source)? {
+                        for record in capgate::audit::query_rows(chain.rows, &filter)? {
+                            let mut line = serde_json::to_value(&record)?;
+                            line["chain"] = chain.id.clone().into();
+                            println!("{line}");
+                        }
+                    }
+                }
             }
             Ok(())
         }
         AuditCommand::Export { location } => {
-            let path = log_file(config, location)?;
-            for (seq, record, prev_hash, hash) in capgate::audit::read_all(&path)? {
-                let record: serde_json::Value = serde_json::from_str(&record)?;
-                println!(
-                    "{}",
-                    serde_json::json!({"seq": seq, "prev_hash": prev_hash, "hash": hash, "record": record})
-                );
+            let source = log_source(config, location)?;
+            let with_chain = matches!(source, LogSource::Database(_));
+            for chain in chains_of(&source)? {
+                for (seq, record, prev_hash, hash) in chain.rows {
+                    let record: serde_json::Value = serde_json::from_str(&record)?;
+                    let mut line = serde_json::json!({"seq": seq, "prev_hash": prev_hash, "hash": hash, "record": record});
+                    if with_chain {
+                        line["chain"] = chain.id.clone().into();
+                    }
+                    println!("{line}");
+                }
             }
             Ok(())
         }
@@ -490,7 +585,7 @@ fn store_command(config: Option<&PathBuf>, command: StoreCommand) -> anyhow::Res
                     connect_timeout: std::time::Duration::from_secs(10),
                 },
                 None => match load_config(config)?.store {
-                    capgate::config::StoreConfig::Postgres(options) => options,
+                    capgate::config::StoreConfig::Postgres { options, .. } => options,
                     capgate::config::StoreConfig::Sqlite => bail!(
                         "no [store] url is configured: the embedded SQLite store migrates itself when the gateway starts; pass --database-url for PostgreSQL"
                     ),
@@ -609,15 +704,26 @@ fn policy_command(config: Option<&PathBuf>, command: PolicyCommand) -> anyhow::R
             candidate,
             location,
         } => {
-            let log = log_file(config, location)?;
+            let source = log_source(config, location)?;
             let engine = PolicyEngine::load(&candidate, None)?;
-            let (replayed, changes) = capgate::audit::replay(&log, &engine)?;
+            let mut replayed = 0;
+            let mut changes = Vec::new();
+            for chain in chains_of(&source)? {
+                let records = capgate::audit::query_rows(chain.rows, &Default::default())?;
+                let (count, changed) = capgate::audit::replay_records(records, &engine);
+                replayed += count;
+                changes.extend(changed.into_iter().map(|change| (chain.id.clone(), change)));
+            }
             let mut by_change: std::collections::BTreeMap<(String, String), usize> =
                 Default::default();
-            for change in &changes {
+            for (chain, change) in &changes {
+                let at = if chain.is_empty() {
+                    change.seq.to_string()
+                } else {
+                    format!("{chain}:{}", change.seq)
+                };
                 println!(
-                    "record {}: {} {} {} -> {} (policy {} -> {})",
-                    change.seq,
+                    "record {at}: {} {} {} -> {} (policy {} -> {})",
                     change.actor,
                     change.resource,
                     change.before,

@@ -54,6 +54,47 @@ impl Replicas {
     }
 }
 
+/// Flushes every replica's decision log, then checks every chain in the database with the
+/// `capgate audit verify` command line, given each replica's public key; its output.
+async fn verify_every_chain(r: &Replicas) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"));
+    command.args(["audit", "verify", "--database-url", &r.db.url]);
+    for g in &r.gateways {
+        let (status, body) = g
+            .admin_post_as(&g.admin_token(), "/admin/audit/flush", json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let key = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(["audit", "public-key", "--key-file"])
+            .arg(g.dir.path().join("data/audit-signing.key"))
+            .output()
+            .expect("capgate audit public-key");
+        assert!(key.status.success());
+        command.args(["--public-key", String::from_utf8_lossy(&key.stdout).trim()]);
+    }
+    let verified = command.output().expect("capgate audit verify");
+    let out = String::from_utf8_lossy(&verified.stdout).to_string();
+    assert!(
+        verified.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    out
+}
+
+/// Every record of every chain, as `capgate audit export` writes them.
+fn exported(r: &Replicas) -> Vec<Value> {
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["audit", "export", "--database-url", &r.db.url])
+        .output()
+        .expect("capgate audit export");
+    assert!(export.status.success());
+    String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
 fn refused_by(result: &rmcp::model::CallToolResult) -> String {
     let meta = serde_json::to_value(&result.meta).expect("meta");
     meta["dev.capgate/decision"]["refused_by"]
@@ -135,6 +176,43 @@ async fn fifty_identical_side_effect_calls_over_three_replicas_perform_once() {
         assert_eq!(meta["dev.capgate/replay"], true, "{meta}");
     }
     assert_eq!(r.effects("create_notice_draft").len(), 1);
+    // Each replica appended its own chain; all three verify, and queries and replays read
+    // every chain.
+    let verified = verify_every_chain(&r).await;
+    assert!(verified.contains("3 chain(s)"), "{verified}");
+    let capgate = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(args)
+            .args(["--database-url", &r.db.url])
+            .output()
+            .expect("capgate runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let queried = capgate(&["audit", "query", "--tool", "case__create_notice_draft"]);
+    let chains: std::collections::BTreeSet<String> = queried
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).expect("json");
+            line["chain"]
+                .as_str()
+                .expect("each line names its chain")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(chains.len(), 3, "records of the key on every replica");
+    let policies = r.gateways[0].policies_dir();
+    let replayed = capgate(&[
+        "policy",
+        "replay",
+        "--candidate",
+        policies.to_str().expect("utf-8 path"),
+    ]);
+    assert!(replayed.contains("0 changed"), "{replayed}");
 }
 
 #[tokio::test]
@@ -535,6 +613,24 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
         }
     }
     let effects = r.effects("create_notice_draft");
+
+    // Every chain verifies, and every effect has its durable allow record in one of them.
+    let verified = verify_every_chain(&r).await;
+    assert!(verified.contains("3 chain(s)"), "{verified}");
+    let allowed = exported(&r)
+        .iter()
+        .filter(|line| {
+            let record = &line["record"];
+            record["resource"] == "case__create_notice_draft"
+                && record["decision"] == "allow"
+                && record["downstream_outcome"].is_null()
+        })
+        .count();
+    assert!(
+        allowed >= effects.len(),
+        "{allowed} allow records for {} effects",
+        effects.len()
+    );
     let mut performed: Vec<String> = effects
         .iter()
         .map(|e| e["arguments"]["body"].as_str().unwrap_or("").to_string())

@@ -1,7 +1,8 @@
 //! The `[store]` table: where the enforcement state lives. Absent (or without a URL), it is the
 //! embedded SQLite database in `data_dir`; with `url` (or `url_env`) naming a PostgreSQL
 //! database, every replica configured with the same database shares budgets, idempotency
-//! claims, approvals, kill switches, break-glass grants and relationship updates.
+//! claims, approvals, kill switches, break-glass grants and relationship updates, and appends
+//! its decision log there as a chain of its own (`replica_id`).
 
 use std::time::Duration;
 
@@ -17,11 +18,15 @@ pub struct RawStore {
     url: Option<String>,
     /// The environment variable holding the URL (keeps a password out of the file).
     url_env: Option<String>,
-    /// Connections in this replica's pool (default 8; one more is held for LISTEN).
+    /// Connections in this replica's pool (default 8; one more is held for LISTEN and one by
+    /// the decision-log writer).
     pool_size: Option<usize>,
     /// How long to wait for a connection, to the server or from the pool (default 2000 ms).
     /// A call that waits longer is refused: the store is unavailable.
     connect_timeout_ms: Option<u64>,
+    /// This replica's id: the decision-log chain it appends to. Default: the id in
+    /// `<data_dir>/replica-id`, generated there on first start (so a restart resumes its chain).
+    replica_id: Option<String>,
 }
 
 /// Where the enforcement state lives.
@@ -30,8 +35,13 @@ pub enum StoreConfig {
     /// `<data_dir>/capgate.db`, one process.
     #[default]
     Sqlite,
-    /// A PostgreSQL database shared by every replica.
-    Postgres(crate::store::PostgresOptions),
+    /// A PostgreSQL database shared by every replica, which also holds the decision log (one
+    /// chain per replica).
+    Postgres {
+        options: crate::store::PostgresOptions,
+        /// `None`: the one persisted in `data_dir`.
+        replica_id: Option<String>,
+    },
 }
 
 /// Checks the `[store]` table.
@@ -41,10 +51,13 @@ pub(super) fn parse_store(
 ) -> Result<StoreConfig, ConfigError> {
     let url = match (raw.url, raw.url_env) {
         (None, None) => {
-            if raw.pool_size.is_some() || raw.connect_timeout_ms.is_some() {
+            if raw.pool_size.is_some()
+                || raw.connect_timeout_ms.is_some()
+                || raw.replica_id.is_some()
+            {
                 return Err(err(
                     "store",
-                    "pool_size and connect_timeout_ms apply to PostgreSQL only, and no url is set".into(),
+                    "pool_size, connect_timeout_ms and replica_id apply to PostgreSQL only, and no url is set".into(),
                     "add url = \"postgres://…\" (or url_env), or remove the [store] table to use the embedded SQLite store",
                 ));
             }
@@ -96,11 +109,25 @@ pub(super) fn parse_store(
             "set a positive number of milliseconds",
         ));
     }
-    Ok(StoreConfig::Postgres(crate::store::PostgresOptions {
-        url,
-        pool_size,
-        connect_timeout,
-    }))
+    if let Some(id) = raw
+        .replica_id
+        .as_deref()
+        .filter(|id| !crate::audit::is_valid_chain_id(id))
+    {
+        return Err(err(
+            "store.replica_id",
+            format!("`{id}` cannot be a replica id"),
+            "use 1 to 64 letters, digits, '.', '_' or '-', different for every replica",
+        ));
+    }
+    Ok(StoreConfig::Postgres {
+        options: crate::store::PostgresOptions {
+            url,
+            pool_size,
+            connect_timeout,
+        },
+        replica_id: raw.replica_id,
+    })
 }
 
 #[cfg(test)]
@@ -120,13 +147,18 @@ mod tests {
     #[test]
     fn sqlite_without_a_url_postgres_with_one() {
         assert_eq!(parse("").expect("empty"), StoreConfig::Sqlite);
-        let StoreConfig::Postgres(options) =
-            parse("url = \"postgres://postgres@127.0.0.1:5432/capgate\"\npool_size = 3")
-                .expect("postgres")
+        let StoreConfig::Postgres {
+            options,
+            replica_id,
+        } = parse(
+            "url = \"postgres://postgres@127.0.0.1:5432/capgate\"\npool_size = 3\nreplica_id = \"r-1\"",
+        )
+        .expect("postgres")
         else {
             panic!("a URL selects PostgreSQL");
         };
         assert_eq!(options.pool_size, 3);
+        assert_eq!(replica_id.as_deref(), Some("r-1"));
         assert_eq!(options.connect_timeout, Duration::from_millis(2000));
     }
 
@@ -137,7 +169,7 @@ mod tests {
                 .join(format!("examples/replicas/replica-{n}.toml"));
             let config = crate::config::GatewayConfig::load(&path).expect("the example loads");
             assert!(
-                matches!(config.store, StoreConfig::Postgres(_)),
+                matches!(config.store, StoreConfig::Postgres { .. }),
                 "{}",
                 path.display()
             );
@@ -153,6 +185,12 @@ mod tests {
                 .unwrap_err()
                 .key,
             "store.pool_size"
+        );
+        assert_eq!(
+            parse("url = \"postgres://h/d\"\nreplica_id = \"a b\"")
+                .unwrap_err()
+                .key,
+            "store.replica_id"
         );
         assert_eq!(
             parse("url_env = \"CAPGATE_TEST_SURELY_UNSET_VARIABLE\"")

@@ -19,6 +19,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use postgres::{failed as postgres_failure, lock_key as advisory_key};
 pub use postgres::{
     migrate_postgres, test_db, PostgresOptions, PostgresStore, MIGRATIONS_POSTGRES,
 };

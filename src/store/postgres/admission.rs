@@ -18,7 +18,7 @@ const SWEEP_EVERY_SECONDS: i64 = 60;
 
 /// An advisory lock key for an admission scope: 64 bits of SHA-256 over its kind and encoded
 /// key. A collision only makes two unrelated calls wait for each other.
-pub(super) fn lock_key(kind: &str, encoded: &str) -> i64 {
+pub(crate) fn lock_key(kind: &str, encoded: &str) -> i64 {
     let digest = Sha256::new()
         .chain_update(kind.as_bytes())
         .chain_update([0u8])

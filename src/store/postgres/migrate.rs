@@ -10,11 +10,18 @@ use super::{failed, MIGRATION_LOCK};
 use crate::store::StoreError;
 
 /// Every migration this build knows: (version, name, SQL), in order.
-pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "enforcement_state",
-    include_str!("../../../migrations/postgres/001_enforcement_state.sql"),
-)];
+pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "enforcement_state",
+        include_str!("../../../migrations/postgres/001_enforcement_state.sql"),
+    ),
+    (
+        2,
+        "decision_log",
+        include_str!("../../../migrations/postgres/002_decision_log.sql"),
+    ),
+];
 
 /// Applies the migrations not yet applied; the (version, name) of those it applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<(i64, &'static str)>, StoreError> {

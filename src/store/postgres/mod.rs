@@ -35,6 +35,7 @@ use super::{
     IdempotencyScope, KillScope, KillSwitch, RelationshipUpdate, RunKey, Settlement, Store,
     StoreError,
 };
+pub(crate) use admission::lock_key;
 use admission::{usage_row, USAGE};
 
 pub use migrate::MIGRATIONS_POSTGRES;
