@@ -1,8 +1,9 @@
 //! Several capgate replicas on one PostgreSQL database, with calls spread round-robin: one
 //! idempotency key performs once, a run budget of N allows exactly N, an approval is used once,
 //! kill switches, break-glass grants and relationship updates made through one replica bind the
-//! others within a second, and the database going away refuses calls (fail-open reads pass,
-//! marked degraded) and loses nothing once it is back.
+//! others within a second, the database going away refuses calls (fail-open reads pass, marked
+//! degraded) and loses nothing once it is back, and a replica SIGKILLed ten times under load
+//! leaves every effect with its durable record and every replica's chain verifiable.
 //!
 //! Each test has a database of its own on the server `CAPGATE_TEST_DATABASE_URL` names
 //! (default the local one); without a reachable server each prints one SKIPPED line and passes.
@@ -637,4 +638,128 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
         .collect();
     performed.sort();
     assert_eq!(performed, keys, "every key performed exactly once");
+}
+
+/// A side-effect call over raw HTTP that may meet a gateway being killed: `Some(performed)`
+/// when it was answered, `None` when the connection broke or nothing answered in time.
+async fn try_draft(raw: &Raw, token: &str, session: &str, key_text: &str) -> Option<bool> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "case__create_notice_draft",
+        "arguments": {"case_id": "case-101", "body": key_text},
+        "_meta": {"dev.capgate/idempotency-key": key_text}}});
+    let response = raw.try_post(token, Some(session), body).await.ok()?;
+    let text = response.text().await.ok()?;
+    let answer = messages(&text)
+        .into_iter()
+        .find(|m| m.get("id").is_some())?;
+    Some(answer["result"]["isError"] != true && answer.get("error").is_none())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_ten_times_under_load_leaves_every_effect_recorded() {
+    let Some(r) = replicas(
+        "sigkill",
+        2,
+        GatewayOptions {
+            enforcement: Some(
+                "max_calls_per_run = 100000\nmax_calls_per_tool = 100000\nmax_cost_per_run = 1000000".into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let token =
+        |g: &TestGateway| g.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-kill");
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
+    let steady = Raw {
+        http: quick.clone(),
+        url: r.gateways[0].url.clone(),
+    };
+    let steady_token = token(&r.gateways[0]);
+    let steady_session = steady.open(&steady_token).await.expect("a session");
+    let victim = Arc::new(Raw {
+        http: quick,
+        url: r.gateways[1].url.clone(),
+    });
+    let victim_token = token(&r.gateways[1]);
+    let mut answered = 0;
+    for round in 0..10 {
+        let session = victim
+            .open(&victim_token)
+            .await
+            .expect("a session on the (restarted) replica");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load: Vec<_> = (0..3)
+            .map(|worker| {
+                let (raw, token, session, done) = (
+                    victim.clone(),
+                    victim_token.clone(),
+                    session.clone(),
+                    done.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut answered = 0;
+                    let mut n = 0;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let key_text = format!("kill-{round}-{worker}-{n}");
+                        match try_draft(&raw, &token, &session, &key_text).await {
+                            Some(_) => answered += 1,
+                            None => break,
+                        }
+                        n += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        // The other replica keeps serving meanwhile.
+        let served = try_draft(
+            &steady,
+            &steady_token,
+            &steady_session,
+            &format!("steady-{round}"),
+        )
+        .await;
+        assert_eq!(served, Some(true));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // SIGKILL mid-load, then the same replica (data_dir, replica id, chain) again.
+        r.gateways[1].restart().await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in load {
+            answered += tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the load on the killed replica ends")
+                .expect("load task");
+        }
+    }
+    assert!(
+        answered > 0,
+        "the killed replica served calls between kills"
+    );
+
+    let verified = verify_every_chain(&r).await;
+    assert!(verified.contains("2 chain(s)"), "{verified}");
+    let effects = r.effects("create_notice_draft").len();
+    let allowed = exported(&r)
+        .iter()
+        .filter(|line| {
+            let record = &line["record"];
+            record["resource"] == "case__create_notice_draft"
+                && record["decision"] == "allow"
+                && record["downstream_outcome"].is_null()
+        })
+        .count();
+    println!(
+        "{effects} effects, {allowed} durable allow records, {answered} answers from the killed replica"
+    );
+    assert!(
+        allowed >= effects,
+        "{allowed} durable allow records for {effects} effects"
+    );
 }

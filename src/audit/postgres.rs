@@ -18,6 +18,9 @@ use super::log::{encode, CheckpointPolicy, DecisionLog, Sink};
 use super::{chain_hash, AuditError, DecisionRecord, GENESIS};
 use crate::store::{advisory_key, postgres_failure};
 
+/// How a chain held by another writer is reported.
+const IN_USE: &str = "is being written by another process";
+
 /// Longest wait for one database round of the writer; longer counts as a failed write.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,7 +63,20 @@ impl DecisionLog {
                     chain,
                     client: None,
                 };
-                sink.client().map_err(AuditError)?;
+                // A restarted replica may find its previous process's session still closing:
+                // wait a little for it to let go of the chain before refusing.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                loop {
+                    match sink.client() {
+                        Ok(_) => break,
+                        Err(error)
+                            if error.contains(IN_USE) && std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(error) => return Err(AuditError(error)),
+                    }
+                }
                 Ok(Box::new(sink) as Box<dyn Sink>)
             },
             key,
@@ -103,7 +119,7 @@ impl PostgresSink {
                     .get(0);
                 if !locked {
                     return Err(format!(
-                        "decision chain `{chain}` is being written by another process: give each replica its own [store] replica_id"
+                        "decision chain `{chain}` {IN_USE}: give each replica its own [store] replica_id"
                     ));
                 }
                 client

@@ -20,7 +20,11 @@ use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
 mod config;
+mod raw;
 pub use config::*;
+// Only the tests that speak raw HTTP use it.
+#[allow(unused_imports)]
+pub use raw::*;
 
 pub const TEST_SECRET: &str = "capgate-integration-test-secret-0123456789abcdef";
 pub const HS_ISSUER: &str = "https://test-issuer.capgate.local";
