@@ -62,18 +62,9 @@ async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
 }
 
 async fn admin_post(gateway: &TestGateway, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}{path}",
-            gateway.admin_url.as_deref().expect("admin")
-        ))
-        .bearer_auth(gateway.admin_token())
-        .json(&body)
-        .send()
+    gateway
+        .admin_post_as(&gateway.admin_token(), path, body)
         .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// What a request's answer said: its request id and the text an agent reads.
@@ -936,18 +927,7 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
 }
 
 async fn admin_as(gateway: &TestGateway, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}{path}",
-            gateway.admin_url.as_deref().expect("admin")
-        ))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    gateway.admin_post_as(token, path, body).await
 }
 
 #[tokio::test]

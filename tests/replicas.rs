@@ -20,6 +20,8 @@ use common::*;
 use futures::future::join_all;
 use serde_json::{json, Value};
 
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
 /// Replicas sharing one database; the gateways stop before the database is dropped.
 struct Replicas {
     gateways: Vec<TestGateway>,
@@ -45,6 +47,15 @@ async fn replicas(prefix: &str, n: usize, options: GatewayOptions) -> Option<Rep
 }
 
 impl Replicas {
+    /// One MCP client per replica for `spec` in run `run` (tokens carry each replica's audience).
+    async fn clients(&self, spec: &TokenSpec, run: &str) -> Vec<Client> {
+        let mut clients = Vec::new();
+        for g in &self.gateways {
+            clients.push(g.client(&g.token_in_run(spec, run)).await);
+        }
+        clients
+    }
+
     /// Journal entries of `tool` over every replica's downstream.
     fn effects(&self, tool: &str) -> Vec<Value> {
         self.gateways
@@ -96,6 +107,19 @@ fn exported(r: &Replicas) -> Vec<Value> {
         .collect()
 }
 
+/// Decision records (not outcome records) allowing `tool`, over every chain.
+fn allow_records(r: &Replicas, tool: &str) -> usize {
+    exported(r)
+        .iter()
+        .filter(|line| {
+            let record = &line["record"];
+            record["resource"] == tool
+                && record["decision"] == "allow"
+                && record["downstream_outcome"].is_null()
+        })
+        .count()
+}
+
 fn refused_by(result: &rmcp::model::CallToolResult) -> String {
     let meta = serde_json::to_value(&result.meta).expect("meta");
     meta["dev.capgate/decision"]["refused_by"]
@@ -137,11 +161,9 @@ async fn fifty_identical_side_effect_calls_over_three_replicas_perform_once() {
     let Some(r) = replicas("idem", 3, GatewayOptions::default()).await else {
         return;
     };
-    let mut clients = Vec::new();
-    for g in &r.gateways {
-        let token = g.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-idem");
-        clients.push(g.client(&token).await);
-    }
+    let clients = r
+        .clients(&analyst("acme", "alice", "drafting-agent"), "run-idem")
+        .await;
     let draft = json!({"case_id": "case-101", "body": "One notice, once"});
     let results = join_all((0..50).map(|i| {
         call_with_meta(
@@ -231,11 +253,9 @@ async fn a_run_budget_spread_over_replicas_allows_exactly_n() {
     else {
         return;
     };
-    let mut clients = Vec::new();
-    for g in &r.gateways {
-        let token = g.token_in_run(&analyst("acme", "alice", "risk-agent"), "run-budget");
-        clients.push(g.client(&token).await);
-    }
+    let clients = r
+        .clients(&analyst("acme", "alice", "risk-agent"), "run-budget")
+        .await;
     let results = join_all((0..3 * N).map(|i| {
         call(
             &clients[i % 3],
@@ -461,11 +481,12 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
     else {
         return;
     };
-    let mut clients = Vec::new();
-    for g in &r.gateways {
-        let token = g.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-outage");
-        clients.push(Arc::new(g.client(&token).await));
-    }
+    let clients: Vec<Arc<Client>> = r
+        .clients(&analyst("acme", "alice", "drafting-agent"), "run-outage")
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let attempts = Arc::new(Mutex::new(Vec::<Attempt>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -618,15 +639,7 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
     // Every chain verifies, and every effect has its durable allow record in one of them.
     let verified = verify_every_chain(&r).await;
     assert!(verified.contains("3 chain(s)"), "{verified}");
-    let allowed = exported(&r)
-        .iter()
-        .filter(|line| {
-            let record = &line["record"];
-            record["resource"] == "case__create_notice_draft"
-                && record["decision"] == "allow"
-                && record["downstream_outcome"].is_null()
-        })
-        .count();
+    let allowed = allow_records(&r, "case__create_notice_draft");
     assert!(
         allowed >= effects.len(),
         "{allowed} allow records for {} effects",
@@ -746,15 +759,7 @@ async fn a_replica_killed_ten_times_under_load_leaves_every_effect_recorded() {
     let verified = verify_every_chain(&r).await;
     assert!(verified.contains("2 chain(s)"), "{verified}");
     let effects = r.effects("create_notice_draft").len();
-    let allowed = exported(&r)
-        .iter()
-        .filter(|line| {
-            let record = &line["record"];
-            record["resource"] == "case__create_notice_draft"
-                && record["decision"] == "allow"
-                && record["downstream_outcome"].is_null()
-        })
-        .count();
+    let allowed = allow_records(&r, "case__create_notice_draft");
     println!(
         "{effects} effects, {allowed} durable allow records, {answered} answers from the killed replica"
     );

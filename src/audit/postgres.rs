@@ -400,10 +400,7 @@ mod tests {
         }
 
         // An edit in one chain is named there, and only there.
-        let (client, connection) = tokio_postgres::connect(&db.url, NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+        let client = db.client().await;
         client
             .execute(
                 "UPDATE decisions SET record = replace(record, 'req-', 'REQ-') WHERE chain = 'replica-b' AND seq = 3",

@@ -43,11 +43,7 @@ impl Gateway {
             .store()
             .append_relationship_update(&updates, by, self.controls.now())
             .await?;
-        let stored = self
-            .controls
-            .store()
-            .relationship_updates_after(*applied)
-            .await?;
+        let stored = self.stored_after(*applied).await?;
         self.apply_updates(&mut applied, &stored)
             .map_err(RelationshipError::Invalid)
     }
@@ -56,21 +52,15 @@ impl Gateway {
     /// made them); the entity count after them.
     pub async fn catch_up_relationships(&self) -> Result<usize, ReloadError> {
         let mut applied = self.admin_writes.lock().await;
-        let stored = self
-            .controls
-            .store()
-            .relationship_updates_after(*applied)
-            .await?;
+        let stored = self.stored_after(*applied).await?;
         self.apply_updates(&mut applied, &stored)
             .map_err(|message| ReloadError::Store(StoreError(message)))
     }
 
-    /// Replays the stored relationship updates over the entity files (at start).
+    /// Replays the stored relationship updates over the entity files (at start, when none
+    /// is applied yet: catching up is replaying them all).
     pub async fn restore_relationships(&self) -> Result<usize, ReloadError> {
-        let mut applied = self.admin_writes.lock().await;
-        let stored = self.controls.store().relationship_updates().await?;
-        self.apply_updates(&mut applied, &stored)
-            .map_err(|message| ReloadError::Store(StoreError(message)))
+        self.catch_up_relationships().await
     }
 
     /// Reloads policies, schema and entity files, and replays the stored updates over them.
@@ -82,6 +72,14 @@ impl Gateway {
         let version = self.policy.reload(&updates)?;
         *applied = stored.last().map_or(*applied, |u| u.seq);
         Ok(version)
+    }
+
+    /// The stored updates after sequence number `applied`, in order.
+    async fn stored_after(&self, applied: i64) -> Result<Vec<RelationshipUpdate>, StoreError> {
+        self.controls
+            .store()
+            .relationship_updates_after(applied)
+            .await
     }
 
     /// Puts `stored` (in sequence order, all after `applied`) in force over what is in force

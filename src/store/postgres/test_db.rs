@@ -90,6 +90,15 @@ impl TestDatabase {
         })
     }
 
+    /// A plain connection to the test database (to look at it, or tamper with it).
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("a connection to the test database");
+        tokio::spawn(connection);
+        client
+    }
+
     pub fn options(&self, pool_size: usize) -> PostgresOptions {
         PostgresOptions {
             url: self.url.clone(),

@@ -152,10 +152,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         "each migration ran once"
     );
     assert!(migrate_postgres(&options).await.expect("again").is_empty());
-    let (client, connection) = tokio_postgres::connect(&db.url, NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = db.client().await;
     client
         .execute(
             "INSERT INTO capgate_migrations (version, name) VALUES (999, 'from the future')",
