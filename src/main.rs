@@ -1,5 +1,5 @@
-//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, `audit`, `admin` and the
-//! policy tooling (`policy check | test | explain | replay | fmt`).
+//! The `capgate` command line: `serve`, `token` (dev tokens), `schema`, `audit`, `admin`,
+//! `store migrate` and the policy tooling (`policy check | test | explain | replay | fmt`).
 //!
 //! This file is the command line as clap reads it, and the dispatch: each command is handed to
 //! its module under `cli/`, which does the work.
@@ -90,6 +90,22 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The enforcement store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Apply the PostgreSQL schema migrations not applied yet (`serve` applies them at start
+    /// too); prints each one applied. The SQLite store migrates itself when opened.
+    Migrate {
+        /// The database; defaults to the config's `[store] url`.
+        #[arg(long, env = "CAPGATE_DATABASE_URL")]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,9 +117,10 @@ enum AuditCommand {
         location: LogLocation,
         /// The checkpoint key's public half (64 hex digits, or a file holding them). Keep it
         /// away from the gateway's disk: whoever can write the log may also hold the private key.
-        /// Without it, the public key is derived from the configured signing key file.
+        /// Without it, the public key is derived from the configured signing key file. Repeat it
+        /// for replicas that sign with keys of their own: a checkpoint verifies with any.
         #[arg(long)]
-        public_key: Option<String>,
+        public_key: Vec<String>,
     },
     /// Write every record as JSON Lines to stdout.
     Export {
@@ -247,6 +264,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command } => policy(config, command),
+        Command::Store {
+            command: StoreCommand::Migrate { database_url },
+        } => cli::store::migrate(config, database_url),
         Command::Audit { command } => audit(config, command),
         Command::Admin {
             url,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, StoreConfig};
 use crate::downstream::Downstreams;
 use crate::enforce::Gateway;
 use crate::identity;
@@ -104,10 +104,11 @@ pub async fn start_gateway(
         "policy set loaded"
     );
     crate::files::create_private_dir(&config.data_dir)?;
-    let store = crate::store::SqliteStore::open(&config.data_dir)
-        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+    let store = open_store(config).await?;
+    // Subscribed before anything is read from the store, so no change is missed in between.
+    let changes = store.changes();
     let controls = crate::enforce::Controls::new(
-        Arc::new(store),
+        store,
         Arc::new(crate::clock::SystemClock),
         config.enforcement.clone(),
     )
@@ -116,19 +117,14 @@ pub async fn start_gateway(
     let (key_path, generate) = config.audit.signing_key_path(&config.data_dir);
     let key = crate::audit::load_signing_key(&key_path, generate)
         .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;
-    let log = crate::audit::DecisionLog::open(
-        &config.audit.log_path(&config.data_dir),
-        key,
-        config.audit.checkpoints(),
-    )
-    .map_err(|e| StartError::Serve(e.to_string()))?;
+    let log = open_log(config, key)?;
     // After the store and the log are open, so that their `-wal`/`-shm` files exist too.
     crate::files::make_private(config)?;
     let contracts = registry.clone();
     let downstreams = Downstreams::start(
         &config.downstreams,
         Arc::new(move |server, tool| contracts.tool_of(server, tool).is_some()),
-        shutdown,
+        shutdown.clone(),
     );
     let gateway = Arc::new(Gateway::new(
         registry,
@@ -142,10 +138,105 @@ pub async fn start_gateway(
     let restored = gateway
         .restore_relationships()
         .await
-        .map_err(|e| StartError::Serve(format!("{e} (data_dir {})", config.data_dir.display())))?;
+        .map_err(|e| StartError::Serve(format!("{e} ({})", store_name(config))))?;
     tracing::info!(
         relationship_entities = restored,
         "relationship updates restored"
     );
+    if let Some(changes) = changes {
+        gateway.follow_store_changes(changes, shutdown);
+    }
     Ok(gateway)
+}
+
+/// The enforcement store `[store]` selects: SQLite in `data_dir`, or the shared PostgreSQL
+/// database (migrated, then pooled, with its change feed).
+async fn open_store(config: &GatewayConfig) -> Result<Arc<dyn crate::store::Store>, StartError> {
+    // The decision log and its key live in data_dir whichever store is used.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StartError::Serve(format!(
+            "cannot create data_dir {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let opened: Result<Arc<dyn crate::store::Store>, _> = match &config.store {
+        StoreConfig::Sqlite => {
+            crate::store::SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as _)
+        }
+        StoreConfig::Postgres { options, .. } => crate::store::PostgresStore::connect(options)
+            .await
+            .map(|s| Arc::new(s) as _),
+    };
+    opened.map_err(|e| StartError::Serve(format!("{e} ({})", store_name(config))))
+}
+
+/// Where the store is, for messages (never the URL: it may hold a password).
+fn store_name(config: &GatewayConfig) -> String {
+    match &config.store {
+        StoreConfig::Sqlite => format!("store in data_dir {}", config.data_dir.display()),
+        StoreConfig::Postgres { .. } => "the PostgreSQL store of [store] url".into(),
+    }
+}
+
+/// The decision log: `audit.db` in data_dir beside a SQLite store; with PostgreSQL, this
+/// replica's chain in the shared database.
+fn open_log(
+    config: &GatewayConfig,
+    key: ed25519_dalek::SigningKey,
+) -> Result<crate::audit::DecisionLog, StartError> {
+    let opened = match &config.store {
+        StoreConfig::Sqlite => crate::audit::DecisionLog::open(
+            &config.audit.log_path(&config.data_dir),
+            key,
+            config.audit.checkpoints(),
+        ),
+        StoreConfig::Postgres {
+            options,
+            replica_id,
+        } => {
+            if config.audit.log_file.is_some() {
+                tracing::warn!("[audit] log_file is not used: with a PostgreSQL store the decision log is in the database");
+            }
+            let id = match replica_id {
+                Some(id) => id.clone(),
+                None => persisted_replica_id(&config.data_dir)?,
+            };
+            tracing::info!(replica_id = %id, "the decision log appends this replica's chain in the store's database");
+            crate::audit::DecisionLog::open_postgres(
+                &options.url,
+                &id,
+                key,
+                config.audit.checkpoints(),
+            )
+        }
+    };
+    opened.map_err(|e| StartError::Serve(e.to_string()))
+}
+
+/// The replica id kept in `<data_dir>/replica-id`, generated there on first start.
+fn persisted_replica_id(data_dir: &std::path::Path) -> Result<String, StartError> {
+    let path = data_dir.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_string();
+            if crate::audit::is_valid_chain_id(&id) {
+                Ok(id)
+            } else {
+                Err(StartError::Serve(format!(
+                    "{} does not hold a valid replica id; fix it or set [store] replica_id",
+                    path.display()
+                )))
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("replica-{:012x}", rand::random::<u64>() >> 16);
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| StartError::Serve(format!("cannot write {}: {e}", path.display())))?;
+            Ok(id)
+        }
+        Err(error) => Err(StartError::Serve(format!(
+            "cannot read {}: {error}",
+            path.display()
+        ))),
+    }
 }

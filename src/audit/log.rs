@@ -110,6 +110,44 @@ fn sign_checkpoint(
     Ok(())
 }
 
+/// Where the writer appends one chain: the SQLite file, or one replica's chain in the
+/// PostgreSQL database (`super::postgres`).
+pub(super) trait Sink: Send {
+    /// Appends `records` in one transaction, chained to the last record, signing a checkpoint
+    /// at every multiple of `every`; their sequence numbers.
+    fn write_batch(
+        &mut self,
+        records: &[&DecisionRecord],
+        key: &ed25519_dalek::SigningKey,
+        every: i64,
+    ) -> Result<Vec<i64>, String>;
+    /// Signs a checkpoint over the last record when it has none yet; whether one was written.
+    fn checkpoint_tail(&mut self, key: &ed25519_dalek::SigningKey) -> Result<bool, String>;
+}
+
+/// The chained form of a record: its canonical JSON.
+pub(super) fn encode(record: &DecisionRecord) -> String {
+    canonical_json(&serde_json::to_value(record).unwrap_or_default())
+}
+
+/// The log in one SQLite file.
+struct SqliteSink(Connection);
+
+impl Sink for SqliteSink {
+    fn write_batch(
+        &mut self,
+        records: &[&DecisionRecord],
+        key: &ed25519_dalek::SigningKey,
+        every: i64,
+    ) -> Result<Vec<i64>, String> {
+        write_batch(&mut self.0, records, key, every).map_err(|e| e.to_string())
+    }
+
+    fn checkpoint_tail(&mut self, key: &ed25519_dalek::SigningKey) -> Result<bool, String> {
+        checkpoint_tail(&mut self.0, key).map_err(|e| e.to_string())
+    }
+}
+
 /// Signs a checkpoint over the last record when it has none yet; whether one was written.
 fn checkpoint_tail(
     connection: &mut Connection,
@@ -150,7 +188,7 @@ fn write_batch(
         .unwrap_or((0, GENESIS.to_string()));
     let mut written = Vec::with_capacity(records.len());
     for record in records {
-        let json = canonical_json(&serde_json::to_value(record).unwrap_or_default());
+        let json = encode(record);
         let hash = chain_hash(&prev, &json);
         seq += 1;
         tx.prepare_cached(
@@ -179,25 +217,61 @@ impl DecisionLog {
             std::fs::create_dir_all(dir)
                 .map_err(|e| AuditError(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let path = path.to_path_buf();
+        let connection = open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
+        Self::start(path, Box::new(SqliteSink(connection)), key, checkpoints)
+    }
+
+    /// Starts the writer thread over `sink`; `path` names the log in messages and health.
+    pub(super) fn start(
+        path: PathBuf,
+        sink: Box<dyn Sink>,
+        key: ed25519_dalek::SigningKey,
+        checkpoints: CheckpointPolicy,
+    ) -> Result<Self, AuditError> {
+        Self::start_with(path, move || Ok(sink), key, checkpoints)
+    }
+
+    /// Starts the writer thread, which first makes its sink with `make` (in the thread, so a
+    /// sink may own a runtime) and reports whether that worked before this returns.
+    pub(super) fn start_with(
+        path: PathBuf,
+        make: impl FnOnce() -> Result<Box<dyn Sink>, AuditError> + Send + 'static,
+        key: ed25519_dalek::SigningKey,
+        checkpoints: CheckpointPolicy,
+    ) -> Result<Self, AuditError> {
         if checkpoints.every < 1 || checkpoints.interval.is_zero() {
             return Err(AuditError(
                 "checkpoints need a positive record count and interval ([audit] checkpoint_every_records, checkpoint_interval_seconds)".into(),
             ));
         }
-        let path = path.to_path_buf();
-        let connection = open(&path).map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
         let (queue, incoming) = mpsc::channel::<Queued>();
         let failed = Arc::new(AtomicU64::new(0));
-        let writer = Writer {
-            connection,
-            key,
-            checkpoints,
-            failures: failed.clone(),
-        };
+        let failures = failed.clone();
+        let (ready, started) = mpsc::channel::<Result<(), AuditError>>();
         std::thread::Builder::new()
             .name("capgate-decision-log".into())
-            .spawn(move || writer.run(incoming))
+            .spawn(move || {
+                let sink = match make() {
+                    Ok(sink) => sink,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let writer = Writer {
+                    sink,
+                    key,
+                    checkpoints,
+                    failures,
+                };
+                writer.run(incoming)
+            })
             .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?;
+        started
+            .recv()
+            .map_err(|_| AuditError("the log writer stopped while starting".into()))??;
         Ok(Self {
             queue,
             path,
@@ -256,9 +330,9 @@ impl DecisionLog {
     }
 }
 
-/// The writer thread's state: the one connection that writes to the log.
+/// The writer thread's state: the one sink that writes to the log.
 struct Writer {
-    connection: Connection,
+    sink: Box<dyn Sink>,
     key: ed25519_dalek::SigningKey,
     checkpoints: CheckpointPolicy,
     failures: Arc<AtomicU64>,
@@ -276,7 +350,7 @@ impl Writer {
             let first = match incoming.recv_timeout(wait) {
                 Ok(first) => first,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    match checkpoint_tail(&mut self.connection, &self.key) {
+                    match self.sink.checkpoint_tail(&self.key) {
                         Ok(_) => unsigned_since = None,
                         Err(error) => {
                             tracing::error!(%error, "decision log checkpoint failed")
@@ -286,7 +360,7 @@ impl Writer {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     if unsigned_since.is_some() {
-                        let _ = checkpoint_tail(&mut self.connection, &self.key);
+                        let _ = self.sink.checkpoint_tail(&self.key);
                     }
                     break;
                 }
@@ -314,14 +388,14 @@ impl Writer {
     }
 
     /// Writes the batch's records in one transaction; their sequence numbers.
-    fn commit(&mut self, batch: &[Queued]) -> rusqlite::Result<Vec<i64>> {
+    fn commit(&mut self, batch: &[Queued]) -> Result<Vec<i64>, String> {
         let records: Vec<&DecisionRecord> = batch.iter().filter_map(Queued::record).collect();
-        let result = write_batch(
-            &mut self.connection,
-            &records,
-            &self.key,
-            self.checkpoints.every,
-        );
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = self
+            .sink
+            .write_batch(&records, &self.key, self.checkpoints.every);
         if let Err(error) = &result {
             // Counted before anyone is answered, so a flush in this or a later batch sees it.
             self.failures
@@ -333,7 +407,7 @@ impl Writer {
 
     /// Answers everyone in the batch who waits: each durable record with its sequence number,
     /// each flush marker with whether everything queued before it was written.
-    fn answer(&self, batch: Vec<Queued>, result: &rusqlite::Result<Vec<i64>>) {
+    fn answer(&self, batch: Vec<Queued>, result: &Result<Vec<i64>, String>) {
         let mut index = 0;
         for queued in batch {
             match queued {
@@ -343,7 +417,7 @@ impl Writer {
                             Ok(seqs) => seqs.get(index).copied().ok_or_else(|| {
                                 "the writer lost count of its batch (a bug)".to_string()
                             }),
-                            Err(error) => Err(error.to_string()),
+                            Err(error) => Err(error.clone()),
                         });
                     }
                     index += 1;
@@ -354,7 +428,7 @@ impl Writer {
                         .load(Ordering::SeqCst)
                         .saturating_sub(failed_before);
                     let _ = ack.send(match result {
-                        Err(error) => Err(error.to_string()),
+                        Err(error) => Err(error.clone()),
                         Ok(_) if lost > 0 => Err(format!(
                             "{lost} record(s) queued before the flush could not be written"
                         )),

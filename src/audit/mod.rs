@@ -14,10 +14,13 @@
 //! - `keys`: the checkpoint signing key (load, generate) and the public key to verify with;
 //! - `log`: the writer ([`DecisionLog`]): the hash chain, group commit, checkpoints, `flush`;
 //! - `verify`: reading the chain back and naming every record that was tampered with;
-//! - `query`: filtering records, replaying decisions under other policies, run manifests.
+//! - `query`: filtering records, replaying decisions under other policies, run manifests;
+//! - `postgres`: the log of replicas in the shared database, one chain per replica, and
+//!   reading every chain back.
 
 mod keys;
 mod log;
+mod postgres;
 mod query;
 mod verify;
 
@@ -28,8 +31,9 @@ use sha2::{Digest, Sha256};
 
 pub use keys::{generate_signing_key, load_signing_key, parse_public_key, SIGNING_KEY_FILE};
 pub use log::{CheckpointPolicy, DecisionLog, CHECKPOINT_EVERY};
-pub use query::{query, replay, run_manifest, Query, ReplayChange};
-pub use verify::{read_all, verify, ChainProblem};
+pub use postgres::{is_valid_chain_id, read_chains, Chain};
+pub use query::{query, query_rows, replay, replay_records, run_manifest, Query, ReplayChange};
+pub use verify::{read_all, verify, verify_any, verify_chain, ChainProblem};
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -38,8 +38,16 @@ impl Query {
 
 /// Records (in order) that match a query.
 pub fn query(path: &Path, filter: &Query) -> Result<Vec<ChainedRecord>, AuditError> {
+    query_rows(read_all(path)?, filter)
+}
+
+/// The rows (seq, record, prev_hash, hash) of one chain that match a query.
+pub fn query_rows(
+    rows: Vec<(i64, String, String, String)>,
+    filter: &Query,
+) -> Result<Vec<ChainedRecord>, AuditError> {
     let mut out = Vec::new();
-    for (seq, json, prev_hash, hash) in read_all(path)? {
+    for (seq, json, prev_hash, hash) in rows {
         let record: DecisionRecord =
             serde_json::from_str(&json).map_err(|e| AuditError(format!("record {seq}: {e}")))?;
         if filter.matches(&record) {
@@ -71,9 +79,17 @@ pub fn replay(
     path: &Path,
     candidate: &crate::policy::PolicyEngine,
 ) -> Result<(usize, Vec<ReplayChange>), AuditError> {
+    Ok(replay_records(query(path, &Query::default())?, candidate))
+}
+
+/// Re-decides the decisions among `records` (one chain's, in order) under `candidate`.
+pub fn replay_records(
+    records: Vec<ChainedRecord>,
+    candidate: &crate::policy::PolicyEngine,
+) -> (usize, Vec<ReplayChange>) {
     let mut replayed = 0;
     let mut changes = Vec::new();
-    for chained in query(path, &Query::default())? {
+    for chained in records {
         let record = chained.record;
         let Some(mut request) = record.request.clone() else {
             continue;
@@ -102,7 +118,7 @@ pub fn replay(
             });
         }
     }
-    Ok((replayed, changes))
+    (replayed, changes)
 }
 
 /// A run's manifest: the policy versions that decided it, and each tool's decisions.

@@ -38,6 +38,14 @@ pub fn verify(
     path: &Path,
     key: &ed25519_dalek::VerifyingKey,
 ) -> Result<(usize, Vec<ChainProblem>), AuditError> {
+    verify_any(path, std::slice::from_ref(key))
+}
+
+/// [`verify`], a checkpoint verifying with any of `keys`.
+pub fn verify_any(
+    path: &Path,
+    keys: &[ed25519_dalek::VerifyingKey],
+) -> Result<(usize, Vec<ChainProblem>), AuditError> {
     let rows = read_all(path)?;
     let checkpoints: Vec<(i64, String, String)> = {
         let connection = Connection::open(path).map_err(|e| AuditError(e.to_string()))?;
@@ -51,10 +59,21 @@ pub fn verify(
             .map_err(|e| AuditError(e.to_string()))?;
         found
     };
-    let mut problems = checkpoint_problems(&rows, &checkpoints, key);
+    let problems = verify_chain(&rows, &checkpoints, keys);
+    Ok((rows.len(), problems))
+}
+
+/// The check of one chain read into memory: `rows` are (seq, record, prev_hash, hash) in
+/// order, `checkpoints` (seq, hash, signature); a checkpoint must verify with one of `keys`.
+pub fn verify_chain(
+    rows: &[(i64, String, String, String)],
+    checkpoints: &[(i64, String, String)],
+    keys: &[ed25519_dalek::VerifyingKey],
+) -> Vec<ChainProblem> {
+    let mut problems = checkpoint_problems(rows, checkpoints, keys);
     let mut expected_prev = GENESIS.to_string();
     let mut expected_seq = 1;
-    for (seq, json, prev_hash, hash) in &rows {
+    for (seq, json, prev_hash, hash) in rows {
         if *seq != expected_seq {
             problems.push(ChainProblem {
                 seq: *seq,
@@ -77,13 +96,13 @@ pub fn verify(
         expected_prev = hash.clone();
         expected_seq = seq + 1;
     }
-    Ok((rows.len(), problems))
+    problems
 }
 
 fn checkpoint_problems(
     rows: &[(i64, String, String, String)],
     checkpoints: &[(i64, String, String)],
-    key: &ed25519_dalek::VerifyingKey,
+    keys: &[ed25519_dalek::VerifyingKey],
 ) -> Vec<ChainProblem> {
     let mut problems = Vec::new();
     let last = rows.last().map(|r| r.0).unwrap_or(0);
@@ -93,8 +112,10 @@ fn checkpoint_problems(
             .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
             .map(|bytes| ed25519_dalek::Signature::from_bytes(&bytes))
             .is_some_and(|sig| {
-                key.verify_strict(checkpoint_message(*seq, hash).as_bytes(), &sig)
-                    .is_ok()
+                keys.iter().any(|key| {
+                    key.verify_strict(checkpoint_message(*seq, hash).as_bytes(), &sig)
+                        .is_ok()
+                })
             });
         if !signed {
             problems.push(ChainProblem {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use capgate::config::GatewayConfig;
 
-/// Where the decision log is: `--log`, else `<--data-dir>/audit.db`, else the config's.
+/// Where the decision log is: `--log`, else `<--data-dir>/audit.db`, else every replica's chain
+/// in `--database-url`, else the config's (the database of a PostgreSQL `[store]`).
 #[derive(clap::Args, Clone)]
 pub struct LogLocation {
     /// The data directory holding `audit.db` (and, by default, `audit-signing.key`).
@@ -15,6 +16,54 @@ pub struct LogLocation {
     /// The decision log's file itself, e.g. a copy kept elsewhere.
     #[arg(long, conflicts_with = "data_dir")]
     pub log: Option<PathBuf>,
+    /// The PostgreSQL database of replicas: every replica's chain is read.
+    #[arg(long, conflicts_with_all = ["data_dir", "log"])]
+    pub database_url: Option<String>,
+}
+
+/// A decision log to read: one SQLite file, or every chain in a database.
+pub enum LogSource {
+    File(PathBuf),
+    Database(String),
+}
+
+/// The decision log a command reads.
+pub fn log_source(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Result<LogSource> {
+    Ok(
+        match (location.log, location.data_dir, location.database_url) {
+            (Some(log), _, _) => LogSource::File(log),
+            (None, Some(dir), _) => LogSource::File(capgate::audit::log_path(&dir)),
+            (None, None, Some(url)) => LogSource::Database(url),
+            (None, None, None) => {
+                let config = load_config(config)?;
+                match config.store {
+                    capgate::config::StoreConfig::Postgres { options, .. } => {
+                        LogSource::Database(options.url)
+                    }
+                    capgate::config::StoreConfig::Sqlite => {
+                        LogSource::File(config.audit.log_path(&config.data_dir))
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Every chain of a log: (chain id, rows, checkpoints); a file is one chain without an id.
+pub fn chains_of(source: &LogSource) -> anyhow::Result<Vec<capgate::audit::Chain>> {
+    match source {
+        LogSource::Database(url) => Ok(capgate::audit::read_chains(url)?),
+        LogSource::File(path) => {
+            if !path.exists() {
+                anyhow::bail!("{}: no decision log here", path.display());
+            }
+            Ok(vec![capgate::audit::Chain {
+                id: String::new(),
+                rows: capgate::audit::read_all(path)?,
+                checkpoints: Vec::new(),
+            }])
+        }
+    }
 }
 
 /// The configuration `--config` names, or the embedded default.
@@ -22,18 +71,6 @@ pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<GatewayConfig> {
     Ok(match path {
         Some(path) => GatewayConfig::load(path)?,
         None => GatewayConfig::embedded_default()?,
-    })
-}
-
-/// The decision log's file for a command.
-pub fn log_file(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Result<PathBuf> {
-    Ok(match (location.log, location.data_dir) {
-        (Some(log), _) => log,
-        (None, Some(dir)) => capgate::audit::log_path(&dir),
-        (None, None) => {
-            let config = load_config(config)?;
-            config.audit.log_path(&config.data_dir)
-        }
     })
 }
 

@@ -8,4 +8,5 @@ pub mod files;
 pub mod logging;
 pub mod policy;
 pub mod serve;
+pub mod store;
 pub mod token;

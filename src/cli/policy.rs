@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use capgate::policy::{AdminPolicySet, AdminRoles, CompiledPolicySet, PolicyEngine, PolicyRequest};
 use capgate::registry::Registry;
 
-use super::files::{load_config, log_file, policies_dir, LogLocation};
+use super::files::{chains_of, load_config, log_source, policies_dir, LogLocation};
 
 /// `check`: parse and strictly validate, print warnings.
 pub fn check(config: Option<&PathBuf>, dir: Option<PathBuf>) -> anyhow::Result<()> {
@@ -146,14 +146,25 @@ pub fn replay(
     candidate: PathBuf,
     location: LogLocation,
 ) -> anyhow::Result<()> {
-    let log = log_file(config, location)?;
+    let source = log_source(config, location)?;
     let engine = PolicyEngine::load(&candidate, None)?;
-    let (replayed, changes) = capgate::audit::replay(&log, &engine)?;
+    let mut replayed = 0;
+    let mut changes = Vec::new();
+    for chain in chains_of(&source)? {
+        let records = capgate::audit::query_rows(chain.rows, &Default::default())?;
+        let (count, changed) = capgate::audit::replay_records(records, &engine);
+        replayed += count;
+        changes.extend(changed.into_iter().map(|change| (chain.id.clone(), change)));
+    }
     let mut by_change: std::collections::BTreeMap<(String, String), usize> = Default::default();
-    for change in &changes {
+    for (chain, change) in &changes {
+        let at = if chain.is_empty() {
+            change.seq.to_string()
+        } else {
+            format!("{chain}:{}", change.seq)
+        };
         println!(
-            "record {}: {} {} {} -> {} (policy {} -> {})",
-            change.seq,
+            "record {at}: {} {} {} -> {} (policy {} -> {})",
             change.actor,
             change.resource,
             change.before,

@@ -13,6 +13,7 @@ use super::error::ConfigError;
 use super::issuers::{parse_issuers, IssuerConfig, RawIssuer};
 use super::limits::LimitsConfig;
 use super::server::{parse_admin, parse_server, AdminConfig, RawAdmin, RawServer, ServerConfig};
+use super::store::{parse_store, RawStore, StoreConfig};
 
 /// The configuration the gateway runs on when `serve` is given no `--config`: the example
 /// case platform, the example policies, and a dev-only issuer. Its relative paths resolve against
@@ -42,6 +43,8 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     /// Decision-log settings: dry-run scopes, argument masking.
     pub audit: AuditConfig,
+    /// Where the enforcement state lives: embedded SQLite (default) or PostgreSQL.
+    pub store: StoreConfig,
 }
 
 /// The file as TOML gives it; each table is checked by the module that owns it.
@@ -68,6 +71,8 @@ struct RawConfig {
     limits: LimitsConfig,
     #[serde(default)]
     audit: AuditConfig,
+    #[serde(default)]
+    store: RawStore,
 }
 
 impl GatewayConfig {
@@ -124,6 +129,7 @@ impl GatewayConfig {
         let issuers = parse_issuers(raw.issuers, &server.public_url, base, &err)?;
         let downstreams = parse_downstreams(raw.downstream, base, &err)?;
         let admin = parse_admin(raw.admin, &err)?;
+        let store = parse_store(raw.store, &err)?;
 
         let telemetry = crate::telemetry::TelemetryConfig::from_table(raw.telemetry)
             .map_err(|e| err(&format!("telemetry.{}", e.key), e.problem, e.fix))?;
@@ -147,6 +153,7 @@ impl GatewayConfig {
             telemetry,
             enforcement: raw.enforcement,
             limits: raw.limits,
+            store,
             audit: AuditConfig {
                 log_file: raw.audit.log_file.as_ref().map(|f| base.join(f)),
                 signing_key_file: raw.audit.signing_key_file.as_ref().map(|f| base.join(f)),

@@ -5,7 +5,8 @@
 //! operator never has to guess why the gateway would not start.
 //!
 //! One module per part of the file: `gateway` reads it and checks its tables in a fixed order;
-//! `server`, `issuers`, `downstreams`, `audit` and `enforcement` each own a table (its TOML
+//! `server`, `issuers`, `downstreams`, `audit`, `enforcement`, `limits` and `store` each own a
+//! table (its TOML
 //! shape, its typed value and its checks); `error` is how any problem is reported.
 
 mod audit;
@@ -16,6 +17,7 @@ mod gateway;
 mod issuers;
 mod limits;
 mod server;
+mod store;
 
 pub use audit::{AuditConfig, DurableFor};
 pub use downstreams::{is_valid_server_id, DownstreamConfig, DownstreamTransport};
@@ -25,3 +27,4 @@ pub use gateway::{GatewayConfig, EMBEDDED_DEFAULT};
 pub use issuers::{ClaimMapping, IssuerConfig, IssuerKey, PinnedAlgorithm};
 pub use limits::LimitsConfig;
 pub use server::{AdminConfig, AgentExplanations, ServerConfig};
+pub use store::StoreConfig;

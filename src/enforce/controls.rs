@@ -1,7 +1,8 @@
 //! Enforcement controls that make decisions stick across calls, retries and restarts: kill
 //! switches and break-glass grants (kept in memory, so checking them costs no I/O on the call
-//! path, and re-read from the store after every change), and the store and clock the
-//! admission of every call uses.
+//! path, and re-read from the store after every change, made here or, announced by the
+//! store's change feed, through another replica), and the store and clock the admission of
+//! every call uses.
 
 use std::sync::Arc;
 
@@ -165,6 +166,12 @@ impl Controls {
     /// calls already past their last check have finished, later ones see the switch.
     pub async fn set_kill_switch(&self, switch: KillSwitch) -> Result<(), StoreError> {
         self.store.set_kill_switch(&switch).await?;
+        self.reload_kill_switches().await
+    }
+
+    /// Re-reads the switches from the store. When this returns, no call a newly set switch
+    /// covers is being forwarded by this replica or will be.
+    pub async fn reload_kill_switches(&self) -> Result<(), StoreError> {
         self.switches
             .store(Arc::new(self.store.kill_switches().await?));
         drop(self.forwarding.write().await);
@@ -179,9 +186,7 @@ impl Controls {
         tenant: Option<&str>,
     ) -> Result<bool, StoreError> {
         let lifted = self.store.lift_kill_switch(scope, tenant).await?;
-        self.switches
-            .store(Arc::new(self.store.kill_switches().await?));
-        self.visibility_changed();
+        self.reload_kill_switches().await?;
         Ok(lifted)
     }
 
@@ -301,7 +306,8 @@ impl Controls {
         })
     }
 
-    async fn reload_grants(&self) -> Result<(), StoreError> {
+    /// Re-reads the grants from the store.
+    pub async fn reload_grants(&self) -> Result<(), StoreError> {
         self.grants.store(Arc::new(self.store.grants().await?));
         self.visibility_changed();
         Ok(())

@@ -13,6 +13,7 @@ mod admission;
 mod approval_rules;
 mod approvals;
 mod capability;
+mod changes;
 mod completion;
 mod controls;
 mod discovery;
@@ -99,8 +100,9 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     audit: AuditConfig,
     explain_to_agent: AgentExplanations,
-    /// Serialises relationship updates and reloads.
-    admin_writes: tokio::sync::Mutex<()>,
+    /// Serialises relationship updates and reloads; holds the sequence number of the last
+    /// stored relationship update in force here.
+    admin_writes: tokio::sync::Mutex<i64>,
 }
 
 impl Gateway {
@@ -122,7 +124,7 @@ impl Gateway {
             metrics: Arc::new(Metrics::default()),
             audit,
             explain_to_agent,
-            admin_writes: tokio::sync::Mutex::new(()),
+            admin_writes: tokio::sync::Mutex::new(0),
         }
     }
 

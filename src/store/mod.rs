@@ -1,6 +1,7 @@
 //! Durable enforcement state behind one async trait: kill switches, break-glass grants,
 //! approvals, run budgets, idempotency claims and relationship updates. SQLite (embedded, WAL)
-//! is the default implementation ([`SqliteStore`]).
+//! is the default implementation ([`SqliteStore`]); [`PostgresStore`] is shared by several
+//! replicas and tells each of them what other replicas changed ([`Store::changes`]).
 //!
 //! The store holds data and keeps it consistent; it knows no domain rules. What a call may do
 //! (budgets, approvals, idempotency) is decided in `enforce`: [`Store::admit`] reads the call's
@@ -10,10 +11,18 @@
 //! Every scope key is a structure ([`RunKey`], [`IdempotencyScope`]) stored in an unambiguous
 //! encoding (a JSON array), never strings joined with a separator.
 
+#[cfg(test)]
+#[macro_use]
+mod conformance;
+mod postgres;
 mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use postgres::{failed as postgres_failure, lock_key as advisory_key};
+pub use postgres::{
+    migrate_postgres, test_db, PostgresOptions, PostgresStore, MIGRATIONS_POSTGRES,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +327,39 @@ pub struct RelationshipUpdate {
     pub at: i64,
 }
 
+/// What another replica (or this one) changed in the shared store: the in-memory view to
+/// reload. `Resync` reloads every view: sent when the change feed (re)connects, since changes
+/// made while it was away were not announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    KillSwitches,
+    Grants,
+    Relationships,
+    Resync,
+}
+
+impl Change {
+    /// The notification payload naming this change.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::KillSwitches => "kill_switches",
+            Change::Grants => "grants",
+            Change::Relationships => "relationships",
+            Change::Resync => "resync",
+        }
+    }
+
+    /// Reads a notification payload; an unknown one asks for a full resync rather than nothing.
+    pub fn parse(payload: &str) -> Change {
+        match payload {
+            "kill_switches" => Change::KillSwitches,
+            "grants" => Change::Grants,
+            "relationships" => Change::Relationships,
+            _ => Change::Resync,
+        }
+    }
+}
+
 /// The admission rule: given the state read in the transaction, what to write.
 pub type AdmissionRule<'a> = dyn FnMut(&AdmissionState) -> AdmissionWrites + Send + 'a;
 
@@ -326,6 +368,12 @@ pub type AdmissionRule<'a> = dyn FnMut(&AdmissionState) -> AdmissionWrites + Sen
 pub trait Store: Send + Sync {
     /// Transactions run since start (for `capgate_store_transactions_total`).
     fn transactions(&self) -> u64;
+
+    /// Changes made by any replica sharing this store, as they commit; `None` when this
+    /// process is the store's only user (SQLite), so its own changes are all there are.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 
     async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
     async fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError>;
@@ -377,6 +425,15 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn relationship_updates(&self) -> Result<Vec<RelationshipUpdate>, StoreError>;
+    /// The updates after sequence number `seq`, in order (a replica catching up).
+    async fn relationship_updates_after(
+        &self,
+        seq: i64,
+    ) -> Result<Vec<RelationshipUpdate>, StoreError> {
+        let mut updates = self.relationship_updates().await?;
+        updates.retain(|update| update.seq > seq);
+        Ok(updates)
+    }
     /// Appends an update; its sequence number.
     async fn append_relationship_update(
         &self,

@@ -604,98 +604,17 @@ fn usage(c: &Connection, run: &str, capability: &str) -> rusqlite::Result<Budget
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AdmissionWrites, NewClaim};
+    use std::sync::Arc;
+
     use super::*;
 
-    fn keys(user: &str, agent: &str) -> AdmissionKeys {
-        AdmissionKeys {
-            run: RunKey::Run {
-                tenant: "acme".into(),
-                run: "r1".into(),
-            },
-            capability: "case__create_notice_draft".into(),
-            idempotency: Some(IdempotencyScope {
-                tenant: "acme".into(),
-                user: user.into(),
-                agent: Some(agent.into()),
-                tool: "case__create_notice_draft".into(),
-                key: "k1".into(),
-            }),
-            approval: None,
-            forget_before: 0,
-        }
-    }
-
-    fn claim(request_id: &str) -> AdmissionWrites {
-        AdmissionWrites {
-            debit: Some(2),
-            claim: Some(NewClaim {
-                fingerprint: "f1".into(),
-                request_id: request_id.into(),
-                created_at: 100,
-                lease_until: 200,
-            }),
-            consume_approval: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn admission_reads_claims_writes_and_settles_in_one_place() {
+    async fn open() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).expect("open");
-        let k = keys("alice", "drafting-agent");
-        let mut seen = Vec::new();
-        let after = store
-            .admit(&k, &mut |state: &AdmissionState| {
-                seen.push(state.clone());
-                claim("req-1")
-            })
-            .await
-            .expect("admit");
-        assert_eq!(after.calls, 1);
-        assert_eq!(after.cost, 2);
-        assert!(seen[0].idempotency.is_none());
-        store
-            .admit(&k, &mut |state: &AdmissionState| {
-                seen.push(state.clone());
-                AdmissionWrites::default()
-            })
-            .await
-            .expect("admit");
-        let record = seen[1].idempotency.clone().expect("claimed");
-        assert_eq!(record.request_id, "req-1");
-        assert_eq!(record.state, ClaimState::InFlight { lease_until: 200 });
-        let scope = k.idempotency.clone().expect("scope");
-        store
-            .settle(&scope, &Settlement::Completed("{\"ok\":true}".into()))
-            .await
-            .expect("settle");
-        store
-            .admit(&k, &mut |state: &AdmissionState| {
-                seen.push(state.clone());
-                AdmissionWrites::default()
-            })
-            .await
-            .expect("admit");
-        assert_eq!(
-            seen[2].idempotency.clone().expect("done").state,
-            ClaimState::Done {
-                result: "{\"ok\":true}".into()
-            }
-        );
-        // Another actor whose ids join to the same string has its own scope.
-        store
-            .admit(
-                &keys("alice/drafting-agent", "x"),
-                &mut |state: &AdmissionState| {
-                    seen.push(state.clone());
-                    AdmissionWrites::default()
-                },
-            )
-            .await
-            .expect("admit");
-        assert!(seen[3].idempotency.is_none());
+        Some((Arc::new(store), dir))
     }
+
+    store_conformance_cases!(open);
 
     fn switch(scope: KillScope, tenant: Option<&str>, reason: &str) -> KillSwitch {
         KillSwitch {

@@ -31,6 +31,8 @@ pub struct GatewayOptions {
     pub audit: Option<String>,
     /// A `[telemetry]` table body (OTLP trace export).
     pub telemetry: Option<String>,
+    /// A `[store]` table body (a PostgreSQL store shared by replicas).
+    pub store: Option<String>,
     /// `[[issuers]]` tables in place of the test HS256 and RS256 issuers.
     pub issuers: Option<String>,
     /// Other downstreams (and their contracts) in place of the case platform.
@@ -190,6 +192,9 @@ env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
             &format!("[telemetry]\n{telemetry}\n\n[server]"),
             1,
         );
+    }
+    if let Some(store) = &options.store {
+        config = config.replacen("[server]", &format!("[store]\n{store}\n\n[server]"), 1);
     }
     if options.safe_explanations {
         config = config.replace(

@@ -22,9 +22,13 @@ use serde_json::{json, Value};
 mod admin;
 mod admin_api;
 mod config;
+mod raw;
 #[allow(unused_imports)]
 pub use admin_api::*;
 pub use config::*;
+// Only the tests that speak raw HTTP use it.
+#[allow(unused_imports)]
+pub use raw::*;
 
 pub const TEST_SECRET: &str = "capgate-integration-test-secret-0123456789abcdef";
 pub const HS_ISSUER: &str = "https://test-issuer.capgate.local";
@@ -171,6 +175,19 @@ impl TestGateway {
         self.admin_url
             .as_deref()
             .expect("every test gateway has an admin listener")
+    }
+
+    /// POSTs `body` to the admin listener as `token`; the status and the JSON answer.
+    pub async fn admin_post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.admin()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// The health details (admin listener, as a platform admin).

@@ -25,6 +25,7 @@ mod policy_reload;
 mod policy_scenarios;
 mod policy_versions;
 mod python_sdk;
+mod replicas;
 mod startup;
 mod stdio_mode;
 mod transparency;

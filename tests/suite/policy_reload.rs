@@ -8,19 +8,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 
 async fn admin_post(gateway: &TestGateway, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let url = format!(
-        "{}{path}",
-        gateway.admin_url.as_deref().expect("admin listener")
-    );
-    let response = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    gateway.admin_post_as(token, path, body).await
 }
 
 fn set_manifest_version(gateway: &TestGateway, version: &str) {

@@ -1,0 +1,768 @@
+//! Several capgate replicas on one PostgreSQL database, with calls spread round-robin: one
+//! idempotency key performs once, a run budget of N allows exactly N, an approval is used once,
+//! kill switches, break-glass grants and relationship updates made through one replica bind the
+//! others within a second, the database going away refuses calls (fail-open reads pass, marked
+//! degraded) and loses nothing once it is back, and a replica SIGKILLed ten times under load
+//! leaves every effect with its durable record and every replica's chain verifiable.
+//!
+//! Each test has a database of its own on the server `CAPGATE_TEST_DATABASE_URL` names
+//! (default the local one); without a reachable server each prints one SKIPPED line and passes.
+//! Each replica runs its own downstream case platform, so effects are counted over every
+//! replica's journal.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use capgate::store::test_db::{server_url, TestDatabase};
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// Replicas sharing one database; the gateways stop before the database is dropped.
+struct Replicas {
+    gateways: Vec<TestGateway>,
+    db: TestDatabase,
+}
+
+/// Starts `n` replicas at once (their migrations race, as in a real rollout).
+async fn replicas(prefix: &str, n: usize, options: GatewayOptions) -> Option<Replicas> {
+    let db = TestDatabase::create(prefix).await?;
+    let store = format!(
+        "url = \"{}\"\npool_size = 4\nconnect_timeout_ms = 1000",
+        db.url
+    );
+    let gateways = join_all((0..n).map(|_| {
+        TestGateway::start(GatewayOptions {
+            store: Some(store.clone()),
+            limits: Some("requests_per_second = 100000\nrequest_burst = 100000".into()),
+            ..options.clone()
+        })
+    }))
+    .await;
+    Some(Replicas { gateways, db })
+}
+
+impl Replicas {
+    /// One MCP client per replica for `spec` in run `run` (tokens carry each replica's audience).
+    async fn clients(&self, spec: &TokenSpec, run: &str) -> Vec<Client> {
+        let mut clients = Vec::new();
+        for g in &self.gateways {
+            clients.push(g.client(&g.token_in_run(spec, run)).await);
+        }
+        clients
+    }
+
+    /// Journal entries of `tool` over every replica's downstream.
+    fn effects(&self, tool: &str) -> Vec<Value> {
+        self.gateways
+            .iter()
+            .flat_map(|g| g.journal_entries())
+            .filter(|e| e["name"] == tool)
+            .collect()
+    }
+}
+
+/// Flushes every replica's decision log, then checks every chain in the database with the
+/// `capgate audit verify` command line, given each replica's public key; its output.
+async fn verify_every_chain(r: &Replicas) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"));
+    command.args(["audit", "verify", "--database-url", &r.db.url]);
+    for g in &r.gateways {
+        let (status, body) = g
+            .admin_post_as(&g.platform_admin_token(), "/admin/audit/flush", json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let key = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(["audit", "public-key", "--key-file"])
+            .arg(g.dir.path().join("data/audit-signing.key"))
+            .output()
+            .expect("capgate audit public-key");
+        assert!(key.status.success());
+        command.args(["--public-key", String::from_utf8_lossy(&key.stdout).trim()]);
+    }
+    let verified = command.output().expect("capgate audit verify");
+    let out = String::from_utf8_lossy(&verified.stdout).to_string();
+    assert!(
+        verified.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    out
+}
+
+/// Every record of every chain, as `capgate audit export` writes them.
+fn exported(r: &Replicas) -> Vec<Value> {
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+        .args(["audit", "export", "--database-url", &r.db.url])
+        .output()
+        .expect("capgate audit export");
+    assert!(export.status.success());
+    String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// Decision records (not outcome records) allowing `tool`, over every chain.
+fn allow_records(r: &Replicas, tool: &str) -> usize {
+    exported(r)
+        .iter()
+        .filter(|line| {
+            let record = &line["record"];
+            record["resource"] == tool
+                && record["decision"] == "allow"
+                && record["downstream_outcome"].is_null()
+        })
+        .count()
+}
+
+fn refused_by(result: &rmcp::model::CallToolResult) -> String {
+    let meta = serde_json::to_value(&result.meta).expect("meta");
+    meta["dev.capgate/decision"]["refused_by"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn ok(result: &rmcp::model::CallToolResult) -> bool {
+    result.is_error != Some(true)
+}
+
+/// Whether `client` may read `case` now.
+async fn served(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    case: &Value,
+) -> bool {
+    ok(&call(client, "case__read_case", case.clone()).await)
+}
+
+/// Polls `check` every 20 ms until it holds; how long that took, or `None` after `limit`.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn fifty_identical_side_effect_calls_over_three_replicas_perform_once() {
+    let Some(r) = replicas("idem", 3, GatewayOptions::default()).await else {
+        return;
+    };
+    let clients = r
+        .clients(&analyst("acme", "alice", "drafting-agent"), "run-idem")
+        .await;
+    let draft = json!({"case_id": "case-101", "body": "One notice, once"});
+    let results = join_all((0..50).map(|i| {
+        call_with_meta(
+            &clients[i % 3],
+            "case__create_notice_draft",
+            draft.clone(),
+            key("k-same"),
+        )
+    }))
+    .await;
+    assert_eq!(r.effects("create_notice_draft").len(), 1, "one effect");
+    let performed = results.iter().filter(|r| ok(r)).count();
+    assert!(performed >= 1);
+    for result in results.iter().filter(|r| !ok(r)) {
+        assert_eq!(
+            refused_by(result),
+            "idempotency",
+            "a duplicate while the first is in flight: {}",
+            text_of(result)
+        );
+    }
+    // Once settled, every replica replays the stored result.
+    for client in &clients {
+        let replay = call_with_meta(
+            client,
+            "case__create_notice_draft",
+            draft.clone(),
+            key("k-same"),
+        )
+        .await;
+        assert!(ok(&replay), "{}", text_of(&replay));
+        let meta = serde_json::to_value(&replay.meta).expect("meta");
+        assert_eq!(meta["dev.capgate/replay"], true, "{meta}");
+    }
+    assert_eq!(r.effects("create_notice_draft").len(), 1);
+    // Each replica appended its own chain; all three verify, and queries and replays read
+    // every chain.
+    let verified = verify_every_chain(&r).await;
+    assert!(verified.contains("3 chain(s)"), "{verified}");
+    let capgate = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
+            .args(args)
+            .args(["--database-url", &r.db.url])
+            .output()
+            .expect("capgate runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let queried = capgate(&["audit", "query", "--tool", "case__create_notice_draft"]);
+    let chains: std::collections::BTreeSet<String> = queried
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).expect("json");
+            line["chain"]
+                .as_str()
+                .expect("each line names its chain")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(chains.len(), 3, "records of the key on every replica");
+    let policies = r.gateways[0].policies_dir();
+    let replayed = capgate(&[
+        "policy",
+        "replay",
+        "--candidate",
+        policies.to_str().expect("utf-8 path"),
+    ]);
+    assert!(replayed.contains("0 changed"), "{replayed}");
+}
+
+#[tokio::test]
+async fn a_run_budget_spread_over_replicas_allows_exactly_n() {
+    const N: usize = 12;
+    let Some(r) = replicas(
+        "budget",
+        3,
+        GatewayOptions {
+            enforcement: Some(format!("max_calls_per_run = {N}")),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let clients = r
+        .clients(&analyst("acme", "alice", "risk-agent"), "run-budget")
+        .await;
+    let results = join_all((0..3 * N).map(|i| {
+        call(
+            &clients[i % 3],
+            "case__read_case",
+            json!({"case_id": "case-101"}),
+        )
+    }))
+    .await;
+    let allowed = results.iter().filter(|r| ok(r)).count();
+    assert_eq!(allowed, N, "exactly the budget");
+    assert_eq!(r.effects("read_case").len(), N);
+    for refused in results.iter().filter(|r| !ok(r)) {
+        assert_eq!(refused_by(refused), "budget", "{}", text_of(refused));
+    }
+}
+
+#[tokio::test]
+async fn one_approval_used_concurrently_on_two_replicas_sends_once() {
+    let Some(r) = replicas("approval", 2, GatewayOptions::default()).await else {
+        return;
+    };
+    let notifier = |g: &TestGateway| {
+        g.token(&TokenSpec {
+            user: "svc-notify",
+            tenant: Some("acme"),
+            roles: vec![],
+            agent: Some("notification-service"),
+            service: Some("notification-service"),
+        })
+    };
+    let one = r.gateways[0].client(&notifier(&r.gateways[0])).await;
+    let two = r.gateways[1].client(&notifier(&r.gateways[1])).await;
+    let send = json!({"draft_id": "draft-906"});
+    let first = call_with_meta(
+        &one,
+        "case__send_approved_notice",
+        send.clone(),
+        key("send-0"),
+    )
+    .await;
+    let meta = serde_json::to_value(&first.meta).expect("meta");
+    let approval = meta["dev.capgate/decision"]["approval"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an approval was opened: {meta}"))
+        .to_string();
+    // Approved through the other replica.
+    let bob = r.gateways[1].token(&TokenSpec {
+        user: "bob",
+        tenant: Some("acme"),
+        roles: vec!["senior_reviewer"],
+        agent: None,
+        service: None,
+    });
+    let (status, body) = r.gateways[1]
+        .admin_post_as(&bob, &format!("/approvals/{approval}/approve"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Ten uses at once, five on each replica, each with its own key.
+    let results = join_all((0..10).map(|i| {
+        let client = if i % 2 == 0 { &one } else { &two };
+        call_with_meta(
+            client,
+            "case__send_approved_notice",
+            send.clone(),
+            json!({"dev.capgate/idempotency-key": format!("send-{}", i + 1), "dev.capgate/approval": approval}),
+        )
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| ok(r)).count(), 1, "one send");
+    assert_eq!(
+        r.effects("send_approved_notice").len(),
+        1,
+        "one notice sent"
+    );
+    for refused in results.iter().filter(|r| !ok(r)) {
+        assert_eq!(refused_by(refused), "approval", "{}", text_of(refused));
+    }
+}
+
+#[tokio::test]
+async fn controls_changed_through_one_replica_bind_the_others_within_a_second() {
+    let Some(r) = replicas("controls", 3, GatewayOptions::default()).await else {
+        return;
+    };
+    let limit = Duration::from_secs(1);
+    let mut alices = Vec::new();
+    for g in &r.gateways {
+        alices.push(
+            g.client(&g.token(&analyst("acme", "alice", "drafting-agent")))
+                .await,
+        );
+    }
+    let own_case = json!({"case_id": "case-101"});
+    let others_case = json!({"case_id": "case-103"});
+    for alice in &alices {
+        assert!(served(alice, &own_case).await);
+        assert!(!served(alice, &others_case).await, "not alice's");
+    }
+
+    // A kill switch flipped through replica 1.
+    let admin = r.gateways[0].platform_admin_token();
+    let (status, body) = r.gateways[0]
+        .admin_post_as(
+            &admin,
+            "/admin/kill-switches",
+            json!({"scope": "tool", "target": "case__read_case", "reason": "INC-7 contain the leak"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for replica in [1, 2] {
+        let (alice, case) = (&alices[replica], &own_case);
+        let took = within(limit, move || async move { !served(alice, case).await }).await;
+        assert!(took.is_some(), "replica {} still serves", replica + 1);
+    }
+    let (status, body) = r.gateways[0]
+        .admin_post_as(
+            &admin,
+            "/admin/kill-switches/lift",
+            json!({"scope": "tool", "target": "case__read_case"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for replica in [1, 2] {
+        let (alice, case) = (&alices[replica], &own_case);
+        let took = within(limit, move || served(alice, case)).await;
+        assert!(took.is_some(), "replica {} stays stopped", replica + 1);
+    }
+
+    // A break-glass grant opened and revoked through replica 1.
+    let erin = r.gateways[0].token(&TokenSpec {
+        user: "erin",
+        tenant: Some("acme"),
+        roles: vec!["break-glass"],
+        agent: None,
+        service: None,
+    });
+    let (status, body) = r.gateways[0]
+        .admin_post_as(
+            &erin,
+            "/break-glass",
+            json!({"user": "alice", "tool": "case__read_case", "reason": "incident review of case 103", "expires_in_seconds": 600}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let grant = body["grant"]["id"].as_str().expect("grant id").to_string();
+    for replica in [1, 2] {
+        let (alice, case) = (&alices[replica], &others_case);
+        let took = within(limit, move || served(alice, case)).await;
+        assert!(took.is_some(), "replica {} ignores the grant", replica + 1);
+    }
+    let (status, body) = r.gateways[0]
+        .admin_post_as(&erin, &format!("/break-glass/{grant}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for replica in [1, 2] {
+        let (alice, case) = (&alices[replica], &others_case);
+        let took = within(limit, move || async move { !served(alice, case).await }).await;
+        assert!(
+            took.is_some(),
+            "replica {} still honours the revoked grant",
+            replica + 1
+        );
+    }
+
+    // A relationship update made through replica 1: case-103 assigned to alice.
+    let entities: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("policies/entities/case-platform.json"))
+            .expect("entities"),
+    )
+    .expect("entity json");
+    let mut case = entities
+        .as_array()
+        .expect("entity list")
+        .iter()
+        .find(|e| e["uid"]["id"] == "case-103")
+        .expect("case-103")
+        .clone();
+    case["attrs"]["assignees"]
+        .as_array_mut()
+        .expect("assignees")
+        .push(json!({"__entity": {"type": "User", "id": "alice"}}));
+    let (status, body) = r.gateways[0]
+        .admin_post_as(&admin, "/admin/relationships", json!([case]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for replica in [1, 2] {
+        let (alice, case) = (&alices[replica], &others_case);
+        let took = within(limit, move || served(alice, case)).await;
+        assert!(
+            took.is_some(),
+            "replica {} missed the relationship update",
+            replica + 1
+        );
+    }
+}
+
+/// One side-effect call of the load: its key, when it ran, whether it was performed.
+struct Attempt {
+    key: String,
+    started: Instant,
+    ended: Instant,
+    ok: bool,
+    refused_by: String,
+}
+
+#[tokio::test]
+async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
+    let Some(r) = replicas(
+        "outage",
+        3,
+        GatewayOptions {
+            // A claim whose admission committed unseen (the connection died in COMMIT's
+            // answer) frees after this lease; longer than the downstream timeout.
+            enforcement: Some(
+                "idempotency_lease_seconds = 5\nmax_calls_per_run = 100000\nmax_calls_per_tool = 100000\nmax_cost_per_run = 1000000".into(),
+            ),
+            case_timeout_ms: Some(3000),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let clients: Vec<Arc<Client>> = r
+        .clients(&analyst("acme", "alice", "drafting-agent"), "run-outage")
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let attempts = Arc::new(Mutex::new(Vec::<Attempt>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..6 {
+        let (client, attempts, stop) =
+            (clients[worker % 3].clone(), attempts.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let key_text = format!("w{worker}-{n}");
+                n += 1;
+                let started = Instant::now();
+                let result = call_with_meta(
+                    &client,
+                    "case__create_notice_draft",
+                    json!({"case_id": "case-101", "body": key_text.clone()}),
+                    key(&key_text),
+                )
+                .await;
+                let attempt = Attempt {
+                    key: key_text,
+                    started,
+                    ended: Instant::now(),
+                    ok: ok(&result),
+                    refused_by: refused_by(&result),
+                };
+                attempts.lock().expect("attempts").push(attempt);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+
+    let (admin, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("an admin connection to the test server");
+    tokio::spawn(connection);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Away: no new connections to the database, and every open one killed.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            r.db.name
+        ))
+        .await
+        .expect("disallow connections");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&r.db.name],
+        )
+        .await
+        .expect("terminate");
+    let away_from = Instant::now();
+    // A fail-open read passes, marked degraded, while the store is away.
+    let degraded = within(Duration::from_secs(2), || async {
+        let read = call(
+            &clients[1],
+            "case__read_case",
+            json!({"case_id": "case-101"}),
+        )
+        .await;
+        let meta = serde_json::to_value(&read.meta).expect("meta");
+        ok(&read) && meta["dev.capgate/degraded"] == true
+    })
+    .await;
+    assert!(degraded.is_some(), "a fail_open read passes degraded");
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(away_from.elapsed())).await;
+    let away_until = Instant::now();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            r.db.name
+        ))
+        .await
+        .expect("allow connections");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+
+    let attempts = std::mem::take(&mut *attempts.lock().expect("attempts"));
+    let grace = Duration::from_millis(200);
+    let while_away: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| a.started > away_from + grace && a.ended < away_until)
+        .collect();
+    assert!(!while_away.is_empty(), "calls were made while it was away");
+    for attempt in &while_away {
+        assert!(
+            !attempt.ok,
+            "{} was performed without its store",
+            attempt.key
+        );
+        assert_eq!(attempt.refused_by, "store_unavailable", "{}", attempt.key);
+    }
+    println!(
+        "{} calls: {} performed before the outage, {} refused while away, {} performed after",
+        attempts.len(),
+        attempts
+            .iter()
+            .filter(|a| a.started < away_from && a.ok)
+            .count(),
+        while_away.len(),
+        attempts
+            .iter()
+            .filter(|a| a.started > away_until && a.ok)
+            .count()
+    );
+    let recovered = attempts.iter().any(|a| a.started > away_until && a.ok);
+    assert!(recovered, "calls succeed once the database is back");
+    assert!(
+        attempts
+            .iter()
+            .filter(|a| a.started < away_from && a.ok)
+            .count()
+            > 0,
+        "calls succeeded before"
+    );
+
+    // Every refused key, retried with the same call, is performed (or replayed) once.
+    let mut keys: Vec<String> = attempts.iter().map(|a| a.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for attempt in attempts.iter().filter(|a| !a.ok) {
+        let index: usize = attempt.key[1..2].parse().expect("worker index");
+        loop {
+            let retry = call_with_meta(
+                &clients[index % 3],
+                "case__create_notice_draft",
+                json!({"case_id": "case-101", "body": attempt.key}),
+                key(&attempt.key),
+            )
+            .await;
+            if ok(&retry) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still refused: {}",
+                attempt.key,
+                text_of(&retry)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let effects = r.effects("create_notice_draft");
+
+    // Every chain verifies, and every effect has its durable allow record in one of them.
+    let verified = verify_every_chain(&r).await;
+    assert!(verified.contains("3 chain(s)"), "{verified}");
+    let allowed = allow_records(&r, "case__create_notice_draft");
+    assert!(
+        allowed >= effects.len(),
+        "{allowed} allow records for {} effects",
+        effects.len()
+    );
+    let mut performed: Vec<String> = effects
+        .iter()
+        .map(|e| e["arguments"]["body"].as_str().unwrap_or("").to_string())
+        .collect();
+    performed.sort();
+    assert_eq!(performed, keys, "every key performed exactly once");
+}
+
+/// A side-effect call over raw HTTP that may meet a gateway being killed: `Some(performed)`
+/// when it was answered, `None` when the connection broke or nothing answered in time.
+async fn try_draft(raw: &Raw, token: &str, session: &str, key_text: &str) -> Option<bool> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "case__create_notice_draft",
+        "arguments": {"case_id": "case-101", "body": key_text},
+        "_meta": {"dev.capgate/idempotency-key": key_text}}});
+    let response = raw.try_post(token, Some(session), body).await.ok()?;
+    let text = response.text().await.ok()?;
+    let answer = messages(&text)
+        .into_iter()
+        .find(|m| m.get("id").is_some())?;
+    Some(answer["result"]["isError"] != true && answer.get("error").is_none())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_ten_times_under_load_leaves_every_effect_recorded() {
+    let Some(r) = replicas(
+        "sigkill",
+        2,
+        GatewayOptions {
+            enforcement: Some(
+                "max_calls_per_run = 100000\nmax_calls_per_tool = 100000\nmax_cost_per_run = 1000000".into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let token =
+        |g: &TestGateway| g.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-kill");
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
+    let steady = Raw {
+        http: quick.clone(),
+        url: r.gateways[0].url.clone(),
+    };
+    let steady_token = token(&r.gateways[0]);
+    let steady_session = steady.open(&steady_token).await.expect("a session");
+    let victim = Arc::new(Raw {
+        http: quick,
+        url: r.gateways[1].url.clone(),
+    });
+    let victim_token = token(&r.gateways[1]);
+    let mut answered = 0;
+    for round in 0..10 {
+        let session = victim
+            .open(&victim_token)
+            .await
+            .expect("a session on the (restarted) replica");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load: Vec<_> = (0..3)
+            .map(|worker| {
+                let (raw, token, session, done) = (
+                    victim.clone(),
+                    victim_token.clone(),
+                    session.clone(),
+                    done.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut answered = 0;
+                    let mut n = 0;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let key_text = format!("kill-{round}-{worker}-{n}");
+                        match try_draft(&raw, &token, &session, &key_text).await {
+                            Some(_) => answered += 1,
+                            None => break,
+                        }
+                        n += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        // The other replica keeps serving meanwhile.
+        let served = try_draft(
+            &steady,
+            &steady_token,
+            &steady_session,
+            &format!("steady-{round}"),
+        )
+        .await;
+        assert_eq!(served, Some(true));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // SIGKILL mid-load, then the same replica (data_dir, replica id, chain) again.
+        r.gateways[1].restart().await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in load {
+            answered += tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the load on the killed replica ends")
+                .expect("load task");
+        }
+    }
+    assert!(
+        answered > 0,
+        "the killed replica served calls between kills"
+    );
+
+    let verified = verify_every_chain(&r).await;
+    assert!(verified.contains("2 chain(s)"), "{verified}");
+    let effects = r.effects("create_notice_draft").len();
+    let allowed = allow_records(&r, "case__create_notice_draft");
+    println!(
+        "{effects} effects, {allowed} durable allow records, {answered} answers from the killed replica"
+    );
+    assert!(
+        allowed >= effects,
+        "{allowed} durable allow records for {effects} effects"
+    );
+}
