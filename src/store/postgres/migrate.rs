@@ -30,23 +30,22 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
 
 /// Applies the migrations not yet applied; the (version, name) of those it applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<(i64, &'static str)>, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS capgate_migrations (
+    // Under the migration lock: replicas starting together would otherwise race to create
+    // the table (PostgreSQL's IF NOT EXISTS is not safe against a concurrent CREATE).
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(failed)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS capgate_migrations (
                 version BIGINT PRIMARY KEY,
                 name TEXT NOT NULL,
                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
             )",
-        )
-        .await
-        .or_else(|error| {
-            // Two replicas creating the table at once: one of them loses the race, harmlessly.
-            if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                Ok(())
-            } else {
-                Err(failed(error))
-            }
-        })?;
+    )
+    .await
+    .map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS_POSTGRES {
         let tx = client.transaction().await.map_err(failed)?;
