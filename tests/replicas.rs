@@ -553,6 +553,15 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
     })
     .await;
     assert!(degraded.is_some(), "a fail_open read passes degraded");
+    // The change feed says it is down (scraped on the admin listener).
+    let feed_down = within(Duration::from_secs(2), || async {
+        r.gateways[2]
+            .metrics_text()
+            .await
+            .contains("capgate_store_change_feed_up 0")
+    })
+    .await;
+    assert!(feed_down.is_some(), "the change feed reports the outage");
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(away_from.elapsed())).await;
     let away_until = Instant::now();
     admin
@@ -564,6 +573,16 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
         .expect("allow connections");
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Every replica's change feed is back (reconnected and resynced) without a restart.
+    for g in &r.gateways {
+        let back = within(Duration::from_secs(5), || async {
+            g.metrics_text()
+                .await
+                .contains("capgate_store_change_feed_up 1")
+        })
+        .await;
+        assert!(back.is_some(), "the change feed reconnects");
+    }
     for worker in workers {
         worker.await.expect("worker");
     }
