@@ -131,6 +131,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "1 when the enforcement store answered the last scrape, else 0.",
     ),
+    (
+        "capgate_store_change_feed_up",
+        "gauge",
+        "Replicas on PostgreSQL: 1 while this replica listens for other replicas' changes, else 0 (it reconnects and resyncs).",
+    ),
 ];
 
 /// Whether `render` shows `name`: it writes only the metrics described in `HELP`, so a value

@@ -166,16 +166,31 @@ impl Controls {
     /// calls already past their last check have finished, later ones see the switch.
     pub async fn set_kill_switch(&self, switch: KillSwitch) -> Result<(), StoreError> {
         self.store.set_kill_switch(&switch).await?;
-        self.reload_kill_switches().await
+        // Always drained: a change notification may have put the switch in force already,
+        // and this answer must still wait for the calls it covers.
+        self.load_kill_switches(true).await
     }
 
-    /// Re-reads the switches from the store. When this returns, no call a newly set switch
-    /// covers is being forwarded by this replica or will be.
+    /// Re-reads the switches from the store (a change made elsewhere). When one was added, this
+    /// returns once no call it covers is being forwarded by this replica.
     pub async fn reload_kill_switches(&self) -> Result<(), StoreError> {
-        self.switches
-            .store(Arc::new(self.store.kill_switches().await?));
-        drop(self.forwarding.write().await);
-        self.visibility_changed();
+        self.load_kill_switches(false).await
+    }
+
+    /// Puts the stored switches in force; when one was added (or `drain` says so) waits until
+    /// no call being forwarded started before it; tells sessions when anything changed.
+    async fn load_kill_switches(&self, drain: bool) -> Result<(), StoreError> {
+        let stored = self.store.kill_switches().await?;
+        let before = self.switches.load_full();
+        let changed = *before != stored;
+        let added = stored.iter().any(|switch| !before.contains(switch));
+        self.switches.store(Arc::new(stored));
+        if added || drain {
+            drop(self.forwarding.write().await);
+        }
+        if changed {
+            self.visibility_changed();
+        }
         Ok(())
     }
 
@@ -306,10 +321,24 @@ impl Controls {
         })
     }
 
-    /// Re-reads the grants from the store.
+    /// Re-reads the grants from the store; sessions are told when they changed.
     pub async fn reload_grants(&self) -> Result<(), StoreError> {
-        self.grants.store(Arc::new(self.store.grants().await?));
-        self.visibility_changed();
+        let stored = self.store.grants().await?;
+        // Uses are not part of what a grant covers: a use changes nothing agents may see.
+        let covers = |grants: &[BreakGlassGrant]| -> Vec<BreakGlassGrant> {
+            grants
+                .iter()
+                .map(|g| BreakGlassGrant {
+                    uses: 0,
+                    ..g.clone()
+                })
+                .collect()
+        };
+        let changed = covers(&self.grants.load()) != covers(&stored);
+        self.grants.store(Arc::new(stored));
+        if changed {
+            self.visibility_changed();
+        }
         Ok(())
     }
 

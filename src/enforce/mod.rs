@@ -154,6 +154,9 @@ impl Gateway {
             "capgate_store_transactions_total",
             self.controls.store().transactions() as f64,
         );
+        if let Some(up) = self.controls.store().change_feed_up() {
+            metrics.set_gauge("capgate_store_change_feed_up", f64::from(u8::from(up)));
+        }
         metrics.set_gauge(
             "capgate_kill_switches_active",
             self.controls.active_kill_switches() as f64,

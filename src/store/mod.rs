@@ -375,6 +375,11 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Whether the change feed is connected now; `None` without one.
+    fn change_feed_up(&self) -> Option<bool> {
+        None
+    }
+
     async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError>;
     async fn grants(&self) -> Result<Vec<BreakGlassGrant>, StoreError>;
     async fn record_grant_use(&self, id: &str) -> Result<(), StoreError>;

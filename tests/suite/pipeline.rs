@@ -822,6 +822,8 @@ async fn max_calls_holds_under_concurrency_and_slashes_never_share_a_scope() {
 async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
     let gateway = TestGateway::start(GatewayOptions {
         admin: true,
+        // 40 calls at once from one principal: above the default 32, some got 429 instead.
+        limits: Some("concurrent_requests_per_principal = 64".into()),
         ..Default::default()
     })
     .await;

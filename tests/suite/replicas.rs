@@ -551,6 +551,15 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
     })
     .await;
     assert!(degraded.is_some(), "a fail_open read passes degraded");
+    // The change feed says it is down (scraped on the admin listener).
+    let feed_down = within(Duration::from_secs(2), || async {
+        r.gateways[2]
+            .metrics_text()
+            .await
+            .contains("capgate_store_change_feed_up 0")
+    })
+    .await;
+    assert!(feed_down.is_some(), "the change feed reports the outage");
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(away_from.elapsed())).await;
     let away_until = Instant::now();
     admin
@@ -562,6 +571,16 @@ async fn the_database_going_away_under_load_refuses_calls_and_loses_nothing() {
         .expect("allow connections");
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Every replica's change feed is back (reconnected and resynced) without a restart.
+    for g in &r.gateways {
+        let back = within(Duration::from_secs(5), || async {
+            g.metrics_text()
+                .await
+                .contains("capgate_store_change_feed_up 1")
+        })
+        .await;
+        assert!(back.is_some(), "the change feed reconnects");
+    }
     for worker in workers {
         worker.await.expect("worker");
     }
@@ -765,4 +784,89 @@ async fn a_replica_killed_ten_times_under_load_leaves_every_effect_recorded() {
         allowed >= effects,
         "{allowed} durable allow records for {effects} effects"
     );
+}
+
+/// Side-effect calls per second through 1, 2 and 3 replicas on PostgreSQL and 1 on SQLite, and
+/// the latency of one call alone on each (`cargo test --release --test replicas -- --ignored
+/// --nocapture`). Everything shares this machine: replicas, downstreams, database and clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name"]
+async fn side_effect_throughput_through_replicas() {
+    const WORKERS: usize = 12;
+    const WINDOW: Duration = Duration::from_secs(5);
+    let options = GatewayOptions {
+        enforcement: Some(
+            "max_calls_per_run = 10000000\nmax_calls_per_tool = 10000000\nmax_cost_per_run = 100000000".into(),
+        ),
+        limits: Some("requests_per_second = 100000\nrequest_burst = 100000\nconcurrent_requests_per_principal = 1000".into()),
+        ..Default::default()
+    };
+    let mut setups: Vec<(String, Option<Replicas>, Vec<TestGateway>)> = Vec::new();
+    setups.push((
+        "1 replica, SQLite".into(),
+        None,
+        vec![TestGateway::start(options.clone()).await],
+    ));
+    for n in 1..=3 {
+        let Some(r) = replicas("bench", n, options.clone()).await else {
+            return;
+        };
+        setups.push((format!("{n} replica(s), PostgreSQL"), Some(r), Vec::new()));
+    }
+    for (label, replicas, own) in &setups {
+        let gateways: Vec<&TestGateway> = match replicas {
+            Some(r) => r.gateways.iter().collect(),
+            None => own.iter().collect(),
+        };
+        let mut clients = Vec::new();
+        for g in &gateways {
+            let token = g.token_in_run(&analyst("acme", "alice", "drafting-agent"), "run-bench");
+            clients.push(Arc::new(g.client(&token).await));
+        }
+        // One call alone, 50 times: the median latency.
+        let mut alone = Vec::new();
+        for i in 0..50 {
+            let started = Instant::now();
+            let result = call_with_meta(
+                &clients[0],
+                "case__create_notice_draft",
+                json!({"case_id": "case-101", "body": format!("alone {i}")}),
+                key(&format!("alone-{i}")),
+            )
+            .await;
+            assert!(ok(&result), "{}", text_of(&result));
+            alone.push(started.elapsed());
+        }
+        alone.sort();
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let client = clients[w % clients.len()].clone();
+                tokio::spawn(async move {
+                    let (mut done, mut n) = (0, 0);
+                    while started.elapsed() < WINDOW {
+                        let result = call_with_meta(
+                            &client,
+                            "case__create_notice_draft",
+                            json!({"case_id": "case-101", "body": format!("w{w} {n}")}),
+                            key(&format!("w{w}-{n}")),
+                        )
+                        .await;
+                        done += usize::from(ok(&result));
+                        n += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut performed = 0;
+        for task in tasks {
+            performed += task.await.expect("worker");
+        }
+        let rate = performed as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{label}: {rate:.0} side-effect calls/s with {WORKERS} concurrent clients; one call alone: p50 {:.2} ms",
+            alone[alone.len() / 2].as_secs_f64() * 1000.0
+        );
+    }
 }

@@ -255,6 +255,10 @@ impl Store for PostgresStore {
         Some(self.changes.subscribe())
     }
 
+    fn change_feed_up(&self) -> Option<bool> {
+        Some(self.listening())
+    }
+
     async fn open_grant(&self, grant: &BreakGlassGrant) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO break_glass (id, tenant, user_id, agent_role, tool, reason, opened_by, opened_at, expires_at, uses)
