@@ -787,7 +787,7 @@ async fn a_replica_killed_ten_times_under_load_leaves_every_effect_recorded() {
 }
 
 /// Side-effect calls per second through 1, 2 and 3 replicas on PostgreSQL and 1 on SQLite, and
-/// the latency of one call alone on each (`cargo test --release --test replicas -- --ignored
+/// the latency of one call alone on each (`cargo test --release --test suite -- --ignored replicas::side_effect_throughput
 /// --nocapture`). Everything shares this machine: replicas, downstreams, database and clients.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test: run it by name"]
