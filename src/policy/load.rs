@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::contract::Outcome;
 use super::obligation::Obligation;
+use super::source::{first_label_offset, read, sorted_files, SourceFile};
 
 /// The schema file inside the policies directory.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -123,103 +124,6 @@ pub struct LoadedPolicies {
     pub digest: String,
     /// Things worth a policy author's attention that do not refuse the set.
     pub warnings: Vec<PolicyProblem>,
-}
-
-struct SourceFile {
-    path: PathBuf,
-    text: String,
-    /// Byte offsets of the text's newlines, so that a line is found without rescanning the text
-    /// (a policy file can hold thousands of policies, each of which is given its line).
-    newlines: Vec<usize>,
-    /// The first offset of each `@id("...")` in the text, by the text between the quotes.
-    id_offsets: std::sync::OnceLock<HashMap<String, usize>>,
-}
-
-const ID_OPEN: &str = "@id(\"";
-const ID_CLOSE: &str = "\")";
-
-impl SourceFile {
-    fn new(path: PathBuf, text: String) -> Self {
-        Self {
-            newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
-            path,
-            text,
-            id_offsets: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn name(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    /// The line (from 1) of a byte offset: one more than the newlines before it.
-    fn line_of(&self, offset: usize) -> usize {
-        self.newlines.partition_point(|&n| n < offset) + 1
-    }
-
-    /// Where `@id("<id>")` first occurs, as `text.find` would say.
-    fn id_offset(&self, id: &str) -> Option<usize> {
-        if id.contains(ID_CLOSE) {
-            // The index below ends each id at the first `")`; such an id is searched for.
-            return self.text.find(&format!("{ID_OPEN}{id}{ID_CLOSE}"));
-        }
-        // Without `")` in it, `@id("<id>")` at some offset is exactly an `@id("` there whose
-        // text up to the next `")` is the id.
-        self.id_offsets
-            .get_or_init(|| {
-                let mut offsets = HashMap::new();
-                for (at, _) in self.text.match_indices(ID_OPEN) {
-                    let start = at + ID_OPEN.len();
-                    if let Some(len) = self.text[start..].find(ID_CLOSE) {
-                        offsets
-                            .entry(self.text[start..start + len].to_string())
-                            .or_insert(at);
-                    }
-                }
-                offsets
-            })
-            .get(id)
-            .copied()
-    }
-}
-
-fn first_label_offset(diagnostic: &dyn Diagnostic) -> Option<usize> {
-    diagnostic
-        .labels()
-        .and_then(|mut labels| labels.next())
-        .map(|label| label.offset())
-}
-
-fn sorted_files(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, PolicyProblem> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && extension == "json" => {
-            return Ok(Vec::new())
-        }
-        Err(e) => {
-            return Err(PolicyProblem {
-                file: dir.display().to_string(),
-                line: None,
-                message: format!("cannot read the directory: {e}"),
-            })
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|ext| ext == extension))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-fn read(path: &Path) -> Result<SourceFile, PolicyProblem> {
-    std::fs::read_to_string(path)
-        .map(|text| SourceFile::new(path.to_path_buf(), text))
-        .map_err(|e| PolicyProblem {
-            file: path.display().to_string(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        })
 }
 
 /// Loads and strictly validates a policies directory.
@@ -637,46 +541,4 @@ fn never_applies_warnings(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The lines policies are reported at: the same as scanning the text from its start.
-    #[test]
-    fn lines_and_id_offsets_match_a_scan_of_the_text() {
-        let text = concat!(
-            "// @id(\"commented\")\n",
-            "@id(\"a\")\npermit(principal, action, resource);\n\n",
-            "@id(\"b\\\"c\")\n@id(\"@id(\"a\")\n",
-            "@id(\"a\") @id(\"x\")y\")\n@id(\"unclosed\n@id(\"é\")\n@id(\"\")\n",
-        );
-        let source = SourceFile::new(PathBuf::from("t.cedar"), text.to_string());
-        // (The scan cannot start inside a character; the lines are the same everywhere else.)
-        for offset in (0..=text.len() + 2).filter(|o| *o > text.len() || text.is_char_boundary(*o))
-        {
-            let naive = text[..offset.min(text.len())].matches('\n').count() + 1;
-            assert_eq!(source.line_of(offset), naive, "offset {offset}");
-        }
-        for id in [
-            "a",
-            "b\\\"c",
-            "b\"c",
-            "@id(\"a",
-            "x",
-            "x\")y",
-            "unclosed",
-            "é",
-            "",
-            "commented",
-            "missing",
-            "a\")",
-            ")",
-            "\"",
-        ] {
-            assert_eq!(
-                source.id_offset(id),
-                text.find(&format!("@id(\"{id}\")")),
-                "id {id:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -45,6 +45,7 @@ pub mod obligation;
 mod reference;
 mod request;
 pub mod slice;
+mod source;
 
 pub use admin::{
     AdminAction, AdminDecision, AdminOutcome, AdminPolicySet, AdminRequest, AdminResource,
