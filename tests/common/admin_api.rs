@@ -26,14 +26,7 @@ pub async fn admin_request(
 /// Waits until everything the gateway logged so far is committed, then exports the log: each
 /// record's `record` object, in order.
 pub async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
-    let (status, body) = admin_request(
-        gateway,
-        &gateway.platform_admin_token(),
-        "/admin/audit/flush",
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "flush: {body}");
+    flush_log(gateway).await;
     let export = std::process::Command::new(env!("CARGO_BIN_EXE_capgate"))
         .args(["audit", "export", "--data-dir"])
         .arg(gateway.dir.path().join("data"))
@@ -44,6 +37,18 @@ pub async fn flushed_records(gateway: &TestGateway) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|r| r["record"].clone())
         .collect()
+}
+
+/// Returns once every record the gateway has logged so far is committed.
+pub async fn flush_log(gateway: &TestGateway) {
+    let (status, body) = admin_request(
+        gateway,
+        &gateway.platform_admin_token(),
+        "/admin/audit/flush",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "flush: {body}");
 }
 
 /// Notice drafts the case platform created (calls it actually received).

@@ -108,7 +108,7 @@ async fn replay_under_a_stricter_candidate_reports_exactly_the_changed_decisions
     )
     .await;
     let data = gateway.dir.path().join("data");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flush_log(&gateway).await;
 
     let denied = Command::new(env!("CARGO_BIN_EXE_capgate"))
         .args(["audit", "query", "--decision", "deny", "--data-dir"])
@@ -251,7 +251,7 @@ async fn a_runs_manifest_lists_its_policy_versions_tools_and_decisions() {
         json!({"case_id": "case-101", "query": "loan"}),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flush_log(&gateway).await;
     let admin = gateway.admin_token();
     let manifest: Value = reqwest::Client::new()
         .get(format!(
@@ -323,7 +323,7 @@ async fn dry_run_lets_refused_calls_through_marked_and_logged_and_masks_argument
         key("mask-1"),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flush_log(&gateway).await;
     let export = audit(&gateway.dir.path().join("data"), "export");
     let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
         .lines()
