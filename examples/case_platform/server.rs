@@ -95,7 +95,9 @@ impl CasePlatform {
     ) -> anyhow::Result<Self> {
         let domain_tools = tools::domain_tools().map_err(anyhow::Error::msg)?;
         let hook_tools = if test_hooks {
-            tools::test_hook_tools().map_err(anyhow::Error::msg)?
+            let mut hooks = tools::test_hook_tools().map_err(anyhow::Error::msg)?;
+            hooks.extend(crate::hooks::hook_tools().map_err(anyhow::Error::msg)?);
+            hooks
         } else {
             Vec::new()
         };
@@ -188,6 +190,9 @@ impl CasePlatform {
                 Ok(a) => self.add_runtime_tool(&a.name, ctx).await,
                 Err(invalid) => *invalid,
             }),
+            crate::hooks::DEBUG_ELICIT | crate::hooks::DEBUG_SAMPLE | crate::hooks::DEBUG_LOG => {
+                crate::hooks::call(name, args, ctx).await
+            }
             _ if self.runtime_tools().iter().any(|t| t.name == name) => Some(tools::success_text(
                 &format!("called {name}"),
                 json!({ "called": name }),
@@ -352,6 +357,17 @@ impl ServerHandler for CasePlatform {
         Ok(CompleteResult::new(completion))
     }
 
+    /// Log messages are sent only by the `debug_log` hook, at every level: the client filters.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    #[allow(deprecated)] // logging is how 2025-11-25 servers report.
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -361,6 +377,7 @@ impl ServerHandler for CasePlatform {
                 .enable_resources_subscribe()
                 .enable_prompts()
                 .enable_completions()
+                .enable_logging()
                 .build(),
         )
         .with_server_info(Implementation::new(

@@ -146,7 +146,7 @@ pub struct AddToolArgs {
     pub name: String,
 }
 
-fn annotations(read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations {
+pub fn annotations(read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations {
     ToolAnnotations::new()
         .read_only(read_only)
         .destructive(destructive)
@@ -154,7 +154,7 @@ fn annotations(read_only: bool, destructive: bool, idempotent: bool) -> ToolAnno
         .open_world(false)
 }
 
-fn tool<T: JsonSchema + 'static>(
+pub fn tool<T: JsonSchema + 'static>(
     name: &'static str,
     description: &'static str,
     hints: ToolAnnotations,

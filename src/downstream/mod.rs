@@ -7,7 +7,7 @@
 //! fails only its own calls, with an error that says which server and why.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -20,19 +20,27 @@ use rmcp::model::{
     ServerResult, SubscribeRequest, SubscribeRequestParams, Tool, UnsubscribeRequest,
     UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService};
-use rmcp::{ClientCacheConfig, ClientHandler, ServiceExt};
+use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RunningService};
+use rmcp::{ClientCacheConfig, ServiceExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DownstreamConfig, DownstreamTransport};
 
+mod asks;
+mod events;
+mod logging;
 mod relay;
 mod subscriptions;
 
+pub use asks::{AnswerAsks, Answer, Ask};
+use asks::AskRoutes;
+
 use relay::ProgressRoutes;
 pub use relay::Relay;
+use events::DownstreamEvents;
+use logging::LogRoutes;
 use subscriptions::Subscriptions;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
@@ -54,6 +62,12 @@ pub enum DownstreamError {
     UnknownServer(String),
     #[error("the client cancelled the request to downstream server `{server}`")]
     Cancelled { server: String },
+    /// What a downstream asked of the client could not be shown under its obligations.
+    #[error("the request to the client was withheld: {reason}")]
+    Withheld { reason: String },
+    /// The client did not answer what a downstream asked of it.
+    #[error("the client did not answer: {reason}")]
+    Client { reason: String },
 }
 
 /// Tells whether a downstream tool (server id, tool name) has a contract; the others are warned
@@ -104,56 +118,10 @@ pub struct DownstreamServer {
     progress: ProgressRoutes,
     /// Client sessions listening to resource URIs.
     subscriptions: Subscriptions,
-}
-
-/// Receives the downstream's notifications; refreshes the catalogue on `list_changed`.
-#[derive(Clone)]
-struct DownstreamEvents {
-    server: Weak<DownstreamServer>,
-}
-
-impl ClientHandler for DownstreamEvents {
-    async fn on_resource_updated(
-        &self,
-        params: rmcp::model::ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        if let Some(server) = self.server.upgrade() {
-            server.subscriptions.updated(params).await;
-        }
-    }
-
-    async fn on_progress(
-        &self,
-        params: rmcp::model::ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        if let Some(server) = self.server.upgrade() {
-            server.progress.forward(params).await;
-        }
-    }
-
-    async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
-        self.schedule_refresh(context.peer);
-    }
-
-    async fn on_prompt_list_changed(&self, context: NotificationContext<RoleClient>) {
-        self.schedule_refresh(context.peer);
-    }
-
-    async fn on_resource_list_changed(&self, context: NotificationContext<RoleClient>) {
-        self.schedule_refresh(context.peer);
-    }
-}
-
-impl DownstreamEvents {
-    fn schedule_refresh(&self, peer: Peer<RoleClient>) {
-        if let Some(server) = self.server.upgrade() {
-            // Off the notification path: listing is a request that must not block the loop
-            // that delivers its own response.
-            tokio::spawn(async move { server.refresh(&peer).await });
-        }
-    }
+    /// Tool calls in flight that answer what the downstream asks of their client.
+    asks: AskRoutes,
+    /// Calls in flight whose client may receive the downstream's log messages.
+    logs: LogRoutes,
 }
 
 impl DownstreamServer {
@@ -220,13 +188,15 @@ impl DownstreamServer {
     }
 
     /// Sends one request with `meta`, relaying progress to the client and the client's
-    /// cancellation to the downstream; the downstream is told when the call is given up on
-    /// (cancelled or timed out).
+    /// cancellation to the downstream, and letting `asks` answer what the downstream asks of
+    /// the client meanwhile; the downstream is told when the call is given up on (cancelled
+    /// or timed out).
     async fn request(
         &self,
         request: ClientRequest,
         meta: RequestMetaObject,
         relay: Option<&Relay>,
+        asks: Option<&dyn AnswerAsks>,
     ) -> Result<ServerResult, DownstreamError> {
         let peer = self.live_peer()?;
         let handle = peer
@@ -235,17 +205,42 @@ impl DownstreamServer {
             .map_err(|e| self.failed(e))?;
         let _route = self.progress.open(handle.progress_token.clone(), relay);
         let id = handle.id.clone();
+        let _logs = self.logs.open(id.clone(), relay);
+        let mut asked = asks.map(|answerer| (answerer, self.asks.open(id.clone())));
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
         let response = handle.await_response();
         tokio::pin!(response);
-        let (error, reason) = tokio::select! {
-            answered = &mut response => return answered.map_err(|e| self.failed(e)),
-            _ = cancelled.cancelled() => (
-                DownstreamError::Cancelled { server: self.id.clone() },
-                "the client cancelled the request",
-            ),
-            _ = tokio::time::sleep(self.config.call_timeout) => {
-                (self.timed_out(), "capgate's call timeout passed")
+        let deadline = tokio::time::sleep(self.config.call_timeout);
+        tokio::pin!(deadline);
+        let (error, reason) = loop {
+            let next_ask = async {
+                match asked.as_mut() {
+                    Some((_, (_, receiver))) => receiver.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                answered = &mut response => return answered.map_err(|e| self.failed(e)),
+                Some(pending) = next_ask => {
+                    let Some((answerer, _)) = asked.as_ref() else { continue };
+                    // The downstream waits for this answer; the call's own limits still hold.
+                    tokio::select! {
+                        answer = answerer.answer(pending.ask) => {
+                            // The downstream may have given up on it meanwhile.
+                            let _ = pending.reply.send(answer);
+                        }
+                        _ = cancelled.cancelled() => break (
+                            DownstreamError::Cancelled { server: self.id.clone() },
+                            "the client cancelled the request",
+                        ),
+                        _ = &mut deadline => break (self.timed_out(), "capgate's call timeout passed"),
+                    }
+                }
+                _ = cancelled.cancelled() => break (
+                    DownstreamError::Cancelled { server: self.id.clone() },
+                    "the client cancelled the request",
+                ),
+                _ = &mut deadline => break (self.timed_out(), "capgate's call timeout passed"),
             }
         };
         let notice = CancelledNotificationParam::new(Some(id), Some(reason.to_string()));
@@ -262,10 +257,12 @@ impl DownstreamServer {
         }
     }
 
+    /// Calls a tool; what the downstream asks of the client meanwhile goes to `asks`.
     pub async fn call_tool(
         &self,
         params: CallToolRequestParams,
         relay: Option<&Relay>,
+        asks: Option<&dyn AnswerAsks>,
     ) -> Result<CallToolResult, DownstreamError> {
         let meta = params.meta.clone().unwrap_or_default();
         match self
@@ -273,6 +270,7 @@ impl DownstreamServer {
                 ClientRequest::CallToolRequest(CallToolRequest::new(params)),
                 meta,
                 relay,
+                asks,
             )
             .await?
         {
@@ -292,6 +290,7 @@ impl DownstreamServer {
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)),
                 meta,
                 relay,
+                None,
             )
             .await?
         {
@@ -311,6 +310,7 @@ impl DownstreamServer {
                 ClientRequest::CompleteRequest(CompleteRequest::new(params)),
                 meta,
                 relay,
+                None,
             )
             .await?
         {
@@ -346,6 +346,7 @@ impl DownstreamServer {
                 ClientRequest::SubscribeRequest(SubscribeRequest::new(params)),
                 meta,
                 Some(relay),
+                None,
             )
             .await;
         if answered.is_err() {
@@ -368,6 +369,7 @@ impl DownstreamServer {
         self.request(
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(params)),
             RequestMetaObject::new(),
+            None,
             None,
         )
         .await
@@ -413,6 +415,7 @@ impl DownstreamServer {
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
                 meta,
                 relay,
+                None,
             )
             .await?
         {
@@ -543,6 +546,7 @@ impl DownstreamServer {
                     peer.set_response_cache_config(ClientCacheConfig::disabled())
                         .await;
                     self.refresh(&peer).await;
+                    self.reapply_log_level(&peer).await;
                     self.peer.store(Some(Arc::new(peer)));
                     self.health.store(Arc::new(Health::Up));
                     self.generation.send_modify(|g| *g += 1);
@@ -598,6 +602,8 @@ impl Downstreams {
                 contract_check: has_contract.clone(),
                 progress: ProgressRoutes::default(),
                 subscriptions: Subscriptions::default(),
+                asks: AskRoutes::default(),
+                logs: LogRoutes::default(),
             });
             tokio::spawn(server.clone().supervise(shutdown.clone()));
             servers.insert(config.id.clone(), server);

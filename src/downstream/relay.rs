@@ -21,6 +21,9 @@ pub struct Relay {
     pub cancelled: CancellationToken,
     /// The client's session (its `Mcp-Session-Id`; one fixed name over stdio).
     pub session: String,
+    /// The level the session set with `logging/setLevel`, if it did.
+    #[allow(deprecated)]
+    pub log_level: Option<rmcp::model::LoggingLevel>,
 }
 
 /// Where a downstream's progress notifications go: downstream token → the client's.

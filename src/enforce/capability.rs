@@ -16,12 +16,14 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::downstream::{DownstreamError, Relay};
+use crate::identity::CompositeActor;
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
 
 use super::obligations::Obligations;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
+use super::server_asks::ServerAsker;
 use super::Gateway;
 
 /// The facts of a resolved capability every control needs.
@@ -72,6 +74,19 @@ impl Target {
     }
 }
 
+/// What a request carries to the downstream besides itself.
+pub struct Hop<'a> {
+    /// Who asked (what the downstream asks of the client meanwhile is decided for them).
+    pub actor: &'a CompositeActor,
+    /// The client's `_meta` to pass on, with the trusted actor.
+    pub meta: RequestMetaObject,
+    /// The way back to the client: progress, cancellation, its session.
+    pub relay: Option<&'a Relay>,
+    /// What the request's allow obliges (they also bind what the downstream asks of the
+    /// client while serving it).
+    pub obligations: &'a Obligations,
+}
+
 /// One capability kind's part of the pipeline.
 pub trait Capability: Sync {
     /// The contract and bindings a request resolved to.
@@ -98,8 +113,7 @@ pub trait Capability: Sync {
         gateway: &Gateway,
         target: &Target,
         bound: &Self::Bound,
-        meta: RequestMetaObject,
-        relay: Option<&Relay>,
+        hop: Hop<'_>,
     ) -> impl Future<Output = Result<Self::Output, DownstreamError>> + Send;
     fn apply_obligations(
         output: &mut Self::Output,
@@ -110,6 +124,9 @@ pub trait Capability: Sync {
         "ok"
     }
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject>;
+    /// Whether the request is made while another is being forwarded (what a downstream asks
+    /// of the client): it must not wait on the forwarding gate its own call holds.
+    const NESTED: bool = false;
     /// How a refusal reaches the client.
     fn refused(
         refusal: &Refusal,
@@ -181,16 +198,35 @@ impl Capability for ToolCall {
         gateway: &Gateway,
         target: &Target,
         bound: &Self::Bound,
-        meta: RequestMetaObject,
-        relay: Option<&Relay>,
+        hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
+        let Hop {
+            actor,
+            meta,
+            relay,
+            obligations,
+        } = hop;
         let mut params =
             CallToolRequestParams::new(bound.name.clone()).with_arguments(self.arguments.clone());
         params.meta = Some(meta);
+        // What the downstream asks of the client meanwhile is decided for this call.
+        let asker = relay.map(|relay| ServerAsker {
+            gateway,
+            actor,
+            tool: bound.clone(),
+            exposed: target.name.clone(),
+            arguments: self.arguments.clone(),
+            relay,
+            obligations,
+        });
         gateway
             .downstreams
             .get(&target.server)?
-            .call_tool(params, relay)
+            .call_tool(
+                params,
+                relay,
+                asker.as_ref().map(|a| a as &dyn crate::downstream::AnswerAsks),
+            )
             .await
     }
 
@@ -281,9 +317,9 @@ impl Capability for ResourceRead {
         gateway: &Gateway,
         target: &Target,
         _bound: &Self::Bound,
-        meta: RequestMetaObject,
-        relay: Option<&Relay>,
+        hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
+        let Hop { meta, relay, .. } = hop;
         let params = ReadResourceRequestParams::new(self.uri.clone()).with_meta(meta);
         gateway
             .downstreams
@@ -397,9 +433,9 @@ impl Capability for PromptGet {
         gateway: &Gateway,
         target: &Target,
         bound: &Self::Bound,
-        meta: RequestMetaObject,
-        relay: Option<&Relay>,
+        hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
+        let Hop { meta, relay, .. } = hop;
         let params = GetPromptRequestParams::new(bound.name.clone())
             .with_arguments(self.arguments.clone())
             .with_meta(meta);

@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CompleteRequestParams, CompleteResult, ErrorData, JsonObject, MetaObject, PromptReference,
-    Reference, RequestMetaObject,
+    Reference,
 };
 use serde_json::Value;
 
-use crate::downstream::{DownstreamError, Relay};
+use crate::downstream::DownstreamError;
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{PromptContract, ResourceContract};
 
-use super::capability::{refusal_error, Capability, Target};
+use super::capability::{Hop, refusal_error, Capability, Target};
 use super::obligations::Obligations;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, Asker};
@@ -139,9 +139,9 @@ impl Capability for Completion {
         gateway: &Gateway,
         target: &Target,
         bound: &Self::Bound,
-        meta: RequestMetaObject,
-        relay: Option<&Relay>,
+        hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
+        let Hop { meta, relay, .. } = hop;
         let mut params = self.params.clone();
         if let Completed::Prompt(contract) = bound {
             params.r#ref = Reference::Prompt(PromptReference::new(contract.name.clone()));

@@ -25,6 +25,7 @@ mod records;
 mod refusal;
 mod relationships;
 mod requests;
+mod server_asks;
 mod subscription;
 
 pub use approval_rules::{ActionDigest, ApprovalProblem};
@@ -285,6 +286,19 @@ impl Gateway {
     /// Whether any downstream lets clients subscribe to resources.
     pub fn offers_subscriptions(&self) -> bool {
         self.downstreams.iter().any(|s| s.offers_subscriptions())
+    }
+
+    /// Whether any downstream offers logging (capgate then advertises it).
+    pub fn offers_logging(&self) -> bool {
+        self.downstreams.iter().any(|s| s.offers_logging())
+    }
+
+    /// A client session set its log level: every downstream that logs sends at least that.
+    #[allow(deprecated)]
+    pub async fn log_level_requested(&self, level: rmcp::model::LoggingLevel) {
+        for server in self.downstreams.iter() {
+            server.request_log_level(level).await;
+        }
     }
 
     /// Whether any downstream offers completions (capgate then advertises them).

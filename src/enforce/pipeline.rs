@@ -22,7 +22,7 @@ use crate::store::{AdmissionKeys, AdmissionState, BreakGlassGrant, Settlement};
 
 use super::admission::{Admission, Admitted, Verdict};
 use super::approval_rules::ActionDigest;
-use super::capability::{Capability, Target};
+use super::capability::{Capability, Hop, Target};
 use super::refusal::Refusal;
 use super::requests::{new_request_id, Asker};
 use super::{
@@ -237,7 +237,12 @@ impl Gateway {
 
         // A switch flipped while this call waited is in force now; the gate keeps a flip from
         // answering while this call is between its check and the downstream's answer.
-        let gate = self.controls.forwarding().await;
+        // A nested request runs inside a call that holds the gate already.
+        let gate = if C::NESTED {
+            None
+        } else {
+            Some(self.controls.forwarding().await)
+        };
         if let Err(refusal) = self.controls.stop(actor, &target) {
             drop(gate);
             return Err(released(refusal).await);
@@ -245,15 +250,13 @@ impl Gateway {
 
         // Forward, as the gateway, with the actor's context in `_meta`.
         let downstream_started = Instant::now();
-        let forwarded = call
-            .forward(
-                self,
-                &target,
-                &bound,
-                downstream_meta(actor, &meta.forward),
-                meta.relay.as_ref(),
-            )
-            .await;
+        let hop = Hop {
+            actor,
+            meta: downstream_meta(actor, &meta.forward),
+            relay: meta.relay.as_ref(),
+            obligations: &obligations,
+        };
+        let forwarded = call.forward(self, &target, &bound, hop).await;
         drop(gate);
         trail.downstream_time = downstream_started.elapsed();
         self.observe_downstream(&target, trail.downstream_time, forwarded.is_err());
@@ -262,6 +265,10 @@ impl Gateway {
             // Certainly not performed: the key may be used again.
             Err(error @ DownstreamError::Unavailable { .. }) => {
                 return Err(released(Refusal::DownstreamUnavailable(error)).await)
+            }
+            // Withheld before it was sent: certainly not performed.
+            Err(DownstreamError::Withheld { reason }) => {
+                return Err(released(Refusal::Obligation(reason)).await)
             }
             // Maybe performed (timeout, crash mid-call): the key stays spent.
             Err(error) => {

@@ -54,6 +54,9 @@ pub enum Refusal {
     DownstreamUnavailable(DownstreamError),
     /// Forwarded, but the downstream failed or did not answer in time (it may have acted).
     DownstreamFailed(DownstreamError),
+    /// A downstream asked the client for something (elicitation, sampling) the client did not
+    /// declare it supports.
+    ClientUndeclared(&'static str),
 }
 
 impl Refusal {
@@ -78,6 +81,7 @@ impl Refusal {
             Refusal::Obligation(_) => "obligation",
             Refusal::DownstreamUnavailable(_) => "downstream_unavailable",
             Refusal::DownstreamFailed(_) => "downstream_failed",
+            Refusal::ClientUndeclared(_) => "client_capability",
         }
     }
 
@@ -110,7 +114,8 @@ impl Refusal {
             | Refusal::Unfinished(_)
             | Refusal::Approval(_)
             | Refusal::StoreUnavailable(_)
-            | Refusal::DecisionLogUnavailable(_) => "not_forwarded",
+            | Refusal::DecisionLogUnavailable(_)
+            | Refusal::ClientUndeclared(_) => "not_forwarded",
         }
     }
 
@@ -134,7 +139,8 @@ impl Refusal {
             | Refusal::DecisionLogUnavailable(_)
             | Refusal::Obligation(_)
             | Refusal::DownstreamUnavailable(_)
-            | Refusal::DownstreamFailed(_) => Outcome::Deny,
+            | Refusal::DownstreamFailed(_)
+            | Refusal::ClientUndeclared(_) => Outcome::Deny,
         }
     }
 
@@ -191,6 +197,7 @@ impl Refusal {
             Refusal::DownstreamUnavailable(error) | Refusal::DownstreamFailed(error) => {
                 error.to_string()
             }
+            Refusal::ClientUndeclared(_) => self.safe(),
         }
     }
 
@@ -249,6 +256,9 @@ impl Refusal {
             Refusal::DownstreamFailed(_) => {
                 "the server behind this capability did not complete the request; it may have acted, so retry only with the same idempotency key".to_string()
             }
+            Refusal::ClientUndeclared(what) => format!(
+                "the client did not declare that it supports this {what}, so capgate does not send it"
+            ),
         }
     }
 }

@@ -3,14 +3,14 @@
 //! allow the client's session is added to the URI's subscribers at the downstream connection
 //! (the downstream is asked once per URI). Unsubscribing removes only the caller's own session.
 
-use rmcp::model::{ErrorData, JsonObject, MetaObject, RequestMetaObject};
+use rmcp::model::{ErrorData, JsonObject, MetaObject};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::downstream::{DownstreamError, Relay};
+use crate::downstream::DownstreamError;
 use crate::policy::{Action, PolicyRequest};
 
-use super::capability::{resolve_uri, resource_refusal, uri_request, Capability, Target, UriBound};
+use super::capability::{Hop, resolve_uri, resource_refusal, uri_request, Capability, Target, UriBound};
 use super::obligations::Obligations;
 use super::refusal::Refusal;
 use super::requests::Asker;
@@ -64,9 +64,9 @@ impl Capability for Subscription {
         gateway: &Gateway,
         target: &Target,
         _bound: &Self::Bound,
-        meta: RequestMetaObject,
-        relay: Option<&Relay>,
+        hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
+        let Hop { meta, relay, .. } = hop;
         gateway
             .downstreams
             .get(&target.server)?

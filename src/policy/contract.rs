@@ -24,17 +24,40 @@ pub enum Action {
     ReadResource,
     DiscoverPrompt,
     GetPrompt,
+    /// A downstream server asks the client for input (`elicitation/create`) while serving a
+    /// tool call: decided on that call's tool, actor and arguments.
+    Elicit,
+    /// A downstream server asks the client's model for a completion (`sampling/createMessage`)
+    /// while serving a tool call: decided like [`Action::Elicit`].
+    Sample,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::DiscoverTool,
         Action::CallTool,
         Action::DiscoverResource,
         Action::ReadResource,
         Action::DiscoverPrompt,
         Action::GetPrompt,
+        Action::Elicit,
+        Action::Sample,
     ];
+
+    /// Whether a policy schema must declare the action. The server-to-client actions came
+    /// later: a schema without them still loads, and, since no policy can name an undeclared
+    /// action, such requests are denied by default there.
+    pub fn required_in_schema(self) -> bool {
+        match self {
+            Action::DiscoverTool
+            | Action::CallTool
+            | Action::DiscoverResource
+            | Action::ReadResource
+            | Action::DiscoverPrompt
+            | Action::GetPrompt => true,
+            Action::Elicit | Action::Sample => false,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,13 +67,17 @@ impl Action {
             Action::ReadResource => "read_resource",
             Action::DiscoverPrompt => "discover_prompt",
             Action::GetPrompt => "get_prompt",
+            Action::Elicit => "elicit",
+            Action::Sample => "sample",
         }
     }
 
     /// The capability kind this action is about.
     pub fn kind(self) -> CapabilityKind {
         match self {
-            Action::DiscoverTool | Action::CallTool => CapabilityKind::Tool,
+            Action::DiscoverTool | Action::CallTool | Action::Elicit | Action::Sample => {
+                CapabilityKind::Tool
+            }
             Action::DiscoverResource | Action::ReadResource => CapabilityKind::Resource,
             Action::DiscoverPrompt | Action::GetPrompt => CapabilityKind::Prompt,
         }

@@ -85,7 +85,7 @@ impl TypeNames {
 /// What a policy set prepares once for every request it decides.
 pub struct RequestParts {
     types: TypeNames,
-    actions: [EntityUid; 6],
+    actions: [EntityUid; 8],
     /// Action entities matter only for action groups (`action in Action::"group"`); without
     /// groups this is empty, and copying them into every request would only cost time.
     action_entities: Vec<Entity>,
@@ -100,6 +100,8 @@ fn action_index(action: Action) -> usize {
         Action::ReadResource => 3,
         Action::DiscoverPrompt => 4,
         Action::GetPrompt => 5,
+        Action::Elicit => 6,
+        Action::Sample => 7,
     }
 }
 
@@ -107,7 +109,7 @@ impl RequestParts {
     /// `action_uids` in the order of [`Action::ALL`]; `action_entities` as the set keeps them.
     pub fn new(
         schema: &Schema,
-        action_uids: [EntityUid; 6],
+        action_uids: [EntityUid; 8],
         action_entities: Vec<Entity>,
     ) -> Result<Self, String> {
         debug_assert!(Action::ALL

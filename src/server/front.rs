@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+#[allow(deprecated)] // logging/setLevel is how 2025-11-25 clients set a level.
 use rmcp::model::{
+    LoggingLevel,
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject, ServerCapabilities,
-    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
@@ -23,6 +25,29 @@ pub struct McpFront {
     pub(super) gateway: Arc<Gateway>,
     /// Set in stdio mode only, where the process has one identity.
     pub(super) stdio_actor: Option<ActorRef>,
+    /// The level this session set with `logging/setLevel` (one handler serves one session).
+    #[allow(deprecated)]
+    pub(super) log_level: Arc<std::sync::Mutex<Option<LoggingLevel>>>,
+}
+
+impl McpFront {
+    pub(super) fn new(gateway: Arc<Gateway>, stdio_actor: Option<ActorRef>) -> Self {
+        Self {
+            gateway,
+            stdio_actor,
+            log_level: Arc::default(),
+        }
+    }
+
+    /// The handler of a new session: the same gateway, the session's own state.
+    pub(super) fn for_session(&self) -> Self {
+        Self::new(self.gateway.clone(), self.stdio_actor.clone())
+    }
+
+    #[allow(deprecated)]
+    fn session_log_level(&self) -> Option<LoggingLevel> {
+        *self.log_level.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The capability requests that get a span of their own.
@@ -63,7 +88,8 @@ fn request_span(kind: RequestKind, capability: &str, actor: &CompositeActor) -> 
 /// of the client's `_meta` to pass on (without the transport's progress token and the
 /// protocol's own `io.modelcontextprotocol/*` entries, which belong to each hop), and the way
 /// back to the client (its peer, progress token and cancellation).
-fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
+#[allow(deprecated)]
+fn call_meta(ctx: &RequestContext<RoleServer>, log_level: Option<LoggingLevel>) -> CallMeta {
     let entries = &ctx.meta.0 .0;
     let own = |key: &str| {
         entries
@@ -89,6 +115,7 @@ fn call_meta(ctx: &RequestContext<RoleServer>) -> CallMeta {
             progress_token: ctx.meta.get_progress_token(),
             cancelled: ctx.ct.clone(),
             session: session_of(ctx),
+            log_level,
         }),
     }
 }
@@ -166,6 +193,9 @@ impl ServerHandler for McpFront {
         if self.gateway.offers_completions() {
             capabilities.completions = Some(Default::default());
         }
+        if self.gateway.offers_logging() {
+            capabilities.logging = Some(Default::default());
+        }
         if self.gateway.offers_subscriptions() {
             if let Some(resources) = capabilities.resources.as_mut() {
                 resources.subscribe = Some(true);
@@ -185,7 +215,7 @@ impl ServerHandler for McpFront {
         let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
         tracing::Instrument::instrument(
             self.gateway
-                .subscribe(&actor, &request.uri, &call_meta(&ctx)),
+                .subscribe(&actor, &request.uri, &call_meta(&ctx, self.session_log_level())),
             span,
         )
         .await
@@ -203,6 +233,18 @@ impl ServerHandler for McpFront {
             .await
     }
 
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.actor(&ctx)?;
+        *self.log_level.lock().unwrap_or_else(|e| e.into_inner()) = Some(request.level);
+        self.gateway.log_level_requested(request.level).await;
+        Ok(())
+    }
+
     async fn complete(
         &self,
         request: CompleteRequestParams,
@@ -210,7 +252,7 @@ impl ServerHandler for McpFront {
     ) -> Result<CompleteResult, ErrorData> {
         let actor = self.actor(&ctx)?;
         self.gateway
-            .complete(&actor, request, &call_meta(&ctx))
+            .complete(&actor, request, &call_meta(&ctx, self.session_log_level()))
             .await
     }
 
@@ -232,7 +274,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
-        let call_meta = call_meta(&ctx);
+        let call_meta = call_meta(&ctx, self.session_log_level());
         let span = request_span(RequestKind::ToolCall, &request.name, &actor);
         tracing::Instrument::instrument(
             self.gateway
@@ -276,7 +318,7 @@ impl ServerHandler for McpFront {
         let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
         tracing::Instrument::instrument(
             self.gateway
-                .read_resource(&actor, &request.uri, &call_meta(&ctx)),
+                .read_resource(&actor, &request.uri, &call_meta(&ctx, self.session_log_level())),
             span,
         )
         .await
@@ -304,7 +346,7 @@ impl ServerHandler for McpFront {
         let span = request_span(RequestKind::PromptGet, &request.name, &actor);
         tracing::Instrument::instrument(
             self.gateway
-                .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx)),
+                .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx, self.session_log_level())),
             span,
         )
         .await

@@ -69,13 +69,10 @@ pub fn http_router(
     auth: Arc<Authenticator>,
     shutdown: CancellationToken,
 ) -> Router {
-    let front = McpFront {
-        gateway: gateway.clone(),
-        stdio_actor: None,
-    };
+    let front = McpFront::new(gateway.clone(), None);
     let sessions = BoundSessions::new(&config.limits, gateway.metrics().clone());
     let mcp = StreamableHttpService::new(
-        move || Ok(front.clone()),
+        move || Ok(front.for_session()),
         sessions.clone(),
         StreamableHttpServerConfig::default()
             .with_legacy_session_mode(true)

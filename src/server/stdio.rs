@@ -33,10 +33,7 @@ pub async fn serve_stdio(
         .downstreams()
         .wait_until_up(Duration::from_secs(10))
         .await;
-    let front = McpFront {
-        gateway,
-        stdio_actor: Some(Arc::new(actor)),
-    };
+    let front = McpFront::new(gateway, Some(Arc::new(actor)));
     let running = front
         .serve(rmcp::transport::stdio())
         .await

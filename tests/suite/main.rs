@@ -26,6 +26,7 @@ mod policy_scenarios;
 mod policy_versions;
 mod python_sdk;
 mod replicas;
+mod server_asks;
 mod startup;
 mod stdio_mode;
 mod transparency;

@@ -11,6 +11,7 @@
 //! The `redact_pattern:` patterns match text in Unicode normalization form NFKC, so that
 //! fullwidth and other look-alike spellings of a value are caught too (`patterns.rs`).
 
+mod asks;
 mod patterns;
 mod rules;
 #[cfg(test)]

@@ -137,6 +137,8 @@ fn variants(name: &str, request: &PolicyRequest) -> Vec<(String, PolicyRequest)>
         Action::ReadResource => Action::DiscoverResource,
         Action::DiscoverPrompt => Action::GetPrompt,
         Action::GetPrompt => Action::DiscoverPrompt,
+        Action::Elicit => Action::Sample,
+        Action::Sample => Action::Elicit,
     };
     add("the other action of its kind", &|r| r.action = other_action);
     add("an unknown risk level", &|r| {

@@ -1,0 +1,212 @@
+//! What a downstream asks of the client while serving a tool call — elicitation, sampling —
+//! reaches the client that made the call, under policy (`elicit` / `sample` actions, with
+//! obligations both ways), and is logged; log messages reach the session that caused them, at
+//! the level it set.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+#[allow(deprecated)]
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, CreateMessageRequestParams,
+    CreateMessageResult, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationCapability, ErrorData, Implementation, SamplingCapability, SamplingMessage,
+};
+use rmcp::service::{RequestContext, RoleClient};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+async fn gateway() -> TestGateway {
+    TestGateway::start(GatewayOptions {
+        with_flaky: true,
+        ..Default::default()
+    })
+    .await
+}
+
+/// The SSN the client answers with: the policy's obligation keeps it from the downstream.
+const SSN: &str = "123-45-6789";
+
+#[tokio::test]
+async fn the_python_sdk_answers_elicitation_and_sampling_and_gets_its_log_messages() {
+    let python = python_venv();
+    let gateway = gateway().await;
+    let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
+    let script = repo_root().join("tests/python/sdk_asks.py");
+    let url = gateway.url.clone();
+    let answer = format!("mine is {SSN}");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(url)
+            .arg(token)
+            .arg(answer)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "SDK client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report");
+
+    // The client was asked, by the downstream through capgate, and the calls completed with
+    // its answers; the SSN in its answer never reached the downstream.
+    assert_eq!(report["asked"]["elicitations"], json!(["Your answer?"]), "{report}");
+    assert_eq!(report["asked"]["samplings"], json!(["Say hello"]), "{report}");
+    let elicited = report["elicited"]["text"].as_str().unwrap_or_default();
+    assert_eq!(report["elicited"]["is_error"], false, "{report}");
+    assert!(elicited.contains("accept") && elicited.contains("mine is"), "{elicited}");
+    assert!(!elicited.contains(SSN), "the SSN reached the downstream: {elicited}");
+    let sampled = report["sampled"]["text"].as_str().unwrap_or_default();
+    assert_eq!(report["sampled"]["is_error"], false, "{report}");
+    assert!(sampled.contains("sampled: Say hello") && sampled.contains("test-model"), "{sampled}");
+
+    // Logging is advertised (the downstream offers it), and the session gets the messages at
+    // or above the level it set (warning, error), not the others.
+    assert!(report["capabilities"].get("logging").is_some(), "{report}");
+    // (rmcp hands each notification to its own task: their order is not kept.)
+    let mut levels: Vec<&str> = report["asked"]["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter_map(|l| l["level"].as_str())
+        .collect();
+    levels.sort();
+    assert_eq!(levels, ["error", "warning"], "{report}");
+
+    // Each ask is a decision of its own, logged with its action, on the call's tool.
+    let records = flushed_records(&gateway).await;
+    for (action, tool) in [("elicit", "flaky__debug_elicit"), ("sample", "flaky__debug_sample")] {
+        let mine: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["action"] == action && r["decision"] == "allow")
+            .collect();
+        assert!(!mine.is_empty(), "no {action} record in {records:?}");
+        assert!(
+            mine.iter().any(|r| r["resource"].as_str().unwrap_or_default().contains(tool)),
+            "{action}: {mine:?}"
+        );
+        assert!(
+            mine.iter().any(|r| r["obligations"] == json!(["redact_pattern:ssn"])),
+            "{action}: {mine:?}"
+        );
+    }
+}
+
+/// A Rust client that declares (or not) elicitation and sampling, answers both, and counts
+/// what it was asked.
+#[derive(Clone)]
+struct Asked {
+    declares: bool,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Asked {
+    fn new(declares: bool) -> Self {
+        Self {
+            declares,
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl ClientHandler for Asked {
+    fn get_info(&self) -> ClientConfig {
+        let mut capabilities = ClientCapabilities::default();
+        if self.declares {
+            capabilities.elicitation = Some(ElicitationCapability::default());
+            capabilities.sampling = Some(SamplingCapability::default());
+        }
+        ClientConfig::new(capabilities, Implementation::new("asks-test", "1"))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push("elicit".into());
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"answer": "yes"})))
+    }
+
+    #[allow(deprecated)]
+    async fn create_message(
+        &self,
+        _request: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push("sample".into());
+        }
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text("hi"),
+            "test-model".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn asks_are_refused_by_policy_and_for_clients_that_did_not_declare_them() {
+    let gateway = gateway().await;
+    // kind | user | client declares | refused_by
+    let table = [
+        ("policy forbids the server to ask for bob", "bob", true, ""),
+        ("the client did not declare the capability", "alice", false, "client_capability"),
+    ];
+    for (kind, user, declares, refused_by) in table {
+        let handler = Asked::new(declares);
+        let token = gateway.token(&analyst("acme", user, "drafting-agent"));
+        let client = handler
+            .clone()
+            .serve(StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(gateway.url.clone())
+                    .auth_header(token),
+            ))
+            .await
+            .expect("client connects");
+        for (tool, action, code) in [
+            ("flaky__debug_elicit", "elicit", "elicitation_refused"),
+            ("flaky__debug_sample", "sample", "sampling_refused"),
+        ] {
+            let result = client
+                .call_tool(
+                    CallToolRequestParams::new(tool).with_arguments(args(json!({"message": "q"}))),
+                )
+                .await
+                .expect("the call is answered");
+            let text = serde_json::to_string(&result).expect("json");
+            // The downstream got a refusal and said so in its result.
+            assert_eq!(result.is_error, Some(true), "{kind}/{action}: {text}");
+            assert!(text.contains(code), "{kind}/{action}: {text}");
+            let records = flushed_records(&gateway).await;
+            let refused: Vec<&Value> = records
+                .iter()
+                .filter(|r| {
+                    let by = r["refused_by"].as_str().unwrap_or_default();
+                    r["action"] == action
+                        && by == refused_by
+                        && r["actor"].as_str().unwrap_or_default().contains(user)
+                })
+                .collect();
+            assert_eq!(refused.len(), 1, "{kind}/{action}: {records:?}");
+            assert_eq!(refused[0]["decision"], "deny", "{kind}/{action}");
+        }
+        assert!(handler.seen().is_empty(), "{kind}: the client was asked: {:?}", handler.seen());
+        client.cancel().await.expect("closed");
+    }
+}
