@@ -5,8 +5,8 @@
 #![allow(deprecated)] // sampling and logging are how 2025-11-25 servers use them.
 
 use rmcp::model::{
-    CallToolResult, CreateMessageRequestParams, ElicitRequestParams, ElicitationSchema,
-    JsonObject, LoggingLevel, LoggingMessageNotificationParam, SamplingMessage, Tool,
+    CallToolResult, CreateMessageRequestParams, ElicitRequestParams, ElicitationSchema, JsonObject,
+    LoggingLevel, LoggingMessageNotificationParam, SamplingMessage, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use schemars::JsonSchema;
@@ -67,7 +67,10 @@ pub async fn call(
 }
 
 async fn elicit(message: String, ctx: &RequestContext<RoleServer>) -> CallToolResult {
-    let schema = match ElicitationSchema::builder().required_string("answer").build() {
+    let schema = match ElicitationSchema::builder()
+        .required_string("answer")
+        .build()
+    {
         Ok(schema) => schema,
         Err(e) => return tools::failure("internal", e),
     };

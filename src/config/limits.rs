@@ -1,6 +1,6 @@
 //! The `[limits]` table: what one client, one principal and everyone together may hold of the
 //! gateway — connections, header-read and idle time, sessions, request rate and concurrent
-//! calls. Every limit has a safe default; none may be zero.
+//! calls, and the size of a list's page. Every limit has a safe default; none may be zero.
 
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub struct LimitsConfig {
     pub request_burst: u32,
     /// Requests one principal may have in progress at once.
     pub concurrent_requests_per_principal: u32,
+    /// Items per page of `tools/list`, `resources/list`, `resources/templates/list` and
+    /// `prompts/list` (the rest follow with `nextCursor`).
+    pub list_page_size: usize,
 }
 
 impl Default for LimitsConfig {
@@ -41,6 +44,7 @@ impl Default for LimitsConfig {
             requests_per_second: 100,
             request_burst: 200,
             concurrent_requests_per_principal: 32,
+            list_page_size: 100,
         }
     }
 }
@@ -71,6 +75,7 @@ impl LimitsConfig {
                 "concurrent_requests_per_principal",
                 u64::from(self.concurrent_requests_per_principal),
             ),
+            ("list_page_size", self.list_page_size as u64),
         ];
         match limits.iter().find(|(_, value)| *value == 0) {
             Some((key, _)) => Err(err(

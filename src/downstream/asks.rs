@@ -88,7 +88,10 @@ impl AskRoutes {
     }
 
     /// The route for `origin`, waiting briefly for one that is being opened.
-    async fn wait_for(&self, origin: Option<&InboundStreamOrigin>) -> Option<mpsc::Sender<PendingAsk>> {
+    async fn wait_for(
+        &self,
+        origin: Option<&InboundStreamOrigin>,
+    ) -> Option<mpsc::Sender<PendingAsk>> {
         if matches!(origin, Some(InboundStreamOrigin::Unassociated)) {
             return None;
         }
@@ -103,7 +106,10 @@ impl AskRoutes {
             if origin.is_none() && !self.routes().is_empty() {
                 return None;
             }
-            if tokio::time::timeout_at(deadline, opened.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, opened.changed())
+                .await
+                .is_err()
+            {
                 return None;
             }
         }
@@ -141,12 +147,8 @@ impl AskRoutes {
             ));
         };
         let (reply, answered) = oneshot::channel();
-        let gone = || {
-            ErrorData::internal_error(
-                "the tool call this request belongs to has ended",
-                None,
-            )
-        };
+        let gone =
+            || ErrorData::internal_error("the tool call this request belongs to has ended", None);
         route
             .send(PendingAsk { ask, reply })
             .await

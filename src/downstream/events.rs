@@ -8,9 +8,8 @@ use std::sync::Weak;
 #[allow(deprecated)] // sampling/createMessage and logging are how 2025-11-25 servers use them.
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
-    ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData,
-    FormElicitationCapability, Implementation, LoggingMessageNotificationParam,
-    SamplingCapability, UrlElicitationCapability,
+    ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability,
+    Implementation, LoggingMessageNotificationParam, SamplingCapability, UrlElicitationCapability,
 };
 use rmcp::service::{InboundStreamOrigin, NotificationContext, Peer, RequestContext, RoleClient};
 use rmcp::ClientHandler;

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
+use rmcp::model::RequestId;
 #[allow(deprecated)] // logging is how 2025-11-25 servers report.
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
-use rmcp::model::RequestId;
 use rmcp::service::{Peer, RoleClient, RoleServer};
 
 use super::{DownstreamServer, Relay};
@@ -99,7 +99,10 @@ impl LogRoutes {
                     None
                 }
                 None => {
-                    tracing::debug!(server, "a downstream log message was dropped: no call is in flight");
+                    tracing::debug!(
+                        server,
+                        "a downstream log message was dropped: no call is in flight"
+                    );
                     None
                 }
             }
@@ -135,7 +138,10 @@ impl DownstreamServer {
         self.peer
             .load()
             .as_ref()
-            .and_then(|peer| peer.peer_info().map(|info| info.capabilities.logging.is_some()))
+            .and_then(|peer| {
+                peer.peer_info()
+                    .map(|info| info.capabilities.logging.is_some())
+            })
             .unwrap_or(false)
     }
 
@@ -178,7 +184,10 @@ impl DownstreamServer {
             .peer_info()
             .is_some_and(|info| info.capabilities.logging.is_some());
         if logs {
-            if let Err(error) = self.with_timeout(peer.set_level(SetLevelRequestParams::new(level))).await {
+            if let Err(error) = self
+                .with_timeout(peer.set_level(SetLevelRequestParams::new(level)))
+                .await
+            {
                 tracing::warn!(server = %self.id, %error, "the downstream's log level could not be set again");
             }
         }

@@ -34,13 +34,13 @@ mod logging;
 mod relay;
 mod subscriptions;
 
-pub use asks::{AnswerAsks, Answer, Ask};
 use asks::AskRoutes;
+pub use asks::{Answer, AnswerAsks, Ask};
 
-use relay::ProgressRoutes;
-pub use relay::Relay;
 use events::DownstreamEvents;
 use logging::LogRoutes;
+use relay::ProgressRoutes;
+pub use relay::Relay;
 use subscriptions::Subscriptions;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);

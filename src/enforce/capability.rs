@@ -225,7 +225,9 @@ impl Capability for ToolCall {
             .call_tool(
                 params,
                 relay,
-                asker.as_ref().map(|a| a as &dyn crate::downstream::AnswerAsks),
+                asker
+                    .as_ref()
+                    .map(|a| a as &dyn crate::downstream::AnswerAsks),
             )
             .await
     }

@@ -16,7 +16,7 @@ use crate::downstream::DownstreamError;
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{PromptContract, ResourceContract};
 
-use super::capability::{Hop, refusal_error, Capability, Target};
+use super::capability::{refusal_error, Capability, Hop, Target};
 use super::obligations::Obligations;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, Asker};

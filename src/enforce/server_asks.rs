@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 #[allow(deprecated)] // sampling is how 2025-11-25 servers ask for completions.
 use rmcp::model::{
-    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
-    ErrorData, JsonObject, MetaObject, RequestMetaObject,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorData,
+    JsonObject, MetaObject, RequestMetaObject,
 };
 use serde_json::Value;
 
-use crate::downstream::{AnswerAsks, Answer, Ask, DownstreamError, Relay};
+use crate::downstream::{Answer, AnswerAsks, Ask, DownstreamError, Relay};
 use crate::identity::CompositeActor;
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, ToolContract};
@@ -97,8 +97,7 @@ pub(super) trait AskKind: Clone + Send + Sync {
     fn strip_own_meta(&mut self);
     fn restrict(&mut self, obligations: &Obligations) -> Result<(), String>;
     fn send(self, relay: &Relay) -> impl Future<Output = Result<Self::Answer, String>> + Send;
-    fn restrict_answer(answer: &mut Self::Answer, obligations: &Obligations)
-        -> Result<(), String>;
+    fn restrict_answer(answer: &mut Self::Answer, obligations: &Obligations) -> Result<(), String>;
     fn answer_meta(answer: &mut Self::Answer) -> &mut Option<MetaObject>;
 }
 

@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::downstream::DownstreamError;
 use crate::policy::{Action, PolicyRequest};
 
-use super::capability::{Hop, resolve_uri, resource_refusal, uri_request, Capability, Target, UriBound};
+use super::capability::{
+    resolve_uri, resource_refusal, uri_request, Capability, Hop, Target, UriBound,
+};
 use super::obligations::Obligations;
 use super::refusal::Refusal;
 use super::requests::Asker;

@@ -109,8 +109,7 @@ impl CompiledPolicySet {
         let mut action_uids = Vec::with_capacity(Action::ALL.len());
         for action in Action::ALL {
             let action_uid = uid("Action", action.as_str()).map_err(|m| schema_problem(dir, m))?;
-            if action.required_in_schema()
-                && !action_entities.iter().any(|e| e.uid() == action_uid)
+            if action.required_in_schema() && !action_entities.iter().any(|e| e.uid() == action_uid)
             {
                 return Err(schema_problem(
                     dir,

@@ -5,16 +5,17 @@ use std::sync::Arc;
 
 #[allow(deprecated)] // logging/setLevel is how 2025-11-25 clients set a level.
 use rmcp::model::{
-    LoggingLevel,
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject, ServerCapabilities,
-    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
 
+use super::paging::{self, ListKind};
 use crate::downstream::Relay;
 use crate::enforce::{CallMeta, Gateway};
 use crate::identity::{ActorRef, CompositeActor};
@@ -28,20 +29,42 @@ pub struct McpFront {
     /// The level this session set with `logging/setLevel` (one handler serves one session).
     #[allow(deprecated)]
     pub(super) log_level: Arc<std::sync::Mutex<Option<LoggingLevel>>>,
+    /// Items per page of the lists.
+    page_size: usize,
 }
 
 impl McpFront {
-    pub(super) fn new(gateway: Arc<Gateway>, stdio_actor: Option<ActorRef>) -> Self {
+    pub(super) fn new(
+        gateway: Arc<Gateway>,
+        stdio_actor: Option<ActorRef>,
+        page_size: usize,
+    ) -> Self {
         Self {
             gateway,
             stdio_actor,
             log_level: Arc::default(),
+            page_size,
         }
     }
 
     /// The handler of a new session: the same gateway, the session's own state.
     pub(super) fn for_session(&self) -> Self {
-        Self::new(self.gateway.clone(), self.stdio_actor.clone())
+        Self::new(
+            self.gateway.clone(),
+            self.stdio_actor.clone(),
+            self.page_size,
+        )
+    }
+
+    /// One page of a list.
+    fn page<T>(
+        &self,
+        items: Vec<T>,
+        kind: ListKind,
+        request: Option<&PaginatedRequestParams>,
+    ) -> Result<(Vec<T>, Option<String>), ErrorData> {
+        let cursor = request.and_then(|r| r.cursor.as_deref());
+        paging::page(items, kind, cursor, self.page_size)
     }
 
     #[allow(deprecated)]
@@ -214,8 +237,11 @@ impl ServerHandler for McpFront {
         let actor = self.actor(&ctx)?;
         let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
         tracing::Instrument::instrument(
-            self.gateway
-                .subscribe(&actor, &request.uri, &call_meta(&ctx, self.session_log_level())),
+            self.gateway.subscribe(
+                &actor,
+                &request.uri,
+                &call_meta(&ctx, self.session_log_level()),
+            ),
             span,
         )
         .await
@@ -258,14 +284,19 @@ impl ServerHandler for McpFront {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(
-            ListToolsResult::with_all_items(self.gateway.list_tools(&actor))
-                .with_cache_scope(CacheScope::Private),
-        )
+        let (tools, next) = self.page(
+            self.gateway.list_tools(&actor),
+            ListKind::Tools,
+            request.as_ref(),
+        )?;
+        let mut result =
+            ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn call_tool(
@@ -287,26 +318,36 @@ impl ServerHandler for McpFront {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(
-            ListResourcesResult::with_all_items(self.gateway.list_resources(&actor).await)
-                .with_cache_scope(CacheScope::Private),
-        )
+        let (resources, next) = self.page(
+            self.gateway.list_resources(&actor).await,
+            ListKind::Resources,
+            request.as_ref(),
+        )?;
+        let mut result =
+            ListResourcesResult::with_all_items(resources).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(ListResourceTemplatesResult::with_all_items(
+        let (templates, next) = self.page(
             self.gateway.list_resource_templates(&actor),
-        )
-        .with_cache_scope(CacheScope::Private))
+            ListKind::ResourceTemplates,
+            request.as_ref(),
+        )?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates)
+            .with_cache_scope(CacheScope::Private);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn read_resource(
@@ -317,8 +358,11 @@ impl ServerHandler for McpFront {
         let actor = self.actor(&ctx)?;
         let span = request_span(RequestKind::ResourceRead, &request.uri, &actor);
         tracing::Instrument::instrument(
-            self.gateway
-                .read_resource(&actor, &request.uri, &call_meta(&ctx, self.session_log_level())),
+            self.gateway.read_resource(
+                &actor,
+                &request.uri,
+                &call_meta(&ctx, self.session_log_level()),
+            ),
             span,
         )
         .await
@@ -327,14 +371,19 @@ impl ServerHandler for McpFront {
 
     async fn list_prompts(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        Ok(
-            ListPromptsResult::with_all_items(self.gateway.list_prompts(&actor))
-                .with_cache_scope(CacheScope::Private),
-        )
+        let (prompts, next) = self.page(
+            self.gateway.list_prompts(&actor),
+            ListKind::Prompts,
+            request.as_ref(),
+        )?;
+        let mut result =
+            ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn get_prompt(
@@ -345,8 +394,12 @@ impl ServerHandler for McpFront {
         let actor = self.actor(&ctx)?;
         let span = request_span(RequestKind::PromptGet, &request.name, &actor);
         tracing::Instrument::instrument(
-            self.gateway
-                .get_prompt(&actor, &request.name, request.arguments, &call_meta(&ctx, self.session_log_level())),
+            self.gateway.get_prompt(
+                &actor,
+                &request.name,
+                request.arguments,
+                &call_meta(&ctx, self.session_log_level()),
+            ),
             span,
         )
         .await

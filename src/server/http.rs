@@ -69,7 +69,7 @@ pub fn http_router(
     auth: Arc<Authenticator>,
     shutdown: CancellationToken,
 ) -> Router {
-    let front = McpFront::new(gateway.clone(), None);
+    let front = McpFront::new(gateway.clone(), None, config.limits.list_page_size);
     let sessions = BoundSessions::new(&config.limits, gateway.metrics().clone());
     let mcp = StreamableHttpService::new(
         move || Ok(front.for_session()),

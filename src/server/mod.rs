@@ -14,6 +14,7 @@ mod health;
 mod http;
 mod limits;
 mod listener;
+mod paging;
 mod sessions;
 mod stdio;
 

@@ -33,7 +33,7 @@ pub async fn serve_stdio(
         .downstreams()
         .wait_until_up(Duration::from_secs(10))
         .await;
-    let front = McpFront::new(gateway, Some(Arc::new(actor)));
+    let front = McpFront::new(gateway, Some(Arc::new(actor)), config.limits.list_page_size);
     let running = front
         .serve(rmcp::transport::stdio())
         .await

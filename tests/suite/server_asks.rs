@@ -60,15 +60,32 @@ async fn the_python_sdk_answers_elicitation_and_sampling_and_gets_its_log_messag
 
     // The client was asked, by the downstream through capgate, and the calls completed with
     // its answers; the SSN in its answer never reached the downstream.
-    assert_eq!(report["asked"]["elicitations"], json!(["Your answer?"]), "{report}");
-    assert_eq!(report["asked"]["samplings"], json!(["Say hello"]), "{report}");
+    assert_eq!(
+        report["asked"]["elicitations"],
+        json!(["Your answer?"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["asked"]["samplings"],
+        json!(["Say hello"]),
+        "{report}"
+    );
     let elicited = report["elicited"]["text"].as_str().unwrap_or_default();
     assert_eq!(report["elicited"]["is_error"], false, "{report}");
-    assert!(elicited.contains("accept") && elicited.contains("mine is"), "{elicited}");
-    assert!(!elicited.contains(SSN), "the SSN reached the downstream: {elicited}");
+    assert!(
+        elicited.contains("accept") && elicited.contains("mine is"),
+        "{elicited}"
+    );
+    assert!(
+        !elicited.contains(SSN),
+        "the SSN reached the downstream: {elicited}"
+    );
     let sampled = report["sampled"]["text"].as_str().unwrap_or_default();
     assert_eq!(report["sampled"]["is_error"], false, "{report}");
-    assert!(sampled.contains("sampled: Say hello") && sampled.contains("test-model"), "{sampled}");
+    assert!(
+        sampled.contains("sampled: Say hello") && sampled.contains("test-model"),
+        "{sampled}"
+    );
 
     // Logging is advertised (the downstream offers it), and the session gets the messages at
     // or above the level it set (warning, error), not the others.
@@ -85,18 +102,23 @@ async fn the_python_sdk_answers_elicitation_and_sampling_and_gets_its_log_messag
 
     // Each ask is a decision of its own, logged with its action, on the call's tool.
     let records = flushed_records(&gateway).await;
-    for (action, tool) in [("elicit", "flaky__debug_elicit"), ("sample", "flaky__debug_sample")] {
+    for (action, tool) in [
+        ("elicit", "flaky__debug_elicit"),
+        ("sample", "flaky__debug_sample"),
+    ] {
         let mine: Vec<&Value> = records
             .iter()
             .filter(|r| r["action"] == action && r["decision"] == "allow")
             .collect();
         assert!(!mine.is_empty(), "no {action} record in {records:?}");
         assert!(
-            mine.iter().any(|r| r["resource"].as_str().unwrap_or_default().contains(tool)),
+            mine.iter()
+                .any(|r| r["resource"].as_str().unwrap_or_default().contains(tool)),
             "{action}: {mine:?}"
         );
         assert!(
-            mine.iter().any(|r| r["obligations"] == json!(["redact_pattern:ssn"])),
+            mine.iter()
+                .any(|r| r["obligations"] == json!(["redact_pattern:ssn"])),
             "{action}: {mine:?}"
         );
     }
@@ -166,7 +188,12 @@ async fn asks_are_refused_by_policy_and_for_clients_that_did_not_declare_them() 
     // kind | user | client declares | refused_by
     let table = [
         ("policy forbids the server to ask for bob", "bob", true, ""),
-        ("the client did not declare the capability", "alice", false, "client_capability"),
+        (
+            "the client did not declare the capability",
+            "alice",
+            false,
+            "client_capability",
+        ),
     ];
     for (kind, user, declares, refused_by) in table {
         let handler = Asked::new(declares);
@@ -206,7 +233,11 @@ async fn asks_are_refused_by_policy_and_for_clients_that_did_not_declare_them() 
             assert_eq!(refused.len(), 1, "{kind}/{action}: {records:?}");
             assert_eq!(refused[0]["decision"], "deny", "{kind}/{action}");
         }
-        assert!(handler.seen().is_empty(), "{kind}: the client was asked: {:?}", handler.seen());
+        assert!(
+            handler.seen().is_empty(),
+            "{kind}: the client was asked: {:?}",
+            handler.seen()
+        );
         client.cancel().await.expect("closed");
     }
 }

@@ -408,3 +408,62 @@ async fn subscriptions_are_decided_as_reads_and_updates_reach_the_subscriber() {
     assert!(bystander.updates().is_empty(), "{:?}", bystander.updates());
     drop(other);
 }
+
+#[tokio::test]
+async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
+    let whole = TestGateway::start(GatewayOptions::default()).await;
+    let paged = TestGateway::start(GatewayOptions {
+        limits: Some("list_page_size = 3".into()),
+        ..Default::default()
+    })
+    .await;
+    let spec = analyst("acme", "alice", "drafting-agent");
+    let one_page = whole.client(&whole.token(&spec)).await;
+    let expected: Vec<String> = one_page
+        .list_tools(None)
+        .await
+        .expect("listed")
+        .tools
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(expected.len() > 3, "{expected:?}");
+
+    let client = paged.client(&paged.token(&spec)).await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_tools(Some(
+                rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
+            ))
+            .await
+            .expect("a page");
+        assert!(page.tools.len() <= 3, "{:?}", page.tools.len());
+        pages += 1;
+        seen.extend(page.tools.into_iter().map(|t| t.name.to_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "every item once, in order");
+    assert_eq!(pages, expected.len().div_ceil(3));
+
+    // A cursor capgate did not give is invalid params; so is one of another list.
+    for cursor in ["garbage", "Y2FwZ2F0ZTpwcm9tcHRzOjM"] {
+        let refused = client
+            .list_tools(Some(
+                rmcp::model::PaginatedRequestParams::default().with_cursor(Some(cursor.into())),
+            ))
+            .await;
+        let error = format!("{refused:?}");
+        assert!(
+            error.contains("-32602")
+                || error.contains("InvalidParams")
+                || error.contains("invalid cursor"),
+            "{cursor}: {error}"
+        );
+    }
+}

@@ -69,7 +69,10 @@ impl Obligations {
 
     /// The client model's answer before the downstream sees it.
     #[allow(deprecated)]
-    pub fn apply_to_sampled(&self, result: &mut CreateMessageResult) -> Result<(), ObligationError> {
+    pub fn apply_to_sampled(
+        &self,
+        result: &mut CreateMessageResult,
+    ) -> Result<(), ObligationError> {
         let Some(rules) = Rules::new(self) else {
             return Ok(());
         };
