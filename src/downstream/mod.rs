@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 #[allow(deprecated)] // resources/subscribe is how 2025-11-25 servers take subscriptions.
@@ -20,15 +20,15 @@ use rmcp::model::{
     ServerResult, SubscribeRequest, SubscribeRequestParams, Tool, UnsubscribeRequest,
     UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, PeerRequestOptions, RoleClient, RunningService};
-use rmcp::{ClientCacheConfig, ServiceExt};
+use rmcp::service::{Peer, PeerRequestOptions, RoleClient};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DownstreamConfig, DownstreamTransport};
+use crate::config::DownstreamConfig;
 
 mod asks;
+mod connection;
 mod events;
 mod logging;
 mod relay;
@@ -37,7 +37,6 @@ mod subscriptions;
 use asks::AskRoutes;
 pub use asks::{Answer, AnswerAsks, Ask};
 
-use events::DownstreamEvents;
 use logging::LogRoutes;
 use relay::ProgressRoutes;
 pub use relay::Relay;
@@ -491,89 +490,6 @@ impl DownstreamServer {
             resource_templates,
         }));
         self.generation.send_modify(|g| *g += 1);
-    }
-
-    async fn connect(
-        self: &Arc<Self>,
-    ) -> Result<RunningService<RoleClient, DownstreamEvents>, String> {
-        let events = DownstreamEvents {
-            server: Arc::downgrade(self),
-        };
-        match &self.config.transport {
-            DownstreamTransport::Stdio { command, args, env } => {
-                let mut cmd = tokio::process::Command::new(command);
-                cmd.args(args).envs(env).kill_on_drop(true);
-                let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
-                    .stderr(std::process::Stdio::inherit())
-                    .spawn()
-                    .map_err(|e| format!("cannot start `{}`: {e}", command.display()))?;
-                events
-                    .serve(transport)
-                    .await
-                    .map_err(|e| format!("MCP initialization failed: {e}"))
-            }
-            DownstreamTransport::Http {
-                url,
-                credential_env,
-            } => {
-                use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-                let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
-                if let Some(var) = credential_env {
-                    let credential = std::env::var(var).map_err(|_| {
-                        format!("environment variable {var} (the gateway's credential) is not set")
-                    })?;
-                    config = config.auth_header(credential);
-                }
-                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-                events
-                    .serve(transport)
-                    .await
-                    .map_err(|e| format!("MCP initialization failed: {e}"))
-            }
-        }
-    }
-
-    /// Connects, serves until the connection ends, and reconnects with backoff, until shutdown.
-    async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut backoff = INITIAL_BACKOFF;
-        loop {
-            let started = Instant::now();
-            match self.connect().await {
-                Ok(running) => {
-                    let peer = running.peer().clone();
-                    // Downstream results may differ per tenant: never serve one actor's cached
-                    // result to another.
-                    peer.set_response_cache_config(ClientCacheConfig::disabled())
-                        .await;
-                    self.refresh(&peer).await;
-                    self.reapply_log_level(&peer).await;
-                    self.peer.store(Some(Arc::new(peer)));
-                    self.health.store(Arc::new(Health::Up));
-                    self.generation.send_modify(|g| *g += 1);
-                    tracing::info!(server = %self.id, "downstream connected");
-                    let reason = tokio::select! {
-                        quit = running.waiting() => format!("connection ended ({quit:?})"),
-                        _ = shutdown.cancelled() => return,
-                    };
-                    self.peer.store(None);
-                    tracing::warn!(server = %self.id, %reason, "downstream went down; restarting");
-                    self.health.store(Arc::new(Health::Down(reason)));
-                    self.generation.send_modify(|g| *g += 1);
-                }
-                Err(reason) => {
-                    tracing::warn!(server = %self.id, %reason, "downstream connection failed");
-                    self.health.store(Arc::new(Health::Down(reason)));
-                }
-            }
-            if started.elapsed() > STABLE_AFTER {
-                backoff = INITIAL_BACKOFF;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
     }
 }
 

@@ -288,6 +288,16 @@ impl Gateway {
         self.downstreams.iter().any(|s| s.offers_subscriptions())
     }
 
+    /// Whether any resource is contracted (capgate then advertises resources).
+    pub fn exposes_resources(&self) -> bool {
+        self.registry.resources().next().is_some()
+    }
+
+    /// Whether any prompt is contracted (capgate then advertises prompts).
+    pub fn exposes_prompts(&self) -> bool {
+        self.registry.prompts().next().is_some()
+    }
+
     /// Whether any downstream offers logging (capgate then advertises it).
     pub fn offers_logging(&self) -> bool {
         self.downstreams.iter().any(|s| s.offers_logging())

@@ -205,12 +205,18 @@ impl ServerHandler for McpFront {
     }
 
     fn get_info(&self) -> ServerConfig {
+        // Tools always (capgate announces list changes itself); resources and prompts where
+        // contracts expose some, since nothing else can pass.
         let mut capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
-            .enable_resources()
-            .enable_prompts()
             .build();
+        if self.gateway.exposes_resources() {
+            capabilities.resources = Some(Default::default());
+        }
+        if self.gateway.exposes_prompts() {
+            capabilities.prompts = Some(Default::default());
+        }
         // Completions and subscriptions only where a downstream offers them (capgate decides
         // and forwards them).
         if self.gateway.offers_completions() {
