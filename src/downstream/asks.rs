@@ -3,11 +3,12 @@
 //! caused it and answered there, by whoever forwarded that call (the PEP decides and relays
 //! it; this module knows nothing of policy).
 //!
-//! Which call caused a request: over streamable HTTP, the downstream sends it on the response
-//! stream of that call's POST, which rmcp reports as [`InboundStreamOrigin::OutboundRequest`].
-//! Over stdio nothing on the wire says; the request is routed only when exactly one call that
+//! Which call caused a request: over streamable HTTP, a downstream that relates its request
+//! sends it on the response stream of that call's POST, which rmcp reports as
+//! [`InboundStreamOrigin::OutboundRequest`]. Over stdio, or when the downstream sends it on its
+//! standalone stream, nothing says; the request is then routed only when exactly one call that
 //! can answer is in flight on that connection, and refused otherwise: guessing could ask the
-//! wrong client, or decide on the wrong tool.
+//! wrong client (another tenant's), or decide on the wrong tool.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -80,10 +81,12 @@ impl AskRoutes {
         let routes = self.routes();
         match origin {
             Some(InboundStreamOrigin::OutboundRequest(id)) => routes.get(id).cloned(),
-            Some(InboundStreamOrigin::Unassociated) => None,
-            // No stream separation (stdio): only an unambiguous call may answer.
-            None if routes.len() == 1 => routes.values().next().cloned(),
-            None => None,
+            // No stream separation (stdio), or sent on the standalone stream (as servers that
+            // do not relate requests send them): only an unambiguous call may answer.
+            Some(InboundStreamOrigin::Unassociated) | None if routes.len() == 1 => {
+                routes.values().next().cloned()
+            }
+            Some(InboundStreamOrigin::Unassociated) | None => None,
         }
     }
 
@@ -92,9 +95,7 @@ impl AskRoutes {
         &self,
         origin: Option<&InboundStreamOrigin>,
     ) -> Option<mpsc::Sender<PendingAsk>> {
-        if matches!(origin, Some(InboundStreamOrigin::Unassociated)) {
-            return None;
-        }
+        let related = matches!(origin, Some(InboundStreamOrigin::OutboundRequest(_)));
         let mut opened = self.opened.subscribe();
         let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
         loop {
@@ -102,8 +103,8 @@ impl AskRoutes {
             if let Some(route) = self.find(origin) {
                 return Some(route);
             }
-            // Several calls in flight over stdio stay ambiguous however long one waits.
-            if origin.is_none() && !self.routes().is_empty() {
+            // Several unrelated calls in flight stay ambiguous however long one waits.
+            if !related && !self.routes().is_empty() {
                 return None;
             }
             if tokio::time::timeout_at(deadline, opened.changed())

@@ -173,10 +173,17 @@ impl Capability for Completion {
     }
 
     fn refused(
-        _refusal: &Refusal,
+        refusal: &Refusal,
         message: String,
         summary: Value,
     ) -> Result<Self::Output, ErrorData> {
-        Err(refusal_error(message, summary))
+        Err(match refusal {
+            // An unknown reference is invalid params, as prompts/get answers an unknown name.
+            Refusal::Unknown { .. } => ErrorData::invalid_params(
+                message,
+                Some(serde_json::json!({ super::DECISION_META_KEY: summary })),
+            ),
+            _ => refusal_error(message, summary),
+        })
     }
 }

@@ -241,3 +241,54 @@ async fn asks_are_refused_by_policy_and_for_clients_that_did_not_declare_them() 
         client.cancel().await.expect("closed");
     }
 }
+
+#[tokio::test]
+async fn an_ask_that_cannot_be_told_apart_from_another_sessions_call_is_refused() {
+    let gateway = gateway().await;
+    let other = gateway
+        .client(&gateway.token(&analyst("acme", "carol", "drafting-agent")))
+        .await;
+    let handler = Asked::new(true);
+    let client = handler
+        .clone()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(gateway.url.clone())
+                .auth_header(gateway.token(&analyst("acme", "alice", "drafting-agent"))),
+        ))
+        .await
+        .expect("client connects");
+    // Another session's call is in flight on the same (stdio) downstream connection...
+    let sleeping = tokio::spawn(async move {
+        other
+            .call_tool(
+                CallToolRequestParams::new("flaky__debug_sleep")
+                    .with_arguments(args(json!({"ms": 2_000}))),
+            )
+            .await
+    });
+    let started = std::time::Instant::now();
+    while !gateway
+        .flaky_journal_entries()
+        .iter()
+        .any(|e| e["method"] == "tools/call" && e["name"] == "debug_sleep")
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the sleep never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // ... so nothing on the wire says whose this elicitation is: refused, nobody asked.
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("flaky__debug_elicit")
+                .with_arguments(args(json!({"message": "whose?"}))),
+        )
+        .await
+        .expect("the call is answered");
+    let text = serde_json::to_string(&result).expect("json");
+    assert_eq!(result.is_error, Some(true), "{text}");
+    assert!(text.contains("cannot tell which call"), "{text}");
+    assert!(handler.seen().is_empty(), "{:?}", handler.seen());
+    sleeping.await.expect("join").expect("the sleep completes");
+}
