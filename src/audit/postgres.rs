@@ -235,6 +235,27 @@ impl Sink for PostgresSink {
             Ok(written)
         })
     }
+
+    /// The database going away is expected to pass: what it could not take is written later.
+    fn keeps_unwritten(&self) -> bool {
+        true
+    }
+
+    fn recent(&mut self, n: usize) -> Result<Vec<String>, String> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        self.round(async |client: &mut Client, chain: &str| {
+            Ok(client
+                .query(
+                    "SELECT record FROM decisions WHERE chain = $1 ORDER BY seq DESC LIMIT $2",
+                    &[&chain, &limit],
+                )
+                .await
+                .map_err(text)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
+    }
 }
 
 /// Signs a checkpoint over (`seq`, `hash`) unless there is one; whether it was written.
