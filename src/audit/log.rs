@@ -44,6 +44,9 @@ pub struct DecisionLog {
     queue: mpsc::Sender<Queued>,
     path: PathBuf,
     counts: Arc<Counts>,
+    /// The database URL of a replica's chain in PostgreSQL (every replica's chain is read
+    /// there); `None` for a SQLite file.
+    pub(super) database: Option<Arc<str>>,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -262,6 +265,7 @@ impl DecisionLog {
             queue,
             path,
             counts,
+            database: None,
         })
     }
 
