@@ -1,6 +1,7 @@
 //! Operational metrics in the Prometheus text format, served at `/metrics`: decisions by outcome,
 //! action, tool and policy version; decision latency and gateway overhead; obligation failures,
-//! shadow differences, kill-switch hits, budget exhaustion, break-glass uses, approvals;
+//! shadow differences, kill-switch hits, budget exhaustion, break-glass uses, approvals, calls
+//! let through degraded;
 //! downstream errors and latency; gauges for pending approvals, active kill switches and
 //! break-glass grants, whether the enforcement store answers and how many transactions it has run
 //! (set at scrape time).
@@ -87,6 +88,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Approval requests opened.",
     ),
     (
+        "capgate_degraded_calls_total",
+        "counter",
+        "fail_open calls let through, marked degraded, while the enforcement store could not run their admission.",
+    ),
+    (
         "capgate_downstream_errors_total",
         "counter",
         "Downstream calls that failed (unavailable, timeout, transport).",
@@ -100,6 +106,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "capgate_decision_log_write_failures_total",
         "counter",
         "Decision records that could not be written (their calls were refused when durability was required).",
+    ),
+    (
+        "capgate_decision_log_unwritten_records",
+        "gauge",
+        "Decision records kept in memory because the database could not take them yet (replicas on PostgreSQL); written once it can.",
     ),
     (
         "capgate_sessions_open",

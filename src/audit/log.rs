@@ -1,20 +1,20 @@
-//! The writer: one thread owns the database connection and appends records in order, each
-//! chained to the one before it (`prev_hash`, `hash`). Whatever queued while the last batch was
-//! written is committed in one transaction (group commit), and checkpoints are signed every
-//! `CheckpointPolicy::every` records and, on a quiet log, within `CheckpointPolicy::interval`.
-
+//! The log's handle ([`DecisionLog`]) and where it writes: one thread (`writer`) owns the sink
+//! and appends records in order, each chained to the one before it (`prev_hash`, `hash`), in
+//! group commits, with signed checkpoints. The SQLite sink is here; the PostgreSQL one, a
+//! replica's chain in the shared database, is in `postgres`.
 //!
 //! `append` queues a record; `append_durable` waits until its record is committed; `flush` waits
 //! until everything queued before it is. The last two send their answer channel through the same
 //! queue, so the writer answers them in order, after the batch that holds them.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::keys::checkpoint_message;
+use super::writer::{Counts, Queued, Writer};
 use super::{chain_hash, AuditError, DecisionRecord, GENESIS};
 use crate::store::canonical_json;
 
@@ -38,39 +38,15 @@ impl Default for CheckpointPolicy {
     }
 }
 
-type Ack = tokio::sync::oneshot::Sender<Result<i64, String>>;
-type FlushAck = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-/// What the writer thread is sent, in order.
-// A record travels by value: boxing it would cost an allocation per call for the sake of the
-// rare, small flush marker.
-#[allow(clippy::large_enum_variant)]
-enum Queued {
-    /// A record to append; `ack` (for `append_durable`) gets its sequence number once committed.
-    Record {
-        record: DecisionRecord,
-        ack: Option<Ack>,
-    },
-    /// Answered once the batch holding it is committed. `failed_before` is the failure count
-    /// when it was sent: more failures by then mean a record queued before it was lost.
-    Flush { failed_before: u64, ack: FlushAck },
-}
-
-impl Queued {
-    fn record(&self) -> Option<&DecisionRecord> {
-        match self {
-            Queued::Record { record, .. } => Some(record),
-            Queued::Flush { .. } => None,
-        }
-    }
-}
-
 /// The writer's handle. Cloning is cheap; the writer thread ends when all handles are dropped.
 #[derive(Clone)]
 pub struct DecisionLog {
     queue: mpsc::Sender<Queued>,
     path: PathBuf,
-    failed: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+    /// The database URL of a replica's chain in PostgreSQL (every replica's chain is read
+    /// there); `None` for a SQLite file.
+    pub(super) database: Option<Arc<str>>,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -123,6 +99,17 @@ pub(super) trait Sink: Send {
     ) -> Result<Vec<i64>, String>;
     /// Signs a checkpoint over the last record when it has none yet; whether one was written.
     fn checkpoint_tail(&mut self, key: &ed25519_dalek::SigningKey) -> Result<bool, String>;
+    /// Whether the writer keeps records no caller waits for when a batch fails, to write them
+    /// with a later one: for a sink whose failures are expected to pass (a database that is
+    /// away for a while). A file's failures (a full disk) count the records lost instead.
+    fn keeps_unwritten(&self) -> bool {
+        false
+    }
+    /// The canonical JSON of the chain's last `n` records: what a failed batch may have
+    /// committed after all. Needed only where a commit's answer can be lost (a network).
+    fn recent(&mut self, _n: usize) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// The chained form of a record: its canonical JSON.
@@ -246,8 +233,8 @@ impl DecisionLog {
             ));
         }
         let (queue, incoming) = mpsc::channel::<Queued>();
-        let failed = Arc::new(AtomicU64::new(0));
-        let failures = failed.clone();
+        let counts = Arc::new(Counts::default());
+        let writer_counts = counts.clone();
         let (ready, started) = mpsc::channel::<Result<(), AuditError>>();
         std::thread::Builder::new()
             .name("capgate-decision-log".into())
@@ -264,7 +251,9 @@ impl DecisionLog {
                     sink,
                     key,
                     checkpoints,
-                    failures,
+                    counts: writer_counts,
+                    unwritten: Vec::new(),
+                    uncertain: 0,
                 };
                 writer.run(incoming)
             })
@@ -275,13 +264,20 @@ impl DecisionLog {
         Ok(Self {
             queue,
             path,
-            failed,
+            counts,
+            database: None,
         })
     }
 
-    /// Records that could not be written since start.
+    /// Records that could not be written since start, and never will be.
     pub fn failed_records(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        self.counts.failed.load(Ordering::Relaxed)
+    }
+
+    /// Records kept in memory because the database could not take them yet; they are written
+    /// once it can (replicas on PostgreSQL).
+    pub fn unwritten_records(&self) -> u64 {
+        self.counts.unwritten.load(Ordering::Relaxed)
     }
 
     /// The log's database file (readable while the writer runs: WAL).
@@ -296,7 +292,7 @@ impl DecisionLog {
             .send(Queued::Record { record, ack: None })
             .is_err()
         {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.counts.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("the decision log writer has stopped");
         }
     }
@@ -316,127 +312,18 @@ impl DecisionLog {
     }
 
     /// Waits until every record appended before this call (by `append` or `append_durable`) is
-    /// committed. Fails when the writer has stopped, or when a record still queued at the call
-    /// could not be written (records lost before the call are counted in `failed_records`).
+    /// committed. Fails when the writer has stopped, or when a record still queued (or kept
+    /// unwritten) at the call could not be written now (records lost before the call are
+    /// counted in `failed_records`).
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        let failed_before = self.failed.load(Ordering::SeqCst);
+        let failed_before = self.counts.failed.load(Ordering::SeqCst);
         self.queue
             .send(Queued::Flush { failed_before, ack })
             .map_err(|_| AuditError("the log writer has stopped".into()))?;
         done.await
             .map_err(|_| AuditError("the log writer stopped before answering".into()))?
             .map_err(AuditError)
-    }
-}
-
-/// The writer thread's state: the one sink that writes to the log.
-struct Writer {
-    sink: Box<dyn Sink>,
-    key: ed25519_dalek::SigningKey,
-    checkpoints: CheckpointPolicy,
-    failures: Arc<AtomicU64>,
-}
-
-impl Writer {
-    /// Commits what arrives, in batches, until every handle is dropped; signs the tail of a log
-    /// that has been quiet for `checkpoints.interval`, and the tail again when it stops.
-    fn run(mut self, incoming: mpsc::Receiver<Queued>) {
-        let mut unsigned_since: Option<std::time::Instant> = None;
-        loop {
-            let wait = unsigned_since
-                .map(|since| self.checkpoints.interval.saturating_sub(since.elapsed()))
-                .unwrap_or(std::time::Duration::from_secs(3600));
-            let first = match incoming.recv_timeout(wait) {
-                Ok(first) => first,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    match self.sink.checkpoint_tail(&self.key) {
-                        Ok(_) => unsigned_since = None,
-                        Err(error) => {
-                            tracing::error!(%error, "decision log checkpoint failed")
-                        }
-                    }
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if unsigned_since.is_some() {
-                        let _ = self.sink.checkpoint_tail(&self.key);
-                    }
-                    break;
-                }
-            };
-            // Group commit: everything that queued while the last batch was written.
-            let mut batch = vec![first];
-            while let Ok(more) = incoming.try_recv() {
-                batch.push(more);
-                if batch.len() >= 4096 {
-                    break;
-                }
-            }
-            let result = self.commit(&batch);
-            // A batch of flush markers alone wrote nothing: the tail is as signed as it was.
-            if let Some(last) = result.as_ref().ok().and_then(|seqs| seqs.last()) {
-                let tail_signed = last % self.checkpoints.every == 0;
-                unsigned_since = match (tail_signed, unsigned_since) {
-                    (true, _) => None,
-                    (false, Some(since)) => Some(since),
-                    (false, None) => Some(std::time::Instant::now()),
-                };
-            }
-            self.answer(batch, &result);
-        }
-    }
-
-    /// Writes the batch's records in one transaction; their sequence numbers.
-    fn commit(&mut self, batch: &[Queued]) -> Result<Vec<i64>, String> {
-        let records: Vec<&DecisionRecord> = batch.iter().filter_map(Queued::record).collect();
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let result = self
-            .sink
-            .write_batch(&records, &self.key, self.checkpoints.every);
-        if let Err(error) = &result {
-            // Counted before anyone is answered, so a flush in this or a later batch sees it.
-            self.failures
-                .fetch_add(records.len() as u64, Ordering::SeqCst);
-            tracing::error!(%error, records = records.len(), "decision log write failed");
-        }
-        result
-    }
-
-    /// Answers everyone in the batch who waits: each durable record with its sequence number,
-    /// each flush marker with whether everything queued before it was written.
-    fn answer(&self, batch: Vec<Queued>, result: &Result<Vec<i64>, String>) {
-        let mut index = 0;
-        for queued in batch {
-            match queued {
-                Queued::Record { ack, .. } => {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(match result {
-                            Ok(seqs) => seqs.get(index).copied().ok_or_else(|| {
-                                "the writer lost count of its batch (a bug)".to_string()
-                            }),
-                            Err(error) => Err(error.clone()),
-                        });
-                    }
-                    index += 1;
-                }
-                Queued::Flush { failed_before, ack } => {
-                    let lost = self
-                        .failures
-                        .load(Ordering::SeqCst)
-                        .saturating_sub(failed_before);
-                    let _ = ack.send(match result {
-                        Err(error) => Err(error.clone()),
-                        Ok(_) if lost > 0 => Err(format!(
-                            "{lost} record(s) queued before the flush could not be written"
-                        )),
-                        Ok(_) => Ok(()),
-                    });
-                }
-            }
-        }
     }
 }
 

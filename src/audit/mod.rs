@@ -12,7 +12,10 @@
 //!
 //! This file holds what a record is and how records chain; the rooms around it:
 //! - `keys`: the checkpoint signing key (load, generate) and the public key to verify with;
-//! - `log`: the writer ([`DecisionLog`]): the hash chain, group commit, checkpoints, `flush`;
+//! - `log`: the handle ([`DecisionLog`]): `append`, `append_durable`, `flush`, and the SQLite
+//!   sink;
+//! - `writer`: the writer thread: the hash chain, group commit, checkpoints, and the records a
+//!   database that is away could not take yet;
 //! - `verify`: reading the chain back and naming every record that was tampered with;
 //! - `query`: filtering records, replaying decisions under other policies, run manifests;
 //! - `postgres`: the log of replicas in the shared database, one chain per replica, and
@@ -23,6 +26,7 @@ mod log;
 mod postgres;
 mod query;
 mod verify;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +38,7 @@ pub use log::{CheckpointPolicy, DecisionLog, CHECKPOINT_EVERY};
 pub use postgres::{is_valid_chain_id, read_chains, Chain};
 pub use query::{query, query_rows, replay, replay_records, run_manifest, Query, ReplayChange};
 pub use verify::{read_all, verify, verify_any, verify_chain, ChainProblem};
+pub use writer::UNWRITTEN_LIMIT;
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

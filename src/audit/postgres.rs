@@ -9,6 +9,7 @@
 //! chain's head from the database, so a replica that restarts resumes its chain.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
@@ -50,7 +51,8 @@ impl DecisionLog {
             .parse()
             .map_err(|e| AuditError(format!("the store URL cannot be read: {e}")))?;
         let chain = chain.to_string();
-        Self::start_with(
+        let database: Arc<str> = Arc::from(url);
+        let mut log = Self::start_with(
             PathBuf::from(format!("postgres:decisions/{chain}")),
             move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,7 +83,9 @@ impl DecisionLog {
             },
             key,
             checkpoints,
-        )
+        )?;
+        log.database = Some(database);
+        Ok(log)
     }
 }
 
@@ -235,6 +239,27 @@ impl Sink for PostgresSink {
             Ok(written)
         })
     }
+
+    /// The database going away is expected to pass: what it could not take is written later.
+    fn keeps_unwritten(&self) -> bool {
+        true
+    }
+
+    fn recent(&mut self, n: usize) -> Result<Vec<String>, String> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        self.round(async |client: &mut Client, chain: &str| {
+            Ok(client
+                .query(
+                    "SELECT record FROM decisions WHERE chain = $1 ORDER BY seq DESC LIMIT $2",
+                    &[&chain, &limit],
+                )
+                .await
+                .map_err(text)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })
+    }
 }
 
 /// Signs a checkpoint over (`seq`, `hash`) unless there is one; whether it was written.
@@ -326,6 +351,33 @@ fn read_chains_here(url: &str) -> Result<Vec<Chain>, AuditError> {
         }
         Ok(chains)
     })
+}
+
+/// The records of run `run`, over every chain in the database at `url`: (chain, record JSON),
+/// in each chain's order.
+pub(super) async fn run_records(url: &str, run: &str) -> Result<Vec<(String, String)>, AuditError> {
+    let unreachable = |why: String| AuditError(format!("cannot reach the database: {why}"));
+    let (client, connection) =
+        tokio::time::timeout(WRITE_TIMEOUT, tokio_postgres::connect(url, NoTls))
+            .await
+            .map_err(|_| unreachable("it did not answer in time".into()))?
+            .map_err(|e| unreachable(postgres_failure(e).0))?;
+    let driver = tokio::spawn(connection);
+    // The expression is the one `decisions_by_run` indexes.
+    let rows = tokio::time::timeout(
+        WRITE_TIMEOUT,
+        client.query(
+            "SELECT chain, record FROM decisions WHERE ((record::jsonb) ->> 'run_id') = $1
+             ORDER BY chain, seq",
+            &[&run],
+        ),
+    )
+    .await
+    .map_err(|_| AuditError("the database did not answer in time".into()))?
+    .map_err(|e| AuditError(postgres_failure(e).0))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! Questions asked of the log: which records match a filter (`capgate audit query`), which
-//! decisions a candidate policy set would change (`capgate policy replay`), and a run's manifest.
+//! decisions a candidate policy set would change (`capgate policy replay`), and a run's manifest
+//! (from one file, or from every replica's chain in the database).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
 
 use super::verify::read_all;
 use super::Mode;
-use super::{AuditError, ChainedRecord, DecisionRecord};
+use super::{AuditError, ChainedRecord, DecisionLog, DecisionRecord};
 
 /// Filters for `capgate audit query`.
 #[derive(Debug, Clone, Default)]
@@ -121,40 +123,120 @@ pub fn replay_records(
     (replayed, changes)
 }
 
-/// A run's manifest: the policy versions that decided it, and each tool's decisions.
+/// A run's manifest from the log file at `path`: the policy versions that decided it, and each
+/// tool's decisions.
 pub fn run_manifest(path: &Path, tenant: &str, run: &str) -> Result<serde_json::Value, AuditError> {
-    use std::collections::{BTreeMap, BTreeSet};
     let filter = Query {
         run: Some(run.to_string()),
         ..Query::default()
     };
-    let mut versions = BTreeSet::new();
-    let mut tools: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut decisions = 0;
-    let mut discovery_requests = 0;
-    for chained in query(path, &filter)? {
-        let record = chained.record;
-        if record.tenant != tenant || record.downstream_outcome.is_some() {
-            continue;
+    let records = query(path, &filter)?.into_iter().map(|c| c.record);
+    Ok(Manifest::of(tenant, run, records.map(|r| (None, r))).json())
+}
+
+impl DecisionLog {
+    /// A run's manifest from this log once what it has queued is written: from its file, or,
+    /// for a replica on PostgreSQL, from every replica's chain in the database (with how many
+    /// of the run's decisions each chain holds).
+    pub async fn run_manifest(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<serde_json::Value, AuditError> {
+        self.flush().await?;
+        let Some(url) = self.database.clone() else {
+            let (path, tenant, run) = (
+                self.path().to_path_buf(),
+                tenant.to_string(),
+                run.to_string(),
+            );
+            return tokio::task::spawn_blocking(move || run_manifest(&path, &tenant, &run))
+                .await
+                .map_err(|e| AuditError(format!("reading the run manifest failed: {e}")))?;
+        };
+        let mut records = Vec::new();
+        for (chain, json) in super::postgres::run_records(&url, run).await? {
+            let record: DecisionRecord = serde_json::from_str(&json)
+                .map_err(|e| AuditError(format!("a record of chain {chain}: {e}")))?;
+            records.push((Some(chain), record));
         }
-        if record.listing.is_some() {
-            discovery_requests += 1;
-            continue;
-        }
-        decisions += 1;
-        versions.insert(record.policy_version.clone());
-        *tools
-            .entry(record.resource.clone())
-            .or_default()
-            .entry(record.decision.clone())
-            .or_default() += 1;
+        let mut manifest = Manifest::of(tenant, run, records);
+        manifest.chains.get_or_insert_with(BTreeMap::new);
+        Ok(manifest.json())
     }
-    Ok(serde_json::json!({
-        "tenant": tenant,
-        "run": run,
-        "decisions": decisions,
-        "discovery_requests": discovery_requests,
-        "policy_versions": versions,
-        "tools": tools,
-    }))
+}
+
+/// What a run's records add up to.
+struct Manifest<'a> {
+    tenant: &'a str,
+    run: &'a str,
+    decisions: u64,
+    discovery_requests: u64,
+    versions: BTreeSet<String>,
+    tools: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Decisions per chain, when the records came from several.
+    chains: Option<BTreeMap<String, u64>>,
+}
+
+impl<'a> Manifest<'a> {
+    /// Adds up the decision records (not outcome records) of `run` in `tenant` among
+    /// `records`, each with its chain when it came from a database.
+    fn of(
+        tenant: &'a str,
+        run: &'a str,
+        records: impl IntoIterator<Item = (Option<String>, DecisionRecord)>,
+    ) -> Self {
+        let mut manifest = Manifest {
+            tenant,
+            run,
+            decisions: 0,
+            discovery_requests: 0,
+            versions: BTreeSet::new(),
+            tools: BTreeMap::new(),
+            chains: None,
+        };
+        for (chain, record) in records {
+            if record.tenant != tenant
+                || record.run_id.as_deref() != Some(run)
+                || record.downstream_outcome.is_some()
+            {
+                continue;
+            }
+            if record.listing.is_some() {
+                manifest.discovery_requests += 1;
+                continue;
+            }
+            manifest.decisions += 1;
+            if let Some(chain) = chain {
+                *manifest
+                    .chains
+                    .get_or_insert_with(BTreeMap::new)
+                    .entry(chain)
+                    .or_default() += 1;
+            }
+            manifest.versions.insert(record.policy_version);
+            *manifest
+                .tools
+                .entry(record.resource)
+                .or_default()
+                .entry(record.decision)
+                .or_default() += 1;
+        }
+        manifest
+    }
+
+    fn json(self) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "tenant": self.tenant,
+            "run": self.run,
+            "decisions": self.decisions,
+            "discovery_requests": self.discovery_requests,
+            "policy_versions": self.versions,
+            "tools": self.tools,
+        });
+        if let Some(chains) = self.chains {
+            json["chains"] = serde_json::json!(chains);
+        }
+        json
+    }
 }

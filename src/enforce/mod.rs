@@ -152,6 +152,10 @@ impl Gateway {
             self.log.failed_records() as f64,
         );
         metrics.set_gauge(
+            "capgate_decision_log_unwritten_records",
+            self.log.unwritten_records() as f64,
+        );
+        metrics.set_gauge(
             "capgate_store_transactions_total",
             self.controls.store().transactions() as f64,
         );

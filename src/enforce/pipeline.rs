@@ -163,6 +163,8 @@ impl Gateway {
                 if writes.claim.is_some() || writes.consume_approval {
                     return Err(Refusal::StoreUnavailable(error));
                 }
+                // Decided without the store: whatever the decision, its record says so.
+                trail.mode = Mode::Degraded;
                 verdict
             }
             (Err(error), _) => return Err(Refusal::StoreUnavailable(error)),
@@ -361,6 +363,12 @@ impl Gateway {
                 record.added_latency_us = Some(overhead.as_micros() as u64);
                 self.log.append(record);
                 self.count(&trail, "allow", None);
+                if trail.mode == Mode::Degraded {
+                    self.metrics.inc(
+                        "capgate_degraded_calls_total",
+                        vec![("tool", trail.capability.clone())],
+                    );
+                }
                 Ok(output)
             }
             Ok(Done::Replayed {

@@ -48,6 +48,7 @@ pub fn details(gateway: &Gateway, public_url: &str) -> serde_json::Value {
         "decision_log": {
             "path": gateway.decision_log().path().display().to_string(),
             "failed_records": gateway.decision_log().failed_records(),
+            "unwritten_records": gateway.decision_log().unwritten_records(),
         },
     })
 }

@@ -78,7 +78,7 @@ pub fn openapi() -> Value {
             "/admin/health": {"get": op("The gateway's health in detail: policy version, downstream states and reasons, the decision log", PLATFORM, "health")},
             "/metrics": {"get": {"summary": "Prometheus metrics (no token: keep the admin listener off the agents' network)", "responses": {"200": {"description": "Prometheus text"}}}},
             "/admin/audit/flush": {"post": op("Wait until every decision record logged so far is committed", PLATFORM, "flushed")},
-            "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions",
+            "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions (replicas on PostgreSQL: over every replica's chain, with the decisions per chain)",
                 "description": "Tenant admins: runs of their own tenant. Platform admins: any tenant.", "security": bearer.clone(),
                 "parameters": [{"name": "tenant", "in": "query", "required": true, "schema": {"type": "string"}},
                                {"name": "run", "in": "query", "required": true, "schema": {"type": "string"}}],

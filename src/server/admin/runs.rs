@@ -1,4 +1,5 @@
-//! Runs of a tenant: a run's manifest from the decision log, and its budget usage.
+//! Runs of a tenant: a run's manifest from the decision log (every replica's chain, on
+//! PostgreSQL), and its budget usage.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -29,14 +30,13 @@ pub(super) async fn run_manifest(
     if let Err(refusal) = state.authorize(&actor, AdminAction::ViewRun, run) {
         return refusal.into_response();
     }
-    let path = state.gateway.decision_log().path().to_path_buf();
-    let manifest = tokio::task::spawn_blocking(move || {
-        crate::audit::run_manifest(&path, &query.tenant, &query.run)
-    })
-    .await;
-    match manifest {
-        Ok(Ok(manifest)) => Json(manifest).into_response(),
-        Ok(Err(error)) => unavailable(error),
+    match state
+        .gateway
+        .decision_log()
+        .run_manifest(&query.tenant, &query.run)
+        .await
+    {
+        Ok(manifest) => Json(manifest).into_response(),
         Err(error) => unavailable(error),
     }
 }

@@ -26,6 +26,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         "tenant_kill_switches",
         include_str!("../../../migrations/postgres/003_tenant_kill_switches.sql"),
     ),
+    (
+        4,
+        "decisions_by_run",
+        include_str!("../../../migrations/postgres/004_decisions_by_run.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied; the (version, name) of those it applied.
