@@ -88,6 +88,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Approval requests opened.",
     ),
     (
+        "capgate_tool_quarantines_total",
+        "counter",
+        "Tool definitions that changed from their pin (each new definition once): the tool is quarantined until an admin accepts it.",
+    ),
+    (
         "capgate_degraded_calls_total",
         "counter",
         "fail_open calls let through, marked degraded, while the enforcement store could not run their admission.",

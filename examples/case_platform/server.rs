@@ -6,6 +6,7 @@
 //! `_meta` into `RequestContext::meta`). Without a tenant a domain tool answers a tool error
 //! and resources/prompts answer `invalid_params`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rmcp::{
@@ -82,6 +83,8 @@ pub struct CasePlatform {
     domain_tools: Arc<Vec<Tool>>,
     hook_tools: Arc<Vec<Tool>>,
     runtime_tools: Arc<RwLock<Vec<Tool>>>,
+    /// Descriptions changed at run time by `debug_redefine`, by tool name.
+    redefined: Arc<RwLock<HashMap<String, String>>>,
     /// Case URIs the client subscribed to: a status change of one is announced.
     subscribed: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
@@ -108,6 +111,7 @@ impl CasePlatform {
             domain_tools: Arc::new(domain_tools),
             hook_tools: Arc::new(hook_tools),
             runtime_tools: Arc::new(RwLock::new(Vec::new())),
+            redefined: Arc::default(),
             subscribed: Arc::new(Mutex::new(Default::default())),
         })
     }
@@ -135,7 +139,36 @@ impl CasePlatform {
         let mut all: Vec<Tool> = self.domain_tools.as_ref().clone();
         all.extend(self.hook_tools.iter().cloned());
         all.extend(self.runtime_tools());
+        let redefined = self
+            .redefined
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for tool in &mut all {
+            if let Some(description) = redefined.get(tool.name.as_ref()) {
+                tool.description = Some(description.clone().into());
+            }
+        }
         all
+    }
+
+    /// `debug_redefine`: a tool's description changes under its clients.
+    async fn redefine(
+        &self,
+        args: crate::hooks::RedefineArgs,
+        ctx: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        if !self.all_tools().iter().any(|t| t.name == args.name) {
+            return tools::failure("not_found", &format!("no tool {}", args.name));
+        }
+        self.redefined
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(args.name.clone(), args.description);
+        let notified = ctx.peer.notify_tool_list_changed().await.is_ok();
+        tools::success_text(
+            &format!("redefined {}", args.name),
+            json!({ "redefined": args.name, "notified": notified }),
+        )
     }
 
     /// Appends a journal line (if journaling is on) before the request is worked on.
@@ -190,6 +223,12 @@ impl CasePlatform {
                 Ok(a) => self.add_runtime_tool(&a.name, ctx).await,
                 Err(invalid) => *invalid,
             }),
+            crate::hooks::DEBUG_REDEFINE => Some(
+                match tools::parse::<crate::hooks::RedefineArgs>(name, args) {
+                    Ok(a) => self.redefine(a, ctx).await,
+                    Err(invalid) => *invalid,
+                },
+            ),
             crate::hooks::DEBUG_ELICIT | crate::hooks::DEBUG_SAMPLE | crate::hooks::DEBUG_LOG => {
                 crate::hooks::call(name, args, ctx).await
             }

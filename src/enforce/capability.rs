@@ -21,6 +21,7 @@ use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
 
 use super::obligations::Obligations;
+use super::pinning::PinState;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
 use super::server_asks::ServerAsker;
@@ -172,17 +173,27 @@ impl Capability for ToolCall {
             .downstreams
             .get(&contract.server)
             .map_err(|_| unknown())?;
-        let Some(definition_hash) = server
-            .catalogue()
-            .tool(&contract.name)
-            .map(|t| t.definition_hash.clone())
-        else {
+        let catalogue = server.catalogue();
+        let Some(listed) = catalogue.tool(&contract.name) else {
             return Err(Refusal::NotOffered {
                 name: self.name.clone(),
                 server: contract.server.clone(),
             });
         };
-        Ok((Target::of_tool(contract, definition_hash), contract.clone()))
+        match gateway.pin_state(contract, listed) {
+            PinState::Matches | PinState::Unpinned => {}
+            PinState::Quarantined { pinned, seen } => {
+                return Err(Refusal::Quarantined {
+                    name: contract.exposed_name.clone(),
+                    pinned,
+                    seen,
+                })
+            }
+        }
+        Ok((
+            Target::of_tool(contract, listed.definition_hash.clone()),
+            contract.clone(),
+        ))
     }
 
     fn policy_request(

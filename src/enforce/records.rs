@@ -64,18 +64,42 @@ pub(super) fn blank_record(
     request_id: String,
 ) -> DecisionRecord {
     DecisionRecord {
-        time: crate::policy::now_unix(),
         request_id,
         tenant: actor.tenant.clone(),
         run_id: actor.run_id.clone(),
         action: action.as_str().into(),
+        actor: actor_label(actor),
+        delegation_chain: actor.delegation_chain.clone(),
+        ..blank_record_parts(resource)
+    }
+}
+
+/// A record of something capgate itself did or saw, not a request: a tool quarantined, a
+/// definition accepted. Its actor is `capgate`, its tenant `-` (the whole gateway).
+pub(super) fn new_system_record(action: &str, resource: &str) -> DecisionRecord {
+    let mut record = DecisionRecord {
+        tenant: "-".into(),
+        actor: "capgate".into(),
+        ..blank_record_parts(resource)
+    };
+    record.action = action.into();
+    record
+}
+
+fn blank_record_parts(resource: &str) -> DecisionRecord {
+    DecisionRecord {
+        time: crate::policy::now_unix(),
+        request_id: super::requests::new_request_id(),
+        tenant: String::new(),
+        run_id: None,
+        action: String::new(),
         resource: resource.into(),
         decision: String::new(),
         reason: String::new(),
         policy_id: None,
         policy_version: String::new(),
-        actor: actor_label(actor),
-        delegation_chain: actor.delegation_chain.clone(),
+        actor: String::new(),
+        delegation_chain: Vec::new(),
         action_digest: None,
         obligations: Vec::new(),
         mode: Mode::Enforce,

@@ -246,6 +246,21 @@ pub struct Approval {
     pub decided_by: Option<String>,
 }
 
+/// A tool's pinned definition: the digest of its description, input and output schema and
+/// annotations, with the definition itself (to show what changed) and who pinned it (`capgate`
+/// on first sight, else the admin who accepted it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ToolPin {
+    pub server: String,
+    /// The downstream's own name for the tool.
+    pub tool: String,
+    pub digest: String,
+    /// The pinned definition, canonical JSON.
+    pub definition: String,
+    pub pinned_by: String,
+    pub pinned_at: i64,
+}
+
 /// A break-glass grant: for a limited time, calls of `tool` (or all capabilities) by `user`
 /// (optionally only through one agent role) are allowed even where policy refuses them, loudly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -335,6 +350,7 @@ pub enum Change {
     KillSwitches,
     Grants,
     Relationships,
+    ToolPins,
     Resync,
 }
 
@@ -345,6 +361,7 @@ impl Change {
             Change::KillSwitches => "kill_switches",
             Change::Grants => "grants",
             Change::Relationships => "relationships",
+            Change::ToolPins => "tool_pins",
             Change::Resync => "resync",
         }
     }
@@ -355,6 +372,7 @@ impl Change {
             "kill_switches" => Change::KillSwitches,
             "grants" => Change::Grants,
             "relationships" => Change::Relationships,
+            "tool_pins" => Change::ToolPins,
             _ => Change::Resync,
         }
     }
@@ -400,6 +418,11 @@ pub trait Store: Send + Sync {
         status: ApprovalStatus,
         decided_by: &str,
     ) -> Result<bool, StoreError>;
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError>;
+    /// Pins a definition. First sight (`replace` false) pins only where nothing is pinned yet
+    /// and answers whether it did; an admin's accept (`replace` true) replaces the pin.
+    async fn pin_tool(&self, pin: &ToolPin, replace: bool) -> Result<bool, StoreError>;
 
     async fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError>;
     /// Sets a switch, replacing the one of the same scope and tenant.

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::{
     AdmissionKeys, AdmissionRule, AdmissionState, Approval, ApprovalStatus, BreakGlassGrant,
     BudgetUsage, ClaimState, IdempotencyRecord, IdempotencyScope, KillScope, KillSwitch,
-    RelationshipUpdate, RunKey, Settlement, Store, StoreError,
+    RelationshipUpdate, RunKey, Settlement, Store, StoreError, ToolPin,
 };
 
 mod migrations;
@@ -234,6 +234,49 @@ impl Store for SqliteStore {
             )?
             .execute(params![id, expected.as_str(), status.as_str(), decided_by])
             .map(|n| n > 0)
+        })
+    }
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT server, tool, digest, definition, pinned_by, pinned_at FROM tool_pins ORDER BY server, tool",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(ToolPin {
+                    server: row.get(0)?,
+                    tool: row.get(1)?,
+                    digest: row.get(2)?,
+                    definition: row.get(3)?,
+                    pinned_by: row.get(4)?,
+                    pinned_at: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn pin_tool(&self, pin: &ToolPin, replace: bool) -> Result<bool, StoreError> {
+        let sql = if replace {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (server, tool) DO UPDATE
+             SET digest = ?3, definition = ?4, pinned_by = ?5, pinned_at = ?6"
+        } else {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (server, tool) DO NOTHING"
+        };
+        self.with(|c| {
+            c.prepare_cached(sql)?
+                .execute(params![
+                    pin.server,
+                    pin.tool,
+                    pin.digest,
+                    pin.definition,
+                    pin.pinned_by,
+                    pin.pinned_at
+                ])
+                .map(|n| n > 0)
         })
     }
 

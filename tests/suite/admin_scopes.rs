@@ -241,6 +241,29 @@ async fn every_admin_endpoint_answers_every_kind_of_caller_as_documented() {
             &only(&[PlatformAdmin]),
         )
         .await;
+    // Tool pins: platform admins only; accepting names the digest listed now (a stale one is
+    // 422 even for them).
+    table
+        .ask(
+            Endpoint::ToolPins,
+            "/admin/tools",
+            None,
+            &only(&[PlatformAdmin]),
+        )
+        .await;
+    let stale = json!({"server": "case", "tool": "read_case", "digest": format!("sha256:{}", "0".repeat(64))});
+    let accept: Vec<(Caller, u16)> = only(&[PlatformAdmin])
+        .into_iter()
+        .map(|(c, s)| (c, if s == 200 { 422 } else { s }))
+        .collect();
+    table
+        .ask(
+            Endpoint::ToolAccept,
+            "/admin/tools/accept",
+            Some(&stale),
+            &accept,
+        )
+        .await;
     // Metrics need no token (the admin listener is kept off the agents' network).
     table
         .ask(Endpoint::Metrics, "/metrics", None, &only(&CALLERS))

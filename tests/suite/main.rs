@@ -18,6 +18,7 @@ mod http_downstream;
 mod key_sources;
 mod metrics;
 mod otlp;
+mod pinning;
 mod pipeline;
 mod policy_mutation;
 mod policy_properties;

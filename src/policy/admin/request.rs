@@ -50,10 +50,14 @@ pub enum AdminAction {
     ListBreakGlass,
     OpenBreakGlass,
     RevokeBreakGlass,
+    /// See tool-definition pins and quarantined tools.
+    ViewToolPins,
+    /// Accept a quarantined tool's new definition.
+    AcceptToolDefinition,
 }
 
 impl AdminAction {
-    pub const ALL: [AdminAction; 16] = [
+    pub const ALL: [AdminAction; 18] = [
         AdminAction::ViewPolicy,
         AdminAction::ReloadPolicy,
         AdminAction::FlushAudit,
@@ -70,6 +74,8 @@ impl AdminAction {
         AdminAction::ListBreakGlass,
         AdminAction::OpenBreakGlass,
         AdminAction::RevokeBreakGlass,
+        AdminAction::ViewToolPins,
+        AdminAction::AcceptToolDefinition,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,8 @@ impl AdminAction {
             AdminAction::ListBreakGlass => "list_break_glass",
             AdminAction::OpenBreakGlass => "open_break_glass",
             AdminAction::RevokeBreakGlass => "revoke_break_glass",
+            AdminAction::ViewToolPins => "view_tool_pins",
+            AdminAction::AcceptToolDefinition => "accept_tool_definition",
         }
     }
 }

@@ -14,6 +14,7 @@ mod kill_switches;
 mod openapi;
 mod platform;
 mod runs;
+mod tools;
 
 use std::sync::Arc;
 
@@ -59,11 +60,13 @@ pub enum Endpoint {
     BreakGlassGrants,
     BreakGlassOpen,
     BreakGlassRevoke,
+    ToolPins,
+    ToolAccept,
     Metrics,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 17] = [
+    pub const ALL: [Endpoint; 19] = [
         Endpoint::PolicyStatus,
         Endpoint::PolicyReload,
         Endpoint::Relationships,
@@ -80,6 +83,8 @@ impl Endpoint {
         Endpoint::BreakGlassGrants,
         Endpoint::BreakGlassOpen,
         Endpoint::BreakGlassRevoke,
+        Endpoint::ToolPins,
+        Endpoint::ToolAccept,
         Endpoint::Metrics,
     ];
 
@@ -102,6 +107,8 @@ impl Endpoint {
             Endpoint::BreakGlassGrants => ("GET", "/break-glass"),
             Endpoint::BreakGlassOpen => ("POST", "/break-glass"),
             Endpoint::BreakGlassRevoke => ("POST", "/break-glass/{id}/revoke"),
+            Endpoint::ToolPins => ("GET", "/admin/tools"),
+            Endpoint::ToolAccept => ("POST", "/admin/tools/accept"),
             // Prometheus scrapes the admin listener, which operators keep off the agents'
             // network: no token.
             Endpoint::Metrics => ("GET", "/metrics"),
@@ -126,6 +133,8 @@ impl Endpoint {
             Endpoint::BreakGlassGrants => get(approvals::list_grants),
             Endpoint::BreakGlassOpen => post(approvals::open_grant),
             Endpoint::BreakGlassRevoke => post(approvals::revoke_grant),
+            Endpoint::ToolPins => get(tools::list),
+            Endpoint::ToolAccept => post(tools::accept),
             Endpoint::Metrics => get(platform::metrics),
         }
     }

@@ -62,6 +62,8 @@ pub fn openapi() -> Value {
                 "KillScope": schema(schemars::schema_for!(crate::store::KillScope)),
                 "Approval": schema(schemars::schema_for!(crate::store::Approval)),
                 "BreakGlassGrant": schema(schemars::schema_for!(crate::store::BreakGlassGrant)),
+                "ToolPin": schema(schemars::schema_for!(crate::store::ToolPin)),
+                "Quarantined": schema(schemars::schema_for!(crate::enforce::Quarantined)),
             }
         },
         "paths": {
@@ -77,6 +79,9 @@ pub fn openapi() -> Value {
             "/admin/kill-switches/lift": {"post": with_body("Lift the kill switch of this scope and tenant", SWITCHES, kill_body)},
             "/admin/health": {"get": op("The gateway's health in detail: policy version, downstream states and reasons, the decision log", PLATFORM, "health")},
             "/metrics": {"get": {"summary": "Prometheus metrics (no token: keep the admin listener off the agents' network)", "responses": {"200": {"description": "Prometheus text"}}}},
+            "/admin/tools": {"get": op("Tool-definition pins and quarantined tools (pinned and listed digests, what changed)", PLATFORM, "pins")},
+            "/admin/tools/accept": {"post": with_body("Accept the definition a downstream lists now for a quarantined tool, named by its digest",
+                PLATFORM, schema(schemars::schema_for!(super::tools::AcceptBody)))},
             "/admin/audit/flush": {"post": op("Wait until every decision record logged so far is committed", PLATFORM, "flushed")},
             "/admin/runs": {"get": {"summary": "A run's manifest: policy versions used, tools called and their decisions (replicas on PostgreSQL: over every replica's chain, with the decisions per chain)",
                 "description": "Tenant admins: runs of their own tenant. Platform admins: any tenant.", "security": bearer.clone(),

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     AdmissionKeys, AdmissionRule, Approval, ApprovalStatus, BreakGlassGrant, BudgetUsage, Change,
     IdempotencyScope, KillScope, KillSwitch, RelationshipUpdate, RunKey, Settlement, Store,
-    StoreError,
+    StoreError, ToolPin,
 };
 pub(crate) use admission::lock_key;
 use admission::{usage_row, USAGE};
@@ -374,6 +374,51 @@ impl Store for PostgresStore {
         self.execute(
             "UPDATE approvals SET status = $3, decided_by = $4 WHERE id = $1 AND status = $2",
             &[&id, &expected.as_str(), &status.as_str(), &decided_by],
+        )
+        .await
+        .map(|n| n > 0)
+    }
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT server, tool, digest, definition, pinned_by, pinned_at FROM tool_pins ORDER BY server, tool",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ToolPin {
+                server: row.get(0),
+                tool: row.get(1),
+                digest: row.get(2),
+                definition: row.get(3),
+                pinned_by: row.get(4),
+                pinned_at: row.get(5),
+            })
+            .collect())
+    }
+
+    async fn pin_tool(&self, pin: &ToolPin, replace: bool) -> Result<bool, StoreError> {
+        let sql = if replace {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (server, tool) DO UPDATE
+             SET digest = $3, definition = $4, pinned_by = $5, pinned_at = $6"
+        } else {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server, tool) DO NOTHING"
+        };
+        self.execute(
+            sql,
+            &[
+                &pin.server,
+                &pin.tool,
+                &pin.digest,
+                &pin.definition,
+                &pin.pinned_by,
+                &pin.pinned_at,
+            ],
         )
         .await
         .map(|n| n > 0)
