@@ -12,6 +12,7 @@
 //! - `CASE_PLATFORM_LOG`: tracing filter (default `info,rmcp=warn`). Logs go to stderr only; stdout
 //!   carries the protocol.
 
+mod hook_calls;
 mod hooks;
 mod journal;
 mod seed;
