@@ -1,13 +1,21 @@
 //! Approvals and break-glass grants: for people, within their own tenant (the admin policy
 //! decides that). What else deciding an approval or opening a grant takes — the approver role,
 //! not being the requester, the break-glass role — the controls check, as for any caller.
+//!
+//! A listed approval shows its arguments masked as the decision log masks them (`[audit]
+//! mask_arguments`), and, while it is pending, who asked for it (user, agent, service, run)
+//! and the policy and reason that required it, from the decision record of the request.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
+use std::collections::HashMap;
+
+use crate::audit::{Found, Scan, Visit};
 use crate::enforce::{ApprovalDecisionError, ApprovalProblem, BreakGlassError, BreakGlassRequest};
+use crate::store::{Approval, ApprovalStatus};
 use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 
@@ -27,10 +35,114 @@ pub(super) async fn list_approvals(
     if let Err(refusal) = state.authorize(&actor, AdminAction::ListApprovals, own_tenant(&actor)) {
         return refusal.into_response();
     }
-    match state.gateway.controls().approvals(&actor.tenant).await {
-        Ok(approvals) => Json(json!({ "approvals": approvals })).into_response(),
-        Err(error) => unavailable(error),
+    let approvals = match state.gateway.controls().approvals(&actor.tenant).await {
+        Ok(approvals) => approvals,
+        Err(error) => return unavailable(error),
+    };
+    let requests = match requests_of(&state, &actor.tenant, &approvals).await {
+        Ok(requests) => requests,
+        Err(error) => return unavailable(error),
+    };
+    let masked = state.gateway.masked_arguments();
+    let shown: Vec<Value> = approvals
+        .into_iter()
+        .map(|approval| {
+            let request = requests.get(&approval.id).cloned();
+            let arguments = mask_arguments(&approval.arguments, masked);
+            let mut shown = json!(approval);
+            shown["arguments"] = Value::String(arguments);
+            shown["request"] = request.unwrap_or(Value::Null);
+            shown
+        })
+        .collect();
+    Json(json!({ "approvals": shown })).into_response()
+}
+
+/// An approval's arguments (JSON text) with the configured arguments' values masked, as the
+/// decision log masks them.
+fn mask_arguments(arguments: &str, masked: &[String]) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(mut map)) => {
+            for name in masked {
+                if let Some(value) = map.get_mut(name) {
+                    *value = Value::String("***".into());
+                }
+            }
+            Value::Object(map).to_string()
+        }
+        // Not an object: nothing capgate wrote; show nothing of it.
+        Ok(_) | Err(_) => "\"(unreadable)\"".to_string(),
     }
+}
+
+/// For each pending approval, the decision record of the request that opened it: same tenant,
+/// `require_approval`, the approval's action digest, at or just before its creation.
+async fn requests_of(
+    state: &AdminState,
+    tenant: &str,
+    approvals: &[Approval],
+) -> Result<HashMap<String, Value>, crate::audit::AuditError> {
+    let mut waiting: Vec<(String, String, i64)> = approvals
+        .iter()
+        .filter(|a| a.status == ApprovalStatus::Pending)
+        .map(|a| (a.id.clone(), a.action_digest.clone(), a.created_at))
+        .collect();
+    let Some(oldest) = waiting.iter().map(|w| w.2).min() else {
+        return Ok(HashMap::new());
+    };
+    let scan = Scan {
+        after: None,
+        since: Some(oldest),
+        max_records: 200_000,
+    };
+    let tenant = tenant.to_string();
+    let visit = move |found_so_far: &mut HashMap<String, Value>, found: Found| {
+        let record = &found.record;
+        if record.tenant != tenant || record.decision != "require_approval" {
+            return Visit::Continue;
+        }
+        let digest = record.action_digest.as_deref();
+        waiting.retain(|(id, wanted, created)| {
+            let opened_it = digest == Some(wanted.as_str()) && record.time <= created + 1;
+            if opened_it {
+                found_so_far.insert(id.clone(), request_facts(&found));
+            }
+            !opened_it
+        });
+        if waiting.is_empty() {
+            Visit::Stop
+        } else {
+            Visit::Continue
+        }
+    };
+    let (found, _) = state
+        .gateway
+        .decision_log()
+        .newest_first(scan, HashMap::new(), visit)
+        .await?;
+    Ok(found)
+}
+
+/// Who asked, and which policy wanted an approval and why, from a decision record.
+fn request_facts(found: &Found) -> Value {
+    let record = &found.record;
+    let actor = record.request.as_ref().map(|r| &r.actor);
+    json!({
+        "request_id": record.request_id,
+        "seq": found.seq,
+        "chain": found.chain,
+        "time": record.time,
+        "actor": record.actor,
+        "user": actor.map(|a| a.user.id.clone()),
+        "agent": actor.and_then(|a| a.agent.as_ref()).map(|a| a.id.clone()),
+        "agent_role": actor.and_then(|a| a.agent.as_ref()).map(|a| a.role.clone()),
+        "service": actor.and_then(|a| a.service.clone()),
+        "delegation_chain": record.delegation_chain,
+        "run_id": record.run_id,
+        "policy_id": record.policy_id,
+        "policy_version": record.policy_version,
+        "reason": record.reason,
+    })
 }
 
 async fn decide(state: AdminState, actor: ActorRef, id: String, approve: bool) -> Response {
