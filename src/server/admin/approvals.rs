@@ -145,7 +145,42 @@ fn request_facts(found: &Found) -> Value {
     })
 }
 
-async fn decide(state: AdminState, actor: ActorRef, id: String, approve: bool) -> Response {
+/// What an approver may send with a decision: a note (at most 500 characters), logged with it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionNote {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The note of a decision's body (none, or `{"note": "..."}`).
+fn decision_note(body: &[u8]) -> Result<Option<String>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let parsed: DecisionNote =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not {{\"note\": \"...\"}}: {e}")))?;
+    let note = parsed.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    match note {
+        Some(note) if note.chars().count() > 500 => Err(invalid("a note has at most 500 characters")),
+        Some(note) if note.chars().any(char::is_control) => {
+            Err(invalid("a note is one line without control characters"))
+        }
+        note => Ok(note),
+    }
+}
+
+async fn decide(
+    state: AdminState,
+    actor: ActorRef,
+    id: String,
+    approve: bool,
+    body: &[u8],
+) -> Response {
+    let note = match decision_note(body) {
+        Ok(note) => note,
+        Err(answer) => return answer,
+    };
     let controls = state.gateway.controls();
     // An approval that does not exist is asked about as one of the caller's tenant: who may
     // not decide approvals learns nothing, who may hears that it does not exist.
@@ -163,8 +198,8 @@ async fn decide(state: AdminState, actor: ActorRef, id: String, approve: bool) -
     }
     match controls.decide_approval(&id, approve, &actor).await {
         Ok(approval) => {
-            tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, approve, "approval decided");
-            Json(json!({ "approval": approval })).into_response()
+            tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, approve, note = note.as_deref().unwrap_or(""), "approval decided");
+            Json(json!({ "approval": approval, "note": note })).into_response()
         }
         Err(ApprovalDecisionError::Forbidden(why)) => {
             tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, %why, "approval decision refused");
@@ -186,16 +221,18 @@ pub(super) async fn approve(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
-    decide(state, actor, id, true).await
+    decide(state, actor, id, true, &body).await
 }
 
 pub(super) async fn reject(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
-    decide(state, actor, id, false).await
+    decide(state, actor, id, false, &body).await
 }
 
 /// A refusal of the break-glass controls as an answer.
