@@ -33,7 +33,7 @@ export function decisionsChart(minutes, bucketSeconds) {
   });
   const first = minutes[0] ? minutes[0].start : 0;
   const times = [0, 15, 30, 45, 60].map((m) => svg("text", {x: left + (m * 60 / bucketSeconds) * step,
-    y: height - 6, "text-anchor": "middle"}, new Date((first + m * 60) * 1000).toISOString().slice(11, 16)));
+    y: height - 6, "text-anchor": m === 0 ? "start" : m === 60 ? "end" : "middle"}, new Date((first + m * 60) * 1000).toISOString().slice(11, 16)));
   return h("figure", {},
     svg("svg", {class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label},
       svg("title", {}, label), ticks, times, bars),

@@ -84,7 +84,7 @@ export async function render(main, {api, me, refusal, params}) {
         ["Policy", (r) => r.policy_id || ""],
         ["Mode", (r) => r.mode],
         ["Outcome", (r) => r.downstream_outcome || ""],
-        ["", (r) => h("button", {type: "button", class: "secondary", "aria-label": `Show record ${r.seq}`, on: {click: show(r)}}, "Details")],
+        ["", (r) => h("button", {type: "button", class: "secondary", "aria-label": `Details of record ${r.seq}`, on: {click: show(r)}}, "Details")],
       ], records, (r) => ({"data-seq": r.seq, "data-request": r.request_id})) : message("error", refusal(page)),
       older),
     detail);
