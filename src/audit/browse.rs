@@ -68,8 +68,15 @@ impl Place {
 
     /// The newest-first order key: later time first, then chain, then higher seq first.
     fn comes_after(&self, other: &Place) -> bool {
-        (std::cmp::Reverse(self.time), &self.chain, std::cmp::Reverse(self.seq))
-            > (std::cmp::Reverse(other.time), &other.chain, std::cmp::Reverse(other.seq))
+        (
+            std::cmp::Reverse(self.time),
+            &self.chain,
+            std::cmp::Reverse(self.seq),
+        ) > (
+            std::cmp::Reverse(other.time),
+            &other.chain,
+            std::cmp::Reverse(other.seq),
+        )
     }
 }
 
@@ -199,11 +206,16 @@ fn scan_chains<T>(
         }
     }
     all.sort_by(|a, b| {
-        (std::cmp::Reverse(a.record.time), &a.chain, std::cmp::Reverse(a.seq)).cmp(&(
-            std::cmp::Reverse(b.record.time),
-            &b.chain,
-            std::cmp::Reverse(b.seq),
-        ))
+        (
+            std::cmp::Reverse(a.record.time),
+            &a.chain,
+            std::cmp::Reverse(a.seq),
+        )
+            .cmp(&(
+                std::cmp::Reverse(b.record.time),
+                &b.chain,
+                std::cmp::Reverse(b.seq),
+            ))
     });
     let mut end = ScanEnd::default();
     for found in all {

@@ -18,11 +18,11 @@ use crate::enforce::Gateway;
 use crate::identity::{self, ActorRef, AuthError, Authenticator};
 use crate::startup::{start_gateway, StartError};
 
+use super::console::{self, Sessions};
 use super::front::McpFront;
 use super::limits::{self, RequestLimits};
 use super::listener::{self, ConnectionLimits};
 use super::sessions::{self, BoundSessions};
-use super::console::{self, Sessions};
 use super::{admin, edges, health};
 
 /// Authenticates every request to `/mcp` (and to the admin API); anything wrong is a 401

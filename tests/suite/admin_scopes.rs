@@ -709,10 +709,22 @@ async fn every_admin_endpoint_answers_every_kind_of_caller_as_documented() {
         .ask(Endpoint::Me, "/admin/me", None, &only(&CALLERS))
         .await;
     let own = table
-        .ask(Endpoint::Decisions, "/admin/decisions", None, &only(&admins))
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions",
+            None,
+            &only(&admins),
+        )
         .await;
-    for (caller, tenant) in [(AcmeAdmin, "acme"), (GlobexAdmin, "globex"), (PlatformAdmin, "ops")] {
-        let records = own[&caller]["records"].as_array().cloned().unwrap_or_default();
+    for (caller, tenant) in [
+        (AcmeAdmin, "acme"),
+        (GlobexAdmin, "globex"),
+        (PlatformAdmin, "ops"),
+    ] {
+        let records = own[&caller]["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
             records.iter().all(|r| r["tenant"] == tenant),
             "{caller:?} sees only {tenant}: {}",

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 
 use crate::audit::{Found, Scan, Visit};
 use crate::enforce::{ApprovalDecisionError, ApprovalProblem, BreakGlassError, BreakGlassRequest};
-use crate::store::{Approval, ApprovalStatus};
 use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
+use crate::store::{Approval, ApprovalStatus};
 
 use super::{invalid, not_found, refused, unavailable, AdminState};
 
@@ -154,18 +154,26 @@ struct DecisionNote {
 }
 
 /// The note of a decision's body (none, or `{"note": "..."}`).
-fn decision_note(body: &[u8]) -> Result<Option<String>, Response> {
+fn decision_note(body: &[u8]) -> Result<Option<String>, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let parsed: DecisionNote =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not {{\"note\": \"...\"}}: {e}")))?;
-    let note = parsed.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let parsed: DecisionNote = serde_json::from_slice(body).map_err(|e| {
+        Box::new(invalid(format!(
+            "the body is not {{\"note\": \"...\"}}: {e}"
+        )))
+    })?;
+    let note = parsed
+        .note
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
     match note {
-        Some(note) if note.chars().count() > 500 => Err(invalid("a note has at most 500 characters")),
-        Some(note) if note.chars().any(char::is_control) => {
-            Err(invalid("a note is one line without control characters"))
+        Some(note) if note.chars().count() > 500 => {
+            Err(Box::new(invalid("a note has at most 500 characters")))
         }
+        Some(note) if note.chars().any(char::is_control) => Err(Box::new(invalid(
+            "a note is one line without control characters",
+        ))),
         note => Ok(note),
     }
 }
@@ -179,7 +187,7 @@ async fn decide(
 ) -> Response {
     let note = match decision_note(body) {
         Ok(note) => note,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let controls = state.gateway.controls();
     // An approval that does not exist is asked about as one of the caller's tenant: who may

@@ -26,7 +26,7 @@ pub(super) fn records_of(
     state: &AdminState,
     actor: &CompositeActor,
     tenant: Option<&str>,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, Box<Response>> {
     let tenant = tenant.unwrap_or(&actor.tenant);
     let (resource, scope) = if tenant == EVERY_TENANT {
         (AdminResource::Platform, None)
@@ -40,7 +40,7 @@ pub(super) fn records_of(
     };
     state
         .authorize(actor, AdminAction::ViewDecisions, resource)
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|refusal| Box::new(refusal.into_response()))?;
     Ok(scope)
 }
 
@@ -131,7 +131,7 @@ pub(super) async fn list(
 ) -> Response {
     let tenant = match records_of(&state, &actor, query.tenant.as_deref()) {
         Ok(tenant) => tenant,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let after = match query.after.as_deref().filter(|a| !a.is_empty()) {
         Some(text) => match Place::decode(text) {

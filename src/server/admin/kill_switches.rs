@@ -106,8 +106,7 @@ pub(super) async fn list(
         .into_iter()
         .map(|(name, server, kind)| json!({"name": name, "server": server, "kind": kind}))
         .collect();
-    Json(json!({ "kill_switches": visible(&state, &actor), "capabilities": names }))
-        .into_response()
+    Json(json!({ "kill_switches": visible(&state, &actor), "capabilities": names })).into_response()
 }
 
 /// A switch to flip or lift: its scope and target, the tenant it is limited to (a tenant

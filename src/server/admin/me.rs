@@ -26,10 +26,26 @@ pub(super) async fn me(
         tenant: tenant.map(str::to_string),
     };
     let questions: [(&str, AdminAction, AdminResource); 15] = [
-        ("view_policy", AdminAction::ViewPolicy, AdminResource::Platform),
-        ("reload_policy", AdminAction::ReloadPolicy, AdminResource::Platform),
-        ("view_health", AdminAction::ViewHealth, AdminResource::Platform),
-        ("list_kill_switches", AdminAction::ListKillSwitches, AdminResource::Platform),
+        (
+            "view_policy",
+            AdminAction::ViewPolicy,
+            AdminResource::Platform,
+        ),
+        (
+            "reload_policy",
+            AdminAction::ReloadPolicy,
+            AdminResource::Platform,
+        ),
+        (
+            "view_health",
+            AdminAction::ViewHealth,
+            AdminResource::Platform,
+        ),
+        (
+            "list_kill_switches",
+            AdminAction::ListKillSwitches,
+            AdminResource::Platform,
+        ),
         (
             "set_tenant_kill_switch",
             AdminAction::SetKillSwitch,
@@ -41,8 +57,16 @@ pub(super) async fn me(
             own_switch("tool", "", None),
         ),
         ("view_decisions", AdminAction::ViewDecisions, own()),
-        ("view_every_tenants_decisions", AdminAction::ViewDecisions, AdminResource::Platform),
-        ("verify_decision_log", AdminAction::VerifyDecisionLog, AdminResource::Platform),
+        (
+            "view_every_tenants_decisions",
+            AdminAction::ViewDecisions,
+            AdminResource::Platform,
+        ),
+        (
+            "verify_decision_log",
+            AdminAction::VerifyDecisionLog,
+            AdminResource::Platform,
+        ),
         (
             "view_run",
             AdminAction::ViewRun,
@@ -62,12 +86,19 @@ pub(super) async fn me(
         ),
         ("list_break_glass", AdminAction::ListBreakGlass, own()),
         ("open_break_glass", AdminAction::OpenBreakGlass, own()),
-        ("flush_audit", AdminAction::FlushAudit, AdminResource::Platform),
+        (
+            "flush_audit",
+            AdminAction::FlushAudit,
+            AdminResource::Platform,
+        ),
     ];
     let may: Map<String, Value> = questions
         .into_iter()
         .map(|(name, action, resource)| {
-            (name.to_string(), state.allows(&actor, action, resource).into())
+            (
+                name.to_string(),
+                state.allows(&actor, action, resource).into(),
+            )
         })
         .collect();
     Json(json!({

@@ -199,7 +199,10 @@ pub fn admin_router(
         }
     }
     authenticated
-        .layer(axum::middleware::from_fn_with_state(gate, auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            auth::authenticate,
+        ))
         .merge(open)
         .with_state(state)
 }

@@ -44,7 +44,10 @@ struct Tally {
 }
 
 fn is_refusal(outcome: &str) -> bool {
-    matches!(outcome, "deny" | "require_approval" | "require_more_context")
+    matches!(
+        outcome,
+        "deny" | "require_approval" | "require_more_context"
+    )
 }
 
 pub(super) async fn overview(
@@ -54,7 +57,7 @@ pub(super) async fn overview(
 ) -> Response {
     let tenant = match records_of(&state, &actor, query.tenant.as_deref()) {
         Ok(tenant) => tenant,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let until = crate::policy::now_unix();
     let since = until - WINDOW_SECONDS;

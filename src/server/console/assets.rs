@@ -23,7 +23,11 @@ const SHELL: &str = include_str!("assets/console.html");
 
 /// Every asset: its name under `/console/assets/`, its content type and its bytes.
 const ASSETS: [(&str, &str, &str); 12] = [
-    ("console.css", "text/css; charset=utf-8", include_str!("assets/console.css")),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/console.css"),
+    ),
     ("icon.svg", "image/svg+xml", include_str!("assets/icon.svg")),
     ("app.js", JS, include_str!("assets/app.js")),
     ("dom.js", JS, include_str!("assets/dom.js")),
@@ -31,7 +35,11 @@ const ASSETS: [(&str, &str, &str); 12] = [
     ("sign-in.js", JS, include_str!("assets/sign-in.js")),
     ("overview.js", JS, include_str!("assets/overview.js")),
     ("approvals.js", JS, include_str!("assets/approvals.js")),
-    ("kill-switches.js", JS, include_str!("assets/kill-switches.js")),
+    (
+        "kill-switches.js",
+        JS,
+        include_str!("assets/kill-switches.js"),
+    ),
     ("break-glass.js", JS, include_str!("assets/break-glass.js")),
     ("decisions.js", JS, include_str!("assets/decisions.js")),
     ("policy.js", JS, include_str!("assets/policy.js")),
@@ -40,11 +48,7 @@ const ASSETS: [(&str, &str, &str); 12] = [
 const JS: &str = "text/javascript; charset=utf-8";
 
 pub(super) async fn page() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        SHELL,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], SHELL).into_response()
 }
 
 pub(super) async fn asset(Path(name): Path<String>) -> Response {
@@ -83,6 +87,7 @@ mod tests {
                 assert!(!body.contains(forbidden), "{name} contains `{forbidden}`");
             }
         }
-        assert!(super::SHELL.contains("<script type=\"module\" src=\"/console/assets/app.js\"></script>"));
+        assert!(super::SHELL
+            .contains("<script type=\"module\" src=\"/console/assets/app.js\"></script>"));
     }
 }

@@ -89,15 +89,14 @@ fn digest(id: &str) -> [u8; 32] {
 /// Equal, in time that depends only on the lengths.
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
 }
 
 /// A header's value as text, if it is there and is text.
-fn header_text<'h>(headers: &'h HeaderMap, name: impl header::AsHeaderName) -> Option<&'h str> {
+fn header_text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -126,11 +125,9 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         None => true,
         Some(origin) => {
             let host = header_text(headers, header::HOST).unwrap_or_default();
-            origin
-                .split_once("://")
-                .is_some_and(|(scheme, rest)| {
-                    (scheme == "http" || scheme == "https") && rest == host
-                })
+            origin.split_once("://").is_some_and(|(scheme, rest)| {
+                (scheme == "http" || scheme == "https") && rest == host
+            })
         }
     }
 }
@@ -165,11 +162,7 @@ impl Sessions {
 
     /// Verifies `token` as any bearer token is verified and opens a session for it: the new
     /// session's id (for the cookie) and the person.
-    pub fn sign_in(
-        &self,
-        token: &str,
-        via: SignIn,
-    ) -> Result<(String, CompositeActor), AuthError> {
+    pub fn sign_in(&self, token: &str, via: SignIn) -> Result<(String, CompositeActor), AuthError> {
         let actor = self.auth.authenticate(token.trim())?;
         let id = random_token();
         let now = Instant::now();

@@ -129,10 +129,7 @@ pub(super) async fn sign_out(
         .into_response()
 }
 
-pub(super) async fn session(
-    State(sessions): State<Arc<Sessions>>,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn session(State(sessions): State<Arc<Sessions>>, headers: HeaderMap) -> Response {
     let view = session_cookie(&headers).and_then(|id| sessions.view(id));
     let proxy = sessions.config().proxy_token_header.is_some();
     match view {

@@ -44,7 +44,9 @@ async fn every_page_is_drawn_for_its_reader_accessible_and_screenshotted() {
 
     browser.goto("pat", "/console/sign-in").await;
     browser.check_page("pat", "sign-in").await;
-    browser.sign_in("pat", &gateway.platform_admin_token()).await;
+    browser
+        .sign_in("pat", &gateway.platform_admin_token())
+        .await;
 
     // Overview of every tenant: the chart, the most refused tools, pending approvals, health.
     browser.goto("pat", "/console/overview?tenant=*").await;
@@ -63,21 +65,32 @@ async fn every_page_is_drawn_for_its_reader_accessible_and_screenshotted() {
     browser
         .goto("pat", "/console/decisions?tenant=*&tool=case__read_case")
         .await;
-    browser.wait("pat", "#chain-status", "verified up to record").await;
+    browser
+        .wait("pat", "#chain-status", "verified up to record")
+        .await;
     assert!(browser.count("pat", "tr[data-seq]").await >= 5);
     let listed = browser.text("pat", "tr[data-seq]").await;
     assert!(!listed.contains("case__send_approved_notice"), "{listed}");
-    assert!(listed.contains("alice/") && listed.contains("carol/"), "{listed}");
+    assert!(
+        listed.contains("alice/") && listed.contains("carol/"),
+        "{listed}"
+    );
     browser
         .cmd(json!({"cmd": "click", "who": "pat", "selector": "tr[data-seq] button"}))
         .await;
-    browser.wait("pat", "#record-detail pre", "policy_version").await;
+    browser
+        .wait("pat", "#record-detail pre", "policy_version")
+        .await;
     browser.check_page("pat", "decisions").await;
 
     // Policy: the version, a reload, a run's manifest; an invalid set named by file and line.
-    browser.goto("pat", "/console/policy?tenant=acme&run=run-7").await;
+    browser
+        .goto("pat", "/console/policy?tenant=acme&run=run-7")
+        .await;
     browser.wait("pat", "#policy-facts", "case-platform").await;
-    browser.wait("pat", "#run-manifest", "case__read_case").await;
+    browser
+        .wait("pat", "#run-manifest", "case__read_case")
+        .await;
     browser.click_button("pat", "Reload policies").await;
     browser.wait("pat", "#reload-status", "Reloaded").await;
     browser.check_page("pat", "policy").await;
@@ -105,14 +118,18 @@ async fn every_page_is_drawn_for_its_reader_accessible_and_screenshotted() {
         .fill("sam", "#grant-reason", "INC-13: reviewing a stuck case")
         .await;
     browser.click_button("sam", "Open break-glass grant").await;
-    browser.wait("sam", "#grant-status [role=status]", "expires").await;
+    browser
+        .wait("sam", "#grant-status [role=status]", "expires")
+        .await;
     browser.wait("sam", "tr[data-grant]", "open").await;
     browser.check_page("sam", "break-glass").await;
     let grant = browser.text("sam", "tr[data-grant] code").await;
     browser
         .click_button("sam", &format!("Revoke {}", grant.trim()))
         .await;
-    browser.wait("sam", "#grant-status [role=status]", "Revoked").await;
+    browser
+        .wait("sam", "#grant-status [role=status]", "Revoked")
+        .await;
     browser.wait("sam", "tr[data-grant]", "revoked").await;
 
     // A tenant admin sees its own tenant only, page after page.
@@ -128,15 +145,32 @@ async fn every_page_is_drawn_for_its_reader_accessible_and_screenshotted() {
         browser.goto("gus", page).await;
         browser.wait("gus", "#who-tenant", "globex").await;
         let shown = browser.text("gus", "main").await;
-        for acme in ["alice", "svc-notify", "case__send_approved_notice", "run-7", "INC-13"] {
-            assert!(!shown.contains(acme), "{page} shows `{acme}` to globex:\n{shown}");
+        for acme in [
+            "alice",
+            "svc-notify",
+            "case__send_approved_notice",
+            "run-7",
+            "INC-13",
+        ] {
+            assert!(
+                !shown.contains(acme),
+                "{page} shows `{acme}` to globex:\n{shown}"
+            );
         }
     }
     browser.goto("gus", "/console/decisions").await;
-    assert_eq!(browser.count("gus", "tr[data-seq]").await, 2, "carol's two reads");
+    assert_eq!(
+        browser.count("gus", "tr[data-seq]").await,
+        2,
+        "carol's two reads"
+    );
     browser.goto("gus", "/console/decisions?tenant=acme").await;
-    browser.wait("gus", "main [role=alert]", "Not permitted").await;
+    browser
+        .wait("gus", "main [role=alert]", "Not permitted")
+        .await;
     browser.goto("gus", "/console/overview?tenant=acme").await;
-    browser.wait("gus", "main [role=alert]", "Not permitted").await;
+    browser
+        .wait("gus", "main [role=alert]", "Not permitted")
+        .await;
     browser.check_page("gus", "overview-refused").await;
 }
