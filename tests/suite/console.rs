@@ -161,7 +161,9 @@ async fn an_approval_is_approved_in_the_inbox_and_the_agents_retry_succeeds_once
         )
         .await;
     assert_eq!(approval_status(&gateway, &bob, &approval).await, "approved");
-    browser.wait("bob", &row, "approved").await;
+    browser
+        .wait("bob", &row, "checked the draft with legal")
+        .await;
 
     // The agent's retry succeeds, once.
     let with_approval = |key_text: &str| json!({"dev.capgate/idempotency-key": key_text, "dev.capgate/approval": approval});

@@ -204,10 +204,13 @@ async fn decide(
     if let Err(refusal) = state.authorize(&actor, AdminAction::DecideApproval, resource) {
         return refusal.into_response();
     }
-    match controls.decide_approval(&id, approve, &actor).await {
+    match controls
+        .decide_approval(&id, approve, &actor, note.as_deref())
+        .await
+    {
         Ok(approval) => {
             tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, approve, note = note.as_deref().unwrap_or(""), "approval decided");
-            Json(json!({ "approval": approval, "note": note })).into_response()
+            Json(json!({ "approval": approval })).into_response()
         }
         Err(ApprovalDecisionError::Forbidden(why)) => {
             tracing::warn!(target: "capgate::admin", approver = %actor.user.id, approval = %id, %why, "approval decision refused");

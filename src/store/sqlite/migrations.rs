@@ -90,4 +90,6 @@ ALTER TABLE kill_switches_v3 RENAME TO kill_switches;
 CREATE UNIQUE INDEX kill_switches_key
     ON kill_switches (kind, target, ifnull(tenant, ''), tenant IS NULL);
 "#,
+    // 4: what an approver wrote with the decision.
+    "ALTER TABLE approvals ADD COLUMN note TEXT;",
 ];
