@@ -18,9 +18,12 @@
 //!   database that is away could not take yet;
 //! - `verify`: reading the chain back and naming every record that was tampered with;
 //! - `query`: filtering records, replaying decisions under other policies, run manifests;
+//! - `browse`: reading newest first for the admin API and the console, one record by its
+//!   place, and each chain's verification status;
 //! - `postgres`: the log of replicas in the shared database, one chain per replica, and
 //!   reading every chain back.
 
+mod browse;
 mod keys;
 mod log;
 mod postgres;
@@ -33,6 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use browse::{ChainStatus, CheckpointInfo, Found, Place, Scan, ScanEnd, Visit};
 pub use keys::{generate_signing_key, load_signing_key, parse_public_key, SIGNING_KEY_FILE};
 pub use log::{CheckpointPolicy, DecisionLog, CHECKPOINT_EVERY};
 pub use postgres::{is_valid_chain_id, read_chains, Chain};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::audit::AuditConfig;
+use super::console::ConsoleConfig;
 use super::downstreams::{parse_downstreams, DownstreamConfig, RawDownstream};
 use super::enforcement::EnforcementConfig;
 use super::error::ConfigError;
@@ -45,6 +46,8 @@ pub struct GatewayConfig {
     pub audit: AuditConfig,
     /// Where the enforcement state lives: embedded SQLite (default) or PostgreSQL.
     pub store: StoreConfig,
+    /// The web console on the admin listener.
+    pub console: ConsoleConfig,
 }
 
 /// The file as TOML gives it; each table is checked by the module that owns it.
@@ -73,6 +76,8 @@ struct RawConfig {
     audit: AuditConfig,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    console: ConsoleConfig,
 }
 
 impl GatewayConfig {
@@ -126,6 +131,7 @@ impl GatewayConfig {
 
         let server = parse_server(raw.server, &err)?;
         raw.limits.check(&err)?;
+        raw.console.check(&err)?;
         let issuers = parse_issuers(raw.issuers, &server.public_url, base, &err)?;
         let downstreams = parse_downstreams(raw.downstream, base, &err)?;
         let admin = parse_admin(raw.admin, &err)?;
@@ -153,6 +159,7 @@ impl GatewayConfig {
             telemetry,
             enforcement: raw.enforcement,
             limits: raw.limits,
+            console: raw.console,
             store,
             audit: AuditConfig {
                 log_file: raw.audit.log_file.as_ref().map(|f| base.join(f)),

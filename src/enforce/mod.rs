@@ -194,6 +194,17 @@ impl Gateway {
         &self.policy
     }
 
+    /// The capability contracts (what a kill switch covers, for the console).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Argument names whose values are masked wherever the gateway shows them
+    /// (`[audit] mask_arguments`).
+    pub fn masked_arguments(&self) -> &[String] {
+        &self.audit.mask_arguments
+    }
+
     /// Asks the PDP, timing it; an allow whose obligations this gateway cannot enforce becomes a
     /// deny. (Counting happens once per request, when it ends.)
     fn decide(&self, request: &PolicyRequest) -> Decision {

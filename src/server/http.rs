@@ -18,6 +18,7 @@ use crate::enforce::Gateway;
 use crate::identity::{self, ActorRef, AuthError, Authenticator};
 use crate::startup::{start_gateway, StartError};
 
+use super::console::{self, Sessions};
 use super::front::McpFront;
 use super::limits::{self, RequestLimits};
 use super::listener::{self, ConnectionLimits};
@@ -163,15 +164,27 @@ pub async fn serve_http(
                 address: admin.listen.to_string(),
                 error: e.to_string(),
             })?;
-        let router = admin::admin_router(
+        let sessions = config
+            .console
+            .enabled
+            .then(|| Arc::new(Sessions::new(config.console.clone(), auth.clone())));
+        let mut router = admin::admin_router(
             gateway.clone(),
             auth.clone(),
-            crate::policy::AdminRoles {
-                tenant_admin: admin.role.clone(),
-                platform_admin: admin.platform_role.clone(),
+            admin::AdminOptions {
+                roles: crate::policy::AdminRoles {
+                    tenant_admin: admin.role.clone(),
+                    platform_admin: admin.platform_role.clone(),
+                },
+                public_url: config.server.public_url.clone(),
+                log_key: checkpoint_public_key(&config),
+                sessions: sessions.clone(),
             },
-            config.server.public_url.clone(),
         );
+        if let Some(sessions) = sessions {
+            router = router.merge(console::console_router(sessions));
+            tracing::info!(url = %format!("http://{}/console", admin.listen), "console served");
+        }
         tracing::info!(listen = %admin.listen, "admin API listening");
         tokio::spawn(listener::serve(
             admin_listener,
@@ -190,6 +203,19 @@ pub async fn serve_http(
     eprintln!("capgate listening on http://{}/mcp", config.server.listen);
     listener::serve(listener, app, connection_limits, shutdown).await;
     Ok(())
+}
+
+/// The public half of the decision log's checkpoint key (read once the gateway has started,
+/// which made it when it is the default one); `None`, with a warning, when it cannot be read.
+fn checkpoint_public_key(config: &GatewayConfig) -> Option<ed25519_dalek::VerifyingKey> {
+    let (path, _) = config.audit.signing_key_path(&config.data_dir);
+    match crate::audit::load_signing_key(&path, false) {
+        Ok(key) => Some(key.verifying_key()),
+        Err(error) => {
+            tracing::warn!(%error, "the decision log's status cannot be verified by the admin API");
+            None
+        }
+    }
 }
 
 /// Reloads the policy set on SIGHUP (validate, then swap; an invalid set is refused and logged).

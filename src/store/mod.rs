@@ -244,6 +244,9 @@ pub struct Approval {
     pub expires_at: i64,
     pub status: ApprovalStatus,
     pub decided_by: Option<String>,
+    /// What the approver wrote with the decision.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A tool's pinned definition: the digest of its description, input and output schema and
@@ -409,14 +412,15 @@ pub trait Store: Send + Sync {
     async fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;
     /// Approvals still waiting for a decision and not yet expired at `now`, in every tenant.
     async fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError>;
-    /// Sets a pending approval's status, unless its status changed since `expected` was read.
-    /// `false` when it did (a concurrent decision won).
+    /// Sets a pending approval's status (with who decided and their note), unless its status
+    /// changed since `expected` was read. `false` when it did (a concurrent decision won).
     async fn decide_approval(
         &self,
         id: &str,
         expected: ApprovalStatus,
         status: ApprovalStatus,
         decided_by: &str,
+        note: Option<&str>,
     ) -> Result<bool, StoreError>;
 
     async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError>;

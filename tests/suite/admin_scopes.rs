@@ -725,6 +725,91 @@ async fn every_admin_endpoint_answers_every_kind_of_caller_as_documented() {
         )
         .await;
 
+    // Who one is, for everyone with a token; the decision log and the overview for admins,
+    // each of their own tenant (platform admins: any, or every tenant); the chain's status
+    // for admins.
+    table
+        .ask(Endpoint::Me, "/admin/me", None, &only(&CALLERS))
+        .await;
+    let own = table
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions",
+            None,
+            &only(&admins),
+        )
+        .await;
+    for (caller, tenant) in [
+        (AcmeAdmin, "acme"),
+        (GlobexAdmin, "globex"),
+        (PlatformAdmin, "ops"),
+    ] {
+        let records = own[&caller]["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            records.iter().all(|r| r["tenant"] == tenant),
+            "{caller:?} sees only {tenant}: {}",
+            own[&caller]
+        );
+    }
+    table
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions?tenant=acme",
+            None,
+            &only(&[AcmeAdmin, PlatformAdmin]),
+        )
+        .await;
+    table
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions?tenant=*",
+            None,
+            &only(&[PlatformAdmin]),
+        )
+        .await;
+    let acme_record = own[&AcmeAdmin]["records"][0]["seq"]
+        .as_i64()
+        .expect("acme has decision records by now");
+    table
+        .ask(
+            Endpoint::DecisionRecord,
+            &format!("/admin/decisions/{acme_record}"),
+            None,
+            &only(&[AcmeAdmin, PlatformAdmin]),
+        )
+        .await;
+    table
+        .ask_one(
+            Endpoint::DecisionRecord,
+            "/admin/decisions/999999",
+            None,
+            AcmeAdmin,
+            404,
+        )
+        .await;
+    table
+        .ask(
+            Endpoint::LogVerification,
+            "/admin/audit/verification",
+            None,
+            &only(&admins),
+        )
+        .await;
+    table
+        .ask(Endpoint::Overview, "/admin/overview", None, &only(&admins))
+        .await;
+    table
+        .ask(
+            Endpoint::Overview,
+            "/admin/overview?tenant=globex",
+            None,
+            &only(&[GlobexAdmin, PlatformAdmin]),
+        )
+        .await;
+
     table.finish();
 }
 

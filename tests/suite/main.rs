@@ -7,6 +7,7 @@ mod common;
 mod admin_scopes;
 mod approvals;
 mod authentication;
+mod console;
 mod decision_log_records;
 mod decision_log_storage;
 mod enforcement_admin;

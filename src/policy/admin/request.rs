@@ -54,10 +54,12 @@ pub enum AdminAction {
     ViewToolPins,
     /// Accept a quarantined tool's new definition.
     AcceptToolDefinition,
+    ViewDecisions,
+    VerifyDecisionLog,
 }
 
 impl AdminAction {
-    pub const ALL: [AdminAction; 18] = [
+    pub const ALL: [AdminAction; 20] = [
         AdminAction::ViewPolicy,
         AdminAction::ReloadPolicy,
         AdminAction::FlushAudit,
@@ -76,6 +78,8 @@ impl AdminAction {
         AdminAction::RevokeBreakGlass,
         AdminAction::ViewToolPins,
         AdminAction::AcceptToolDefinition,
+        AdminAction::ViewDecisions,
+        AdminAction::VerifyDecisionLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +102,8 @@ impl AdminAction {
             AdminAction::RevokeBreakGlass => "revoke_break_glass",
             AdminAction::ViewToolPins => "view_tool_pins",
             AdminAction::AcceptToolDefinition => "accept_tool_definition",
+            AdminAction::ViewDecisions => "view_decisions",
+            AdminAction::VerifyDecisionLog => "verify_decision_log",
         }
     }
 }
@@ -108,7 +114,7 @@ impl AdminAction {
 pub enum AdminResource {
     /// The gateway as a whole: its policy, decision log and health.
     Platform,
-    /// One tenant, as a whole: its approvals and break-glass grants.
+    /// One tenant, as a whole: its approvals, break-glass grants and decision records.
     Tenant { id: String },
     /// A kill switch: its scope kind (`global`, `tenant`, `server`, `tool`, `agent_role`,
     /// `user`), its target, and the tenant it is limited to (none: every tenant).

@@ -2,7 +2,8 @@
 //! switches, runs and budgets, the decision log and health (`/admin/*`), approvals
 //! (`/approvals`) and break-glass grants (`/break-glass`), and Prometheus metrics.
 //!
-//! Every request but `/metrics` needs a bearer token valid for capgate (401 otherwise). What
+//! Every request but `/metrics` needs a bearer token valid for capgate (401 otherwise), or a
+//! console session's cookie (`auth`: verified the same way, CSRF token on state changes). What
 //! its holder may do is decided by the admin policy set (`policies/admin/`, see
 //! [`crate::policy::admin`]): each handler builds one admin request — the person with their
 //! tenant and roles, the operation, the target with its tenant — asks it, and answers 403 with
@@ -10,8 +11,12 @@
 //! own. The files here are one per group of operations.
 
 mod approvals;
+mod auth;
+mod decisions;
 mod kill_switches;
+mod me;
 mod openapi;
+mod overview;
 mod platform;
 mod runs;
 mod tools;
@@ -35,9 +40,20 @@ pub use openapi::openapi;
 #[derive(Clone)]
 struct AdminState {
     gateway: Arc<Gateway>,
-    auth: Arc<Authenticator>,
     roles: AdminRoles,
     public_url: String,
+    /// The public half of this gateway's checkpoint key, to verify the log's chain with.
+    log_key: Option<ed25519_dalek::VerifyingKey>,
+}
+
+/// What the admin router is built from besides the gateway and the authenticator.
+pub struct AdminOptions {
+    pub roles: AdminRoles,
+    pub public_url: String,
+    /// The public half of the checkpoint key (`GET /admin/audit/verification`).
+    pub log_key: Option<ed25519_dalek::VerifyingKey>,
+    /// The console's sessions, whose cookie authenticates like a bearer token.
+    pub sessions: Option<Arc<crate::server::console::Sessions>>,
 }
 
 /// Every admin endpoint. The router serves exactly these, the OpenAPI document describes
@@ -62,11 +78,16 @@ pub enum Endpoint {
     BreakGlassRevoke,
     ToolPins,
     ToolAccept,
+    Me,
+    Decisions,
+    DecisionRecord,
+    LogVerification,
+    Overview,
     Metrics,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 19] = [
+    pub const ALL: [Endpoint; 24] = [
         Endpoint::PolicyStatus,
         Endpoint::PolicyReload,
         Endpoint::Relationships,
@@ -85,6 +106,11 @@ impl Endpoint {
         Endpoint::BreakGlassRevoke,
         Endpoint::ToolPins,
         Endpoint::ToolAccept,
+        Endpoint::Me,
+        Endpoint::Decisions,
+        Endpoint::DecisionRecord,
+        Endpoint::LogVerification,
+        Endpoint::Overview,
         Endpoint::Metrics,
     ];
 
@@ -109,6 +135,11 @@ impl Endpoint {
             Endpoint::BreakGlassRevoke => ("POST", "/break-glass/{id}/revoke"),
             Endpoint::ToolPins => ("GET", "/admin/tools"),
             Endpoint::ToolAccept => ("POST", "/admin/tools/accept"),
+            Endpoint::Me => ("GET", "/admin/me"),
+            Endpoint::Decisions => ("GET", "/admin/decisions"),
+            Endpoint::DecisionRecord => ("GET", "/admin/decisions/{seq}"),
+            Endpoint::LogVerification => ("GET", "/admin/audit/verification"),
+            Endpoint::Overview => ("GET", "/admin/overview"),
             // Prometheus scrapes the admin listener, which operators keep off the agents'
             // network: no token.
             Endpoint::Metrics => ("GET", "/metrics"),
@@ -135,6 +166,11 @@ impl Endpoint {
             Endpoint::BreakGlassRevoke => post(approvals::revoke_grant),
             Endpoint::ToolPins => get(tools::list),
             Endpoint::ToolAccept => post(tools::accept),
+            Endpoint::Me => get(me::me),
+            Endpoint::Decisions => get(decisions::list),
+            Endpoint::DecisionRecord => get(decisions::record),
+            Endpoint::LogVerification => get(decisions::verification),
+            Endpoint::Overview => get(overview::overview),
             Endpoint::Metrics => get(platform::metrics),
         }
     }
@@ -149,14 +185,17 @@ impl Endpoint {
 pub fn admin_router(
     gateway: Arc<Gateway>,
     auth: Arc<Authenticator>,
-    roles: AdminRoles,
-    public_url: String,
+    options: AdminOptions,
 ) -> Router {
+    let gate = auth::Gate {
+        auth,
+        sessions: options.sessions,
+    };
     let state = AdminState {
         gateway,
-        auth,
-        roles,
-        public_url,
+        roles: options.roles,
+        public_url: options.public_url,
+        log_key: options.log_key,
     };
     let mut authenticated = Router::new();
     let mut open = Router::new();
@@ -170,8 +209,8 @@ pub fn admin_router(
     }
     authenticated
         .layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
-            super::http::authenticate,
+            gate,
+            auth::authenticate,
         ))
         .merge(open)
         .with_state(state)

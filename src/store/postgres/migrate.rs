@@ -36,6 +36,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         "tool_pins",
         include_str!("../../../migrations/postgres/005_tool_pins.sql"),
     ),
+    (
+        6,
+        "approval_notes",
+        include_str!("../../../migrations/postgres/006_approval_notes.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied; the (version, name) of those it applied.

@@ -211,7 +211,7 @@ fn grant_row(row: &Row) -> BreakGlassGrant {
     }
 }
 
-const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by";
+const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by, note";
 
 fn approval_row(row: &Row) -> Approval {
     let status: String = row.get(10);
@@ -229,6 +229,7 @@ fn approval_row(row: &Row) -> Approval {
         // An unreadable status is treated as used: it can never authorize a call.
         status: ApprovalStatus::parse(&status).unwrap_or(ApprovalStatus::Consumed),
         decided_by: row.get(11),
+        note: row.get(12),
     }
 }
 
@@ -311,7 +312,7 @@ impl Store for PostgresStore {
 
     async fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         self.execute(
-            &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
             &[
                 &approval.id,
                 &approval.tenant,
@@ -325,6 +326,7 @@ impl Store for PostgresStore {
                 &approval.expires_at,
                 &approval.status.as_str(),
                 &approval.decided_by,
+                &approval.note,
             ],
         )
         .await
@@ -370,10 +372,11 @@ impl Store for PostgresStore {
         expected: ApprovalStatus,
         status: ApprovalStatus,
         decided_by: &str,
+        note: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.execute(
-            "UPDATE approvals SET status = $3, decided_by = $4 WHERE id = $1 AND status = $2",
-            &[&id, &expected.as_str(), &status.as_str(), &decided_by],
+            "UPDATE approvals SET status = $3, decided_by = $4, note = $5 WHERE id = $1 AND status = $2",
+            &[&id, &expected.as_str(), &status.as_str(), &decided_by, &note],
         )
         .await
         .map(|n| n > 0)

@@ -102,4 +102,6 @@ CREATE TABLE tool_pins (
     PRIMARY KEY (server, tool)
 );
 "#,
+    // 5: what an approver wrote with the decision.
+    "ALTER TABLE approvals ADD COLUMN note TEXT;",
 ];
