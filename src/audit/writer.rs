@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::log::{encode, CheckpointPolicy, Sink};
+use super::sink::{encode, CheckpointPolicy, Sink};
 use super::DecisionRecord;
 
 /// Most records kept unwritten in memory; beyond it records are dropped (and counted).

@@ -19,7 +19,7 @@ use crate::downstream::CatalogueTool;
 use crate::registry::ToolContract;
 use crate::store::{StoreError, ToolPin};
 
-use super::records::new_system_record;
+use super::requests::new_request_id;
 use super::Gateway;
 
 /// Who pins a definition seen for the first time.
@@ -194,7 +194,11 @@ impl Gateway {
             changes.join(", ")
         );
         tracing::warn!(target: "capgate::audit", tool = %contract.exposed_name, pinned, seen, "tool quarantined: its definition changed");
-        let mut record = new_system_record("quarantine", &contract.exposed_name);
+        let mut record = crate::audit::DecisionRecord::system(
+            "quarantine",
+            &contract.exposed_name,
+            new_request_id(),
+        );
         record.decision = "deny".into();
         record.reason = reason;
         record.refused_by = Some("quarantine".into());
@@ -290,7 +294,11 @@ impl Gateway {
             .map_err(AcceptError::Store)?;
         self.reload_tool_pins().await.map_err(AcceptError::Store)?;
         tracing::warn!(target: "capgate::audit", tool = %contract.exposed_name, digest, by, "tool definition accepted");
-        let mut record = new_system_record("accept_tool_definition", &contract.exposed_name);
+        let mut record = crate::audit::DecisionRecord::system(
+            "accept_tool_definition",
+            &contract.exposed_name,
+            new_request_id(),
+        );
         record.decision = "allow".into();
         record.reason = format!(
             "{by} accepted the definition {digest} of {}",

@@ -1,7 +1,7 @@
 //! The decision log's records of requests: what was asked, by whom, what was decided and why,
 //! with the configured arguments masked before anything is written.
 
-use crate::audit::{DecisionRecord, Mode};
+use crate::audit::DecisionRecord;
 use crate::identity::CompositeActor;
 use crate::policy::{Action, AttributeValue};
 
@@ -70,46 +70,7 @@ pub(super) fn blank_record(
         action: action.as_str().into(),
         actor: actor_label(actor),
         delegation_chain: actor.delegation_chain.clone(),
-        ..blank_record_parts(resource)
-    }
-}
-
-/// A record of something capgate itself did or saw, not a request: a tool quarantined, a
-/// definition accepted. Its actor is `capgate`, its tenant `-` (the whole gateway).
-pub(super) fn new_system_record(action: &str, resource: &str) -> DecisionRecord {
-    let mut record = DecisionRecord {
-        tenant: "-".into(),
-        actor: "capgate".into(),
-        ..blank_record_parts(resource)
-    };
-    record.action = action.into();
-    record
-}
-
-fn blank_record_parts(resource: &str) -> DecisionRecord {
-    DecisionRecord {
-        time: crate::policy::now_unix(),
-        request_id: super::requests::new_request_id(),
-        tenant: String::new(),
-        run_id: None,
-        action: String::new(),
-        resource: resource.into(),
-        decision: String::new(),
-        reason: String::new(),
-        policy_id: None,
-        policy_version: String::new(),
-        actor: String::new(),
-        delegation_chain: Vec::new(),
-        action_digest: None,
-        obligations: Vec::new(),
-        mode: Mode::Enforce,
-        shadow_decision: None,
-        downstream_outcome: None,
-        added_latency_us: None,
-        request: None,
-        listing: None,
-        refused_by: None,
-        replay_of: None,
+        ..DecisionRecord::blank(resource, String::new())
     }
 }
 

@@ -4,10 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -15,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
 use crate::enforce::Gateway;
-use crate::identity::{self, ActorRef, AuthError, Authenticator};
+use crate::identity::{self, Authenticator};
 use crate::startup::{start_gateway, StartError};
 
 use super::console::{self, Sessions};
@@ -24,42 +20,6 @@ use super::limits::{self, RequestLimits};
 use super::listener::{self, ConnectionLimits};
 use super::sessions::{self, BoundSessions};
 use super::{admin, edges, health};
-
-/// Authenticates every request to `/mcp` (and to the admin API); anything wrong is a 401
-/// pointing at the metadata. The actor goes into the request's extensions.
-pub(super) async fn authenticate(
-    State(auth): State<Arc<Authenticator>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match auth.authenticate_header(header_value) {
-        Ok(actor) => {
-            request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
-            next.run(request).await
-        }
-        Err(error) => unauthorized(&auth, &error),
-    }
-}
-
-fn unauthorized(auth: &Authenticator, error: &AuthError) -> Response {
-    tracing::info!(target: "capgate::auth", %error, "request refused: 401");
-    let challenge = HeaderValue::from_str(&auth.challenge(error))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-    let body = Json(serde_json::json!({
-        "error": error.oauth_error_code().unwrap_or("unauthorized"),
-        "error_description": error.to_string(),
-    }));
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, challenge)],
-        body,
-    )
-        .into_response()
-}
 
 /// The agents' HTTP application: `/mcp` (authenticated, rate- and concurrency-limited,
 /// sessions bound to their principal), the RFC 9728 metadata, and `/healthz` (up or down only;
@@ -97,7 +57,10 @@ pub fn http_router(
             RequestLimits::new(&config.limits),
             limits::limit_requests,
         ))
-        .layer(axum::middleware::from_fn_with_state(auth, authenticate));
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            super::bearer::authenticate,
+        ));
     let metadata_doc = metadata.clone();
     Router::new()
         .route(

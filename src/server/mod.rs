@@ -10,6 +10,7 @@
 //! The admin listener serves the admin API (`admin`) and the web console (`console`).
 
 pub mod admin;
+mod bearer;
 pub mod console;
 mod edges;
 mod front;

@@ -35,7 +35,7 @@ pub(super) async fn authenticate(
     // never adds an Authorization header by itself, so a cross-site page cannot either).
     let (Some((sessions, id)), None) = (cookie, request.headers().get(header::AUTHORIZATION))
     else {
-        return crate::server::http::authenticate(State(gate.auth), request, next).await;
+        return crate::server::bearer::authenticate(State(gate.auth), request, next).await;
     };
     match sessions.authenticate(&id, request.method(), request.headers()) {
         Ok(actor) => {
