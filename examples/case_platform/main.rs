@@ -15,6 +15,7 @@
 mod hook_calls;
 mod hooks;
 mod journal;
+mod prompts;
 mod seed;
 mod server;
 mod state;

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use crate::{
     journal::Journal,
+    prompts,
     state::{Actor, Platform},
     tools::{self, MISSING_TENANT},
 };
@@ -441,11 +442,11 @@ impl ServerHandler for CasePlatform {
     ) -> Result<ListPromptsResult, ErrorData> {
         Ok(ListPromptsResult::with_all_items(vec![
             prompt_with_case(
-                "summarize_case",
+                prompts::SUMMARIZE_CASE,
                 "Ask for a summary of an enforcement case.",
             ),
             prompt_with_case(
-                "draft_notice",
+                prompts::DRAFT_NOTICE,
                 "Ask for a formal notice to be drafted for an enforcement case.",
             ),
         ]))
@@ -462,7 +463,7 @@ impl ServerHandler for CasePlatform {
         let mut extra = JsonObject::new();
         extra.insert("arguments".into(), Value::Object(args.clone()));
         self.journal("prompts/get", &name, extra, actor_meta);
-        if name != "summarize_case" && name != "draft_notice" {
+        if name != prompts::SUMMARIZE_CASE && name != prompts::DRAFT_NOTICE {
             return Err(ErrorData::invalid_params(
                 format!("unknown prompt: {name}"),
                 None,
@@ -487,38 +488,8 @@ impl ServerHandler for CasePlatform {
             .filter(|e| e.case_id == case.id)
             .map(|e| e.id.as_str())
             .collect();
-        let evidence = if evidence.is_empty() {
-            "none".to_owned()
-        } else {
-            evidence.join(", ")
-        };
-        let header = format!(
-            "enforcement case {} \"{}\" (status: {}, risk: {})",
-            case.id,
-            case.title,
-            case.status.as_str(),
-            case.risk.as_str()
-        );
-        let (description, text) = if name == "summarize_case" {
-            (
-                format!("Summarize {}", case.id),
-                format!(
-                    "Summarize {header}. Cover the suspected breach, the evidence on file \
-                     ({evidence}) and the recommended next step. Use read_case and \
-                     search_evidence to consult the record; do not change the case."
-                ),
-            )
-        } else {
-            (
-                format!("Draft a notice for {}", case.id),
-                format!(
-                    "Draft a formal notice for {header}. State the suspected breach, the \
-                     evidence relied upon ({evidence}) and a 14-day deadline to respond. Save \
-                     it with create_notice_draft and request approval; do not send it before \
-                     it is approved."
-                ),
-            )
-        };
+        let (description, text) = prompts::render(&name, case, &evidence)
+            .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt: {name}"), None))?;
         Ok(
             GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
                 .with_description(description)

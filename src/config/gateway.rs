@@ -16,9 +16,9 @@ use super::limits::LimitsConfig;
 use super::server::{parse_admin, parse_server, AdminConfig, RawAdmin, RawServer, ServerConfig};
 use super::store::{parse_store, RawStore, StoreConfig};
 
-/// The configuration the gateway runs on when `serve` is given no `--config`: the example
-/// case platform, the example policies, and a dev-only issuer. Its relative paths resolve against
-/// the current directory.
+/// The configuration a command runs on when it is given no `--config` and the current directory
+/// has no `capgate.toml`: the example case platform, the example policies, a dev-only issuer and
+/// the admin API. Its relative paths resolve against the current directory.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../capgate.toml");
 
 /// The whole gateway configuration, validated.
