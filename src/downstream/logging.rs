@@ -2,13 +2,14 @@
 //! caused them, at or above the level that client's session set with `logging/setLevel`.
 //!
 //! A log message names no request. It is passed on only while the calls in flight on its
-//! connection all belong to one client session: with several sessions' calls in flight it
-//! could be any of theirs, and one tenant's server logs must not reach another tenant's
-//! client, so it is dropped (and counted in the debug log).
+//! connection (or answered within the last half second) all belong to one client session:
+//! with several sessions' calls in flight it could be any of theirs, and one tenant's server
+//! logs must not reach another tenant's client, so it is dropped (and said in the debug log).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rmcp::model::RequestId;
 #[allow(deprecated)] // logging is how 2025-11-25 servers report.
@@ -38,7 +39,13 @@ struct Route {
     peer: Peer<RoleServer>,
     /// The least severe level the session wants; `None` until it sets one (all are sent).
     threshold: Option<u8>,
+    /// When the call ended (`None` while it is in flight).
+    ended: Option<Instant>,
 }
+
+/// How long a call's route outlives its answer: rmcp hands each notification to a task of its
+/// own, so a message the downstream sent before its answer can be handled just after it.
+const AFTER_ANSWER: Duration = Duration::from_millis(500);
 
 /// Calls in flight on one connection, by downstream request id, with their client sessions.
 pub(super) struct LogRoutes {
@@ -77,8 +84,16 @@ impl LogRoutes {
             session: relay.session.clone(),
             peer: relay.peer.clone(),
             threshold: relay.log_level.map(severity),
+            ended: None,
         };
-        self.routes().insert(request.clone(), route);
+        let mut routes = self.routes();
+        routes.retain(|_, route| {
+            route
+                .ended
+                .is_none_or(|ended| ended.elapsed() < AFTER_ANSWER)
+        });
+        routes.insert(request.clone(), route);
+        drop(routes);
         Some(LogRouteGuard {
             routes: self,
             request,
@@ -89,7 +104,12 @@ impl LogRoutes {
     #[allow(deprecated)]
     pub(super) async fn forward(&self, server: &str, message: LoggingMessageNotificationParam) {
         let route = {
-            let routes = self.routes();
+            let mut routes = self.routes();
+            routes.retain(|_, route| {
+                route
+                    .ended
+                    .is_none_or(|ended| ended.elapsed() < AFTER_ANSWER)
+            });
             let mut calls = routes.values();
             let first = calls.next().cloned();
             match first {
@@ -120,7 +140,8 @@ impl LogRoutes {
     }
 }
 
-/// Removes a call's route when it ends, however it ends.
+/// Marks a call's route ended when the call ends, however it ends (it is removed once
+/// [`AFTER_ANSWER`] has passed).
 pub(super) struct LogRouteGuard<'a> {
     routes: &'a LogRoutes,
     request: RequestId,
@@ -128,7 +149,9 @@ pub(super) struct LogRouteGuard<'a> {
 
 impl Drop for LogRouteGuard<'_> {
     fn drop(&mut self) {
-        self.routes.routes().remove(&self.request);
+        if let Some(route) = self.routes.routes().get_mut(&self.request) {
+            route.ended = Some(Instant::now());
+        }
     }
 }
 
