@@ -2,7 +2,7 @@
 //! caused them, at or above the level that client's session set with `logging/setLevel`.
 //!
 //! A log message names no request. It is passed on only while the calls in flight on its
-//! connection (or answered within the last half second) all belong to one client session:
+//! connection (or answered within the last 100 ms) all belong to one client session:
 //! with several sessions' calls in flight it could be any of theirs, and one tenant's server
 //! logs must not reach another tenant's client, so it is dropped (and said in the debug log).
 
@@ -44,8 +44,10 @@ struct Route {
 }
 
 /// How long a call's route outlives its answer: rmcp hands each notification to a task of its
-/// own, so a message the downstream sent before its answer can be handled just after it.
-const AFTER_ANSWER: Duration = Duration::from_millis(500);
+/// own, so a message the downstream sent before its answer can be handled just after it. While
+/// an ended route lasts it still counts: a message then reaches no one if another session's
+/// call is in flight (it could be the ended call's).
+const AFTER_ANSWER: Duration = Duration::from_millis(100);
 
 /// Calls in flight on one connection, by downstream request id, with their client sessions.
 pub(super) struct LogRoutes {
