@@ -2,6 +2,8 @@
 //! issuer and audience checks capgate sets) and capgate's whole `Authenticator::authenticate`
 //! (duplicate-member scan, pinned-algorithm check, verification, claims → actor) for an RS256
 //! and an HS256 issuer. The RS256 rows show what the JWT crypto backend costs per request.
+//! `authenticate` is async (a key fetched by URL may need a refresh); with file keys it never
+//! waits, and the rows include one `block_on` on a current-thread runtime.
 //!
 //! Run: `cargo bench --bench jwt`. Criterion reports the mean per verification.
 
@@ -93,6 +95,9 @@ fn bench_jwt(c: &mut Criterion) {
     let hs_validation = validation(HS_ISSUER, Algorithm::HS256);
     let dir = tempfile::tempdir().expect("tempdir");
     let auth = authenticator(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
 
     let mut group = c.benchmark_group("jwt");
     group.bench_function("decode RS256", |b| {
@@ -117,13 +122,15 @@ fn bench_jwt(c: &mut Criterion) {
     });
     group.bench_function("authenticate RS256", |b| {
         b.iter(|| {
-            auth.authenticate(std::hint::black_box(&rs_token))
+            runtime
+                .block_on(auth.authenticate(std::hint::black_box(&rs_token)))
                 .expect("RS256 actor")
         })
     });
     group.bench_function("authenticate HS256", |b| {
         b.iter(|| {
-            auth.authenticate(std::hint::black_box(&hs_token))
+            runtime
+                .block_on(auth.authenticate(std::hint::black_box(&hs_token)))
                 .expect("HS256 actor")
         })
     });
