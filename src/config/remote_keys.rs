@@ -195,8 +195,8 @@ mod tests {
     #[test]
     fn a_jwks_url_must_be_https_unless_http_to_loopback_is_allowed() {
         let base = Path::new("/base");
-        let ok = remote_keys("iss", Some("https://idp.example/keys"), false, None, base)
-            .expect("https");
+        let ok =
+            remote_keys("iss", Some("https://idp.example/keys"), false, None, base).expect("https");
         assert_eq!(
             ok.source,
             RemoteKeySource::JwksUrl(Url::parse("https://idp.example/keys").expect("url"))
@@ -223,8 +223,14 @@ mod tests {
 
     #[test]
     fn discovery_reads_the_well_known_document_of_the_issuer() {
-        let keys = remote_keys("https://idp.example/tenant/", None, true, None, Path::new("."))
-            .expect("discovery");
+        let keys = remote_keys(
+            "https://idp.example/tenant/",
+            None,
+            true,
+            None,
+            Path::new("."),
+        )
+        .expect("discovery");
         assert_eq!(
             keys.source,
             RemoteKeySource::Discovery(

@@ -239,7 +239,11 @@ fn unverified_header(token: &str) -> Result<UnverifiedHeader, AuthError> {
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err(AuthError::Malformed("the header's `kid` is not a string".into())),
+        Some(_) => {
+            return Err(AuthError::Malformed(
+                "the header's `kid` is not a string".into(),
+            ))
+        }
     };
     Ok(UnverifiedHeader { alg, kid })
 }

@@ -164,11 +164,17 @@ mod tests {
         let rsa = fixture_jwk();
         let keys = vec![
             with(rsa.clone(), json!({"kid": "good"})),
-            with(rsa.clone(), json!({"kid": "no-alg", "alg": null, "use": null})),
+            with(
+                rsa.clone(),
+                json!({"kid": "no-alg", "alg": null, "use": null}),
+            ),
             with(rsa.clone(), json!({"kid": "rs512", "alg": "RS512"})),
             with(rsa.clone(), json!({"kid": "ps256", "alg": "PS256"})),
             with(rsa.clone(), json!({"kid": "enc", "use": "enc"})),
-            with(rsa.clone(), json!({"kid": "sign-only", "key_ops": ["sign"]})),
+            with(
+                rsa.clone(),
+                json!({"kid": "sign-only", "key_ops": ["sign"]}),
+            ),
             with(rsa.clone(), json!({"kid": "verify", "key_ops": ["verify"]})),
             with(rsa.clone(), json!({"kid": null})),
             json!({"kty": "oct", "kid": "secret", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}),
@@ -202,9 +208,12 @@ mod tests {
             assert!(usable_keys(document, PinnedAlgorithm::RS256).is_err());
         }
         let many = json!({ "keys": vec![fixture_jwk(); MAX_KEYS + 1] });
-        let e = usable_keys(&serde_json::to_vec(&many).expect("json"), PinnedAlgorithm::RS256)
-            .err()
-            .expect("too many keys");
+        let e = usable_keys(
+            &serde_json::to_vec(&many).expect("json"),
+            PinnedAlgorithm::RS256,
+        )
+        .err()
+        .expect("too many keys");
         assert!(e.contains("more than"), "{e}");
     }
 }

@@ -79,7 +79,11 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
     // Rotation: the provider publishes a key capgate has never seen.
     provider.publish(second.jwk("second"));
     assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
-    assert_eq!(provider.jwks_requests(), at_start + 1, "one refresh found it");
+    assert_eq!(
+        provider.jwks_requests(),
+        at_start + 1,
+        "one refresh found it"
+    );
     assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
     assert_eq!(provider.jwks_requests(), at_start + 1, "and it is cached");
 
@@ -207,10 +211,7 @@ async fn a_key_server_down_at_start_refuses_its_tokens_until_keys_arrive() {
         "{health}"
     );
     // Other issuers are unaffected.
-    assert_eq!(
-        try_token(&gateway, &gateway.token(&alice())).await.0,
-        200
-    );
+    assert_eq!(try_token(&gateway, &gateway.token(&alice())).await.0, 200);
 
     provider.set_down(false);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -231,4 +232,31 @@ async fn a_key_server_down_at_start_refuses_its_tokens_until_keys_arrive() {
         gateway.health().await["issuer_keys"][URL_ISSUER]["state"],
         "fresh"
     );
+}
+
+#[tokio::test]
+async fn a_key_server_whose_certificate_is_not_trusted_is_never_read() {
+    let provider = JwksServer::start().await;
+    let first = TestKey::from_fixture("test-rs256-private.pem");
+    provider.publish(first.jwk("first"));
+    // No ca_file: the system's roots do not know the key server's CA.
+    let gateway = gateway_with(format!(
+        "[[issuers]]\nissuer = \"{URL_ISSUER}\"\nalgorithm = \"RS256\"\njwks_url = \"{}\"\n",
+        provider.jwks_url()
+    ))
+    .await;
+    let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
+    let (status, description) = try_token(&gateway, &token).await;
+    assert_eq!(status, 401);
+    assert!(
+        description.contains("have not been fetched yet"),
+        "{description}"
+    );
+    let health = gateway.health().await;
+    let error = health["issuer_keys"][URL_ISSUER]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("certificate"), "{health}");
+    assert_eq!(provider.jwks_requests(), 0, "no request got past TLS");
 }

@@ -77,10 +77,7 @@ impl HttpKeySource {
             let roots = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("ca_file {}: not PEM certificates: {e}", path.display()))?;
             if roots.is_empty() {
-                return Err(format!(
-                    "ca_file {} holds no certificate",
-                    path.display()
-                ));
+                return Err(format!("ca_file {} holds no certificate", path.display()));
             }
             builder = builder.tls_certs_only(roots);
         }
@@ -240,7 +237,10 @@ mod tests {
     fn cache_control_says_how_long_a_set_is_fresh() {
         let s = Duration::from_secs;
         assert_eq!(freshness("public, max-age=3600", None), Some(s(3600)));
-        assert_eq!(freshness("max-age=3600, must-revalidate", Some("600")), Some(s(3000)));
+        assert_eq!(
+            freshness("max-age=3600, must-revalidate", Some("600")),
+            Some(s(3000))
+        );
         assert_eq!(freshness("Max-Age=\"20\"", None), Some(s(20)));
         assert_eq!(freshness("max-age=10", Some("99")), Some(s(0)));
         assert_eq!(freshness("no-cache, max-age=3600", None), Some(s(0)));

@@ -125,7 +125,10 @@ async fn rotated_keys_are_found_and_unknown_kids_fetch_within_the_limit() {
     assert_eq!(provider.fetches(), 1);
 
     provider.with(|s| s.kids = vec!["a", "b"]);
-    assert!(keys.key("b").await.is_ok(), "published after the first fetch");
+    assert!(
+        keys.key("b").await.is_ok(),
+        "published after the first fetch"
+    );
     assert_eq!(provider.fetches(), 2);
     assert!(keys.key("a").await.is_ok());
     assert_eq!(provider.fetches(), 2, "a known kid fetches nothing");
