@@ -238,5 +238,18 @@ fn tls_config() -> (rustls::ServerConfig, String) {
             rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
         )
         .expect("server TLS configuration");
-    (config, ca.pem())
+    (config, certificate_pem(ca.der()))
+}
+
+/// A DER certificate as PEM (rcgen's own `pem` feature would bring a second `pem` crate).
+fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
