@@ -115,7 +115,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn example_request() -> PolicyRequest {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let registry = Registry::load(&repo.join("capabilities"), None).expect("capabilities load");
-    let scenario: Scenario = serde_yaml::from_str(
+    let scenario: Scenario = serde_norway::from_str(
         r#"
 name: bench
 actor: {user: alice, tenant: acme, roles: [analyst], agent: drafting-agent, service: agent-runtime, run_id: run-1}

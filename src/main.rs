@@ -25,7 +25,8 @@ use cli::files::LogLocation;
     about = "Policy enforcement point for MCP agents"
 )]
 struct Cli {
-    /// Configuration file; without it, the embedded default (example platform, dev issuer).
+    /// Configuration file; without it, ./capgate.toml when the current directory has one, else
+    /// the embedded default (example platform, dev issuer).
     #[arg(long, global = true, env = "CAPGATE_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]

@@ -1,18 +1,25 @@
-//! Operational metrics in the Prometheus text format, served at `/metrics`: decisions by outcome,
-//! action, tool and policy version; decision latency and gateway overhead; obligation failures,
-//! shadow differences, kill-switch hits, budget exhaustion, break-glass uses, approvals, calls
-//! let through degraded;
-//! downstream errors and latency; gauges for pending approvals, active kill switches and
-//! break-glass grants, whether the enforcement store answers and how many transactions it has run
-//! (set at scrape time).
+//! Operational metrics, served at `/metrics` in the OpenMetrics text format by
+//! `prometheus-client`: decisions by outcome, action, tool and policy version; decision latency
+//! and gateway overhead; obligation failures, shadow differences, kill-switch hits, budget
+//! exhaustion, break-glass uses, approvals, quarantines, calls let through degraded; downstream
+//! errors and latency; gauges for pending approvals, active kill switches and break-glass grants,
+//! whether the enforcement store answers and how many transactions it has run (set at scrape
+//! time).
 //!
-//! Counters and histograms live behind one short-held mutex each update (no `.await` inside);
-//! labels never carry tenant or user ids.
+//! Every metric is registered once, at start; an update is an atomic add on its series (the
+//! family's lock is taken only to find a series, shared unless the series is new). Labels never
+//! carry tenant or user ids.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -21,24 +28,22 @@ const BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-#[derive(Default)]
-struct Registry {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
-    gauges: BTreeMap<&'static str, f64>,
+/// One registered metric.
+enum Metric {
+    Counter(Family<Labels, Counter>),
+    Histogram(Family<Labels, Histogram, fn() -> Histogram>),
+    /// Set at scrape time; no sample while its value is unknown.
+    Gauge(Family<Labels, Gauge<f64, AtomicU64>>),
 }
 
 /// The gateway's metrics.
-#[derive(Default)]
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    metrics: HashMap<&'static str, Metric>,
+    registry: Registry,
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -86,6 +91,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "capgate_approvals_requested_total",
         "counter",
         "Approval requests opened.",
+    ),
+    (
+        "capgate_tool_quarantines_total",
+        "counter",
+        "Tool definitions that changed from their pin (each new definition once): the tool is quarantined until an admin accepts it.",
     ),
     (
         "capgate_degraded_calls_total",
@@ -149,133 +159,102 @@ const HELP: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Whether `render` shows `name`: it writes only the metrics described in `HELP`, so a value
-/// recorded under any other name would be kept and never served.
-fn described(name: &str) -> bool {
-    HELP.iter().any(|(described, _, _)| *described == name)
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let mut metrics = HashMap::new();
+        for (name, kind, help) in HELP {
+            // OpenMetrics names a counter without its `_total`; its samples carry it.
+            let family_name = name.strip_suffix("_total").unwrap_or(name);
+            let metric = match *kind {
+                "counter" => {
+                    let family = Family::<Labels, Counter>::default();
+                    registry.register(family_name, *help, family.clone());
+                    Metric::Counter(family)
+                }
+                "histogram" => {
+                    let family =
+                        Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+                            histogram,
+                        );
+                    registry.register(*name, *help, family.clone());
+                    Metric::Histogram(family)
+                }
+                _ => {
+                    let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+                    registry.register(*name, *help, family.clone());
+                    Metric::Gauge(family)
+                }
+            };
+            metrics.insert(*name, metric);
+        }
+        Self { metrics, registry }
+    }
 }
 
 impl Metrics {
     pub fn inc(&self, name: &'static str, labels: Labels) {
-        debug_assert!(
-            described(name),
-            "{name} is not in HELP: /metrics would not show it"
-        );
-        if let Ok(mut registry) = self.registry.lock() {
-            *registry.counters.entry((name, labels)).or_default() += 1;
+        match self.metrics.get(name) {
+            Some(Metric::Counter(family)) => {
+                family.get_or_create(&labels).inc();
+            }
+            Some(Metric::Histogram(_) | Metric::Gauge(_)) | None => {
+                debug_assert!(false, "{name} is not a counter in HELP");
+            }
         }
     }
 
     pub fn observe(&self, name: &'static str, labels: Labels, value: Duration) {
-        debug_assert!(
-            described(name),
-            "{name} is not in HELP: /metrics would not show it"
-        );
-        let seconds = value.as_secs_f64();
-        if let Ok(mut registry) = self.registry.lock() {
-            let histogram = registry.histograms.entry((name, labels)).or_default();
-            for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
-                if seconds <= *bound {
-                    *count += 1;
-                }
+        match self.metrics.get(name) {
+            Some(Metric::Histogram(family)) => {
+                family.get_or_create(&labels).observe(value.as_secs_f64());
             }
-            histogram.count += 1;
-            histogram.sum += seconds;
+            Some(Metric::Counter(_) | Metric::Gauge(_)) | None => {
+                debug_assert!(false, "{name} is not a histogram in HELP");
+            }
         }
     }
 
-    /// Sets an unlabelled gauge (or a counter kept elsewhere) to its current value.
+    /// Sets an unlabelled gauge, or a counter kept elsewhere (it only grows), to its current
+    /// value.
     pub fn set_gauge(&self, name: &'static str, value: f64) {
-        debug_assert!(
-            described(name),
-            "{name} is not in HELP: /metrics would not show it"
-        );
-        if let Ok(mut registry) = self.registry.lock() {
-            registry.gauges.insert(name, value);
+        match self.metrics.get(name) {
+            Some(Metric::Gauge(family)) => {
+                family.get_or_create(&Vec::new()).set(value);
+            }
+            Some(Metric::Counter(family)) => {
+                let counter = family.get_or_create(&Vec::new());
+                let target = value.max(0.0) as u64;
+                let current = counter.get();
+                if target > current {
+                    counter.inc_by(target - current);
+                }
+            }
+            Some(Metric::Histogram(_)) | None => {
+                debug_assert!(false, "{name} is not a gauge in HELP");
+            }
         }
     }
 
     /// Removes a gauge whose value is unknown (so no stale value is served).
     pub fn clear_gauge(&self, name: &'static str) {
-        if let Ok(mut registry) = self.registry.lock() {
-            registry.gauges.remove(name);
+        if let Some(Metric::Gauge(family)) = self.metrics.get(name) {
+            family.clear();
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(registry) = self.registry.lock() else {
-            return out;
-        };
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for ((metric, labels), value) in &registry.counters {
-                if metric == name {
-                    let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
-                }
-            }
-            if let Some(value) = registry.gauges.get(name) {
-                let _ = writeln!(out, "{name} {value}");
-            }
-            for ((metric, labels), histogram) in &registry.histograms {
-                if metric != name {
-                    continue;
-                }
-                for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter()) {
-                    let le = format!("{bound}");
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {count}",
-                        render_labels(labels, Some(&le))
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    render_labels(labels, Some("+Inf")),
-                    histogram.count
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_sum{} {}",
-                    render_labels(labels, None),
-                    histogram.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_count{} {}",
-                    render_labels(labels, None),
-                    histogram.count
-                );
-            }
+        if let Err(error) = encode(&mut out, &self.registry) {
+            tracing::error!(%error, "the metrics could not be encoded");
         }
         out
     }
 }
 
-fn render_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -297,10 +276,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("capgate_decision_seconds_bucket{le=\"0.00005\"} 1"),
+            text.contains("capgate_decision_seconds_bucket{le=\"5e-5\"} 1")
+                || text.contains("capgate_decision_seconds_bucket{le=\"0.00005\"} 1"),
             "{text}"
         );
         assert!(text.contains("capgate_decision_seconds_count 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]
@@ -308,11 +289,19 @@ mod tests {
         let metrics = Metrics::default();
         metrics.set_gauge("capgate_store_up", 1.0);
         metrics.set_gauge("capgate_store_transactions_total", 7.0);
+        metrics.set_gauge("capgate_store_transactions_total", 9.0);
         let text = metrics.render();
-        assert!(text.contains("\ncapgate_store_up 1\n"), "{text}");
+        assert!(text.contains("\ncapgate_store_up 1"), "{text}");
         assert!(
-            text.contains("# TYPE capgate_store_transactions_total counter\ncapgate_store_transactions_total 7\n"),
+            text.contains(
+                "# TYPE capgate_store_transactions counter\ncapgate_store_transactions_total 9\n"
+            ),
             "{text}"
+        );
+        metrics.clear_gauge("capgate_store_up");
+        assert!(
+            !metrics.render().contains("\ncapgate_store_up "),
+            "an unknown value is not served"
         );
     }
 }

@@ -296,7 +296,7 @@ pub fn parse_file(path: &Path) -> Result<ScenarioFile, String> {
 fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    serde_yaml::from_str(&text).map_err(|e| match e.location() {
+    serde_norway::from_str(&text).map_err(|e| match e.location() {
         Some(at) => format!("{}:{}: {e}", path.display(), at.line()),
         None => format!("{}: {e}", path.display()),
     })

@@ -143,6 +143,11 @@ pub async fn start_gateway(
         relationship_entities = restored,
         "relationship updates restored"
     );
+    gateway
+        .reload_tool_pins()
+        .await
+        .map_err(|e| StartError::Serve(format!("{e} ({})", store_name(config))))?;
+    gateway.watch_tool_pins(shutdown.clone());
     if let Some(changes) = changes {
         gateway.follow_store_changes(changes, shutdown);
     }

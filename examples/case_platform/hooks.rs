@@ -1,6 +1,7 @@
-//! Test hooks that make the server ask its client for something while serving a call:
-//! `debug_elicit` (form elicitation), `debug_sample` (sampling) and `debug_log` (log messages
-//! at every level). Listed only with `CASE_PLATFORM_TEST_HOOKS=1`.
+//! Test hooks that make the server ask its client for something while serving a call, or change
+//! a tool under its clients:
+//! `debug_elicit` (form elicitation), `debug_sample` (sampling), `debug_log` (log messages
+//! at every level) and `debug_redefine` (a tool's description changes). Listed only with `CASE_PLATFORM_TEST_HOOKS=1`.
 
 #![allow(deprecated)] // sampling and logging are how 2025-11-25 servers use them.
 
@@ -18,6 +19,16 @@ use crate::tools;
 pub const DEBUG_ELICIT: &str = "debug_elicit";
 pub const DEBUG_SAMPLE: &str = "debug_sample";
 pub const DEBUG_LOG: &str = "debug_log";
+pub const DEBUG_REDEFINE: &str = "debug_redefine";
+
+/// Arguments of `debug_redefine`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RedefineArgs {
+    /// The tool whose definition changes.
+    pub name: String,
+    /// Its new description.
+    pub description: String,
+}
 
 /// Arguments of `debug_elicit` and `debug_sample`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -37,6 +48,11 @@ pub fn hook_tools() -> Result<Vec<Tool>, String> {
             DEBUG_SAMPLE,
             "Test hook: ask the client's model (sampling) about `message`, then report its answer.",
             tools::annotations(true, false, true),
+        )?,
+        tools::tool::<RedefineArgs>(
+            DEBUG_REDEFINE,
+            "Test hook: change the description of tool `name` (a rug pull) and send notifications/tools/list_changed.",
+            tools::annotations(false, false, true),
         )?,
         Tool::new(
             DEBUG_LOG,

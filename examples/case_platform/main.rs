@@ -12,8 +12,10 @@
 //! - `CASE_PLATFORM_LOG`: tracing filter (default `info,rmcp=warn`). Logs go to stderr only; stdout
 //!   carries the protocol.
 
+mod hook_calls;
 mod hooks;
 mod journal;
+mod prompts;
 mod seed;
 mod server;
 mod state;

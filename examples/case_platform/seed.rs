@@ -1,7 +1,8 @@
 //! Seed data of the case platform: tenants `acme` and `globex`.
 //!
-//! The gateway's policy entity file mirrors these cases (ids, tenants, risk, assignees), so
-//! change both together.
+//! The gateway's policy entity file (`policies/entities/case-platform.json`) mirrors these cases
+//! (ids, tenants, risk, assignees) and drafts (tenant, case, author, status), as a relationship
+//! store mirrors a system of record: change both together. The tests below hold them to it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,6 +46,12 @@ const ACME_CASES: &[CaseRow] = &[
         &["bob"],
     ),
     ("case-104", "Late filing — Tailspin", Risk::Low, &[]),
+    (
+        "case-105",
+        "Misleading advertising — Litware",
+        Risk::Low,
+        &["alice"],
+    ),
 ];
 
 const GLOBEX_CASES: &[CaseRow] = &[(
@@ -109,10 +116,12 @@ const ACME_ENTITIES: &[EntityRow] = &[
     ("case-102", "case", "Market manipulation — Contoso"),
     ("case-103", "case", "Sanctions breach — Fabrikam"),
     ("case-104", "case", "Late filing — Tailspin"),
+    ("case-105", "case", "Misleading advertising — Litware"),
     ("northwind", "company", "Northwind Credit Ltd"),
     ("contoso", "company", "Contoso plc"),
     ("fabrikam", "company", "Fabrikam Inc."),
     ("tailspin", "company", "Tailspin Toys"),
+    ("litware", "company", "Litware Inc."),
     ("j.smith", "person", "J. Smith"),
     ("v.petrov", "person", "V. Petrov"),
     ("acct-5520", "account", "Account 5520 (Woodgrove Bank)"),
@@ -128,6 +137,7 @@ const ACME_EDGES: &[EdgeRow] = &[
     ("case-103", "subject", "fabrikam"),
     ("fabrikam", "beneficial_owner", "v.petrov"),
     ("case-104", "subject", "tailspin"),
+    ("case-105", "subject", "litware"),
 ];
 
 const GLOBEX_ENTITIES: &[EntityRow] = &[
@@ -292,4 +302,138 @@ pub fn platform() -> Platform {
         }
     }
     Platform::with_tenants(tenants)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The seed and the gateway's relationship store describe the same cases and drafts: a case
+    //! the policies know and the platform does not (or the other way round) makes every call on
+    //! it fail in a way no policy explains.
+
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const ENTITY_FILE: &str = include_str!("../../policies/entities/case-platform.json");
+
+    /// The entity file's entities of one type: id → attributes.
+    fn filed(kind: &str) -> BTreeMap<String, Value> {
+        let entities: Vec<Value> =
+            serde_json::from_str(ENTITY_FILE).expect("the entity file is a JSON array");
+        entities
+            .into_iter()
+            .filter(|e| e["uid"]["type"] == kind)
+            .map(|e| {
+                let id = e["uid"]["id"].as_str().expect("an entity id").to_owned();
+                (id, e["attrs"].clone())
+            })
+            .collect()
+    }
+
+    fn reference(value: &Value) -> String {
+        value["__entity"]["id"]
+            .as_str()
+            .expect("an entity reference")
+            .to_owned()
+    }
+
+    fn text(value: &Value) -> String {
+        value.as_str().expect("a string attribute").to_owned()
+    }
+
+    /// (tenant, status, risk, assignees) of each case.
+    type CaseFacts = (String, String, String, Vec<String>);
+    /// (tenant, case, author, status) of each draft.
+    type DraftFacts = (String, String, String, String);
+
+    #[test]
+    fn every_case_agrees_with_the_relationship_store() {
+        let platform = platform();
+        let tenants = filed("Tenant");
+        let seeded: BTreeMap<String, CaseFacts> = tenants
+            .keys()
+            .flat_map(|tenant| {
+                platform.tenant(tenant).cases.values().map(|case| {
+                    let facts = (
+                        tenant.clone(),
+                        case.status.as_str().to_owned(),
+                        case.risk.as_str().to_owned(),
+                        case.assigned_users.clone(),
+                    );
+                    (case.id.clone(), facts)
+                })
+            })
+            .collect();
+        let in_file: BTreeMap<String, CaseFacts> = filed("Case")
+            .into_iter()
+            .map(|(id, attrs)| {
+                let assignees = attrs["assignees"]
+                    .as_array()
+                    .expect("assignees")
+                    .iter()
+                    .map(reference)
+                    .collect();
+                let facts = (
+                    reference(&attrs["tenant"]),
+                    text(&attrs["status"]),
+                    text(&attrs["risk"]),
+                    assignees,
+                );
+                (id, facts)
+            })
+            .collect();
+        assert_eq!(seeded, in_file);
+    }
+
+    #[test]
+    fn every_risk_level_matches_its_risk() {
+        for (id, attrs) in filed("Case") {
+            let level = match attrs["risk"].as_str() {
+                Some("low") => 0,
+                Some("medium") => 1,
+                Some("high") => 2,
+                Some("critical") => 3,
+                other => panic!("{id}: unknown risk {other:?}"),
+            };
+            assert_eq!(attrs["risk_level"], level, "{id}");
+        }
+    }
+
+    #[test]
+    fn every_draft_agrees_with_the_relationship_store() {
+        let seeded: BTreeMap<String, DraftFacts> = SEED_DRAFTS
+            .iter()
+            .map(|(tenant, id, case, author, status)| {
+                let facts = (
+                    (*tenant).to_owned(),
+                    (*case).to_owned(),
+                    (*author).to_owned(),
+                    status.as_str().to_owned(),
+                );
+                ((*id).to_owned(), facts)
+            })
+            .collect();
+        let in_file: BTreeMap<String, DraftFacts> = filed("Draft")
+            .into_iter()
+            .map(|(id, attrs)| {
+                let facts = (
+                    reference(&attrs["tenant"]),
+                    reference(&attrs["case"]),
+                    reference(&attrs["author"]),
+                    text(&attrs["status"]),
+                );
+                (id, facts)
+            })
+            .collect();
+        assert_eq!(seeded, in_file);
+        let platform = platform();
+        for (id, (tenant, case, _, _)) in &seeded {
+            assert!(
+                platform.tenant(tenant).cases.contains_key(case),
+                "{id} is on {case}, which {tenant} does not have"
+            );
+        }
+    }
 }

@@ -6,18 +6,18 @@
 //! `_meta` into `RequestContext::meta`). Without a tenant a domain tool answers a tool error
 //! and resources/prompts answer `invalid_params`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rmcp::{
     model::{
-        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
-        CompleteResult, CompletionInfo, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-        Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
-        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-        Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-        ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
-        ResourceUpdatedNotificationParam, Role, ServerCapabilities, ServerConfig,
-        SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+        CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+        CompletionInfo, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+        JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, Prompt, PromptArgument, PromptMessage,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam, Role,
+        ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::RequestContext,
     ErrorData, RoleServer, ServerHandler,
@@ -26,8 +26,9 @@ use serde_json::{json, Value};
 
 use crate::{
     journal::Journal,
+    prompts,
     state::{Actor, Platform},
-    tools::{self, DEBUG_ADD_TOOL, DEBUG_CRASH, DEBUG_SLEEP, MAX_SLEEP_MS, MISSING_TENANT},
+    tools::{self, MISSING_TENANT},
 };
 
 /// `_meta` key under which the gateway passes the calling actor.
@@ -78,10 +79,12 @@ fn case_uri(tenant: &str, case_id: &str) -> String {
 pub struct CasePlatform {
     platform: Arc<Mutex<Platform>>,
     journal: Option<Arc<Journal>>,
-    test_hooks: bool,
+    pub(crate) test_hooks: bool,
     domain_tools: Arc<Vec<Tool>>,
     hook_tools: Arc<Vec<Tool>>,
-    runtime_tools: Arc<RwLock<Vec<Tool>>>,
+    pub(crate) runtime_tools: Arc<RwLock<Vec<Tool>>>,
+    /// Descriptions changed at run time by `debug_redefine`, by tool name.
+    pub(crate) redefined: Arc<RwLock<HashMap<String, String>>>,
     /// Case URIs the client subscribed to: a status change of one is announced.
     subscribed: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
@@ -108,6 +111,7 @@ impl CasePlatform {
             domain_tools: Arc::new(domain_tools),
             hook_tools: Arc::new(hook_tools),
             runtime_tools: Arc::new(RwLock::new(Vec::new())),
+            redefined: Arc::default(),
             subscribed: Arc::new(Mutex::new(Default::default())),
         })
     }
@@ -123,7 +127,7 @@ impl CasePlatform {
         self.platform.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn runtime_tools(&self) -> Vec<Tool> {
+    pub(crate) fn runtime_tools(&self) -> Vec<Tool> {
         self.runtime_tools
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,15 +135,30 @@ impl CasePlatform {
     }
 
     /// Every tool currently offered.
-    fn all_tools(&self) -> Vec<Tool> {
+    pub(crate) fn all_tools(&self) -> Vec<Tool> {
         let mut all: Vec<Tool> = self.domain_tools.as_ref().clone();
         all.extend(self.hook_tools.iter().cloned());
         all.extend(self.runtime_tools());
+        let redefined = self
+            .redefined
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for tool in &mut all {
+            if let Some(description) = redefined.get(tool.name.as_ref()) {
+                tool.description = Some(description.clone().into());
+            }
+        }
         all
     }
 
     /// Appends a journal line (if journaling is on) before the request is worked on.
-    fn journal(&self, method: &str, name: &str, extra: JsonObject, actor_meta: Option<&Value>) {
+    pub(crate) fn journal(
+        &self,
+        method: &str,
+        name: &str,
+        extra: JsonObject,
+        actor_meta: Option<&Value>,
+    ) {
         let Some(journal) = &self.journal else {
             return;
         };
@@ -154,103 +173,6 @@ impl CasePlatform {
         if let Err(e) = journal.record(&Value::Object(entry)) {
             tracing::error!(error = %e, "cannot write the request journal");
         }
-    }
-
-    /// Handles a test-hook or runtime-added tool; `None` if `name` is neither (or hooks are
-    /// off).
-    async fn call_test_tool(
-        &self,
-        name: &str,
-        args: &JsonObject,
-        ctx: &RequestContext<RoleServer>,
-    ) -> Option<CallToolResult> {
-        if !self.test_hooks {
-            return None;
-        }
-        match name {
-            DEBUG_CRASH => {
-                tracing::warn!("debug_crash: exiting with code {CRASH_EXIT_CODE}");
-                std::process::exit(CRASH_EXIT_CODE);
-            }
-            DEBUG_SLEEP => Some(match tools::parse::<tools::SleepArgs>(name, args) {
-                Ok(a) => {
-                    let ms = a.ms.min(MAX_SLEEP_MS);
-                    let slept = self.sleep_with_progress(ms, ctx);
-                    tokio::select! {
-                        () = slept => tools::success_text("slept", json!({ "slept_ms": ms })),
-                        () = ctx.ct.cancelled() => {
-                            self.journal("cancelled", name, JsonObject::new(), None);
-                            tools::failure("cancelled", "sleep cancelled")
-                        }
-                    }
-                }
-                Err(invalid) => *invalid,
-            }),
-            DEBUG_ADD_TOOL => Some(match tools::parse::<tools::AddToolArgs>(name, args) {
-                Ok(a) => self.add_runtime_tool(&a.name, ctx).await,
-                Err(invalid) => *invalid,
-            }),
-            crate::hooks::DEBUG_ELICIT | crate::hooks::DEBUG_SAMPLE | crate::hooks::DEBUG_LOG => {
-                crate::hooks::call(name, args, ctx).await
-            }
-            _ if self.runtime_tools().iter().any(|t| t.name == name) => Some(tools::success_text(
-                &format!("called {name}"),
-                json!({ "called": name }),
-            )),
-            _ => None,
-        }
-    }
-
-    /// Sleeps `ms`, reporting progress every 100 ms when the caller asked for progress.
-    async fn sleep_with_progress(&self, ms: u64, ctx: &RequestContext<RoleServer>) {
-        let Some(token) = ctx.meta.get_progress_token() else {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            return;
-        };
-        let mut done = 0;
-        while done < ms {
-            let step = (ms - done).min(100);
-            tokio::time::sleep(std::time::Duration::from_millis(step)).await;
-            done += step;
-            let progress =
-                ProgressNotificationParam::new(token.clone(), done as f64).with_total(ms as f64);
-            if ctx.peer.notify_progress(progress).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    async fn add_runtime_tool(
-        &self,
-        name: &str,
-        ctx: &RequestContext<RoleServer>,
-    ) -> CallToolResult {
-        if !tools::valid_tool_name(name) {
-            return tools::failure("invalid_argument", &format!("invalid tool name: {name:?}"));
-        }
-        if self.all_tools().iter().any(|t| t.name == name) {
-            return tools::failure("already_exists", &format!("tool already exists: {name}"));
-        }
-        let count = {
-            let mut runtime = self
-                .runtime_tools
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            runtime.push(tools::runtime_tool(name));
-            runtime.len()
-        };
-        let notified = match ctx.peer.notify_tool_list_changed().await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot send notifications/tools/list_changed");
-                false
-            }
-        };
-        tools::success(json!({
-            "added": name,
-            "runtime_tools": count,
-            "list_changed_notified": notified,
-        }))
     }
 
     fn case_resources(&self, tenant: &str) -> Vec<Resource> {
@@ -520,11 +442,11 @@ impl ServerHandler for CasePlatform {
     ) -> Result<ListPromptsResult, ErrorData> {
         Ok(ListPromptsResult::with_all_items(vec![
             prompt_with_case(
-                "summarize_case",
+                prompts::SUMMARIZE_CASE,
                 "Ask for a summary of an enforcement case.",
             ),
             prompt_with_case(
-                "draft_notice",
+                prompts::DRAFT_NOTICE,
                 "Ask for a formal notice to be drafted for an enforcement case.",
             ),
         ]))
@@ -541,7 +463,7 @@ impl ServerHandler for CasePlatform {
         let mut extra = JsonObject::new();
         extra.insert("arguments".into(), Value::Object(args.clone()));
         self.journal("prompts/get", &name, extra, actor_meta);
-        if name != "summarize_case" && name != "draft_notice" {
+        if name != prompts::SUMMARIZE_CASE && name != prompts::DRAFT_NOTICE {
             return Err(ErrorData::invalid_params(
                 format!("unknown prompt: {name}"),
                 None,
@@ -566,38 +488,8 @@ impl ServerHandler for CasePlatform {
             .filter(|e| e.case_id == case.id)
             .map(|e| e.id.as_str())
             .collect();
-        let evidence = if evidence.is_empty() {
-            "none".to_owned()
-        } else {
-            evidence.join(", ")
-        };
-        let header = format!(
-            "enforcement case {} \"{}\" (status: {}, risk: {})",
-            case.id,
-            case.title,
-            case.status.as_str(),
-            case.risk.as_str()
-        );
-        let (description, text) = if name == "summarize_case" {
-            (
-                format!("Summarize {}", case.id),
-                format!(
-                    "Summarize {header}. Cover the suspected breach, the evidence on file \
-                     ({evidence}) and the recommended next step. Use read_case and \
-                     search_evidence to consult the record; do not change the case."
-                ),
-            )
-        } else {
-            (
-                format!("Draft a notice for {}", case.id),
-                format!(
-                    "Draft a formal notice for {header}. State the suspected breach, the \
-                     evidence relied upon ({evidence}) and a 14-day deadline to respond. Save \
-                     it with create_notice_draft and request approval; do not send it before \
-                     it is approved."
-                ),
-            )
-        };
+        let (description, text) = prompts::render(&name, case, &evidence)
+            .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt: {name}"), None))?;
         Ok(
             GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
                 .with_description(description)
@@ -609,6 +501,7 @@ impl ServerHandler for CasePlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::{DEBUG_ADD_TOOL, DEBUG_CRASH, DEBUG_SLEEP};
 
     #[test]
     fn actor_parsing() {

@@ -18,13 +18,17 @@
 //!   database that is away could not take yet;
 //! - `verify`: reading the chain back and naming every record that was tampered with;
 //! - `query`: filtering records, replaying decisions under other policies, run manifests;
+//! - `browse`: reading newest first for the admin API and the console, one record by its
+//!   place, and each chain's verification status;
 //! - `postgres`: the log of replicas in the shared database, one chain per replica, and
 //!   reading every chain back.
 
+mod browse;
 mod keys;
 mod log;
 mod postgres;
 mod query;
+mod sink;
 mod verify;
 mod writer;
 
@@ -33,10 +37,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use browse::{ChainStatus, CheckpointInfo, Found, Place, Scan, ScanEnd, Visit};
 pub use keys::{generate_signing_key, load_signing_key, parse_public_key, SIGNING_KEY_FILE};
-pub use log::{CheckpointPolicy, DecisionLog, CHECKPOINT_EVERY};
+pub use log::DecisionLog;
 pub use postgres::{is_valid_chain_id, read_chains, Chain};
 pub use query::{query, query_rows, replay, replay_records, run_manifest, Query, ReplayChange};
+pub use sink::{CheckpointPolicy, CHECKPOINT_EVERY};
 pub use verify::{read_all, verify, verify_any, verify_chain, ChainProblem};
 pub use writer::UNWRITTEN_LIMIT;
 
@@ -103,6 +109,47 @@ pub struct DecisionRecord {
     /// stored result was returned. Left out of the JSON when `None`, like `refused_by`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<String>,
+}
+
+impl DecisionRecord {
+    /// A record of `resource` with nothing filled in yet but the time and `request_id`.
+    pub fn blank(resource: &str, request_id: String) -> Self {
+        Self {
+            time: crate::policy::now_unix(),
+            request_id,
+            tenant: String::new(),
+            run_id: None,
+            action: String::new(),
+            resource: resource.into(),
+            decision: String::new(),
+            reason: String::new(),
+            policy_id: None,
+            policy_version: String::new(),
+            actor: String::new(),
+            delegation_chain: Vec::new(),
+            action_digest: None,
+            obligations: Vec::new(),
+            mode: Mode::Enforce,
+            shadow_decision: None,
+            downstream_outcome: None,
+            added_latency_us: None,
+            request: None,
+            listing: None,
+            refused_by: None,
+            replay_of: None,
+        }
+    }
+
+    /// A record of something capgate itself did or saw, not a request (a tool quarantined, a
+    /// definition accepted): its actor is `capgate`, its tenant `-` (the whole gateway).
+    pub fn system(action: &str, resource: &str, request_id: String) -> Self {
+        Self {
+            tenant: "-".into(),
+            actor: "capgate".into(),
+            action: action.into(),
+            ..Self::blank(resource, request_id)
+        }
+    }
 }
 
 /// What one discovery request showed and hid; its record's `decision` is `summary`.

@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 use super::keys::checkpoint_message;
-use super::log::{encode, CheckpointPolicy, DecisionLog, Sink};
+use super::log::DecisionLog;
+use super::sink::{encode, CheckpointPolicy, Sink};
 use super::{chain_hash, AuditError, DecisionRecord, GENESIS};
 use crate::store::{advisory_key, postgres_failure};
 

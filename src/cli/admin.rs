@@ -77,6 +77,19 @@ pub enum AdminCommand {
     Revoke {
         id: String,
     },
+    /// Tool-definition pins and quarantined tools, with what changed (platform admins).
+    Tools,
+    /// Accept the definition a downstream lists now for a quarantined tool, named by the
+    /// digest `capgate admin tools` shows (platform admins).
+    AcceptTool {
+        #[arg(long)]
+        server: String,
+        /// The downstream's own name for the tool.
+        #[arg(long)]
+        tool: String,
+        #[arg(long)]
+        digest: String,
+    },
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986), for paths and queries.
@@ -190,6 +203,16 @@ pub fn run(base_url: &str, token_env: &str, command: AdminCommand) -> anyhow::Re
             None,
         ),
         AdminCommand::Grants => ("GET", "/break-glass".into(), None),
+        AdminCommand::Tools => ("GET", "/admin/tools".into(), None),
+        AdminCommand::AcceptTool {
+            server,
+            tool,
+            digest,
+        } => (
+            "POST",
+            "/admin/tools/accept".into(),
+            Some(json!({"server": server, "tool": tool, "digest": digest})),
+        ),
         AdminCommand::BreakGlass {
             user,
             tool,

@@ -1,7 +1,8 @@
-//! Where a command finds its files: the configuration (`--config`, else the embedded default),
-//! the decision log, the checkpoint signing key and the policies directory, each from its flag
-//! first and from the configuration otherwise.
+//! Where a command finds its files: the configuration (`--config`, else `./capgate.toml`, else
+//! the embedded default), the decision log, the checkpoint signing key and the policies
+//! directory, each from its flag first and from the configuration otherwise.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use capgate::config::GatewayConfig;
@@ -66,12 +67,63 @@ pub fn chains_of(source: &LogSource) -> anyhow::Result<Vec<capgate::audit::Chain
     }
 }
 
-/// The configuration `--config` names, or the embedded default.
+/// The file a command reads from the current directory when it is given no `--config`.
+pub const WORKING_DIR_CONFIG: &str = "capgate.toml";
+
+/// The configuration a command runs on.
+#[derive(Debug, PartialEq)]
+pub enum ConfigFile {
+    /// The file `--config` (or `CAPGATE_CONFIG`) names.
+    Given(PathBuf),
+    /// `capgate.toml` in the current directory: editing the checkout's file takes effect.
+    WorkingDir(PathBuf),
+    /// No file given and none in the current directory: the default compiled into the binary.
+    Embedded,
+}
+
+impl ConfigFile {
+    /// `given`, else `capgate.toml` in `dir` when there is anything by that name (a file that
+    /// cannot be read is an error naming it, never a silent fall back to the default), else the
+    /// embedded default.
+    pub fn choose(given: Option<&PathBuf>, dir: &Path) -> Self {
+        match given {
+            Some(path) => Self::Given(path.clone()),
+            None => {
+                let local = dir.join(WORKING_DIR_CONFIG);
+                match std::fs::symlink_metadata(&local) {
+                    Ok(_) => Self::WorkingDir(local),
+                    Err(_) => Self::Embedded,
+                }
+            }
+        }
+    }
+
+    /// Reads and validates it; a file's relative paths resolve against its directory, the
+    /// embedded default's against the current directory.
+    pub fn load(&self) -> anyhow::Result<GatewayConfig> {
+        Ok(match self {
+            Self::Given(path) | Self::WorkingDir(path) => GatewayConfig::load(path)?,
+            Self::Embedded => GatewayConfig::embedded_default()?,
+        })
+    }
+}
+
+impl fmt::Display for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Given(path) => write!(f, "{} (--config)", path.display()),
+            Self::WorkingDir(path) => write!(f, "{} (in the current directory)", path.display()),
+            Self::Embedded => write!(
+                f,
+                "the embedded default (no {WORKING_DIR_CONFIG} in the current directory)"
+            ),
+        }
+    }
+}
+
+/// The configuration a command runs on (see [`ConfigFile::choose`]), loaded.
 pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<GatewayConfig> {
-    Ok(match path {
-        Some(path) => GatewayConfig::load(path)?,
-        None => GatewayConfig::embedded_default()?,
-    })
+    ConfigFile::choose(path, Path::new(".")).load()
 }
 
 /// The checkpoint signing key file for a command (never generated here).
@@ -94,4 +146,48 @@ pub fn policies_dir(config: Option<&PathBuf>, given: Option<PathBuf>) -> anyhow:
         Some(dir) => dir,
         None => load_config(config)?.policies_dir,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_given_file_wins_then_the_working_directory_then_the_embedded_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(ConfigFile::choose(None, dir.path()), ConfigFile::Embedded);
+
+        let local = dir.path().join(WORKING_DIR_CONFIG);
+        std::fs::write(&local, "not toml [").expect("write");
+        assert_eq!(
+            ConfigFile::choose(None, dir.path()),
+            ConfigFile::WorkingDir(local.clone())
+        );
+        let given = PathBuf::from("elsewhere.toml");
+        assert_eq!(
+            ConfigFile::choose(Some(&given), dir.path()),
+            ConfigFile::Given(given)
+        );
+
+        // A local file that does not parse is an error naming it, not the default.
+        let error = ConfigFile::WorkingDir(local.clone())
+            .load()
+            .expect_err("a broken local config refuses");
+        assert!(
+            error.to_string().contains(&local.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_local_file_resolves_its_paths_against_its_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join(WORKING_DIR_CONFIG);
+        std::fs::write(&local, capgate::config::EMBEDDED_DEFAULT).expect("write");
+        let config = ConfigFile::choose(None, dir.path())
+            .load()
+            .expect("the default's text loads from a file");
+        assert_eq!(config.policies_dir, dir.path().join("policies"));
+        assert_eq!(config.source, local.display().to_string());
+    }
 }

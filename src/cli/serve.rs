@@ -1,20 +1,23 @@
 //! `capgate serve`: the gateway over streamable HTTP, or over stdio for one agent, until Ctrl-C
 //! or SIGTERM; with telemetry configured, spans are exported and flushed after shutdown.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::files::load_config;
+use super::files::ConfigFile;
 use super::logging::init_logging;
 
 /// Serves until a signal; `stdio` serves one agent whose token is in `token_env`.
 pub fn run(config: Option<&PathBuf>, stdio: bool, token_env: String) -> anyhow::Result<()> {
-    let config = load_config(config)?;
+    let file = ConfigFile::choose(config, Path::new("."));
+    let config = file.load()?;
     // Started before the runtime: the exporter's HTTP client runs on its own threads.
     let telemetry = capgate::telemetry::Telemetry::start(&config.telemetry)?;
     init_logging(telemetry.as_ref());
+    // Which file is in force, so that editing one that is not read is noticed at once.
+    tracing::info!("configuration: {file}");
     if let Some(telemetry) = &telemetry {
         tracing::info!(endpoint = %telemetry.traces_url(), "exporting traces over OTLP/HTTP");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::audit::AuditConfig;
+use super::console::ConsoleConfig;
 use super::downstreams::{parse_downstreams, DownstreamConfig, RawDownstream};
 use super::enforcement::EnforcementConfig;
 use super::error::ConfigError;
@@ -15,9 +16,9 @@ use super::limits::LimitsConfig;
 use super::server::{parse_admin, parse_server, AdminConfig, RawAdmin, RawServer, ServerConfig};
 use super::store::{parse_store, RawStore, StoreConfig};
 
-/// The configuration the gateway runs on when `serve` is given no `--config`: the example
-/// case platform, the example policies, and a dev-only issuer. Its relative paths resolve against
-/// the current directory.
+/// The configuration a command runs on when it is given no `--config` and the current directory
+/// has no `capgate.toml`: the example case platform, the example policies, a dev-only issuer and
+/// the admin API. Its relative paths resolve against the current directory.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../capgate.toml");
 
 /// The whole gateway configuration, validated.
@@ -45,6 +46,8 @@ pub struct GatewayConfig {
     pub audit: AuditConfig,
     /// Where the enforcement state lives: embedded SQLite (default) or PostgreSQL.
     pub store: StoreConfig,
+    /// The web console on the admin listener.
+    pub console: ConsoleConfig,
 }
 
 /// The file as TOML gives it; each table is checked by the module that owns it.
@@ -73,6 +76,8 @@ struct RawConfig {
     audit: AuditConfig,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    console: ConsoleConfig,
 }
 
 impl GatewayConfig {
@@ -126,6 +131,7 @@ impl GatewayConfig {
 
         let server = parse_server(raw.server, &err)?;
         raw.limits.check(&err)?;
+        raw.console.check(&err)?;
         let issuers = parse_issuers(raw.issuers, &server.public_url, base, &err)?;
         let downstreams = parse_downstreams(raw.downstream, base, &err)?;
         let admin = parse_admin(raw.admin, &err)?;
@@ -153,6 +159,7 @@ impl GatewayConfig {
             telemetry,
             enforcement: raw.enforcement,
             limits: raw.limits,
+            console: raw.console,
             store,
             audit: AuditConfig {
                 log_file: raw.audit.log_file.as_ref().map(|f| base.join(f)),

@@ -6,10 +6,11 @@
 //!
 //! One module per part of the file: `gateway` reads it and checks its tables in a fixed order;
 //! `server`, `issuers` (with `remote_keys` for keys fetched by URL), `downstreams`, `audit`,
-//! `enforcement`, `limits` and `store` each own a table (its TOML shape, its typed value and its
-//! checks); `error` is how any problem is reported.
+//! `enforcement`, `limits`, `store` and `console` each own a table (its TOML shape, its typed
+//! value and its checks); `error` is how any problem is reported.
 
 mod audit;
+mod console;
 mod downstreams;
 mod enforcement;
 mod error;
@@ -21,6 +22,7 @@ mod server;
 mod store;
 
 pub use audit::{AuditConfig, DurableFor};
+pub use console::ConsoleConfig;
 pub use downstreams::{is_valid_server_id, DownstreamConfig, DownstreamTransport};
 pub use enforcement::{EnforcementConfig, WithoutRunId};
 pub use error::ConfigError;

@@ -1,6 +1,7 @@
 //! Keeping one downstream connected: connecting (a stdio child process, or streamable HTTP
 //! with the gateway's own credential), serving until the connection ends, and reconnecting
-//! with backoff until shutdown; each new connection is listed into the catalogue.
+//! with exponential backoff and jitter (so that servers restarted together are not
+//! reconnected to in step) until shutdown; each new connection is listed into the catalogue.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,7 +57,7 @@ impl DownstreamServer {
 
     /// Connects, serves until the connection ends, and reconnects with backoff, until shutdown.
     pub(super) async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut backoff = INITIAL_BACKOFF;
+        let mut delays = reconnect_delays();
         loop {
             let started = Instant::now();
             match self.connect().await {
@@ -87,13 +88,39 @@ impl DownstreamServer {
                 }
             }
             if started.elapsed() > STABLE_AFTER {
-                backoff = INITIAL_BACKOFF;
+                delays = reconnect_delays();
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(delays.next().unwrap_or(MAX_BACKOFF)) => {}
                 _ = shutdown.cancelled() => return,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+/// Delays between reconnection attempts: doubling from [`INITIAL_BACKOFF`] up to
+/// [`MAX_BACKOFF`], each with random jitter, without end.
+fn reconnect_delays() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(INITIAL_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_grow_stay_bounded_and_never_end() {
+        let delays: Vec<_> = reconnect_delays().take(50).collect();
+        assert_eq!(delays.len(), 50, "the delays never run out");
+        assert!(delays
+            .iter()
+            .all(|d| *d >= INITIAL_BACKOFF && *d <= MAX_BACKOFF * 2));
+        assert!(delays[10] > delays[0]);
     }
 }

@@ -73,12 +73,44 @@ pub enum DownstreamError {
 /// about at every catalogue refresh.
 pub type ContractCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
-/// A downstream tool with the digest of its definition as last listed (pinned for audit and
-/// approval binding).
+/// A downstream tool with the digests of its definition as last listed: the whole listing
+/// (approvals bind to it) and the part a pin holds (description, input and output schema,
+/// annotations).
 #[derive(Debug, Clone)]
 pub struct CatalogueTool {
     pub tool: Tool,
     pub definition_hash: String,
+    pub pinned_part: PinnedPart,
+}
+
+/// The part of a tool's definition a pin holds, in canonical JSON (RFC 8785), and its digest
+/// (`sha256:<hex>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedPart {
+    pub digest: String,
+    pub canonical: String,
+}
+
+impl PinnedPart {
+    pub fn of(tool: &Tool) -> Self {
+        let part = serde_json::json!({
+            "description": tool.description,
+            "inputSchema": tool.input_schema,
+            "outputSchema": tool.output_schema,
+            "annotations": tool.annotations,
+        });
+        // Plain JSON values always serialise; were one not to, its digest still differs from
+        // every real definition's.
+        let canonical = serde_json_canonicalizer::to_string(&part)
+            .unwrap_or_else(|e| format!("<a definition that cannot be serialised: {e}>"));
+        Self {
+            digest: format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(canonical.as_bytes()))
+            ),
+            canonical,
+        }
+    }
 }
 
 /// What a downstream server offers, as of its last listing.
@@ -470,6 +502,7 @@ impl DownstreamServer {
                 let canonical = serde_json::to_vec(&tool).unwrap_or_default();
                 CatalogueTool {
                     definition_hash: hex::encode(Sha256::digest(&canonical)),
+                    pinned_part: PinnedPart::of(&tool),
                     tool,
                 }
             })

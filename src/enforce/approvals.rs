@@ -46,6 +46,7 @@ impl Controls {
             expires_at: now + self.config().approval_ttl_seconds,
             status: ApprovalStatus::Pending,
             decided_by: None,
+            note: None,
         };
         self.store().create_approval(&approval).await?;
         Ok(approval)
@@ -64,13 +65,15 @@ impl Controls {
         self.store().pending_approval_count(self.now()).await
     }
 
-    /// Grants or rejects a pending approval. `approver` must hold the approval's role, be in its
-    /// tenant, and not be its requester: a person may not approve their own request.
+    /// Grants or rejects a pending approval, keeping the approver's note. `approver` must hold
+    /// the approval's role, be in its tenant, and not be its requester: a person may not
+    /// approve their own request.
     pub async fn decide_approval(
         &self,
         id: &str,
         approve: bool,
         approver: &CompositeActor,
+        note: Option<&str>,
     ) -> Result<Approval, ApprovalDecisionError> {
         let unknown = || ApprovalDecisionError::Problem(ApprovalProblem::Unknown(id.into()));
         let approval = self
@@ -116,7 +119,7 @@ impl Controls {
         };
         let decided = self
             .store()
-            .decide_approval(id, ApprovalStatus::Pending, status, &approver.user.id)
+            .decide_approval(id, ApprovalStatus::Pending, status, &approver.user.id, note)
             .await
             .map_err(ApprovalDecisionError::Store)?;
         if !decided {
@@ -127,6 +130,7 @@ impl Controls {
         Ok(Approval {
             status,
             decided_by: Some(approver.user.id.clone()),
+            note: note.map(str::to_string),
             ..approval
         })
     }

@@ -15,15 +15,15 @@ use rmcp::model::{
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use crate::downstream::AnswerAsks;
 use crate::downstream::{DownstreamError, Relay};
-use crate::identity::CompositeActor;
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
 
 use super::obligations::Obligations;
+use super::pinning::PinState;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
-use super::server_asks::ServerAsker;
 use super::Gateway;
 
 /// The facts of a resolved capability every control needs.
@@ -76,8 +76,6 @@ impl Target {
 
 /// What a request carries to the downstream besides itself.
 pub struct Hop<'a> {
-    /// Who asked (what the downstream asks of the client meanwhile is decided for them).
-    pub actor: &'a CompositeActor,
     /// The client's `_meta` to pass on, with the trusted actor.
     pub meta: RequestMetaObject,
     /// The way back to the client: progress, cancellation, its session.
@@ -85,6 +83,15 @@ pub struct Hop<'a> {
     /// What the request's allow obliges (they also bind what the downstream asks of the
     /// client while serving it).
     pub obligations: &'a Obligations,
+    /// Who answers what the downstream asks of the client while serving the request.
+    pub asks: Option<&'a dyn AnswerAsks>,
+}
+
+/// What a request's asks are decided on: the tool whose call the downstream is serving, and
+/// the call's arguments.
+pub struct AskOrigin<'a> {
+    pub tool: &'a Arc<ToolContract>,
+    pub arguments: &'a JsonObject,
 }
 
 /// One capability kind's part of the pipeline.
@@ -124,6 +131,11 @@ pub trait Capability: Sync {
         "ok"
     }
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject>;
+    /// The tool call a downstream may ask the client things for while serving this request
+    /// (tool calls only).
+    fn ask_origin<'a>(&'a self, _bound: &'a Self::Bound) -> Option<AskOrigin<'a>> {
+        None
+    }
     /// Whether the request is made while another is being forwarded (what a downstream asks
     /// of the client): it must not wait on the forwarding gate its own call holds.
     const NESTED: bool = false;
@@ -158,6 +170,13 @@ impl Capability for ToolCall {
         &self.name
     }
 
+    fn ask_origin<'a>(&'a self, bound: &'a Self::Bound) -> Option<AskOrigin<'a>> {
+        Some(AskOrigin {
+            tool: bound,
+            arguments: &self.arguments,
+        })
+    }
+
     fn arguments(&self) -> JsonObject {
         self.arguments.clone()
     }
@@ -172,17 +191,27 @@ impl Capability for ToolCall {
             .downstreams
             .get(&contract.server)
             .map_err(|_| unknown())?;
-        let Some(definition_hash) = server
-            .catalogue()
-            .tool(&contract.name)
-            .map(|t| t.definition_hash.clone())
-        else {
+        let catalogue = server.catalogue();
+        let Some(listed) = catalogue.tool(&contract.name) else {
             return Err(Refusal::NotOffered {
                 name: self.name.clone(),
                 server: contract.server.clone(),
             });
         };
-        Ok((Target::of_tool(contract, definition_hash), contract.clone()))
+        match gateway.pin_state(contract, listed) {
+            PinState::Matches | PinState::Unpinned => {}
+            PinState::Quarantined { pinned, seen } => {
+                return Err(Refusal::Quarantined {
+                    name: contract.exposed_name.clone(),
+                    pinned,
+                    seen,
+                })
+            }
+        }
+        Ok((
+            Target::of_tool(contract, listed.definition_hash.clone()),
+            contract.clone(),
+        ))
     }
 
     fn policy_request(
@@ -201,34 +230,15 @@ impl Capability for ToolCall {
         hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
         let Hop {
-            actor,
-            meta,
-            relay,
-            obligations,
+            meta, relay, asks, ..
         } = hop;
         let mut params =
             CallToolRequestParams::new(bound.name.clone()).with_arguments(self.arguments.clone());
         params.meta = Some(meta);
-        // What the downstream asks of the client meanwhile is decided for this call.
-        let asker = relay.map(|relay| ServerAsker {
-            gateway,
-            actor,
-            tool: bound.clone(),
-            exposed: target.name.clone(),
-            arguments: self.arguments.clone(),
-            relay,
-            obligations,
-        });
         gateway
             .downstreams
             .get(&target.server)?
-            .call_tool(
-                params,
-                relay,
-                asker
-                    .as_ref()
-                    .map(|a| a as &dyn crate::downstream::AnswerAsks),
-            )
+            .call_tool(params, relay, asks)
             .await
     }
 

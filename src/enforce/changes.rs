@@ -1,5 +1,5 @@
 //! Changes made through other replicas: each [`Change`] the store announces reloads the
-//! in-memory view it names (kill switches, break-glass grants, relationships), so that a
+//! in-memory view it names (kill switches, break-glass grants, relationships, tool pins), so that a
 //! switch flipped or a grant revoked on one replica binds every replica within a second,
 //! without reading the store on the call path. A resync (the feed reconnected, or this
 //! replica fell behind the feed) reloads every view.
@@ -44,6 +44,12 @@ impl Gateway {
         let switches = matches!(change, Change::KillSwitches | Change::Resync);
         let grants = matches!(change, Change::Grants | Change::Resync);
         let relationships = matches!(change, Change::Relationships | Change::Resync);
+        let pins = matches!(change, Change::ToolPins | Change::Resync);
+        if pins {
+            if let Err(error) = self.reload_tool_pins().await {
+                tracing::error!(%error, "tool pins changed elsewhere but could not be reloaded");
+            }
+        }
         if switches {
             if let Err(error) = self.controls.reload_kill_switches().await {
                 tracing::error!(%error, "kill switches changed elsewhere but could not be reloaded");

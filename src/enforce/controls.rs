@@ -125,7 +125,7 @@ impl Controls {
         self.visibility.subscribe()
     }
 
-    fn visibility_changed(&self) {
+    pub(super) fn visibility_changed(&self) {
         self.visibility.send_modify(|generation| *generation += 1);
     }
 

@@ -9,6 +9,7 @@ use crate::policy::{Action, ActorFacts, PolicyRequest};
 
 use super::capability::Target;
 use super::listing::Listing;
+use super::pinning::PinState;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
 use super::{downstream_meta, Gateway};
@@ -75,17 +76,22 @@ impl Gateway {
                 };
                 let mut tool = listed.tool.clone();
                 tool.name = contract.exposed_name.clone().into();
+                let request = match self.pin_state(contract, listed) {
+                    PinState::Quarantined { pinned, seen } => Err(Refusal::Quarantined {
+                        name: contract.exposed_name.clone(),
+                        pinned,
+                        seen,
+                    }),
+                    PinState::Matches | PinState::Unpinned => {
+                        tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
+                            .map_err(Refusal::Unbound)
+                    }
+                };
                 candidates.push(Candidate {
                     label: contract.exposed_name.clone(),
                     item: tool,
                     target: Target::of_tool(contract, listed.definition_hash.clone()),
-                    request: tool_request(
-                        asker(actor, &facts),
-                        Action::DiscoverTool,
-                        contract,
-                        None,
-                    )
-                    .map_err(Refusal::Unbound),
+                    request,
                 });
             }
         }

@@ -20,6 +20,7 @@ mod discovery;
 mod echo;
 mod listing;
 mod obligations;
+mod pinning;
 mod pipeline;
 mod records;
 mod refusal;
@@ -34,6 +35,7 @@ pub use capability::Target;
 pub use controls::{grant_covers, kill_covers, BreakGlassError, BreakGlassRequest, Controls};
 pub use echo::echo;
 pub use obligations::{ContentKind, Obligation, ObligationError, Obligations};
+pub use pinning::{AcceptError, PinState, Quarantined, FIRST_SIGHT};
 pub use refusal::Refusal;
 pub use relationships::{RelationshipError, ReloadError};
 pub use requests::{
@@ -104,6 +106,8 @@ pub struct Gateway {
     /// Serialises relationship updates and reloads; holds the sequence number of the last
     /// stored relationship update in force here.
     admin_writes: tokio::sync::Mutex<i64>,
+    /// Tool-definition pins (the store's; contracts carry their own).
+    pins: pinning::Pins,
 }
 
 impl Gateway {
@@ -123,6 +127,7 @@ impl Gateway {
             controls,
             log,
             metrics: Arc::new(Metrics::default()),
+            pins: pinning::Pins::default(),
             audit,
             explain_to_agent,
             admin_writes: tokio::sync::Mutex::new(0),
@@ -187,6 +192,17 @@ impl Gateway {
 
     pub fn policy(&self) -> &Arc<PolicyEngine> {
         &self.policy
+    }
+
+    /// The capability contracts (what a kill switch covers, for the console).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Argument names whose values are masked wherever the gateway shows them
+    /// (`[audit] mask_arguments`).
+    pub fn masked_arguments(&self) -> &[String] {
+        &self.audit.mask_arguments
     }
 
     /// Asks the PDP, timing it; an allow whose obligations this gateway cannot enforce becomes a

@@ -25,6 +25,7 @@ use super::approval_rules::ActionDigest;
 use super::capability::{Capability, Hop, Target};
 use super::refusal::Refusal;
 use super::requests::{new_request_id, Asker};
+use super::server_asks::ServerAsker;
 use super::{
     downstream_meta, CallMeta, Gateway, APPROVAL_META_KEY, BREAK_GLASS_META_KEY, DEGRADED_META_KEY,
     DRY_RUN_META_KEY, REPLAY_META_KEY,
@@ -252,11 +253,26 @@ impl Gateway {
 
         // Forward, as the gateway, with the actor's context in `_meta`.
         let downstream_started = Instant::now();
+        // What the downstream asks of the client meanwhile is decided for this call's actor.
+        let asker = call
+            .ask_origin(&bound)
+            .zip(meta.relay.as_ref())
+            .map(|(origin, relay)| ServerAsker {
+                gateway: self,
+                actor,
+                tool: origin.tool.clone(),
+                exposed: target.name.clone(),
+                arguments: origin.arguments.clone(),
+                relay,
+                obligations: &obligations,
+            });
         let hop = Hop {
-            actor,
             meta: downstream_meta(actor, &meta.forward),
             relay: meta.relay.as_ref(),
             obligations: &obligations,
+            asks: asker
+                .as_ref()
+                .map(|asker| asker as &dyn crate::downstream::AnswerAsks),
         };
         let forwarded = call.forward(self, &target, &bound, hop).await;
         drop(gate);

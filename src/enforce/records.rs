@@ -1,7 +1,7 @@
 //! The decision log's records of requests: what was asked, by whom, what was decided and why,
 //! with the configured arguments masked before anything is written.
 
-use crate::audit::{DecisionRecord, Mode};
+use crate::audit::DecisionRecord;
 use crate::identity::CompositeActor;
 use crate::policy::{Action, AttributeValue};
 
@@ -64,28 +64,13 @@ pub(super) fn blank_record(
     request_id: String,
 ) -> DecisionRecord {
     DecisionRecord {
-        time: crate::policy::now_unix(),
         request_id,
         tenant: actor.tenant.clone(),
         run_id: actor.run_id.clone(),
         action: action.as_str().into(),
-        resource: resource.into(),
-        decision: String::new(),
-        reason: String::new(),
-        policy_id: None,
-        policy_version: String::new(),
         actor: actor_label(actor),
         delegation_chain: actor.delegation_chain.clone(),
-        action_digest: None,
-        obligations: Vec::new(),
-        mode: Mode::Enforce,
-        shadow_decision: None,
-        downstream_outcome: None,
-        added_latency_us: None,
-        request: None,
-        listing: None,
-        refused_by: None,
-        replay_of: None,
+        ..DecisionRecord::blank(resource, String::new())
     }
 }
 

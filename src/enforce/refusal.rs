@@ -57,6 +57,12 @@ pub enum Refusal {
     /// A downstream asked the client for something (elicitation, sampling) the client did not
     /// declare it supports.
     ClientUndeclared(&'static str),
+    /// The tool's definition changed from its pin; an admin has not accepted the new one.
+    Quarantined {
+        name: String,
+        pinned: String,
+        seen: String,
+    },
 }
 
 impl Refusal {
@@ -82,6 +88,7 @@ impl Refusal {
             Refusal::DownstreamUnavailable(_) => "downstream_unavailable",
             Refusal::DownstreamFailed(_) => "downstream_failed",
             Refusal::ClientUndeclared(_) => "client_capability",
+            Refusal::Quarantined { .. } => "quarantine",
         }
     }
 
@@ -115,7 +122,8 @@ impl Refusal {
             | Refusal::Approval(_)
             | Refusal::StoreUnavailable(_)
             | Refusal::DecisionLogUnavailable(_)
-            | Refusal::ClientUndeclared(_) => "not_forwarded",
+            | Refusal::ClientUndeclared(_)
+            | Refusal::Quarantined { .. } => "not_forwarded",
         }
     }
 
@@ -140,7 +148,8 @@ impl Refusal {
             | Refusal::Obligation(_)
             | Refusal::DownstreamUnavailable(_)
             | Refusal::DownstreamFailed(_)
-            | Refusal::ClientUndeclared(_) => Outcome::Deny,
+            | Refusal::ClientUndeclared(_)
+            | Refusal::Quarantined { .. } => Outcome::Deny,
         }
     }
 
@@ -198,6 +207,10 @@ impl Refusal {
                 error.to_string()
             }
             Refusal::ClientUndeclared(_) => self.safe(),
+            Refusal::Quarantined { name, pinned, seen } => format!(
+                "`{}` is quarantined: its definition changed from the pinned {pinned} to {seen}, and no admin has accepted the new one",
+                echo(name)
+            ),
         }
     }
 
@@ -256,6 +269,10 @@ impl Refusal {
             Refusal::DownstreamFailed(_) => {
                 "the server behind this capability did not complete the request; it may have acted, so retry only with the same idempotency key".to_string()
             }
+            Refusal::Quarantined { name, .. } => format!(
+                "`{}` is not available: its server changed its definition and an administrator must review it",
+                echo(name)
+            ),
             Refusal::ClientUndeclared(what) => format!(
                 "the client did not declare that it supports this {what}, so capgate does not send it"
             ),

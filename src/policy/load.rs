@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::contract::Outcome;
 use super::obligation::Obligation;
+pub use super::source::PolicyProblem;
 use super::source::{first_label_offset, read, sorted_files, SourceFile};
 
 /// The schema file inside the policies directory.
@@ -71,23 +72,6 @@ pub struct PolicyMeta {
     /// For forbids marked `@break_glass("never")` (tenant isolation): no break-glass grant
     /// overrides a refusal this forbid takes part in.
     pub break_glass_never: bool,
-}
-
-/// One problem in one policy file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyProblem {
-    pub file: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for PolicyProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
 }
 
 /// Why a policy directory was refused; lists every problem found.

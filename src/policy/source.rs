@@ -2,11 +2,10 @@
 //! that every problem can be reported as `file:line`, and policy ids found by their `@id`.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use miette::Diagnostic;
-
-use super::load::PolicyProblem;
 
 pub(super) struct SourceFile {
     pub(super) path: PathBuf,
@@ -103,4 +102,21 @@ pub(super) fn read(path: &Path) -> Result<SourceFile, PolicyProblem> {
             line: None,
             message: format!("cannot read: {e}"),
         })
+}
+
+/// One problem in one policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyProblem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
 }

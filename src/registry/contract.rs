@@ -105,6 +105,9 @@ pub struct ToolContract {
     pub attributes: Vec<String>,
     /// A low-risk read that may pass, degraded and audited, when the enforcement store is down.
     pub fail_open: bool,
+    /// The definition digest pinned in the contract file; without one the store pins the
+    /// definition first seen.
+    pub pin: Option<String>,
 }
 
 #[derive(Debug, Clone)]

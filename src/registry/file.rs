@@ -66,6 +66,9 @@ struct RawTool {
     #[serde(default)]
     #[allow(dead_code)]
     description: Option<String>,
+    /// The digest of the tool's definition, pinned here (`sha256:<hex>`).
+    #[serde(default)]
+    pin: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +99,16 @@ struct RawPrompt {
 
 fn default_cost() -> u32 {
     1
+}
+
+/// `sha256:` and 64 lowercase hex digits.
+fn is_digest(pin: &str) -> bool {
+    pin.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Only low-risk reads may fail open (resources and prompts are reads).
@@ -235,6 +248,17 @@ impl Registry {
                 cost: tool.cost,
                 attributes: tool.attributes,
                 fail_open: tool.fail_open,
+                pin: match tool.pin {
+                    Some(pin) if is_digest(&pin) => Some(pin),
+                    Some(pin) => {
+                        return Err(RegistryError {
+                            file: file.into(),
+                            problem: format!("`{name}` has pin {pin:?}, which is not a definition digest"),
+                            fix: "use the digest `capgate admin tools` or the quarantine record shows: \"sha256:\" and 64 lowercase hex digits".into(),
+                        })
+                    }
+                    None => None,
+                },
             });
             self.tools
                 .insert(contract.exposed_name.clone(), contract.clone());

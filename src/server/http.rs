@@ -4,10 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -15,50 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
 use crate::enforce::Gateway;
-use crate::identity::{self, ActorRef, AuthError, Authenticator};
+use crate::identity::{self, Authenticator};
 use crate::startup::{start_gateway, StartError};
 
+use super::console::{self, Sessions};
 use super::front::McpFront;
 use super::limits::{self, RequestLimits};
 use super::listener::{self, ConnectionLimits};
 use super::sessions::{self, BoundSessions};
 use super::{admin, edges, health};
-
-/// Authenticates every request to `/mcp` (and to the admin API); anything wrong is a 401
-/// pointing at the metadata. The actor goes into the request's extensions.
-pub(super) async fn authenticate(
-    State(auth): State<Arc<Authenticator>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let header_value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match auth.authenticate_header(header_value).await {
-        Ok(actor) => {
-            request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
-            next.run(request).await
-        }
-        Err(error) => unauthorized(&auth, &error),
-    }
-}
-
-fn unauthorized(auth: &Authenticator, error: &AuthError) -> Response {
-    tracing::info!(target: "capgate::auth", %error, "request refused: 401");
-    let challenge = HeaderValue::from_str(&auth.challenge(error))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-    let body = Json(serde_json::json!({
-        "error": error.oauth_error_code().unwrap_or("unauthorized"),
-        "error_description": error.to_string(),
-    }));
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, challenge)],
-        body,
-    )
-        .into_response()
-}
 
 /// The agents' HTTP application: `/mcp` (authenticated, rate- and concurrency-limited,
 /// sessions bound to their principal), the RFC 9728 metadata, and `/healthz` (up or down only;
@@ -96,7 +57,10 @@ pub fn http_router(
             RequestLimits::new(&config.limits),
             limits::limit_requests,
         ))
-        .layer(axum::middleware::from_fn_with_state(auth, authenticate));
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            super::bearer::authenticate,
+        ));
     let metadata_doc = metadata.clone();
     Router::new()
         .route(
@@ -163,15 +127,27 @@ pub async fn serve_http(
                 address: admin.listen.to_string(),
                 error: e.to_string(),
             })?;
-        let router = admin::admin_router(
+        let sessions = config
+            .console
+            .enabled
+            .then(|| Arc::new(Sessions::new(config.console.clone(), auth.clone())));
+        let mut router = admin::admin_router(
             gateway.clone(),
             auth.clone(),
-            crate::policy::AdminRoles {
-                tenant_admin: admin.role.clone(),
-                platform_admin: admin.platform_role.clone(),
+            admin::AdminOptions {
+                roles: crate::policy::AdminRoles {
+                    tenant_admin: admin.role.clone(),
+                    platform_admin: admin.platform_role.clone(),
+                },
+                public_url: config.server.public_url.clone(),
+                log_key: checkpoint_public_key(&config),
+                sessions: sessions.clone(),
             },
-            config.server.public_url.clone(),
         );
+        if let Some(sessions) = sessions {
+            router = router.merge(console::console_router(sessions));
+            tracing::info!(url = %format!("http://{}/console", admin.listen), "console served");
+        }
         tracing::info!(listen = %admin.listen, "admin API listening");
         tokio::spawn(listener::serve(
             admin_listener,
@@ -190,6 +166,19 @@ pub async fn serve_http(
     eprintln!("capgate listening on http://{}/mcp", config.server.listen);
     listener::serve(listener, app, connection_limits, shutdown).await;
     Ok(())
+}
+
+/// The public half of the decision log's checkpoint key (read once the gateway has started,
+/// which made it when it is the default one); `None`, with a warning, when it cannot be read.
+fn checkpoint_public_key(config: &GatewayConfig) -> Option<ed25519_dalek::VerifyingKey> {
+    let (path, _) = config.audit.signing_key_path(&config.data_dir);
+    match crate::audit::load_signing_key(&path, false) {
+        Ok(key) => Some(key.verifying_key()),
+        Err(error) => {
+            tracing::warn!(%error, "the decision log's status cannot be verified by the admin API");
+            None
+        }
+    }
 }
 
 /// Reloads the policy set on SIGHUP (validate, then swap; an invalid set is refused and logged).

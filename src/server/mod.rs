@@ -6,8 +6,12 @@
 //! request and puts the [`CompositeActor`] into the request's extensions, where the handler finds
 //! it. A session never carries identity. In stdio mode the token comes from the environment once,
 //! at start, because the process itself is the session.
+//!
+//! The admin listener serves the admin API (`admin`) and the web console (`console`).
 
 pub mod admin;
+mod bearer;
+pub mod console;
 mod edges;
 mod front;
 mod health;

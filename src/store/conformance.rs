@@ -252,6 +252,7 @@ fn approval(id: &str, status: ApprovalStatus) -> Approval {
         expires_at: 1000,
         status,
         decided_by: None,
+        note: None,
     }
 }
 
@@ -271,7 +272,8 @@ pub async fn approvals_are_decided_once(store: Arc<dyn Store>) {
             "ap-1",
             ApprovalStatus::Pending,
             ApprovalStatus::Approved,
-            "sam"
+            "sam",
+            Some("checked")
         )
         .await
         .expect("decide"));
@@ -280,13 +282,15 @@ pub async fn approvals_are_decided_once(store: Arc<dyn Store>) {
             "ap-1",
             ApprovalStatus::Pending,
             ApprovalStatus::Rejected,
-            "tom"
+            "tom",
+            None
         )
         .await
         .expect("a second decision loses"));
     let decided = store.approval("ap-1").await.expect("read").expect("exists");
     assert_eq!(decided.status, ApprovalStatus::Approved);
     assert_eq!(decided.decided_by.as_deref(), Some("sam"));
+    assert_eq!(decided.note.as_deref(), Some("checked"));
     assert!(store.approval("ap-9").await.expect("read").is_none());
     assert_eq!(store.approvals("acme").await.expect("list").len(), 2);
     assert!(store.approvals("globex").await.expect("list").is_empty());

@@ -244,6 +244,24 @@ pub struct Approval {
     pub expires_at: i64,
     pub status: ApprovalStatus,
     pub decided_by: Option<String>,
+    /// What the approver wrote with the decision.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A tool's pinned definition: the digest of its description, input and output schema and
+/// annotations, with the definition itself (to show what changed) and who pinned it (`capgate`
+/// on first sight, else the admin who accepted it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ToolPin {
+    pub server: String,
+    /// The downstream's own name for the tool.
+    pub tool: String,
+    pub digest: String,
+    /// The pinned definition, canonical JSON.
+    pub definition: String,
+    pub pinned_by: String,
+    pub pinned_at: i64,
 }
 
 /// A break-glass grant: for a limited time, calls of `tool` (or all capabilities) by `user`
@@ -335,6 +353,7 @@ pub enum Change {
     KillSwitches,
     Grants,
     Relationships,
+    ToolPins,
     Resync,
 }
 
@@ -345,6 +364,7 @@ impl Change {
             Change::KillSwitches => "kill_switches",
             Change::Grants => "grants",
             Change::Relationships => "relationships",
+            Change::ToolPins => "tool_pins",
             Change::Resync => "resync",
         }
     }
@@ -355,6 +375,7 @@ impl Change {
             "kill_switches" => Change::KillSwitches,
             "grants" => Change::Grants,
             "relationships" => Change::Relationships,
+            "tool_pins" => Change::ToolPins,
             _ => Change::Resync,
         }
     }
@@ -391,15 +412,21 @@ pub trait Store: Send + Sync {
     async fn approvals(&self, tenant: &str) -> Result<Vec<Approval>, StoreError>;
     /// Approvals still waiting for a decision and not yet expired at `now`, in every tenant.
     async fn pending_approval_count(&self, now: i64) -> Result<u64, StoreError>;
-    /// Sets a pending approval's status, unless its status changed since `expected` was read.
-    /// `false` when it did (a concurrent decision won).
+    /// Sets a pending approval's status (with who decided and their note), unless its status
+    /// changed since `expected` was read. `false` when it did (a concurrent decision won).
     async fn decide_approval(
         &self,
         id: &str,
         expected: ApprovalStatus,
         status: ApprovalStatus,
         decided_by: &str,
+        note: Option<&str>,
     ) -> Result<bool, StoreError>;
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError>;
+    /// Pins a definition. First sight (`replace` false) pins only where nothing is pinned yet
+    /// and answers whether it did; an admin's accept (`replace` true) replaces the pin.
+    async fn pin_tool(&self, pin: &ToolPin, replace: bool) -> Result<bool, StoreError>;
 
     async fn kill_switches(&self) -> Result<Vec<KillSwitch>, StoreError>;
     /// Sets a switch, replacing the one of the same scope and tenant.
@@ -448,29 +475,53 @@ pub trait Store: Send + Sync {
     ) -> Result<i64, StoreError>;
 }
 
-/// JSON with object keys sorted at every level: the canonical form digests are taken over.
+/// The JSON Canonicalization Scheme (RFC 8785) form of `value`: what digests (actions,
+/// idempotency, tool definitions) and the decision log's hashes are taken over. Keys sorted by
+/// their UTF-16 code units, numbers in ECMAScript form, minimal string escapes.
 pub fn canonical_json(value: &serde_json::Value) -> String {
-    fn sorted(value: &serde_json::Value) -> serde_json::Value {
-        match value {
-            serde_json::Value::Object(map) => {
-                let ordered: std::collections::BTreeMap<&String, serde_json::Value> =
-                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
-                serde_json::Value::Object(
-                    ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect(),
-                )
-            }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(sorted).collect())
-            }
-            other => other.clone(),
-        }
-    }
-    sorted(value).to_string()
+    // A JSON value always canonicalises (it holds no NaN or infinity); were it not to, the
+    // text below still differs from every real value's form.
+    serde_json_canonicalizer::to_string(value)
+        .unwrap_or_else(|e| format!("<a value that cannot be canonicalised: {e}>"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 8785's own examples: §3.2.2 (numbers, strings, literals) and §3.2.3 (key order by
+    /// UTF-16 code units).
+    #[test]
+    fn canonical_json_is_rfc_8785() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        let value: serde_json::Value = serde_json::from_str(input).expect("json");
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+        let sorting = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+          "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
+        let value: serde_json::Value = serde_json::from_str(sorting).expect("json");
+        // The values appear in the RFC's key order.
+        let text = canonical_json(&value);
+        let positions: Vec<usize> = [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small Letter O With Diaeresis",
+            "Euro Sign",
+            "Emoji: Grinning Face",
+            "Hebrew Letter Dalet With Dagesh",
+        ]
+        .iter()
+        .map(|name| text.find(name).expect("present"))
+        .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
 
     #[test]
     fn canonical_json_ignores_key_order() {

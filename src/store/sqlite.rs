@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::{
     AdmissionKeys, AdmissionRule, AdmissionState, Approval, ApprovalStatus, BreakGlassGrant,
     BudgetUsage, ClaimState, IdempotencyRecord, IdempotencyScope, KillScope, KillSwitch,
-    RelationshipUpdate, RunKey, Settlement, Store, StoreError,
+    RelationshipUpdate, RunKey, Settlement, Store, StoreError, ToolPin,
 };
 
 mod migrations;
@@ -177,7 +177,7 @@ impl Store for SqliteStore {
     async fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         self.with(|c| {
             c.prepare_cached(
-                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             )?
             .execute(params![
                 approval.id,
@@ -191,7 +191,8 @@ impl Store for SqliteStore {
                 approval.created_at,
                 approval.expires_at,
                 approval.status.as_str(),
-                approval.decided_by
+                approval.decided_by,
+                approval.note
             ])
             .map(|_| ())
         })
@@ -227,13 +228,57 @@ impl Store for SqliteStore {
         expected: ApprovalStatus,
         status: ApprovalStatus,
         decided_by: &str,
+        note: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.with(|c| {
             c.prepare_cached(
-                "UPDATE approvals SET status = ?3, decided_by = ?4 WHERE id = ?1 AND status = ?2",
+                "UPDATE approvals SET status = ?3, decided_by = ?4, note = ?5 WHERE id = ?1 AND status = ?2",
             )?
-            .execute(params![id, expected.as_str(), status.as_str(), decided_by])
+            .execute(params![id, expected.as_str(), status.as_str(), decided_by, note])
             .map(|n| n > 0)
+        })
+    }
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT server, tool, digest, definition, pinned_by, pinned_at FROM tool_pins ORDER BY server, tool",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(ToolPin {
+                    server: row.get(0)?,
+                    tool: row.get(1)?,
+                    digest: row.get(2)?,
+                    definition: row.get(3)?,
+                    pinned_by: row.get(4)?,
+                    pinned_at: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn pin_tool(&self, pin: &ToolPin, replace: bool) -> Result<bool, StoreError> {
+        let sql = if replace {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (server, tool) DO UPDATE
+             SET digest = ?3, definition = ?4, pinned_by = ?5, pinned_at = ?6"
+        } else {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (server, tool) DO NOTHING"
+        };
+        self.with(|c| {
+            c.prepare_cached(sql)?
+                .execute(params![
+                    pin.server,
+                    pin.tool,
+                    pin.digest,
+                    pin.definition,
+                    pin.pinned_by,
+                    pin.pinned_at
+                ])
+                .map(|n| n > 0)
         })
     }
 
@@ -467,7 +512,7 @@ fn load_claim(c: &Connection, scope: &str) -> rusqlite::Result<Option<Idempotenc
     )
 }
 
-const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by";
+const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by, note";
 
 fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
     let status: String = row.get(10)?;
@@ -485,6 +530,7 @@ fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
         // An unreadable status is treated as used: it can never authorize a call.
         status: ApprovalStatus::parse(&status).unwrap_or(ApprovalStatus::Consumed),
         decided_by: row.get(11)?,
+        note: row.get(12)?,
     })
 }
 

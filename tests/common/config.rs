@@ -228,3 +228,37 @@ pub fn add_admin(config: &Path) -> String {
     .expect("write config");
     format!("http://127.0.0.1:{port}")
 }
+
+/// The ports of a checkout copy's two listeners.
+pub struct CheckoutPorts {
+    /// `[server] listen` (the README's 8080).
+    pub mcp: u16,
+    /// `[admin] listen` (the README's 8081).
+    pub admin: u16,
+}
+
+/// Copies what a user has in the checkout into `dir`: `capgate.toml`, `capabilities/` and
+/// `policies/`, and no data directory. Only the two listeners' port numbers change (to free
+/// ones), so that the copy runs beside anything already on 8080 or 8081.
+pub fn copy_checkout(dir: &Path) -> CheckoutPorts {
+    let mcp = free_port();
+    let admin = std::iter::repeat_with(free_port)
+        .find(|port| *port != mcp)
+        .expect("the OS hands out more than one free port");
+    let ports = CheckoutPorts { mcp, admin };
+    let text =
+        std::fs::read_to_string(repo_root().join("capgate.toml")).expect("read capgate.toml");
+    for address in ["127.0.0.1:8080", "127.0.0.1:8081"] {
+        assert!(
+            text.contains(address),
+            "the checkout's capgate.toml no longer listens on {address}; update copy_checkout"
+        );
+    }
+    let text = text
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", ports.mcp))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", ports.admin));
+    std::fs::write(dir.join("capgate.toml"), text).expect("write capgate.toml");
+    copy_dir(&repo_root().join("capabilities"), &dir.join("capabilities"));
+    copy_dir(&repo_root().join("policies"), &dir.join("policies"));
+    ports
+}

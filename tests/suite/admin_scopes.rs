@@ -241,6 +241,29 @@ async fn every_admin_endpoint_answers_every_kind_of_caller_as_documented() {
             &only(&[PlatformAdmin]),
         )
         .await;
+    // Tool pins: platform admins only; accepting names the digest listed now (a stale one is
+    // 422 even for them).
+    table
+        .ask(
+            Endpoint::ToolPins,
+            "/admin/tools",
+            None,
+            &only(&[PlatformAdmin]),
+        )
+        .await;
+    let stale = json!({"server": "case", "tool": "read_case", "digest": format!("sha256:{}", "0".repeat(64))});
+    let accept: Vec<(Caller, u16)> = only(&[PlatformAdmin])
+        .into_iter()
+        .map(|(c, s)| (c, if s == 200 { 422 } else { s }))
+        .collect();
+    table
+        .ask(
+            Endpoint::ToolAccept,
+            "/admin/tools/accept",
+            Some(&stale),
+            &accept,
+        )
+        .await;
     // Metrics need no token (the admin listener is kept off the agents' network).
     table
         .ask(Endpoint::Metrics, "/metrics", None, &only(&CALLERS))
@@ -699,6 +722,91 @@ async fn every_admin_endpoint_answers_every_kind_of_caller_as_documented() {
             "/break-glass/bg-none/revoke",
             Some(&empty),
             &[(AcmeAdmin, 404), (Agent, 403)],
+        )
+        .await;
+
+    // Who one is, for everyone with a token; the decision log and the overview for admins,
+    // each of their own tenant (platform admins: any, or every tenant); the chain's status
+    // for admins.
+    table
+        .ask(Endpoint::Me, "/admin/me", None, &only(&CALLERS))
+        .await;
+    let own = table
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions",
+            None,
+            &only(&admins),
+        )
+        .await;
+    for (caller, tenant) in [
+        (AcmeAdmin, "acme"),
+        (GlobexAdmin, "globex"),
+        (PlatformAdmin, "ops"),
+    ] {
+        let records = own[&caller]["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            records.iter().all(|r| r["tenant"] == tenant),
+            "{caller:?} sees only {tenant}: {}",
+            own[&caller]
+        );
+    }
+    table
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions?tenant=acme",
+            None,
+            &only(&[AcmeAdmin, PlatformAdmin]),
+        )
+        .await;
+    table
+        .ask(
+            Endpoint::Decisions,
+            "/admin/decisions?tenant=*",
+            None,
+            &only(&[PlatformAdmin]),
+        )
+        .await;
+    let acme_record = own[&AcmeAdmin]["records"][0]["seq"]
+        .as_i64()
+        .expect("acme has decision records by now");
+    table
+        .ask(
+            Endpoint::DecisionRecord,
+            &format!("/admin/decisions/{acme_record}"),
+            None,
+            &only(&[AcmeAdmin, PlatformAdmin]),
+        )
+        .await;
+    table
+        .ask_one(
+            Endpoint::DecisionRecord,
+            "/admin/decisions/999999",
+            None,
+            AcmeAdmin,
+            404,
+        )
+        .await;
+    table
+        .ask(
+            Endpoint::LogVerification,
+            "/admin/audit/verification",
+            None,
+            &only(&admins),
+        )
+        .await;
+    table
+        .ask(Endpoint::Overview, "/admin/overview", None, &only(&admins))
+        .await;
+    table
+        .ask(
+            Endpoint::Overview,
+            "/admin/overview?tenant=globex",
+            None,
+            &only(&[GlobexAdmin, PlatformAdmin]),
         )
         .await;
 

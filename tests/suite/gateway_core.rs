@@ -180,7 +180,11 @@ async fn resources_and_prompts_are_filtered_and_decided() {
     // Only the acme cases alice is assigned to.
     assert_eq!(
         uris,
-        strings(&["case://acme/cases/case-101", "case://acme/cases/case-102"])
+        strings(&[
+            "case://acme/cases/case-101",
+            "case://acme/cases/case-102",
+            "case://acme/cases/case-105"
+        ])
     );
 
     let read = alice

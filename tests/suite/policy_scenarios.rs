@@ -97,7 +97,7 @@ fn every_admin_scenario_passes_and_covers_every_action() {
     let mut seen: std::collections::HashSet<(AdminAction, AdminOutcome)> = Default::default();
     for path in files {
         let text = std::fs::read_to_string(&path).expect("read");
-        let file: scenarios::AdminScenarioFile = serde_yaml::from_str(&text).expect("parse");
+        let file: scenarios::AdminScenarioFile = serde_norway::from_str(&text).expect("parse");
         for scenario in file.scenarios {
             seen.insert((scenario.action, scenario.expect.outcome));
         }
@@ -258,7 +258,7 @@ fn cli_fails_when_one_expectation_is_flipped() {
     copy_dir(&repo_root().join("policies"), &policies);
     let scenario_file = policies.join("tests").join(&file_name);
     let text = std::fs::read_to_string(&scenario_file).expect("read scenario file");
-    let mut document: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse scenarios");
+    let mut document: serde_norway::Value = serde_norway::from_str(&text).expect("parse scenarios");
     let scenario = document["scenarios"]
         .as_sequence_mut()
         .expect("a scenarios list")
@@ -270,10 +270,10 @@ fn cli_fails_when_one_expectation_is_flipped() {
         .expect("an expected outcome")
         .to_string();
     let flipped = if original == "allow" { "deny" } else { "allow" };
-    scenario["expect"]["outcome"] = serde_yaml::Value::String(flipped.into());
+    scenario["expect"]["outcome"] = serde_norway::Value::String(flipped.into());
     std::fs::write(
         &scenario_file,
-        serde_yaml::to_string(&document).expect("write yaml"),
+        serde_norway::to_string(&document).expect("write yaml"),
     )
     .expect("write scenario file");
 

@@ -20,7 +20,7 @@ fn seed_matches_the_spec() {
     let acme = p.tenant("acme");
     assert_eq!(
         acme.cases.keys().collect::<Vec<_>>(),
-        ["case-101", "case-102", "case-103", "case-104"]
+        ["case-101", "case-102", "case-103", "case-104", "case-105"]
     );
     assert_eq!(acme.cases["case-103"].risk, Risk::Critical);
     assert_eq!(acme.cases["case-102"].assigned_users, ["alice", "bob"]);

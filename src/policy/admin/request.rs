@@ -50,10 +50,16 @@ pub enum AdminAction {
     ListBreakGlass,
     OpenBreakGlass,
     RevokeBreakGlass,
+    /// See tool-definition pins and quarantined tools.
+    ViewToolPins,
+    /// Accept a quarantined tool's new definition.
+    AcceptToolDefinition,
+    ViewDecisions,
+    VerifyDecisionLog,
 }
 
 impl AdminAction {
-    pub const ALL: [AdminAction; 16] = [
+    pub const ALL: [AdminAction; 20] = [
         AdminAction::ViewPolicy,
         AdminAction::ReloadPolicy,
         AdminAction::FlushAudit,
@@ -70,6 +76,10 @@ impl AdminAction {
         AdminAction::ListBreakGlass,
         AdminAction::OpenBreakGlass,
         AdminAction::RevokeBreakGlass,
+        AdminAction::ViewToolPins,
+        AdminAction::AcceptToolDefinition,
+        AdminAction::ViewDecisions,
+        AdminAction::VerifyDecisionLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +100,10 @@ impl AdminAction {
             AdminAction::ListBreakGlass => "list_break_glass",
             AdminAction::OpenBreakGlass => "open_break_glass",
             AdminAction::RevokeBreakGlass => "revoke_break_glass",
+            AdminAction::ViewToolPins => "view_tool_pins",
+            AdminAction::AcceptToolDefinition => "accept_tool_definition",
+            AdminAction::ViewDecisions => "view_decisions",
+            AdminAction::VerifyDecisionLog => "verify_decision_log",
         }
     }
 }
@@ -100,7 +114,7 @@ impl AdminAction {
 pub enum AdminResource {
     /// The gateway as a whole: its policy, decision log and health.
     Platform,
-    /// One tenant, as a whole: its approvals and break-glass grants.
+    /// One tenant, as a whole: its approvals, break-glass grants and decision records.
     Tenant { id: String },
     /// A kill switch: its scope kind (`global`, `tenant`, `server`, `tool`, `agent_role`,
     /// `user`), its target, and the tenant it is limited to (none: every tenant).

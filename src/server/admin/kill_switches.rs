@@ -1,11 +1,12 @@
 //! Kill switches: list, flip, lift. A switch is its scope together with the tenant it is
 //! limited to (none: every tenant); a listing shows each caller only the switches the admin
-//! policy lets them see.
+//! policy lets them see, each with what it hides (the registered capabilities it covers, for
+//! which callers), and the capabilities a switch can name.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::identity::{ActorRef, CompositeActor};
 use crate::policy::{AdminAction, AdminResource};
@@ -22,8 +23,54 @@ fn resource(scope: &KillScope, tenant: Option<&String>) -> AdminResource {
     }
 }
 
-/// The switches that are on and that `actor` may see.
-fn visible(state: &AdminState, actor: &CompositeActor) -> Vec<KillSwitch> {
+/// Every registered capability's exposed name with its server, in name order.
+fn capabilities(state: &AdminState) -> Vec<(String, String, &'static str)> {
+    let registry = state.gateway.registry();
+    let mut all: Vec<(String, String, &'static str)> = registry
+        .tools()
+        .map(|t| (t.exposed_name.clone(), t.server.clone(), "tool"))
+        .chain(
+            registry
+                .prompts()
+                .map(|p| (p.exposed_name.clone(), p.server.clone(), "prompt")),
+        )
+        .chain(
+            registry
+                .resources()
+                .map(|r| (r.exposed_name.clone(), r.server.clone(), "resource")),
+        )
+        .collect();
+    all.sort();
+    all
+}
+
+/// What a switch hides: the capabilities it covers, and for whom.
+fn hides(state: &AdminState, switch: &KillSwitch) -> Value {
+    let within = switch
+        .tenant
+        .as_ref()
+        .map_or(String::new(), |t| format!(" in {t}"));
+    let (every_capability, names, callers) = match &switch.scope {
+        KillScope::Global => (true, vec![], format!("every caller{within}")),
+        KillScope::Tenant(tenant) => (true, vec![], format!("every caller in {tenant}")),
+        KillScope::User(user) => (true, vec![], format!("user {user}{within}")),
+        KillScope::AgentRole(role) => (true, vec![], format!("agent role {role}{within}")),
+        KillScope::Server(server) => (
+            false,
+            capabilities(state)
+                .into_iter()
+                .filter(|(_, s, _)| s == server)
+                .map(|(name, _, _)| name)
+                .collect(),
+            format!("every caller{within}"),
+        ),
+        KillScope::Tool(tool) => (false, vec![tool.clone()], format!("every caller{within}")),
+    };
+    json!({"every_capability": every_capability, "capabilities": names, "callers": callers})
+}
+
+/// The switches that are on and that `actor` may see, each with what it hides.
+fn visible(state: &AdminState, actor: &CompositeActor) -> Vec<Value> {
     state
         .gateway
         .controls()
@@ -35,6 +82,11 @@ fn visible(state: &AdminState, actor: &CompositeActor) -> Vec<KillSwitch> {
                 AdminAction::ViewKillSwitch,
                 resource(&switch.scope, switch.tenant.as_ref()),
             )
+        })
+        .map(|switch| {
+            let mut shown = json!(switch);
+            shown["hides"] = hides(state, &switch);
+            shown
         })
         .collect()
 }
@@ -50,7 +102,11 @@ pub(super) async fn list(
     ) {
         return refusal.into_response();
     }
-    Json(json!({ "kill_switches": visible(&state, &actor) })).into_response()
+    let names: Vec<Value> = capabilities(&state)
+        .into_iter()
+        .map(|(name, server, kind)| json!({"name": name, "server": server, "kind": kind}))
+        .collect();
+    Json(json!({ "kill_switches": visible(&state, &actor), "capabilities": names })).into_response()
 }
 
 /// A switch to flip or lift: its scope and target, the tenant it is limited to (a tenant

@@ -2,7 +2,8 @@
 //! switches, runs and budgets, the decision log and health (`/admin/*`), approvals
 //! (`/approvals`) and break-glass grants (`/break-glass`), and Prometheus metrics.
 //!
-//! Every request but `/metrics` needs a bearer token valid for capgate (401 otherwise). What
+//! Every request but `/metrics` needs a bearer token valid for capgate (401 otherwise), or a
+//! console session's cookie (`auth`: verified the same way, CSRF token on state changes). What
 //! its holder may do is decided by the admin policy set (`policies/admin/`, see
 //! [`crate::policy::admin`]): each handler builds one admin request — the person with their
 //! tenant and roles, the operation, the target with its tenant — asks it, and answers 403 with
@@ -10,10 +11,15 @@
 //! own. The files here are one per group of operations.
 
 mod approvals;
+mod auth;
+mod decisions;
 mod kill_switches;
+mod me;
 mod openapi;
+mod overview;
 mod platform;
 mod runs;
+mod tools;
 
 use std::sync::Arc;
 
@@ -34,9 +40,22 @@ pub use openapi::openapi;
 #[derive(Clone)]
 struct AdminState {
     gateway: Arc<Gateway>,
+    /// For the health details: the state of issuers' keys fetched by URL.
     auth: Arc<Authenticator>,
     roles: AdminRoles,
     public_url: String,
+    /// The public half of this gateway's checkpoint key, to verify the log's chain with.
+    log_key: Option<ed25519_dalek::VerifyingKey>,
+}
+
+/// What the admin router is built from besides the gateway and the authenticator.
+pub struct AdminOptions {
+    pub roles: AdminRoles,
+    pub public_url: String,
+    /// The public half of the checkpoint key (`GET /admin/audit/verification`).
+    pub log_key: Option<ed25519_dalek::VerifyingKey>,
+    /// The console's sessions, whose cookie authenticates like a bearer token.
+    pub sessions: Option<Arc<crate::server::console::Sessions>>,
 }
 
 /// Every admin endpoint. The router serves exactly these, the OpenAPI document describes
@@ -59,11 +78,18 @@ pub enum Endpoint {
     BreakGlassGrants,
     BreakGlassOpen,
     BreakGlassRevoke,
+    ToolPins,
+    ToolAccept,
+    Me,
+    Decisions,
+    DecisionRecord,
+    LogVerification,
+    Overview,
     Metrics,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 17] = [
+    pub const ALL: [Endpoint; 24] = [
         Endpoint::PolicyStatus,
         Endpoint::PolicyReload,
         Endpoint::Relationships,
@@ -80,6 +106,13 @@ impl Endpoint {
         Endpoint::BreakGlassGrants,
         Endpoint::BreakGlassOpen,
         Endpoint::BreakGlassRevoke,
+        Endpoint::ToolPins,
+        Endpoint::ToolAccept,
+        Endpoint::Me,
+        Endpoint::Decisions,
+        Endpoint::DecisionRecord,
+        Endpoint::LogVerification,
+        Endpoint::Overview,
         Endpoint::Metrics,
     ];
 
@@ -102,6 +135,13 @@ impl Endpoint {
             Endpoint::BreakGlassGrants => ("GET", "/break-glass"),
             Endpoint::BreakGlassOpen => ("POST", "/break-glass"),
             Endpoint::BreakGlassRevoke => ("POST", "/break-glass/{id}/revoke"),
+            Endpoint::ToolPins => ("GET", "/admin/tools"),
+            Endpoint::ToolAccept => ("POST", "/admin/tools/accept"),
+            Endpoint::Me => ("GET", "/admin/me"),
+            Endpoint::Decisions => ("GET", "/admin/decisions"),
+            Endpoint::DecisionRecord => ("GET", "/admin/decisions/{seq}"),
+            Endpoint::LogVerification => ("GET", "/admin/audit/verification"),
+            Endpoint::Overview => ("GET", "/admin/overview"),
             // Prometheus scrapes the admin listener, which operators keep off the agents'
             // network: no token.
             Endpoint::Metrics => ("GET", "/metrics"),
@@ -126,6 +166,13 @@ impl Endpoint {
             Endpoint::BreakGlassGrants => get(approvals::list_grants),
             Endpoint::BreakGlassOpen => post(approvals::open_grant),
             Endpoint::BreakGlassRevoke => post(approvals::revoke_grant),
+            Endpoint::ToolPins => get(tools::list),
+            Endpoint::ToolAccept => post(tools::accept),
+            Endpoint::Me => get(me::me),
+            Endpoint::Decisions => get(decisions::list),
+            Endpoint::DecisionRecord => get(decisions::record),
+            Endpoint::LogVerification => get(decisions::verification),
+            Endpoint::Overview => get(overview::overview),
             Endpoint::Metrics => get(platform::metrics),
         }
     }
@@ -140,14 +187,18 @@ impl Endpoint {
 pub fn admin_router(
     gateway: Arc<Gateway>,
     auth: Arc<Authenticator>,
-    roles: AdminRoles,
-    public_url: String,
+    options: AdminOptions,
 ) -> Router {
+    let gate = auth::Gate {
+        auth: auth.clone(),
+        sessions: options.sessions,
+    };
     let state = AdminState {
         gateway,
         auth,
-        roles,
-        public_url,
+        roles: options.roles,
+        public_url: options.public_url,
+        log_key: options.log_key,
     };
     let mut authenticated = Router::new();
     let mut open = Router::new();
@@ -161,8 +212,8 @@ pub fn admin_router(
     }
     authenticated
         .layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
-            super::http::authenticate,
+            gate,
+            auth::authenticate,
         ))
         .merge(open)
         .with_state(state)

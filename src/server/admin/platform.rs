@@ -150,7 +150,7 @@ pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
         state.gateway.render_metrics().await,
     )

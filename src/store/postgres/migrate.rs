@@ -31,6 +31,16 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         "decisions_by_run",
         include_str!("../../../migrations/postgres/004_decisions_by_run.sql"),
     ),
+    (
+        5,
+        "tool_pins",
+        include_str!("../../../migrations/postgres/005_tool_pins.sql"),
+    ),
+    (
+        6,
+        "approval_notes",
+        include_str!("../../../migrations/postgres/006_approval_notes.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied; the (version, name) of those it applied.

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     AdmissionKeys, AdmissionRule, Approval, ApprovalStatus, BreakGlassGrant, BudgetUsage, Change,
     IdempotencyScope, KillScope, KillSwitch, RelationshipUpdate, RunKey, Settlement, Store,
-    StoreError,
+    StoreError, ToolPin,
 };
 pub(crate) use admission::lock_key;
 use admission::{usage_row, USAGE};
@@ -211,7 +211,7 @@ fn grant_row(row: &Row) -> BreakGlassGrant {
     }
 }
 
-const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by";
+const APPROVAL_COLUMNS: &str = "id, tenant, requester, tool, action_digest, arguments, approver_role, policy_version, created_at, expires_at, status, decided_by, note";
 
 fn approval_row(row: &Row) -> Approval {
     let status: String = row.get(10);
@@ -229,6 +229,7 @@ fn approval_row(row: &Row) -> Approval {
         // An unreadable status is treated as used: it can never authorize a call.
         status: ApprovalStatus::parse(&status).unwrap_or(ApprovalStatus::Consumed),
         decided_by: row.get(11),
+        note: row.get(12),
     }
 }
 
@@ -311,7 +312,7 @@ impl Store for PostgresStore {
 
     async fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
         self.execute(
-            &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &format!("INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
             &[
                 &approval.id,
                 &approval.tenant,
@@ -325,6 +326,7 @@ impl Store for PostgresStore {
                 &approval.expires_at,
                 &approval.status.as_str(),
                 &approval.decided_by,
+                &approval.note,
             ],
         )
         .await
@@ -370,10 +372,56 @@ impl Store for PostgresStore {
         expected: ApprovalStatus,
         status: ApprovalStatus,
         decided_by: &str,
+        note: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.execute(
-            "UPDATE approvals SET status = $3, decided_by = $4 WHERE id = $1 AND status = $2",
-            &[&id, &expected.as_str(), &status.as_str(), &decided_by],
+            "UPDATE approvals SET status = $3, decided_by = $4, note = $5 WHERE id = $1 AND status = $2",
+            &[&id, &expected.as_str(), &status.as_str(), &decided_by, &note],
+        )
+        .await
+        .map(|n| n > 0)
+    }
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT server, tool, digest, definition, pinned_by, pinned_at FROM tool_pins ORDER BY server, tool",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ToolPin {
+                server: row.get(0),
+                tool: row.get(1),
+                digest: row.get(2),
+                definition: row.get(3),
+                pinned_by: row.get(4),
+                pinned_at: row.get(5),
+            })
+            .collect())
+    }
+
+    async fn pin_tool(&self, pin: &ToolPin, replace: bool) -> Result<bool, StoreError> {
+        let sql = if replace {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (server, tool) DO UPDATE
+             SET digest = $3, definition = $4, pinned_by = $5, pinned_at = $6"
+        } else {
+            "INSERT INTO tool_pins (server, tool, digest, definition, pinned_by, pinned_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server, tool) DO NOTHING"
+        };
+        self.execute(
+            sql,
+            &[
+                &pin.server,
+                &pin.tool,
+                &pin.digest,
+                &pin.definition,
+                &pin.pinned_by,
+                &pin.pinned_at,
+            ],
         )
         .await
         .map(|n| n > 0)

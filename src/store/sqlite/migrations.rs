@@ -90,4 +90,18 @@ ALTER TABLE kill_switches_v3 RENAME TO kill_switches;
 CREATE UNIQUE INDEX kill_switches_key
     ON kill_switches (kind, target, ifnull(tenant, ''), tenant IS NULL);
 "#,
+    // 4: tool-definition pins (the digest first seen, or as an admin accepted it).
+    r#"
+CREATE TABLE tool_pins (
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    pinned_by TEXT NOT NULL,
+    pinned_at INTEGER NOT NULL,
+    PRIMARY KEY (server, tool)
+);
+"#,
+    // 5: what an approver wrote with the decision.
+    "ALTER TABLE approvals ADD COLUMN note TEXT;",
 ];
