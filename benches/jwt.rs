@@ -6,6 +6,11 @@
 //! waits, and the rows include one `block_on` on a current-thread runtime.
 //!
 //! Run: `cargo bench --bench jwt`. Criterion reports the mean per verification.
+//!
+//! Measured when jsonwebtoken moved from its RustCrypto backend to aws-lc-rs (same bench built
+//! at both commits, run alternately twice on a shared, loaded 2-vCPU machine, criterion means):
+//! `decode RS256` 176–226 µs → 31–42 µs; `authenticate RS256` 239–253 µs → 41–42 µs; the
+//! HS256 rows unchanged (decode 5.5–7.1 µs, authenticate 14.0–16.7 µs).
 
 use std::path::Path;
 
