@@ -108,7 +108,10 @@ fn private_files(config: &GatewayConfig) -> Vec<PathBuf> {
     for issuer in &config.issuers {
         match &issuer.key {
             IssuerKey::SecretFile { path, .. } => files.push(path.clone()),
-            IssuerKey::SecretEnv(_) | IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_) => {
+            IssuerKey::SecretEnv(_)
+            | IssuerKey::PublicKeyFile(_)
+            | IssuerKey::JwksFile(_)
+            | IssuerKey::Remote(_) => {
                 // Public keys are public; an environment variable is not a file.
             }
         }

@@ -1,5 +1,6 @@
 //! The `[[issuers]]` tables: each token issuer pinned to one algorithm and one key source, with
 //! its audience, clock leeway and claim mapping. Only dev issuers may have their secret generated.
+//! Keys published at a URL (`jwks_url`, `discovery`) are checked in `remote_keys`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ConfigError;
+use super::remote_keys::{remote_keys, RawJwksFetch, RemoteKeysConfig};
 
 /// The JWS algorithm an issuer is pinned to. `none` cannot be expressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -28,6 +30,9 @@ pub enum IssuerKey {
     PublicKeyFile(PathBuf),
     /// A JWKS document on disk; the token's `kid` selects the key.
     JwksFile(PathBuf),
+    /// A JWKS fetched from the issuer (`jwks_url` or `discovery`), cached and refreshed; the
+    /// token's `kid` selects the key.
+    Remote(RemoteKeysConfig),
 }
 
 /// Which token claims carry which part of the composite actor.
@@ -79,6 +84,10 @@ pub(super) struct RawIssuer {
     secret_file: Option<PathBuf>,
     public_key_file: Option<PathBuf>,
     jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    #[serde(default)]
+    discovery: bool,
+    jwks_fetch: Option<RawJwksFetch>,
     #[serde(default)]
     claims: ClaimMapping,
     #[serde(default)]
@@ -98,17 +107,17 @@ pub(super) fn parse_issuers(
     err: &impl Fn(&str, String, &str) -> ConfigError,
 ) -> Result<Vec<IssuerConfig>, ConfigError> {
     let mut issuers = Vec::new();
-    for (index, raw_issuer) in raw.into_iter().enumerate() {
+    for (index, mut raw_issuer) in raw.into_iter().enumerate() {
         let key_path = format!("issuers[{index}]");
-        let key =
-            issuer_key(&raw_issuer, base).map_err(|(problem, fix)| err(&key_path, problem, fix))?;
+        let key = issuer_key(&mut raw_issuer, base)
+            .map_err(|(key, problem, fix)| err(&format!("{key_path}{key}"), problem, fix))?;
         let algorithm_fits = matches!(
             (&key, raw_issuer.algorithm),
             (
                 IssuerKey::SecretEnv(_) | IssuerKey::SecretFile { .. },
                 PinnedAlgorithm::HS256
             ) | (
-                IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_),
+                IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_) | IssuerKey::Remote(_),
                 PinnedAlgorithm::RS256 | PinnedAlgorithm::ES256 | PinnedAlgorithm::EdDSA
             )
         );
@@ -116,7 +125,7 @@ pub(super) fn parse_issuers(
             return Err(err(
                 &format!("{key_path}.algorithm"),
                 format!("{:?} does not fit the key kind given", raw_issuer.algorithm),
-                "HS256 takes secret_env or secret_file; RS256/ES256/EdDSA take public_key_file or jwks_file",
+                "HS256 takes secret_env or secret_file; RS256/ES256/EdDSA take public_key_file, jwks_file, jwks_url or discovery",
             ));
         }
         if matches!(key, IssuerKey::SecretFile { generate: true, .. }) && !raw_issuer.dev {
@@ -169,21 +178,50 @@ pub(super) fn parse_issuers(
     Ok(issuers)
 }
 
-fn issuer_key(raw: &RawIssuer, base: &Path) -> Result<IssuerKey, (String, &'static str)> {
+/// Where the issuer's key comes from; a problem names the key under `issuers[i]` it is about
+/// (empty for the table itself).
+fn issuer_key(
+    raw: &mut RawIssuer,
+    base: &Path,
+) -> Result<IssuerKey, (String, String, &'static str)> {
+    const ONE_OF: &str =
+        "give exactly one of secret_env, secret_file, public_key_file, jwks_file, jwks_url, discovery = true";
     let given = [
         raw.secret_env.is_some(),
         raw.secret_file.is_some(),
         raw.public_key_file.is_some(),
         raw.jwks_file.is_some(),
+        raw.jwks_url.is_some(),
+        raw.discovery,
     ]
     .iter()
     .filter(|g| **g)
     .count();
     if given != 1 {
         return Err((
+            String::new(),
             format!("issuer `{}` names {given} keys", raw.issuer),
-            "give exactly one of secret_env, secret_file, public_key_file, jwks_file",
+            ONE_OF,
         ));
+    }
+    let remote = raw.jwks_url.is_some() || raw.discovery;
+    if raw.jwks_fetch.is_some() && !remote {
+        return Err((
+            ".jwks_fetch".into(),
+            "[issuers.jwks_fetch] applies to keys fetched by URL only".into(),
+            "remove the table, or use jwks_url or discovery = true",
+        ));
+    }
+    if remote {
+        return remote_keys(
+            &raw.issuer,
+            raw.jwks_url.as_deref(),
+            raw.discovery,
+            raw.jwks_fetch.take(),
+            base,
+        )
+        .map(IssuerKey::Remote)
+        .map_err(|(key, problem, fix)| (format!(".{key}"), problem, fix));
     }
     if let Some(var) = &raw.secret_env {
         return Ok(IssuerKey::SecretEnv(var.clone()));
@@ -199,9 +237,6 @@ fn issuer_key(raw: &RawIssuer, base: &Path) -> Result<IssuerKey, (String, &'stat
     }
     match &raw.jwks_file {
         Some(path) => Ok(IssuerKey::JwksFile(base.join(path))),
-        None => Err((
-            "no key".into(),
-            "give one of secret_env, secret_file, public_key_file, jwks_file",
-        )),
+        None => Err((String::new(), "no key".into(), ONE_OF)),
     }
 }

@@ -5,9 +5,9 @@
 //! operator never has to guess why the gateway would not start.
 //!
 //! One module per part of the file: `gateway` reads it and checks its tables in a fixed order;
-//! `server`, `issuers`, `downstreams`, `audit`, `enforcement`, `limits`, `store` and `console`
-//! each own a table (its TOML
-//! shape, its typed value and its checks); `error` is how any problem is reported.
+//! `server`, `issuers` (with `remote_keys` for keys fetched by URL), `downstreams`, `audit`,
+//! `enforcement`, `limits`, `store` and `console` each own a table (its TOML shape, its typed
+//! value and its checks); `error` is how any problem is reported.
 
 mod audit;
 mod console;
@@ -17,6 +17,7 @@ mod error;
 mod gateway;
 mod issuers;
 mod limits;
+mod remote_keys;
 mod server;
 mod store;
 
@@ -28,5 +29,6 @@ pub use error::ConfigError;
 pub use gateway::{GatewayConfig, EMBEDDED_DEFAULT};
 pub use issuers::{ClaimMapping, IssuerConfig, IssuerKey, PinnedAlgorithm};
 pub use limits::LimitsConfig;
+pub use remote_keys::{fetchable_url, RemoteKeySource, RemoteKeysConfig};
 pub use server::{AdminConfig, AgentExplanations, ServerConfig};
 pub use store::StoreConfig;

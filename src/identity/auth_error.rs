@@ -67,6 +67,9 @@ pub enum AuthError {
     InvalidId { claim: String, problem: IdProblem },
     #[error("no key matches the token's key id")]
     UnknownKey,
+    /// The issuer's keys are fetched by URL and none has arrived since start.
+    #[error("the signing keys of issuer `{0}` have not been fetched yet (its key server has not answered); retry shortly")]
+    KeysUnavailable(String),
 }
 
 impl AuthError {
@@ -85,7 +88,8 @@ impl AuthError {
             | AuthError::InvalidClaim(_)
             | AuthError::DuplicateMember { .. }
             | AuthError::InvalidId { .. }
-            | AuthError::UnknownKey => Some("invalid_token"),
+            | AuthError::UnknownKey
+            | AuthError::KeysUnavailable(_) => Some("invalid_token"),
         }
     }
 }

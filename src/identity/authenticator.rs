@@ -2,7 +2,8 @@
 //! algorithm and key; only then are the signature, audience, issuer, `exp` and `nbf` checked.
 //! Whatever is read from a token before it verifies serves to pick the key and to name a
 //! refusal, nothing else. A header or payload that names a member twice is refused before
-//! either is read (`unique_members`).
+//! either is read (`unique_members`). For an issuer whose keys are fetched by URL, an unknown
+//! `kid` may make the verification wait for one bounded refresh (`remote_keys`).
 
 use std::collections::HashMap;
 
@@ -16,6 +17,7 @@ use super::actor::CompositeActor;
 use super::auth_error::{echoed, AuthError, TokenPart};
 use super::claims::actor_from_claims;
 use super::keys::{load_keys, KeyError, VerificationKeys};
+use super::remote_keys::KeyLookup;
 use super::unique_members::{check_unique_members, MemberCheck};
 
 /// One issuer as tokens are checked against it: its pinned algorithm, its key(s), the
@@ -34,7 +36,9 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Loads every issuer's key; a missing or unreadable key refuses start.
+    /// Loads every issuer's key; a missing or unreadable key refuses start. Keys fetched by URL
+    /// are fetched in the background (a provider that does not answer does not refuse start),
+    /// so this must run inside the async runtime when an issuer has them.
     pub fn from_config(config: &GatewayConfig) -> Result<Self, KeyError> {
         let mut issuers = HashMap::new();
         for issuer in &config.issuers {
@@ -51,29 +55,35 @@ impl Authenticator {
     }
 
     /// Verifies a token and builds the composite actor from its claims.
-    pub fn authenticate(&self, token: &str) -> Result<CompositeActor, AuthError> {
-        let header_alg = header_algorithm(token)?;
+    pub async fn authenticate(&self, token: &str) -> Result<CompositeActor, AuthError> {
+        let header = unverified_header(token)?;
         let issuer = unverified_issuer(token)?;
         let verifier = self
             .issuers
             .get(&issuer)
             .ok_or_else(|| AuthError::UnknownIssuer(issuer.clone()))?;
-        if header_alg != algorithm_name(verifier.algorithm) {
+        if header.alg != algorithm_name(verifier.algorithm) {
             return Err(AuthError::AlgorithmNotAllowed {
-                found: header_alg,
+                found: header.alg,
                 pinned: algorithm_name(verifier.algorithm).into(),
             });
         }
+        let fetched;
         let key = match &verifier.keys {
             VerificationKeys::Single(key) => key,
-            VerificationKeys::ByKeyId(keys) => {
-                let header = jsonwebtoken::decode_header(token)
-                    .map_err(|e| AuthError::Malformed(e.to_string()))?;
-                header
-                    .kid
-                    .as_deref()
-                    .and_then(|kid| keys.get(kid))
-                    .ok_or(AuthError::UnknownKey)?
+            VerificationKeys::ByKeyId(keys) => header
+                .kid
+                .as_deref()
+                .and_then(|kid| keys.get(kid))
+                .map(|key| &**key)
+                .ok_or(AuthError::UnknownKey)?,
+            VerificationKeys::Remote(remote) => {
+                let kid = header.kid.as_deref().ok_or(AuthError::UnknownKey)?;
+                fetched = remote.key(kid).await.map_err(|lookup| match lookup {
+                    KeyLookup::Unknown => AuthError::UnknownKey,
+                    KeyLookup::NotYetFetched => AuthError::KeysUnavailable(issuer.clone()),
+                })?;
+                &*fetched
             }
         };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &verifier.validation)
@@ -82,7 +92,10 @@ impl Authenticator {
     }
 
     /// Reads a request's `Authorization` header value and authenticates it.
-    pub fn authenticate_header(&self, header: Option<&str>) -> Result<CompositeActor, AuthError> {
+    pub async fn authenticate_header(
+        &self,
+        header: Option<&str>,
+    ) -> Result<CompositeActor, AuthError> {
         let value = header.ok_or(AuthError::MissingToken)?;
         let token = value
             .strip_prefix("Bearer ")
@@ -90,7 +103,22 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::MissingToken)?;
-        self.authenticate(token)
+        self.authenticate(token).await
+    }
+
+    /// The state of every issuer whose keys are fetched by URL (for the health details):
+    /// where from, which key ids, when fetched, the last failure.
+    pub fn key_status(&self) -> Value {
+        let mut issuers = Map::new();
+        for (issuer, verifier) in &self.issuers {
+            match &verifier.keys {
+                VerificationKeys::Remote(remote) => {
+                    issuers.insert(issuer.clone(), remote.status());
+                }
+                VerificationKeys::Single(_) | VerificationKeys::ByKeyId(_) => {}
+            }
+        }
+        Value::Object(issuers)
     }
 
     /// The `WWW-Authenticate` header value for a refusal.
@@ -190,19 +218,34 @@ fn decode_segment(token: &str, part: TokenPart) -> Result<Map<String, Value>, Au
     serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("a part is not JSON".into()))
 }
 
-/// The header's `alg`, read before any verification so that `none` and unknown algorithms
-/// are named in the refusal instead of failing as a parse error.
-fn header_algorithm(token: &str) -> Result<String, AuthError> {
+/// What the header says before anything is verified: `alg` (so that `none` and unknown
+/// algorithms are named in the refusal instead of failing as a parse error) and `kid`.
+struct UnverifiedHeader {
+    alg: String,
+    kid: Option<String>,
+}
+
+fn unverified_header(token: &str) -> Result<UnverifiedHeader, AuthError> {
     if token.split('.').count() != 3 {
         return Err(AuthError::Malformed(
             "expected three dot-separated parts".into(),
         ));
     }
     let header = decode_segment(token, TokenPart::Header)?;
-    match header.get("alg") {
-        Some(Value::String(alg)) => Ok(alg.clone()),
-        _ => Err(AuthError::Malformed("the header has no `alg`".into())),
-    }
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => alg.clone(),
+        _ => return Err(AuthError::Malformed("the header has no `alg`".into())),
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => {
+            return Err(AuthError::Malformed(
+                "the header's `kid` is not a string".into(),
+            ))
+        }
+    };
+    Ok(UnverifiedHeader { alg, kid })
 }
 
 /// The `iss` claim, read unverified only to choose which pinned key verifies the token.

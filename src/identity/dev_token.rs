@@ -41,7 +41,7 @@ pub fn mint_dev_token(
         IssuerKey::SecretEnv(var) => std::env::var(var)
             .map_err(|_| err(format!("environment variable {var} is not set")))?
             .into_bytes(),
-        IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_) => {
+        IssuerKey::PublicKeyFile(_) | IssuerKey::JwksFile(_) | IssuerKey::Remote(_) => {
             return Err(err("dev tokens need an HS256 secret".into()))
         }
     };

@@ -1,13 +1,18 @@
 //! Issuers' key material, loaded once at start: an HS256 secret (from the environment or a
-//! file, at least 32 bytes), a PEM public key, or a JWKS whose keys a token picks by `kid`. A
-//! missing, unreadable or weak key refuses start with a [`KeyError`].
+//! file, at least 32 bytes), a PEM public key, or a JWKS file whose keys a token picks by `kid`.
+//! A missing, unreadable or weak key refuses start with a [`KeyError`]. Keys fetched by URL are
+//! `remote_keys`' business: here they are only started.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::DecodingKey;
 
 use crate::config::{IssuerConfig, IssuerKey, PinnedAlgorithm};
+
+use super::jwk_set::usable_keys;
+use super::remote_keys::RemoteKeys;
 
 /// A startup problem with an issuer's key material.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +25,9 @@ pub struct KeyError {
 /// The key (or the keys, by `kid`) an issuer's tokens are verified with.
 pub(super) enum VerificationKeys {
     Single(DecodingKey),
-    ByKeyId(HashMap<String, DecodingKey>),
+    ByKeyId(HashMap<String, Arc<DecodingKey>>),
+    /// Fetched from the issuer and kept fresh; picked by `kid`.
+    Remote(Arc<RemoteKeys>),
 }
 
 /// Reads an issuer's verification key material.
@@ -61,23 +68,22 @@ pub(super) fn load_keys(issuer: &IssuerConfig) -> Result<VerificationKeys, KeyEr
             VerificationKeys::Single(key)
         }
         IssuerKey::JwksFile(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = std::fs::read(path)
                 .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
-                .map_err(|e| err(format!("{}: not a JWKS document: {e}", path.display())))?;
-            let mut keys = HashMap::new();
-            for jwk in &set.keys {
-                let Some(kid) = jwk.common.key_id.clone() else {
-                    return Err(err(format!("{}: a key has no `kid`", path.display())));
-                };
-                let key = DecodingKey::from_jwk(jwk)
-                    .map_err(|e| err(format!("{}: key `{kid}`: {e}", path.display())))?;
-                keys.insert(kid, key);
+            let set = usable_keys(&text, issuer.algorithm)
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+            // The file is the operator's own: a key in it that cannot be used is a mistake to
+            // fix, not one to skip.
+            if let Some(reason) = set.skipped.first() {
+                return Err(err(format!("{}: {reason}", path.display())));
             }
-            if keys.is_empty() {
+            if set.keys.is_empty() {
                 return Err(err(format!("{}: the JWKS holds no keys", path.display())));
             }
-            VerificationKeys::ByKeyId(keys)
+            VerificationKeys::ByKeyId(set.keys)
+        }
+        IssuerKey::Remote(remote) => {
+            VerificationKeys::Remote(RemoteKeys::start(issuer, remote).map_err(err)?)
         }
     })
 }

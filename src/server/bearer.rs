@@ -23,7 +23,7 @@ pub(crate) async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match auth.authenticate_header(header_value) {
+    match auth.authenticate_header(header_value).await {
         Ok(actor) => {
             request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
             next.run(request).await

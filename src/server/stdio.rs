@@ -25,7 +25,7 @@ pub async fn serve_stdio(
             "environment variable {token_env} holds no token; export a JWT for this agent in it"
         ))
     })?;
-    let actor: CompositeActor = auth.authenticate(&token).map_err(|e| {
+    let actor: CompositeActor = auth.authenticate(&token).await.map_err(|e| {
         StartError::StdioIdentity(format!("the token in {token_env} is refused: {e}"))
     })?;
     let gateway = start_gateway(&config, shutdown.clone()).await?;

@@ -22,10 +22,14 @@ use serde_json::{json, Value};
 mod admin;
 mod admin_api;
 mod config;
+mod jwks;
 mod raw;
 #[allow(unused_imports)]
 pub use admin_api::*;
 pub use config::*;
+// Only the tests of issuers whose keys are fetched by URL use it.
+#[allow(unused_imports)]
+pub use jwks::*;
 // Only the tests that speak raw HTTP use it.
 #[allow(unused_imports)]
 pub use raw::*;

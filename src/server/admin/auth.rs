@@ -37,7 +37,10 @@ pub(super) async fn authenticate(
     else {
         return crate::server::bearer::authenticate(State(gate.auth), request, next).await;
     };
-    match sessions.authenticate(&id, request.method(), request.headers()) {
+    match sessions
+        .authenticate(&id, request.method(), request.headers())
+        .await
+    {
         Ok(actor) => {
             request.extensions_mut().insert::<ActorRef>(Arc::new(actor));
             let mut response = next.run(request).await;

@@ -40,6 +40,8 @@ pub use openapi::openapi;
 #[derive(Clone)]
 struct AdminState {
     gateway: Arc<Gateway>,
+    /// For the health details: the state of issuers' keys fetched by URL.
+    auth: Arc<Authenticator>,
     roles: AdminRoles,
     public_url: String,
     /// The public half of this gateway's checkpoint key, to verify the log's chain with.
@@ -188,11 +190,12 @@ pub fn admin_router(
     options: AdminOptions,
 ) -> Router {
     let gate = auth::Gate {
-        auth,
+        auth: auth.clone(),
         sessions: options.sessions,
     };
     let state = AdminState {
         gateway,
+        auth,
         roles: options.roles,
         public_url: options.public_url,
         log_key: options.log_key,

@@ -140,11 +140,10 @@ pub(super) async fn health_details(
     {
         return refusal.into_response();
     }
-    Json(super::super::health::details(
-        &state.gateway,
-        &state.public_url,
-    ))
-    .into_response()
+    let mut details = super::super::health::details(&state.gateway, &state.public_url);
+    // Issuers whose keys are fetched by URL: which keys are in force, and why none yet.
+    details["issuer_keys"] = state.auth.key_status();
+    Json(details).into_response()
 }
 
 pub(super) async fn metrics(State(state): State<AdminState>) -> Response {

@@ -162,8 +162,12 @@ impl Sessions {
 
     /// Verifies `token` as any bearer token is verified and opens a session for it: the new
     /// session's id (for the cookie) and the person.
-    pub fn sign_in(&self, token: &str, via: SignIn) -> Result<(String, CompositeActor), AuthError> {
-        let actor = self.auth.authenticate(token.trim())?;
+    pub async fn sign_in(
+        &self,
+        token: &str,
+        via: SignIn,
+    ) -> Result<(String, CompositeActor), AuthError> {
+        let actor = self.auth.authenticate(token.trim()).await?;
         let id = random_token();
         let now = Instant::now();
         let mut sessions = self.sessions();
@@ -198,7 +202,7 @@ impl Sessions {
 
     /// The person behind the request's session cookie, verified now; for a state change, only
     /// with the session's CSRF token and from the console's origin.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         id: &str,
         method: &Method,
@@ -224,7 +228,7 @@ impl Sessions {
             session.last_used = now;
             session.token.clone()
         };
-        self.auth.authenticate(&token).map_err(|error| {
+        self.auth.authenticate(&token).await.map_err(|error| {
             self.sign_out(id);
             SessionRefusal::Token(error)
         })

@@ -85,7 +85,7 @@ pub(super) async fn sign_in(
             )
         }
     };
-    match sessions.sign_in(&token, via) {
+    match sessions.sign_in(&token, via).await {
         Ok((id, actor)) => {
             tracing::info!(target: "capgate::admin", user = %actor.user.id, tenant = %actor.tenant, ?via, "console sign-in");
             let cookie = sessions.cookie(&id, over_https(&headers));
@@ -111,7 +111,7 @@ pub(super) async fn sign_out(
     let Some(id) = session_cookie(&headers) else {
         return answer(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in");
     };
-    match sessions.authenticate(id, &method, &headers) {
+    match sessions.authenticate(id, &method, &headers).await {
         Ok(actor) => {
             tracing::info!(target: "capgate::admin", user = %actor.user.id, "console sign-out");
         }

@@ -1,0 +1,262 @@
+//! Issuers whose keys are fetched by URL, against a local HTTPS key server (`common::jwks`)
+//! that rotates its keys while the gateway runs: a key published after start is used once
+//! served; made-up `kid`s cause at most the configured fetches a minute; a provider that is
+//! down leaves cached keys in force; discovery finds the set; keys declared for another
+//! algorithm are never used; a provider unreachable at start does not stop the gateway.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+const URL_ISSUER: &str = "https://jwks-url.capgate.local";
+
+/// The standard HS256 test issuer (admin tokens) and `remote`.
+async fn gateway_with(remote: String) -> TestGateway {
+    TestGateway::start(GatewayOptions {
+        issuers: Some(format!(
+            "\n[[issuers]]\nissuer = \"{HS_ISSUER}\"\nalgorithm = \"HS256\"\nsecret_env = \"CAPGATE_TEST_SECRET\"\n{remote}"
+        )),
+        ..Default::default()
+    })
+    .await
+}
+
+fn fetch_table(provider: &JwksServer, per_minute: u32) -> String {
+    format!(
+        "[issuers.jwks_fetch]\nca_file = \"{}\"\nunknown_kid_fetches_per_minute = {per_minute}\n",
+        provider.ca_file.display()
+    )
+}
+
+/// `initialize` with `token`: the status and the 401's `error_description`.
+async fn try_token(gateway: &TestGateway, token: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(&gateway.url)
+        .bearer_auth(token)
+        .header("Accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "jwks", "version": "1"}}}))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let description = if status == 401 {
+        response.json::<Value>().await.expect("401 body")["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        String::new()
+    };
+    (status, description)
+}
+
+fn alice() -> TokenSpec {
+    analyst("acme", "alice", "drafting-agent")
+}
+
+#[tokio::test]
+async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_limit() {
+    let provider = JwksServer::start().await;
+    let first = TestKey::from_fixture("test-rs256-private.pem");
+    let second = TestKey::from_fixture("test-rs256-second-private.pem");
+    provider.publish(first.jwk("first"));
+    let gateway = gateway_with(format!(
+        "[[issuers]]\nissuer = \"{URL_ISSUER}\"\nalgorithm = \"RS256\"\njwks_url = \"{}\"\n{}",
+        provider.jwks_url(),
+        fetch_table(&provider, 3)
+    ))
+    .await;
+    let token = |key: &TestKey, kid: &str| key.token(kid, URL_ISSUER, &alice(), &gateway.url);
+
+    provider.wait_for_jwks_requests(1).await;
+    assert_eq!(try_token(&gateway, &token(&first, "first")).await.0, 200);
+    let at_start = provider.jwks_requests();
+    let minute = Instant::now();
+
+    // Rotation: the provider publishes a key capgate has never seen.
+    provider.publish(second.jwk("second"));
+    assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
+    assert_eq!(
+        provider.jwks_requests(),
+        at_start + 1,
+        "one refresh found it"
+    );
+    assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
+    assert_eq!(provider.jwks_requests(), at_start + 1, "and it is cached");
+
+    // A flood of kids the provider never published: concurrent, then one after another.
+    let flood = (0..30).map(|i| {
+        let made_up = token(&second, &format!("made-up-{i}"));
+        let gateway = &gateway;
+        async move { try_token(gateway, &made_up).await }
+    });
+    for (status, description) in futures::future::join_all(flood).await {
+        assert_eq!(status, 401);
+        assert!(description.contains("no key matches"), "{description}");
+    }
+    for i in 30..60 {
+        let (status, _) = try_token(&gateway, &token(&second, &format!("made-up-{i}"))).await;
+        assert_eq!(status, 401);
+    }
+    let caused = provider.jwks_requests() - at_start;
+    assert!(
+        minute.elapsed() < Duration::from_secs(60),
+        "the flood took a minute; the window slid"
+    );
+    assert_eq!(
+        caused, 3,
+        "tokens caused {caused} fetches in under a minute; the limit is 3"
+    );
+
+    // The provider goes down: the cached keys stay in force, without a fetch.
+    provider.set_down(true);
+    assert_eq!(try_token(&gateway, &token(&first, "first")).await.0, 200);
+    assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
+    let health = gateway.health().await;
+    assert_eq!(
+        health["issuer_keys"][URL_ISSUER]["key_ids"],
+        json!(["first", "second"]),
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn discovery_finds_the_set_keys_for_another_algorithm_are_never_used_and_outages_keep_the_cache(
+) {
+    let provider = JwksServer::start().await;
+    let first = TestKey::from_fixture("test-rs256-private.pem");
+    let second = TestKey::from_fixture("test-rs256-second-private.pem");
+    provider.publish(first.jwk("first"));
+    let mut as_rs512 = first.jwk("first-as-rs512");
+    as_rs512["alg"] = "RS512".into();
+    provider.publish(as_rs512);
+    let mut for_encryption = first.jwk("first-for-encryption");
+    for_encryption["use"] = "enc".into();
+    provider.publish(for_encryption);
+    let issuer = provider.issuer();
+    let gateway = gateway_with(format!(
+        "[[issuers]]\nissuer = \"{issuer}\"\nalgorithm = \"RS256\"\ndiscovery = true\n{}",
+        fetch_table(&provider, 10)
+    ))
+    .await;
+    let token = |key: &TestKey, kid: &str| key.token(kid, &issuer, &alice(), &gateway.url);
+
+    provider.wait_for_jwks_requests(1).await;
+    assert!(provider.discovery_requests() >= 1);
+    assert_eq!(try_token(&gateway, &token(&first, "first")).await.0, 200);
+    // The same RSA key, published for RS512 or for encryption: not a key of this issuer.
+    for kid in ["first-as-rs512", "first-for-encryption"] {
+        let (status, description) = try_token(&gateway, &token(&first, kid)).await;
+        assert_eq!(status, 401, "{kid}");
+        assert!(description.contains("no key matches"), "{description}");
+    }
+    let health = gateway.health().await;
+    let keys = &health["issuer_keys"][issuer.as_str()];
+    assert_eq!(keys["key_ids"], json!(["first"]), "{health}");
+    assert_eq!(keys["skipped_keys"].as_array().map(Vec::len), Some(2));
+    assert!(
+        keys["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&provider.jwks_url())),
+        "{keys}"
+    );
+
+    // Down: a refresh for an unknown kid fails, and the cached key is still in force.
+    provider.set_down(true);
+    let before = provider.jwks_requests() + provider.discovery_requests();
+    assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 401);
+    assert!(provider.jwks_requests() + provider.discovery_requests() > before);
+    assert_eq!(try_token(&gateway, &token(&first, "first")).await.0, 200);
+    let health = gateway.health().await;
+    let keys = &health["issuer_keys"][issuer.as_str()];
+    assert!(
+        keys["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{keys}"
+    );
+    assert_eq!(keys["key_ids"], json!(["first"]));
+}
+
+#[tokio::test]
+async fn a_key_server_down_at_start_refuses_its_tokens_until_keys_arrive() {
+    let provider = JwksServer::start().await;
+    let first = TestKey::from_fixture("test-rs256-private.pem");
+    provider.publish(first.jwk("first"));
+    provider.set_down(true);
+    let gateway = gateway_with(format!(
+        "[[issuers]]\nissuer = \"{URL_ISSUER}\"\nalgorithm = \"RS256\"\njwks_url = \"{}\"\n{}",
+        provider.jwks_url(),
+        fetch_table(&provider, 10)
+    ))
+    .await;
+    let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
+
+    provider.wait_for_jwks_requests(1).await;
+    let (status, description) = try_token(&gateway, &token).await;
+    assert_eq!(status, 401);
+    assert!(
+        description.contains("have not been fetched yet"),
+        "{description}"
+    );
+    let health = gateway.health().await;
+    let keys = &health["issuer_keys"][URL_ISSUER];
+    assert!(
+        keys["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("no keys yet")),
+        "{health}"
+    );
+    // Other issuers are unaffected.
+    assert_eq!(try_token(&gateway, &gateway.token(&alice())).await.0, 200);
+
+    provider.set_down(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, description) = try_token(&gateway, &token).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keys never arrived: {description}"
+        );
+        provider
+            .wait_for_jwks_requests(provider.jwks_requests() + 1)
+            .await;
+    }
+    assert_eq!(
+        gateway.health().await["issuer_keys"][URL_ISSUER]["state"],
+        "fresh"
+    );
+}
+
+#[tokio::test]
+async fn a_key_server_whose_certificate_is_not_trusted_is_never_read() {
+    let provider = JwksServer::start().await;
+    let first = TestKey::from_fixture("test-rs256-private.pem");
+    provider.publish(first.jwk("first"));
+    // No ca_file: the system's roots do not know the key server's CA.
+    let gateway = gateway_with(format!(
+        "[[issuers]]\nissuer = \"{URL_ISSUER}\"\nalgorithm = \"RS256\"\njwks_url = \"{}\"\n",
+        provider.jwks_url()
+    ))
+    .await;
+    let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
+    let (status, description) = try_token(&gateway, &token).await;
+    assert_eq!(status, 401);
+    assert!(
+        description.contains("have not been fetched yet"),
+        "{description}"
+    );
+    let health = gateway.health().await;
+    let error = health["issuer_keys"][URL_ISSUER]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("certificate"), "{health}");
+    assert_eq!(provider.jwks_requests(), 0, "no request got past TLS");
+}
