@@ -8,14 +8,14 @@
 //! at start, because the process itself is the session.
 
 pub mod admin;
-mod edges;
+pub(crate) mod edges;
 mod front;
 mod health;
-mod http;
+pub(crate) mod http;
 mod limits;
 mod listener;
 mod paging;
-mod sessions;
+pub(crate) mod sessions;
 mod stdio;
 
 pub use front::McpFront;
