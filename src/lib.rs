@@ -11,6 +11,8 @@ pub mod config;
 pub mod downstream;
 pub mod enforce;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod policy;

@@ -296,9 +296,17 @@ pub fn parse_file(path: &Path) -> Result<ScenarioFile, String> {
 fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    serde_norway::from_str(&text).map_err(|e| match e.location() {
-        Some(at) => format!("{}:{}: {e}", path.display(), at.line()),
-        None => format!("{}: {e}", path.display()),
+    parse_yaml_text(&text, &path.display().to_string())
+}
+
+/// A scenario file's text (capability or admin scenarios); `name` names it in errors.
+pub(crate) fn parse_yaml_text<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+) -> Result<T, String> {
+    serde_norway::from_str(text).map_err(|e| match e.location() {
+        Some(at) => format!("{name}:{}: {e}", at.line()),
+        None => format!("{name}: {e}"),
     })
 }
 
@@ -330,33 +338,49 @@ pub fn run_admin_dir(
     let mut results = Vec::new();
     for path in scenario_files(dir)? {
         let file: AdminScenarioFile = parse_yaml(&path)?;
-        let name = path.display().to_string();
-        for scenario in file.scenarios {
-            let Some(tenant) = scenario.actor.tenant.clone() else {
-                results.push(ScenarioResult {
-                    file: name.clone(),
-                    name: scenario.name,
-                    failure: Some("an admin scenario's actor needs a tenant".into()),
-                    decision: None,
-                });
-                continue;
-            };
-            let request = AdminRequest {
-                actor: scenario.actor.facts(),
-                tenant,
-                action: scenario.action,
-                resource: scenario.resource,
-            };
-            let decision = set.decide(&request, roles);
-            results.push(ScenarioResult {
-                file: name.clone(),
-                name: scenario.name,
-                failure: check_admin(&scenario.expect, &decision),
-                decision: Some(decision),
-            });
-        }
+        results.extend(run_admin_file(
+            &path.display().to_string(),
+            file,
+            set,
+            roles,
+        ));
     }
     Ok(results)
+}
+
+/// Runs the admin scenarios of one file (`name` names it in the results).
+pub(crate) fn run_admin_file(
+    name: &str,
+    file: AdminScenarioFile,
+    set: &AdminPolicySet,
+    roles: &AdminRoles,
+) -> Vec<ScenarioResult<AdminDecision>> {
+    let mut results = Vec::new();
+    for scenario in file.scenarios {
+        let Some(tenant) = scenario.actor.tenant.clone() else {
+            results.push(ScenarioResult {
+                file: name.to_string(),
+                name: scenario.name,
+                failure: Some("an admin scenario's actor needs a tenant".into()),
+                decision: None,
+            });
+            continue;
+        };
+        let request = AdminRequest {
+            actor: scenario.actor.facts(),
+            tenant,
+            action: scenario.action,
+            resource: scenario.resource,
+        };
+        let decision = set.decide(&request, roles);
+        results.push(ScenarioResult {
+            file: name.to_string(),
+            name: scenario.name,
+            failure: check_admin(&scenario.expect, &decision),
+            decision: Some(decision),
+        });
+    }
+    results
 }
 
 /// Runs every scenario of every file in `dir`.
@@ -368,8 +392,26 @@ pub fn run_dir(
     let mut results = Vec::new();
     for path in scenario_files(dir)? {
         let file = parse_file(&path)?;
-        let name = path.display().to_string();
-        for scenario in &file.scenarios {
+        results.extend(run_file(
+            &path.display().to_string(),
+            &file,
+            engine,
+            registry,
+        ));
+    }
+    Ok(results)
+}
+
+/// Runs the scenarios of one file (`name` names it in the results).
+pub(crate) fn run_file(
+    name: &str,
+    file: &ScenarioFile,
+    engine: &PolicyEngine,
+    registry: &Registry,
+) -> Vec<ScenarioResult> {
+    file.scenarios
+        .iter()
+        .map(|scenario| {
             let (failure, decision) = match scenario_request(scenario, registry) {
                 Err(problem) => (Some(format!("cannot build the request: {problem}")), None),
                 Ok(request) => {
@@ -377,13 +419,12 @@ pub fn run_dir(
                     (check(&scenario.expect, &decision), Some(decision))
                 }
             };
-            results.push(ScenarioResult {
-                file: name.clone(),
+            ScenarioResult {
+                file: name.to_string(),
                 name: scenario.name.clone(),
                 failure,
                 decision,
-            });
-        }
-    }
-    Ok(results)
+            }
+        })
+        .collect()
 }

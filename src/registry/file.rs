@@ -156,48 +156,67 @@ impl Registry {
                 fix: "make the file readable".into(),
             })?;
             let name = file.display().to_string();
-            let raw: RawFile = toml::from_str(&text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-                RegistryError {
-                    file: match line {
-                        Some(line) => format!("{name}:{line}"),
-                        None => name.clone(),
-                    },
-                    problem: e.message().to_string(),
-                    fix: "correct the contract; see capabilities/case-platform.toml".into(),
-                }
-            })?;
-            let naming =
-                match known_servers {
-                    None => Naming::default(),
-                    Some(known) => match known.iter().find(|(id, _)| *id == raw.server) {
-                        Some((_, naming)) => naming.clone(),
-                        None => return Err(RegistryError {
-                            file: name,
-                            problem: format!(
-                                "server `{}` is not a configured downstream",
-                                raw.server
-                            ),
-                            fix: "add a [[downstream]] with this id to the config, or fix `server`"
-                                .into(),
-                        }),
-                    },
-                };
-            if let Some(previous) = seen_servers.insert(raw.server.clone(), name.clone()) {
-                return Err(RegistryError {
-                    file: name,
-                    problem: format!(
-                        "server `{}` already has contracts in {previous}",
-                        raw.server
-                    ),
-                    fix: "keep one capabilities file per downstream server".into(),
-                });
-            }
-            registry.add_file(&name, raw, &naming)?;
+            registry.add_text(&name, &text, known_servers, &mut seen_servers)?;
         }
         Ok(registry)
+    }
+
+    /// One contracts file's text, read as `Registry::load` reads each file (`name` names it in
+    /// errors; `None` servers: every server known, prefixed by its id).
+    pub(crate) fn from_text(name: &str, text: &str) -> Result<Self, RegistryError> {
+        let mut registry = Registry::default();
+        registry.add_text(name, text, None, &mut HashMap::new())?;
+        Ok(registry)
+    }
+
+    /// Parses and checks one file's text and adds its contracts; `seen_servers` are the servers
+    /// earlier files gave contracts for (server → file).
+    fn add_text(
+        &mut self,
+        name: &str,
+        text: &str,
+        known_servers: Option<&[(String, Naming)]>,
+        seen_servers: &mut HashMap<String, String>,
+    ) -> Result<(), RegistryError> {
+        let name = name.to_string();
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            RegistryError {
+                file: match line {
+                    Some(line) => format!("{name}:{line}"),
+                    None => name.clone(),
+                },
+                problem: e.message().to_string(),
+                fix: "correct the contract; see capabilities/case-platform.toml".into(),
+            }
+        })?;
+        let naming = match known_servers {
+            None => Naming::default(),
+            Some(known) => match known.iter().find(|(id, _)| *id == raw.server) {
+                Some((_, naming)) => naming.clone(),
+                None => {
+                    return Err(RegistryError {
+                        file: name,
+                        problem: format!("server `{}` is not a configured downstream", raw.server),
+                        fix: "add a [[downstream]] with this id to the config, or fix `server`"
+                            .into(),
+                    })
+                }
+            },
+        };
+        if let Some(previous) = seen_servers.insert(raw.server.clone(), name.clone()) {
+            return Err(RegistryError {
+                file: name,
+                problem: format!(
+                    "server `{}` already has contracts in {previous}",
+                    raw.server
+                ),
+                fix: "keep one capabilities file per downstream server".into(),
+            });
+        }
+        self.add_file(&name, raw, &naming)
     }
 
     fn add_file(&mut self, file: &str, raw: RawFile, naming: &Naming) -> Result<(), RegistryError> {

@@ -45,22 +45,12 @@ pub fn http_router(
     );
     let metadata = identity::protected_resource_metadata(config);
     let metadata_path = well_known_path(&config.resource_metadata_url());
-    // Outermost first: authenticate → per-principal limits → parse errors → sessions → rmcp.
-    let protected = Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn_with_state(
-            sessions,
-            sessions::bind_sessions,
-        ))
-        .layer(axum::middleware::from_fn(edges::parse_errors))
-        .layer(axum::middleware::from_fn_with_state(
-            RequestLimits::new(&config.limits),
-            limits::limit_requests,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            auth,
-            super::bearer::authenticate,
-        ));
+    let protected = front_door(
+        Router::new().nest_service("/mcp", mcp),
+        config,
+        auth,
+        sessions,
+    );
     let metadata_doc = metadata.clone();
     Router::new()
         .route(
@@ -85,6 +75,30 @@ pub fn http_router(
             }),
         )
         .merge(protected)
+}
+
+/// The layers every request to `/mcp` passes before rmcp sees it, outermost first:
+/// authenticate → per-principal limits → parse errors → sessions bound to their principal.
+pub(crate) fn front_door(
+    inner: Router,
+    config: &GatewayConfig,
+    auth: Arc<Authenticator>,
+    sessions: Arc<BoundSessions>,
+) -> Router {
+    inner
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            sessions::bind_sessions,
+        ))
+        .layer(axum::middleware::from_fn(edges::parse_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            RequestLimits::new(&config.limits),
+            limits::limit_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            super::bearer::authenticate,
+        ))
 }
 
 fn well_known_path(metadata_url: &str) -> String {

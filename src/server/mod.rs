@@ -12,14 +12,14 @@
 pub mod admin;
 mod bearer;
 pub mod console;
-mod edges;
+pub(crate) mod edges;
 mod front;
 mod health;
-mod http;
+pub(crate) mod http;
 mod limits;
 mod listener;
 mod paging;
-mod sessions;
+pub(crate) mod sessions;
 mod stdio;
 
 pub use front::McpFront;
