@@ -3,7 +3,6 @@
 //! chained form of a record.
 
 use super::DecisionRecord;
-use crate::store::canonical_json;
 
 /// Records between signed checkpoints.
 pub const CHECKPOINT_EVERY: i64 = 64;
@@ -51,7 +50,11 @@ pub(crate) trait Sink: Send {
     }
 }
 
-/// The chained form of a record: its canonical JSON.
+/// The chained form of a record: its canonical JSON (RFC 8785), serialised straight from the
+/// record, without an intermediate JSON tree.
 pub(crate) fn encode(record: &DecisionRecord) -> String {
-    canonical_json(&serde_json::to_value(record).unwrap_or_default())
+    // A record always serialises (string keys, no floats that are not finite); were it not to,
+    // the text below still differs from every real record's form.
+    serde_json_canonicalizer::to_string(record)
+        .unwrap_or_else(|e| format!("<a record that cannot be canonicalised: {e}>"))
 }

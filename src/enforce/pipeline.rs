@@ -496,19 +496,31 @@ impl Gateway {
         if !refused_by.is_empty() {
             span.record("refused_by", refused_by);
         }
-        tracing::info!(
-            target: "capgate::decision",
-            request_id = %trail.request_id,
-            tenant = %trail.actor.tenant,
-            user = %trail.actor.user.id,
-            agent = trail.actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
-            action = trail.action.as_str(),
-            capability = %trail.capability,
-            outcome,
-            refused_by,
-            mode = trail.mode.as_str(),
-            "decision"
-        );
+        // One line per refusal at the default level; allowed calls only at `debug` (the
+        // decision log holds every one, and the span carries the outcome).
+        macro_rules! decision_line {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "capgate::decision",
+                    $level,
+                    request_id = %trail.request_id,
+                    tenant = %trail.actor.tenant,
+                    user = %trail.actor.user.id,
+                    agent = trail.actor.agent.as_ref().map(|a| a.id.as_str()).unwrap_or("-"),
+                    action = trail.action.as_str(),
+                    capability = %trail.capability,
+                    outcome,
+                    refused_by,
+                    mode = trail.mode.as_str(),
+                    "decision"
+                )
+            };
+        }
+        if refusal.is_none() && outcome == "allow" {
+            decision_line!(tracing::Level::DEBUG);
+        } else {
+            decision_line!(tracing::Level::INFO);
+        }
         self.metrics.inc(
             "capgate_decisions_total",
             vec![

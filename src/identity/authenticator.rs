@@ -6,6 +6,7 @@
 //! `kid` may make the verification wait for one bounded refresh (`remote_keys`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
@@ -19,6 +20,7 @@ use super::claims::actor_from_claims;
 use super::keys::{load_keys, KeyError, VerificationKeys};
 use super::remote_keys::KeyLookup;
 use super::unique_members::{check_unique_members, MemberCheck};
+use super::verified::{PublishedKey, TokenDigest, Verified, VerifiedTokens};
 
 /// One issuer as tokens are checked against it: its pinned algorithm, its key(s), the
 /// audience, issuer and time checks, and where its claims carry the actor.
@@ -27,12 +29,14 @@ struct IssuerVerifier {
     keys: VerificationKeys,
     validation: Validation,
     claims: ClaimMapping,
+    leeway: u64,
 }
 
 /// Verifies bearer tokens against the configured issuers.
 pub struct Authenticator {
     issuers: HashMap<String, IssuerVerifier>,
     resource_metadata_url: String,
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
@@ -47,6 +51,7 @@ impl Authenticator {
         Ok(Self {
             issuers,
             resource_metadata_url: config.resource_metadata_url(),
+            verified: VerifiedTokens::new(),
         })
     }
 
@@ -54,8 +59,35 @@ impl Authenticator {
         &self.resource_metadata_url
     }
 
-    /// Verifies a token and builds the composite actor from its claims.
+    /// Verifies a token and builds the composite actor from its claims. A token that verified
+    /// before is trusted again while its time claims hold and its key stays in force.
     pub async fn authenticate(&self, token: &str) -> Result<CompositeActor, AuthError> {
+        let digest = TokenDigest::of(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(actor) = self.verified.trusted(&digest, now, |issuer, key| {
+            self.still_published(issuer, key)
+        }) {
+            return Ok(actor);
+        }
+        let verified = self.verify(token).await?;
+        let actor = verified.actor.clone();
+        self.verified.remember(digest, verified);
+        Ok(actor)
+    }
+
+    /// Whether a published key that verified a token of `issuer` is still the one its `kid`
+    /// names there.
+    fn still_published(&self, issuer: &str, published: &PublishedKey) -> bool {
+        match self.issuers.get(issuer).map(|verifier| &verifier.keys) {
+            Some(VerificationKeys::Remote(remote)) => remote
+                .held(&published.kid)
+                .is_some_and(|key| Arc::ptr_eq(&key, &published.key)),
+            Some(VerificationKeys::Single(_) | VerificationKeys::ByKeyId(_)) | None => false,
+        }
+    }
+
+    /// The full check: issuer, pinned algorithm, key, signature, audience, time claims.
+    async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let header = unverified_header(token)?;
         let issuer = unverified_issuer(token)?;
         let verifier = self
@@ -69,6 +101,7 @@ impl Authenticator {
             });
         }
         let fetched;
+        let mut published_key = None;
         let key = match &verifier.keys {
             VerificationKeys::Single(key) => key,
             VerificationKeys::ByKeyId(keys) => header
@@ -83,12 +116,36 @@ impl Authenticator {
                     KeyLookup::Unknown => AuthError::UnknownKey,
                     KeyLookup::NotYetFetched => AuthError::KeysUnavailable(issuer.clone()),
                 })?;
+                published_key = Some(PublishedKey {
+                    kid: kid.to_string(),
+                    key: fetched.clone(),
+                });
                 &*fetched
             }
         };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &verifier.validation)
             .map_err(map_jwt_error)?;
-        actor_from_claims(&issuer, &data.claims, &verifier.claims)
+        let actor = actor_from_claims(&issuer, &data.claims, &verifier.claims)?;
+        // Verification required `exp` as a whole number; `nbf` is one when present.
+        let expires = data
+            .claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| AuthError::InvalidClaim("exp".into()))?;
+        let not_before = match data.claims.get("nbf") {
+            None => None,
+            Some(nbf) => Some(
+                nbf.as_u64()
+                    .ok_or_else(|| AuthError::InvalidClaim("nbf".into()))?,
+            ),
+        };
+        Ok(Verified {
+            actor,
+            expires,
+            not_before,
+            leeway: verifier.leeway,
+            published_key,
+        })
     }
 
     /// Reads a request's `Authorization` header value and authenticates it.
@@ -164,6 +221,7 @@ impl IssuerVerifier {
             keys,
             validation,
             claims: issuer.claims.clone(),
+            leeway: issuer.leeway.as_secs(),
         })
     }
 }

@@ -8,7 +8,8 @@
 //! Where each part lives: `actor` is who is asking; `authenticator` verifies a token against
 //! its issuer, or refuses it with an `auth_error`; `keys` loads the issuers' key material at
 //! start, `remote_keys` fetches and refreshes the keys an issuer publishes at a URL, and
-//! `jwk_set` says which keys of a JWKS an issuer may use; `unique_members` refuses a header or payload that names a member twice; `claims`
+//! `jwk_set` says which keys of a JWKS an issuer may use; `unique_members` refuses a header or payload that names a member twice; `verified` remembers
+//! tokens that verified, so that each is checked in full once; `claims`
 //! turns verified claims into the actor, after `ids` has checked every id it names; `facts` is
 //! what the policy is told of that actor; `dev_token` mints tokens for dev issuers only.
 
@@ -23,6 +24,7 @@ mod jwk_set;
 mod keys;
 mod remote_keys;
 mod unique_members;
+mod verified;
 
 pub use actor::{ActorRef, AgentIdentity, CompositeActor, UserIdentity};
 pub use auth_error::{AuthError, TokenPart};

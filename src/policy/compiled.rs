@@ -8,12 +8,14 @@ use std::path::Path;
 use cedar_policy::{Authorizer, Entity, PolicyId, Schema};
 
 use super::contract::{Action, Outcome};
+use super::decision_cache::BUDGET_FACT;
 use super::entities::{types, uid, RelationshipStore};
 use super::load::{
     self, load_policies, EffectiveWindow, LoadedPolicies, Manifest, PolicyLoadError, PolicyMeta,
     PolicyProblem,
 };
 use super::request::RequestParts;
+use super::runtime_reads::RuntimeReads;
 use super::slice::PolicySlices;
 
 /// What a set knows about one of its policies, rendered once at load.
@@ -71,6 +73,9 @@ pub struct CompiledPolicySet {
     /// "under policy set <label>", which every reason ends with.
     pub(super) under: String,
     pub(super) authorizer: Authorizer,
+    /// Whether some policy reads the run budget (`context.runtime.budget_remaining`), which
+    /// changes on every call: only then is it part of a cached decision's key.
+    pub(super) reads_budget: bool,
 }
 
 fn schema_problem(dir: &Path, message: String) -> PolicyLoadError {
@@ -165,7 +170,9 @@ impl CompiledPolicySet {
             })
             .collect();
         let label = format!("{}@{}", loaded.manifest.id, loaded.manifest.version);
+        let reads_budget = RuntimeReads::of(&loaded.policies).reads(BUDGET_FACT);
         Ok(Self {
+            reads_budget,
             under: format!("under policy set {label}"),
             label,
             policy_count: loaded.policies.num_of_policies(),

@@ -112,7 +112,7 @@ impl CapabilityKind {
 }
 
 /// An attribute value: the few shapes contracts and arguments use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AttributeValue {
     Bool(bool),
@@ -121,7 +121,7 @@ pub enum AttributeValue {
     Set(Vec<String>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserFacts {
     pub id: String,
@@ -131,7 +131,7 @@ pub struct UserFacts {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentFacts {
     pub id: String,
@@ -139,7 +139,7 @@ pub struct AgentFacts {
 }
 
 /// The composite actor as the PDP sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActorFacts {
     pub user: UserFacts,
@@ -152,7 +152,7 @@ pub struct ActorFacts {
 }
 
 /// The capability the request is about, with its contract attributes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceFacts {
     /// Exposed name (tools, prompts) or URI (resources).
@@ -175,7 +175,7 @@ pub struct EntityRef {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     /// Decision time, Unix seconds (defaults to now); picks the effective policy version.
@@ -183,7 +183,7 @@ pub struct Environment {
     pub now: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RiskContext {
     #[serde(default)]
@@ -197,7 +197,7 @@ pub struct RiskContext {
 pub const NO_WORKFLOW_NODE: &str = "none";
 
 /// capgate's own state about the run, never taken from the agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeContext {
     #[serde(default)]
@@ -212,7 +212,7 @@ pub struct RuntimeContext {
 }
 
 /// One question to the PDP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
     #[serde(default)]

@@ -14,6 +14,7 @@ use super::admin::{
 use super::compiled::CompiledPolicySet;
 use super::contract::{Decision, Outcome, PolicyRequest, ShadowDecision};
 use super::decide::agent_reason;
+use super::decision_cache::DecisionCache;
 use super::entities::RelationshipStore;
 use super::load::{self, PolicyLoadError, PolicyProblem};
 
@@ -28,6 +29,8 @@ pub struct PolicyEngine {
     relationships: ArcSwap<RelationshipStore>,
     /// Who may administer what; decided apart from the capability set, never per call.
     admin: ArcSwapOption<AdminPolicySet>,
+    /// Answers already given, valid while what is in force stays.
+    cache: DecisionCache,
 }
 
 /// Seconds since the Unix epoch.
@@ -54,6 +57,7 @@ impl PolicyEngine {
             shadow: ArcSwapOption::new(shadow),
             relationships: ArcSwap::from_pointee(relationships),
             admin: ArcSwapOption::new(admin),
+            cache: DecisionCache::new(),
         }))
     }
 
@@ -86,12 +90,8 @@ impl PolicyEngine {
 
     /// The version in effect at `now`, if any.
     pub fn effective(&self, now: i64) -> Option<Arc<CompiledPolicySet>> {
-        self.versions
-            .load()
-            .iter()
-            .filter(|v| v.window.contains(now))
-            .max_by_key(|v| v.window.from.unwrap_or(i64::MIN))
-            .cloned()
+        let versions = self.versions.load();
+        effective_index(&versions, now).map(|i| versions[i].clone())
     }
 
     /// The newest loaded version (in effect or not), for status and startup checks.
@@ -112,11 +112,45 @@ impl PolicyEngine {
         self.relationships.load().len()
     }
 
-    /// Decides one request, and its shadow decision when a candidate set is configured.
+    /// Decides one request, and its shadow decision when a candidate set is configured. An
+    /// answer given before, to the same question under the same state, is given again.
     pub fn decide(&self, request: &PolicyRequest) -> Decision {
+        let generation = self.cache.generation();
         let now = request.environment.now.unwrap_or_else(now_unix);
+        let versions = self.versions.load_full();
+        let effective = effective_index(&versions, now);
+        let shadow = self.shadow.load_full();
+        let reads_budget = effective.is_some_and(|i| versions[i].reads_budget)
+            || shadow.as_ref().is_some_and(|s| s.reads_budget);
+        let key = DecisionCache::key(generation, effective, request, reads_budget);
+        if let Some(answer) = self.cache.get(&key) {
+            return answer;
+        }
+        let decision = self.decide_now(
+            request,
+            now,
+            effective.map(|i| &versions[i]),
+            shadow.as_deref(),
+        );
+        self.cache.insert(key, decision.clone());
+        decision
+    }
+
+    /// Answers held by the decision cache now.
+    pub fn cached_decisions(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Decides one request against the given state, without the cache.
+    fn decide_now(
+        &self,
+        request: &PolicyRequest,
+        now: i64,
+        effective: Option<&Arc<CompiledPolicySet>>,
+        shadow: Option<&CompiledPolicySet>,
+    ) -> Decision {
         let store = self.relationships.load();
-        let mut decision = match self.effective(now) {
+        let mut decision = match effective {
             Some(set) => set.decide(request, &store),
             None => {
                 let latest = self.latest();
@@ -141,7 +175,7 @@ impl PolicyEngine {
                 }
             }
         };
-        if let Some(shadow) = self.shadow.load_full() {
+        if let Some(shadow) = shadow {
             let candidate = shadow.decide(request, &store);
             decision.shadow = Some(ShadowDecision {
                 differs: candidate.outcome != decision.outcome
@@ -198,6 +232,7 @@ impl PolicyEngine {
         self.relationships.store(Arc::new(relationships));
         self.shadow.store(shadow);
         self.admin.store(admin);
+        self.cache.next_generation();
         Ok(label)
     }
 
@@ -218,6 +253,7 @@ impl PolicyEngine {
     pub fn set_relationships(&self, store: RelationshipStore) -> usize {
         let count = store.len();
         self.relationships.store(Arc::new(store));
+        self.cache.next_generation();
         count
     }
 
@@ -231,6 +267,16 @@ impl PolicyEngine {
         let store = replay_updates(current, updates, &schema)?;
         Ok(self.set_relationships(store))
     }
+}
+
+/// Which of `versions` is in effect at `now`: the newest whose window contains it.
+fn effective_index(versions: &[Arc<CompiledPolicySet>], now: i64) -> Option<usize> {
+    versions
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.window.contains(now))
+        .max_by_key(|(_, v)| v.window.from.unwrap_or(i64::MIN))
+        .map(|(i, _)| i)
 }
 
 /// Applies relationship updates, oldest first.

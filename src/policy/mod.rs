@@ -28,7 +28,9 @@
 //!
 //! Where each part lives: `compiled` loads and prepares one policy set; `decide` is the rule
 //! above; `engine` holds the versions in force, the shadow set and the relationship store;
-//! `contract` is what is asked and answered, `obligation` the typed `@obligation`s an answer
+//! `decision_cache` remembers answers (keyed by all they
+//! depend on, `runtime_reads` telling which runtime facts that is); `contract` is what is asked
+//! and answered, `obligation` the typed `@obligation`s an answer
 //! carries; `load`, `slice`, `guards`, `request` and `entities` are what a compiled set is made
 //! of.
 
@@ -36,6 +38,7 @@ pub mod admin;
 mod compiled;
 pub mod contract;
 mod decide;
+mod decision_cache;
 mod engine;
 pub mod entities;
 mod guards;
@@ -44,6 +47,7 @@ pub mod obligation;
 #[cfg(test)]
 mod reference;
 mod request;
+mod runtime_reads;
 pub mod slice;
 mod source;
 

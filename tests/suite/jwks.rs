@@ -260,3 +260,42 @@ async fn a_key_server_whose_certificate_is_not_trusted_is_never_read() {
     assert!(error.contains("certificate"), "{health}");
     assert_eq!(provider.jwks_requests(), 0, "no request got past TLS");
 }
+
+/// capgate checks a token in full once and then remembers it; a remembered token is trusted
+/// again only while the key that verified it is still published. Once the provider withdraws
+/// the key (seen at the next refresh), the same token is refused.
+#[tokio::test]
+async fn a_withdrawn_key_stops_the_tokens_it_verified_though_they_were_remembered() {
+    let provider = JwksServer::start().await;
+    let first = TestKey::from_fixture("test-rs256-private.pem");
+    let second = TestKey::from_fixture("test-rs256-second-private.pem");
+    provider.publish(first.jwk("first"));
+    provider.publish(second.jwk("second"));
+    let gateway = gateway_with(format!(
+        "[[issuers]]\nissuer = \"{URL_ISSUER}\"\nalgorithm = \"RS256\"\njwks_url = \"{}\"\n{}",
+        provider.jwks_url(),
+        fetch_table(&provider, 5)
+    ))
+    .await;
+    let token = |key: &TestKey, kid: &str| key.token(kid, URL_ISSUER, &alice(), &gateway.url);
+    provider.wait_for_jwks_requests(1).await;
+
+    let remembered = token(&first, "first");
+    for _ in 0..2 {
+        assert_eq!(try_token(&gateway, &remembered).await.0, 200);
+    }
+    provider.withdraw("first");
+    // A token naming a kid capgate does not hold makes it refresh its set (within the limit).
+    let before = provider.jwks_requests();
+    assert_eq!(try_token(&gateway, &token(&second, "made-up")).await.0, 401);
+    assert_eq!(provider.jwks_requests(), before + 1, "one refresh");
+
+    let (status, description) = try_token(&gateway, &remembered).await;
+    assert_eq!(status, 401, "a token of a withdrawn key still passed");
+    assert!(description.contains("no key matches"), "{description}");
+    assert_eq!(
+        try_token(&gateway, &token(&second, "second")).await.0,
+        200,
+        "a key still published still verifies"
+    );
+}

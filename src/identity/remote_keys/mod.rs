@@ -122,6 +122,11 @@ impl RemoteKeys {
         }
     }
 
+    /// The key `kid` names in the set held now, without fetching.
+    pub(super) fn held(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.keys.load().keys.get(kid).cloned()
+    }
+
     /// The key a token's `kid` names, refreshing the set once (within the limit) when it is
     /// not there.
     pub(super) async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, KeyLookup> {

@@ -453,3 +453,78 @@ fn errors_overlaps_and_action_groups_are_decided_as_the_reference_decides() {
         && !d.break_glass_may_override
         && d.reason.contains("could not be evaluated")));
 }
+
+/// The engine's answers, first computed and then remembered, are the reference's: every
+/// scenario and variant asked three times, the third time with another request id, decision
+/// time and run budget (which no example policy reads).
+#[test]
+fn the_engines_remembered_answers_are_the_references() {
+    let dir = repo().join("policies");
+    let (reference, _, store) = ReferencePdp::load(&dir);
+    let engine = crate::policy::PolicyEngine::load(&dir, None).expect("example policies load");
+    let requests = all_requests();
+    for pass in ["first", "again", "again, another budget"] {
+        for (name, request) in &requests {
+            let mut request = request.clone();
+            if pass == "again, another budget" {
+                request.request_id = "another".into();
+                request.environment.now = Some(crate::policy::now_unix());
+                request.runtime.budget_remaining =
+                    Some(request.runtime.budget_remaining.unwrap_or(9) - 7);
+            }
+            let expected = reference.decide(&request, &store);
+            assert_eq!(engine.decide(&request), expected, "`{name}` ({pass})");
+        }
+    }
+    assert!(
+        engine.cached_decisions() > 100,
+        "{}",
+        engine.cached_decisions()
+    );
+}
+
+/// A relationship update is seen by the next decision, cached answers notwithstanding.
+#[test]
+fn a_relationship_update_replaces_remembered_answers() {
+    let dir = repo().join("policies");
+    let engine = crate::policy::PolicyEngine::load(&dir, None).expect("example policies load");
+    let (_, request) = scenario_requests()
+        .into_iter()
+        .find(|(_, r)| {
+            r.entities
+                .values()
+                .any(|e| e.entity_type == "Case" && e.id == "case-101")
+                && engine.decide(r).outcome == Outcome::Allow
+        })
+        .expect("an allowed scenario about case-101");
+    let mut unknown = request.clone();
+    for entity in unknown.entities.values_mut() {
+        if entity.entity_type == "Case" {
+            entity.id = "case-777".into();
+        }
+    }
+    // Asked twice: the second answer is the remembered one.
+    for _ in 0..2 {
+        assert_eq!(engine.decide(&unknown).outcome, Outcome::RequireMoreContext);
+    }
+    let case_101 = serde_json::json!({
+        "uid": {"type": "Case", "id": "case-777"},
+        "attrs": {
+            "tenant": {"__entity": {"type": "Tenant", "id": "acme"}},
+            "team": {"__entity": {"type": "Team", "id": "acme-enforcement"}},
+            "status": "open", "risk": "medium", "risk_level": 1,
+            "assignees": [{"__entity": {"type": "User", "id": "alice"}}]
+        },
+        "parents": [{"type": "Tenant", "id": "acme"}]
+    });
+    let store = engine
+        .relationships_with(vec![case_101])
+        .expect("the case fits the schema");
+    engine.set_relationships(store);
+    assert_eq!(
+        engine.decide(&unknown).outcome,
+        engine.decide(&request).outcome,
+        "case-777, now known as case-101 is, is decided as case-101"
+    );
+    assert_eq!(engine.decide(&unknown).outcome, Outcome::Allow);
+}
