@@ -132,7 +132,10 @@ impl PolicyEngine {
             effective.map(|i| &versions[i]),
             shadow.as_deref(),
         );
-        self.cache.insert(key, decision.clone());
+        // Without a version in effect the answer names the time asked: not worth keeping.
+        if effective.is_some() {
+            self.cache.insert(key, decision.clone());
+        }
         decision
     }
 
