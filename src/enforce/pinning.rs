@@ -41,7 +41,7 @@ pub enum PinState {
 }
 
 /// A quarantined tool as admins see it.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Quarantined {
     pub server: String,
     pub tool: String,
