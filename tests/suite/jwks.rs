@@ -31,26 +31,21 @@ fn fetch_table(provider: &JwksServer, per_minute: u32) -> String {
 
 /// `initialize` with `token`: the status and the 401's `error_description`.
 async fn try_token(gateway: &TestGateway, token: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .post(&gateway.url)
-        .bearer_auth(token)
-        .header("Accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "jwks", "version": "1"}}}))
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    let description = if status == 401 {
-        response.json::<Value>().await.expect("401 body")["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    } else {
-        String::new()
-    };
-    (status, description)
+    let (status, answer) = Raw::new(gateway).initialize(token).await;
+    let description = answer["error_description"].as_str().unwrap_or_default();
+    (status, description.to_string())
+}
+
+/// A token of an issuer whose keys have not arrived is refused as such, and the health
+/// details say so: the issuer's entry in them.
+async fn refused_until_keys_arrive(gateway: &TestGateway, token: &str, issuer: &str) -> Value {
+    let (status, description) = try_token(gateway, token).await;
+    assert_eq!(status, 401);
+    assert!(
+        description.contains("have not been fetched yet"),
+        "{description}"
+    );
+    gateway.health().await["issuer_keys"][issuer].clone()
 }
 
 fn alice() -> TokenSpec {
@@ -196,19 +191,12 @@ async fn a_key_server_down_at_start_refuses_its_tokens_until_keys_arrive() {
     let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
 
     provider.wait_for_jwks_requests(1).await;
-    let (status, description) = try_token(&gateway, &token).await;
-    assert_eq!(status, 401);
-    assert!(
-        description.contains("have not been fetched yet"),
-        "{description}"
-    );
-    let health = gateway.health().await;
-    let keys = &health["issuer_keys"][URL_ISSUER];
+    let keys = refused_until_keys_arrive(&gateway, &token, URL_ISSUER).await;
     assert!(
         keys["state"]
             .as_str()
             .is_some_and(|s| s.starts_with("no keys yet")),
-        "{health}"
+        "{keys}"
     );
     // Other issuers are unaffected.
     assert_eq!(try_token(&gateway, &gateway.token(&alice())).await.0, 200);
@@ -246,17 +234,8 @@ async fn a_key_server_whose_certificate_is_not_trusted_is_never_read() {
     ))
     .await;
     let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
-    let (status, description) = try_token(&gateway, &token).await;
-    assert_eq!(status, 401);
-    assert!(
-        description.contains("have not been fetched yet"),
-        "{description}"
-    );
-    let health = gateway.health().await;
-    let error = health["issuer_keys"][URL_ISSUER]["last_error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(error.contains("certificate"), "{health}");
+    let keys = refused_until_keys_arrive(&gateway, &token, URL_ISSUER).await;
+    let error = keys["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("certificate"), "{keys}");
     assert_eq!(provider.jwks_requests(), 0, "no request got past TLS");
 }
