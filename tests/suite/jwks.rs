@@ -36,6 +36,19 @@ async fn try_token(gateway: &TestGateway, token: &str) -> (u16, String) {
     (status, description.to_string())
 }
 
+/// `capgate_key_fetches_total{issuer, outcome}` on `/metrics`: (ok, error, rate_limited).
+async fn key_fetches(gateway: &TestGateway, issuer: &str) -> (u64, u64, u64) {
+    let text = gateway.metrics_text().await;
+    let count = |outcome: &str| {
+        let series =
+            format!("capgate_key_fetches_total{{issuer=\"{issuer}\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |value| value.trim().parse().expect("a count"))
+    };
+    (count("ok"), count("error"), count("rate_limited"))
+}
+
 /// A token of an issuer whose keys have not arrived is refused as such, and the health
 /// details say so: the issuer's entry in them.
 async fn refused_until_keys_arrive(gateway: &TestGateway, token: &str, issuer: &str) -> Value {
@@ -70,6 +83,10 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
     assert_eq!(try_token(&gateway, &token(&first, "first")).await.0, 200);
     let at_start = provider.jwks_requests();
     let minute = Instant::now();
+    assert_eq!(
+        key_fetches(&gateway, URL_ISSUER).await,
+        (at_start as u64, 0, 0)
+    );
 
     // Rotation: the provider publishes a key capgate has never seen.
     provider.publish(second.jwk("second"));
@@ -78,6 +95,11 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
         provider.jwks_requests(),
         at_start + 1,
         "one refresh found it"
+    );
+    assert_eq!(
+        key_fetches(&gateway, URL_ISSUER).await,
+        (at_start as u64 + 1, 0, 0),
+        "and it is counted"
     );
     assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
     assert_eq!(provider.jwks_requests(), at_start + 1, "and it is cached");
@@ -104,6 +126,14 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
     assert_eq!(
         caused, 3,
         "tokens caused {caused} fetches in under a minute; the limit is 3"
+    );
+    // Every fetch succeeded; each refresh refused by the limit is counted, the sequential
+    // ones at least (concurrent ones may have shared a fetch instead).
+    let (ok, error, rate_limited) = key_fetches(&gateway, URL_ISSUER).await;
+    assert_eq!((ok, error), (provider.jwks_requests() as u64, 0));
+    assert!(
+        (30..=58).contains(&rate_limited),
+        "{rate_limited} refreshes refused by the limit"
     );
 
     // The provider goes down: the cached keys stay in force, without a fetch.
@@ -174,6 +204,8 @@ async fn discovery_finds_the_set_keys_for_another_algorithm_are_never_used_and_o
         "{keys}"
     );
     assert_eq!(keys["key_ids"], json!(["first"]));
+    let (ok, error, _) = key_fetches(&gateway, &issuer).await;
+    assert!(ok >= 1 && error >= 1, "ok {ok}, error {error}");
 }
 
 #[tokio::test]
