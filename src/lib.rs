@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod downstream;
 pub mod enforce;
+mod error_chain;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,6 +11,7 @@ use crate::config::{GatewayConfig, StoreConfig};
 use crate::downstream::Downstreams;
 use crate::enforce::Gateway;
 use crate::identity;
+use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::registry::Registry;
 
@@ -45,6 +46,16 @@ pub enum StartError {
 /// supervisors.
 pub async fn start_gateway(
     config: &GatewayConfig,
+    shutdown: CancellationToken,
+) -> Result<Arc<Gateway>, StartError> {
+    start_gateway_with(config, Arc::new(Metrics::default()), shutdown).await
+}
+
+/// As [`start_gateway`], counting in `metrics` (shared with the authenticator, whose key
+/// fetches it counts too).
+pub async fn start_gateway_with(
+    config: &GatewayConfig,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<Arc<Gateway>, StartError> {
     let servers: Vec<(String, crate::registry::Naming)> = config
@@ -126,15 +137,18 @@ pub async fn start_gateway(
         Arc::new(move |server, tool| contracts.tool_of(server, tool).is_some()),
         shutdown.clone(),
     );
-    let gateway = Arc::new(Gateway::new(
-        registry,
-        policy,
-        downstreams,
-        controls,
-        log,
-        config.audit.clone(),
-        config.server.explain_to_agent,
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            registry,
+            policy,
+            downstreams,
+            controls,
+            log,
+            config.audit.clone(),
+            config.server.explain_to_agent,
+        )
+        .with_metrics(metrics),
+    );
     let restored = gateway
         .restore_relationships()
         .await

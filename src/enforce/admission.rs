@@ -131,7 +131,7 @@ impl Admission<'_> {
             request.runtime.budget_remaining = Some(self.gateway.controls.remaining(&state.usage));
         }
 
-        let mut decision = self.gateway.decide(request);
+        let mut decision = self.gateway.decide(request, &self.target.name);
         let mut mode = if self.degraded {
             Mode::Degraded
         } else {

@@ -47,13 +47,20 @@ pub enum BreakGlassError {
 }
 
 /// What a person asks for when opening a break-glass grant.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakGlassRequest {
+    /// The user the grant is for (of the caller's tenant).
     pub user: String,
+    /// Only calls through this agent role; omitted: any.
     pub agent_role: Option<String>,
+    /// An exposed capability name; omitted: every capability.
     pub tool: Option<String>,
+    /// Why (logged with every use).
+    #[schema(min_length = 10)]
     pub reason: String,
+    /// How long the grant lasts, at most `[controls] break_glass_max_seconds`.
+    #[schema(minimum = 1)]
     pub expires_in_seconds: i64,
 }
 

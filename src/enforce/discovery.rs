@@ -48,7 +48,7 @@ impl Gateway {
                     continue;
                 }
             };
-            let decision = self.decide(&request);
+            let decision = self.decide(&request, &candidate.target.name);
             let granted = decision.break_glass_may_override
                 && self
                     .controls

@@ -53,7 +53,7 @@ use crate::audit::DecisionLog;
 use crate::config::{AgentExplanations, AuditConfig};
 use crate::downstream::Downstreams;
 use crate::identity::CompositeActor;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scraped, ToolEvent};
 use crate::policy::{Decision, Outcome, PolicyEngine, PolicyRequest};
 use crate::registry::Registry;
 use capability::{PromptGet, ResourceRead, ToolCall};
@@ -134,48 +134,37 @@ impl Gateway {
         }
     }
 
+    /// Counts in `metrics` (shared with the authenticator) rather than in a registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     /// The `/metrics` exposition, with its gauges read now.
     pub async fn render_metrics(&self) -> String {
-        let metrics = &self.metrics;
-        match self.controls.pending_approvals().await {
-            Ok(pending) => {
-                metrics.set_gauge("capgate_pending_approvals", pending as f64);
-                metrics.set_gauge("capgate_store_up", 1.0);
-            }
+        let pending_approvals = match self.controls.pending_approvals().await {
+            Ok(pending) => Some(pending),
             Err(error) => {
                 tracing::warn!(%error, "the store did not answer the metrics scrape");
-                metrics.clear_gauge("capgate_pending_approvals");
-                metrics.set_gauge("capgate_store_up", 0.0);
+                None
             }
-        }
-        metrics.set_gauge(
-            "capgate_decision_log_write_failures_total",
-            self.log.failed_records() as f64,
-        );
-        metrics.set_gauge(
-            "capgate_decision_log_unwritten_records",
-            self.log.unwritten_records() as f64,
-        );
-        metrics.set_gauge(
-            "capgate_store_transactions_total",
-            self.controls.store().transactions() as f64,
-        );
-        if let Some(up) = self.controls.store().change_feed_up() {
-            metrics.set_gauge("capgate_store_change_feed_up", f64::from(u8::from(up)));
-        }
-        metrics.set_gauge(
-            "capgate_kill_switches_active",
-            self.controls.active_kill_switches() as f64,
-        );
-        metrics.set_gauge(
-            "capgate_break_glass_grants_active",
-            self.controls.active_break_glass_grants() as f64,
-        );
-        metrics.render()
+        };
+        let store = self.controls.store();
+        self.metrics.set_scraped(&Scraped {
+            pending_approvals,
+            store_up: pending_approvals.is_some(),
+            change_feed_up: store.change_feed_up(),
+            store_transactions: store.transactions(),
+            log_write_failures: self.log.failed_records(),
+            unwritten_records: self.log.unwritten_records(),
+            kill_switches_active: self.controls.active_kill_switches() as u64,
+            break_glass_grants_active: self.controls.active_break_glass_grants() as u64,
+        });
+        self.metrics.render()
     }
 
     pub fn decision_log(&self) -> &DecisionLog {
@@ -205,18 +194,15 @@ impl Gateway {
         &self.audit.mask_arguments
     }
 
-    /// Asks the PDP, timing it; an allow whose obligations this gateway cannot enforce becomes a
-    /// deny. (Counting happens once per request, when it ends.)
-    fn decide(&self, request: &PolicyRequest) -> Decision {
+    /// Asks the PDP about `capability` (its exposed name), timing it; an allow whose
+    /// obligations this gateway cannot enforce becomes a deny. (Counting happens once per
+    /// request, when it ends.)
+    fn decide(&self, request: &PolicyRequest, capability: &str) -> Decision {
         let started = std::time::Instant::now();
         let mut decision = self.policy.decide(request);
-        self.metrics
-            .observe("capgate_decision_seconds", vec![], started.elapsed());
+        self.metrics.observe_decision_time(started.elapsed());
         if decision.shadow.as_ref().is_some_and(|s| s.differs) {
-            self.metrics.inc(
-                "capgate_shadow_differences_total",
-                vec![("action", request.action.as_str().into())],
-            );
+            self.metrics.count_shadow_difference(request.action);
         }
         if decision.outcome == Outcome::Allow {
             if let Err(unenforceable) = Obligations::parse(&decision.obligations) {
@@ -226,8 +212,7 @@ impl Gateway {
                 );
                 decision.outcome = Outcome::Deny;
                 decision.agent_reason = "not permitted: a required safeguard is unavailable".into();
-                self.metrics
-                    .inc("capgate_obligation_failures_total", vec![]);
+                self.metrics.count(ToolEvent::ObligationFailure, capability);
             }
         }
         decision

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::Mode;
 use crate::downstream::CatalogueTool;
+use crate::metrics::ToolEvent;
 use crate::registry::ToolContract;
 use crate::store::{StoreError, ToolPin};
 
@@ -41,7 +42,7 @@ pub enum PinState {
 }
 
 /// A quarantined tool as admins see it.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Quarantined {
     pub server: String,
     pub tool: String,
@@ -204,10 +205,8 @@ impl Gateway {
         record.refused_by = Some("quarantine".into());
         record.mode = Mode::Enforce;
         self.log.append(record);
-        self.metrics.inc(
-            "capgate_tool_quarantines_total",
-            vec![("tool", contract.exposed_name.clone())],
-        );
+        self.metrics
+            .count(ToolEvent::Quarantine, &contract.exposed_name);
         self.controls.visibility_changed();
     }
 

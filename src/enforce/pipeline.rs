@@ -17,6 +17,7 @@ use crate::audit::Mode;
 use crate::config::{AgentExplanations, DurableFor};
 use crate::downstream::DownstreamError;
 use crate::identity::CompositeActor;
+use crate::metrics::{DecisionLabels, Ended, ToolEvent};
 use crate::policy::{Action, ActorFacts, Decision, Outcome, PolicyRequest};
 use crate::store::{AdmissionKeys, AdmissionState, BreakGlassGrant, Settlement};
 
@@ -339,10 +340,8 @@ impl Gateway {
     ) -> Result<(), Refusal> {
         let actor = trail.actor;
         tracing::warn!(target: "capgate::break_glass", grant = %grant.id, capability = %trail.capability, user = %actor.user.id, "BREAK-GLASS: call allowed against policy");
-        self.metrics.inc(
-            "capgate_break_glass_uses_total",
-            vec![("tool", trail.capability.clone())],
-        );
+        self.metrics
+            .count(ToolEvent::BreakGlassUse, &trail.capability);
         self.controls
             .record_break_glass_use(grant)
             .await
@@ -350,12 +349,8 @@ impl Gateway {
     }
 
     fn observe_downstream(&self, target: &Target, time: Duration, failed: bool) {
-        let label = vec![("server", target.server.clone())];
         self.metrics
-            .observe("capgate_downstream_seconds", label.clone(), time);
-        if failed {
-            self.metrics.inc("capgate_downstream_errors_total", label);
-        }
+            .observe_downstream(&target.server, time, failed);
     }
 
     /// Ends a request: its records, its count, its span, its answer.
@@ -372,18 +367,15 @@ impl Gateway {
         match ended {
             Ok(Done::Forwarded { output, downstream }) => {
                 // The latency capgate adds to a forwarded call.
-                self.metrics
-                    .observe("capgate_gateway_overhead_seconds", vec![], overhead);
+                self.metrics.observe_overhead(overhead);
                 let mut record = self.decision_record(&trail, None);
                 record.downstream_outcome = Some(downstream.to_string());
                 record.added_latency_us = Some(overhead.as_micros() as u64);
                 self.log.append(record);
-                self.count(&trail, "allow", None);
+                self.count(&trail, Ended::Decided(Outcome::Allow), None);
                 if trail.mode == Mode::Degraded {
-                    self.metrics.inc(
-                        "capgate_degraded_calls_total",
-                        vec![("tool", trail.capability.clone())],
-                    );
+                    self.metrics
+                        .count(ToolEvent::DegradedCall, &trail.capability);
                 }
                 Ok(output)
             }
@@ -396,7 +388,7 @@ impl Gateway {
                 record.reason = format!("idempotency replay of request {original}");
                 record.replay_of = Some(original);
                 self.log.append(record);
-                self.count(&trail, "replay", None);
+                self.count(&trail, Ended::Replay, None);
                 let meta = C::meta_mut(&mut output).get_or_insert_with(Default::default);
                 meta.0.insert(REPLAY_META_KEY.into(), Value::Bool(true));
                 Ok(output)
@@ -418,8 +410,7 @@ impl Gateway {
                     record.downstream_outcome = Some(refusal.downstream_outcome().into());
                 }
                 self.log.append(record);
-                let outcome = refusal.outcome();
-                self.count(&trail, outcome.as_str(), Some(&refusal));
+                self.count(&trail, Ended::Decided(refusal.outcome()), Some(&refusal));
                 self.metrics_for_control(&refusal, &trail.capability);
                 let mut message = match self.explain_to_agent {
                     AgentExplanations::Safe => refusal.safe(),
@@ -465,22 +456,22 @@ impl Gateway {
             .map_err(Refusal::StoreUnavailable);
         if let Ok(approval) = &opened {
             tracing::info!(target: "capgate::decision", approval = %approval.id, capability = %trail.capability, approver_role = %approval.approver_role, "approval requested");
-            self.metrics.inc(
-                "capgate_approvals_requested_total",
-                vec![("tool", trail.capability.clone())],
-            );
+            self.metrics
+                .count(ToolEvent::ApprovalRequested, &trail.capability);
         }
         Some(opened)
     }
 
     /// One increment of the decisions counter, and the span's attributes, per request.
-    fn count(&self, trail: &Trail<'_>, outcome: &str, refusal: Option<&Refusal>) {
+    fn count(&self, trail: &Trail<'_>, ended: Ended, refusal: Option<&Refusal>) {
+        let outcome = ended.as_str();
         let version = trail
             .decision
             .as_ref()
             .map(|d| d.policy_version.clone())
             .unwrap_or_else(|| self.policy.latest().label().to_string());
-        let refused_by = refusal.and_then(Refusal::control).unwrap_or("");
+        let control = refusal.and_then(Refusal::control);
+        let refused_by = control.unwrap_or("");
         // An unknown name is the agent's text: it never becomes a label value.
         let capability = match refusal {
             Some(Refusal::Unknown { .. }) => "unknown".to_string(),
@@ -516,34 +507,30 @@ impl Gateway {
                 )
             };
         }
-        if refusal.is_none() && outcome == "allow" {
+        let quiet = match ended {
+            Ended::Decided(Outcome::Allow) | Ended::Replay => refusal.is_none(),
+            Ended::Decided(
+                Outcome::Deny | Outcome::RequireApproval | Outcome::RequireMoreContext,
+            ) => false,
+        };
+        if quiet {
             decision_line!(tracing::Level::DEBUG);
         } else {
             decision_line!(tracing::Level::INFO);
         }
-        self.metrics.inc(
-            "capgate_decisions_total",
-            vec![
-                ("outcome", outcome.to_string()),
-                ("action", trail.action.as_str().into()),
-                ("tool", capability),
-                ("policy_version", version),
-                ("refused_by", refused_by.to_string()),
-            ],
-        );
+        self.metrics.count_decision(&DecisionLabels {
+            outcome: ended,
+            action: trail.action,
+            tool: capability,
+            policy_version: version,
+            refused_by: control,
+        });
     }
 
     fn metrics_for_control(&self, refusal: &Refusal, capability: &str) {
-        let name = match refusal {
-            Refusal::Killed(_) => "capgate_kill_switch_hits_total",
-            Refusal::BudgetExhausted(_) | Refusal::MaxCalls { .. } => {
-                "capgate_budget_exhausted_total"
-            }
-            Refusal::Obligation(_) => "capgate_obligation_failures_total",
-            _ => return,
-        };
-        self.metrics
-            .inc(name, vec![("tool", capability.to_string())]);
+        if let Some(event) = refusal.counted_as() {
+            self.metrics.count(event, capability);
+        }
     }
 
     /// What a refused agent may learn about the decision.

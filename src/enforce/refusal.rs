@@ -7,6 +7,7 @@
 //! admin reasons, other actors' scopes, store or downstream internals, or paths.
 
 use crate::downstream::DownstreamError;
+use crate::metrics::ToolEvent;
 use crate::policy::{Decision, Outcome};
 use crate::store::{KillSwitch, StoreError};
 
@@ -150,6 +151,33 @@ impl Refusal {
             | Refusal::DownstreamFailed(_)
             | Refusal::ClientUndeclared(_)
             | Refusal::Quarantined { .. } => Outcome::Deny,
+        }
+    }
+
+    /// The control counter it adds to, besides the decisions counter.
+    pub fn counted_as(&self) -> Option<ToolEvent> {
+        match self {
+            Refusal::Killed(_) => Some(ToolEvent::KillSwitchHit),
+            Refusal::BudgetExhausted(_) | Refusal::MaxCalls { .. } => {
+                Some(ToolEvent::BudgetExhausted)
+            }
+            Refusal::Obligation(_) => Some(ToolEvent::ObligationFailure),
+            Refusal::Policy(_)
+            | Refusal::Unknown { .. }
+            | Refusal::NotOffered { .. }
+            | Refusal::Unbound(_)
+            | Refusal::NoRun
+            | Refusal::MissingIdempotencyKey { .. }
+            | Refusal::KeyReused(_)
+            | Refusal::InFlight(_)
+            | Refusal::Unfinished(_)
+            | Refusal::Approval(_)
+            | Refusal::StoreUnavailable(_)
+            | Refusal::DecisionLogUnavailable(_)
+            | Refusal::DownstreamUnavailable(_)
+            | Refusal::DownstreamFailed(_)
+            | Refusal::ClientUndeclared(_)
+            | Refusal::Quarantined { .. } => None,
         }
     }
 

@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::{ClaimMapping, GatewayConfig, IssuerConfig, PinnedAlgorithm};
+use crate::metrics::Metrics;
 
 use super::actor::CompositeActor;
 use super::auth_error::{echoed, AuthError, TokenPart};
@@ -44,9 +45,18 @@ impl Authenticator {
     /// are fetched in the background (a provider that does not answer does not refuse start),
     /// so this must run inside the async runtime when an issuer has them.
     pub fn from_config(config: &GatewayConfig) -> Result<Self, KeyError> {
+        Self::counted(config, &Arc::new(Metrics::default()))
+    }
+
+    /// As [`Authenticator::from_config`], counting the fetches of keys by URL in `metrics`
+    /// (`capgate_key_fetches_total`).
+    pub fn counted(config: &GatewayConfig, metrics: &Arc<Metrics>) -> Result<Self, KeyError> {
         let mut issuers = HashMap::new();
         for issuer in &config.issuers {
-            issuers.insert(issuer.issuer.clone(), IssuerVerifier::load(issuer)?);
+            issuers.insert(
+                issuer.issuer.clone(),
+                IssuerVerifier::load(issuer, metrics)?,
+            );
         }
         Ok(Self {
             issuers,
@@ -205,9 +215,9 @@ pub fn protected_resource_metadata(config: &GatewayConfig) -> Value {
 }
 
 impl IssuerVerifier {
-    fn load(issuer: &IssuerConfig) -> Result<Self, KeyError> {
+    fn load(issuer: &IssuerConfig, metrics: &Arc<Metrics>) -> Result<Self, KeyError> {
         let algorithm = jwt_algorithm(issuer.algorithm);
-        let keys = load_keys(issuer)?;
+        let keys = load_keys(issuer, metrics)?;
         let mut validation = Validation::new(algorithm);
         validation.set_audience(&[issuer.audience.as_str()]);
         validation.set_issuer(&[issuer.issuer.as_str()]);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use jsonwebtoken::DecodingKey;
 
 use crate::config::{IssuerConfig, IssuerKey, PinnedAlgorithm};
+use crate::metrics::Metrics;
 
 use super::jwk_set::usable_keys;
 use super::remote_keys::RemoteKeys;
@@ -31,7 +32,10 @@ pub(super) enum VerificationKeys {
 }
 
 /// Reads an issuer's verification key material.
-pub(super) fn load_keys(issuer: &IssuerConfig) -> Result<VerificationKeys, KeyError> {
+pub(super) fn load_keys(
+    issuer: &IssuerConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<VerificationKeys, KeyError> {
     let err = |problem: String| KeyError {
         issuer: issuer.issuer.clone(),
         problem,
@@ -83,7 +87,7 @@ pub(super) fn load_keys(issuer: &IssuerConfig) -> Result<VerificationKeys, KeyEr
             VerificationKeys::ByKeyId(set.keys)
         }
         IssuerKey::Remote(remote) => {
-            VerificationKeys::Remote(RemoteKeys::start(issuer, remote).map_err(err)?)
+            VerificationKeys::Remote(RemoteKeys::start(issuer, remote, metrics).map_err(err)?)
         }
     })
 }

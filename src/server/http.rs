@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::GatewayConfig;
 use crate::enforce::Gateway;
 use crate::identity::{self, Authenticator};
-use crate::startup::{start_gateway, StartError};
+use crate::metrics::Metrics;
+use crate::startup::{start_gateway_with, StartError};
 
 use super::console::{self, Sessions};
 use super::front::McpFront;
@@ -113,8 +114,10 @@ pub async fn serve_http(
     config: GatewayConfig,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let auth = Arc::new(Authenticator::from_config(&config)?);
-    let gateway = start_gateway(&config, shutdown.clone()).await?;
+    // One registry for the gateway and the authenticator (its fetches of keys by URL).
+    let metrics = Arc::new(Metrics::default());
+    let auth = Arc::new(Authenticator::counted(&config, &metrics)?);
+    let gateway = start_gateway_with(&config, metrics, shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| StartError::Listen {

@@ -103,7 +103,7 @@ impl BoundSessions {
 
     /// Publishes how many sessions are open.
     fn count_open(&self, open: usize) {
-        self.metrics.set_gauge("capgate_sessions_open", open as f64);
+        self.metrics.set_sessions_open(open);
     }
 
     fn owner_of(&self, session: &SessionId) -> Option<Principal> {

@@ -30,7 +30,7 @@ pub use sqlite::SqliteStore;
 pub struct StoreError(pub String);
 
 /// What a kill switch covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "scope", content = "target", rename_all = "snake_case")]
 pub enum KillScope {
     Global,
@@ -104,7 +104,7 @@ impl KillScope {
 ///
 /// Its key is the scope together with the tenant: `user bob in acme` and `user bob` (every
 /// tenant) are two switches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KillSwitch {
     #[serde(flatten)]
     pub scope: KillScope,
@@ -197,7 +197,7 @@ pub enum ClaimState {
 }
 
 /// Where an approval request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalStatus {
     Pending,
@@ -228,7 +228,7 @@ impl ApprovalStatus {
 }
 
 /// An approval request, bound to one exact call by its action digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     pub id: String,
     pub tenant: String,
@@ -252,7 +252,7 @@ pub struct Approval {
 /// A tool's pinned definition: the digest of its description, input and output schema and
 /// annotations, with the definition itself (to show what changed) and who pinned it (`capgate`
 /// on first sight, else the admin who accepted it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolPin {
     pub server: String,
     /// The downstream's own name for the tool.
@@ -266,7 +266,7 @@ pub struct ToolPin {
 
 /// A break-glass grant: for a limited time, calls of `tool` (or all capabilities) by `user`
 /// (optionally only through one agent role) are allowed even where policy refuses them, loudly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BreakGlassGrant {
     pub id: String,
     pub tenant: String,

@@ -12,15 +12,9 @@ pub async fn admin_request(
     path: &str,
     body: Value,
 ) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", gateway.admin()))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+    gateway
+        .admin_request(Some(token), "POST", path, Some(&body))
         .await
-        .expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Waits until everything the gateway logged so far is committed, then exports the log: each

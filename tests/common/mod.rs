@@ -183,15 +183,8 @@ impl TestGateway {
 
     /// POSTs `body` to the admin listener as `token`; the status and the JSON answer.
     pub async fn admin_post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.admin()))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        self.admin_request(Some(token), "POST", path, Some(&body))
             .await
-            .expect("admin request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// The health details (admin listener, as a platform admin).

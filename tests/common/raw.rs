@@ -49,17 +49,18 @@ impl Raw {
         request.send().await
     }
 
+    /// `initialize` alone, as a token's first request: the status, and the answer when it is
+    /// one JSON body (a 401's error and `error_description`).
+    pub async fn initialize(&self, token: &str) -> (u16, Value) {
+        let response = self.post(token, None, initialize()).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// `initialize` then `notifications/initialized`: the session id.
     pub async fn open(&self, token: &str) -> Result<String, (u16, String)> {
-        let response = self
-            .post(
-                token,
-                None,
-                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": PROTOCOL, "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "1"}}}),
-            )
-            .await;
+        let response = self.post(token, None, initialize()).await;
         let status = response.status().as_u16();
         let session = response
             .headers()
@@ -101,6 +102,12 @@ impl Raw {
         let text = response.text().await.unwrap_or_default();
         (status, messages(&text))
     }
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL, "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
 }
 
 /// The JSON-RPC messages of an SSE (or plain JSON) body.

@@ -31,26 +31,34 @@ fn fetch_table(provider: &JwksServer, per_minute: u32) -> String {
 
 /// `initialize` with `token`: the status and the 401's `error_description`.
 async fn try_token(gateway: &TestGateway, token: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .post(&gateway.url)
-        .bearer_auth(token)
-        .header("Accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "jwks", "version": "1"}}}))
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    let description = if status == 401 {
-        response.json::<Value>().await.expect("401 body")["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    } else {
-        String::new()
+    let (status, answer) = Raw::new(gateway).initialize(token).await;
+    let description = answer["error_description"].as_str().unwrap_or_default();
+    (status, description.to_string())
+}
+
+/// `capgate_key_fetches_total{issuer, outcome}` on `/metrics`: (ok, error, rate_limited).
+async fn key_fetches(gateway: &TestGateway, issuer: &str) -> (u64, u64, u64) {
+    let text = gateway.metrics_text().await;
+    let count = |outcome: &str| {
+        let series =
+            format!("capgate_key_fetches_total{{issuer=\"{issuer}\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |value| value.trim().parse().expect("a count"))
     };
-    (status, description)
+    (count("ok"), count("error"), count("rate_limited"))
+}
+
+/// A token of an issuer whose keys have not arrived is refused as such, and the health
+/// details say so: the issuer's entry in them.
+async fn refused_until_keys_arrive(gateway: &TestGateway, token: &str, issuer: &str) -> Value {
+    let (status, description) = try_token(gateway, token).await;
+    assert_eq!(status, 401);
+    assert!(
+        description.contains("have not been fetched yet"),
+        "{description}"
+    );
+    gateway.health().await["issuer_keys"][issuer].clone()
 }
 
 fn alice() -> TokenSpec {
@@ -75,6 +83,10 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
     assert_eq!(try_token(&gateway, &token(&first, "first")).await.0, 200);
     let at_start = provider.jwks_requests();
     let minute = Instant::now();
+    assert_eq!(
+        key_fetches(&gateway, URL_ISSUER).await,
+        (at_start as u64, 0, 0)
+    );
 
     // Rotation: the provider publishes a key capgate has never seen.
     provider.publish(second.jwk("second"));
@@ -83,6 +95,11 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
         provider.jwks_requests(),
         at_start + 1,
         "one refresh found it"
+    );
+    assert_eq!(
+        key_fetches(&gateway, URL_ISSUER).await,
+        (at_start as u64 + 1, 0, 0),
+        "and it is counted"
     );
     assert_eq!(try_token(&gateway, &token(&second, "second")).await.0, 200);
     assert_eq!(provider.jwks_requests(), at_start + 1, "and it is cached");
@@ -109,6 +126,14 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
     assert_eq!(
         caused, 3,
         "tokens caused {caused} fetches in under a minute; the limit is 3"
+    );
+    // Every fetch succeeded; each refresh refused by the limit is counted, the sequential
+    // ones at least (concurrent ones may have shared a fetch instead).
+    let (ok, error, rate_limited) = key_fetches(&gateway, URL_ISSUER).await;
+    assert_eq!((ok, error), (provider.jwks_requests() as u64, 0));
+    assert!(
+        (30..=58).contains(&rate_limited),
+        "{rate_limited} refreshes refused by the limit"
     );
 
     // The provider goes down: the cached keys stay in force, without a fetch.
@@ -179,6 +204,8 @@ async fn discovery_finds_the_set_keys_for_another_algorithm_are_never_used_and_o
         "{keys}"
     );
     assert_eq!(keys["key_ids"], json!(["first"]));
+    let (ok, error, _) = key_fetches(&gateway, &issuer).await;
+    assert!(ok >= 1 && error >= 1, "ok {ok}, error {error}");
 }
 
 #[tokio::test]
@@ -196,19 +223,12 @@ async fn a_key_server_down_at_start_refuses_its_tokens_until_keys_arrive() {
     let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
 
     provider.wait_for_jwks_requests(1).await;
-    let (status, description) = try_token(&gateway, &token).await;
-    assert_eq!(status, 401);
-    assert!(
-        description.contains("have not been fetched yet"),
-        "{description}"
-    );
-    let health = gateway.health().await;
-    let keys = &health["issuer_keys"][URL_ISSUER];
+    let keys = refused_until_keys_arrive(&gateway, &token, URL_ISSUER).await;
     assert!(
         keys["state"]
             .as_str()
             .is_some_and(|s| s.starts_with("no keys yet")),
-        "{health}"
+        "{keys}"
     );
     // Other issuers are unaffected.
     assert_eq!(try_token(&gateway, &gateway.token(&alice())).await.0, 200);
@@ -246,18 +266,9 @@ async fn a_key_server_whose_certificate_is_not_trusted_is_never_read() {
     ))
     .await;
     let token = first.token("first", URL_ISSUER, &alice(), &gateway.url);
-    let (status, description) = try_token(&gateway, &token).await;
-    assert_eq!(status, 401);
-    assert!(
-        description.contains("have not been fetched yet"),
-        "{description}"
-    );
-    let health = gateway.health().await;
-    let error = health["issuer_keys"][URL_ISSUER]["last_error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(error.contains("certificate"), "{health}");
+    let keys = refused_until_keys_arrive(&gateway, &token, URL_ISSUER).await;
+    let error = keys["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("certificate"), "{keys}");
     assert_eq!(provider.jwks_requests(), 0, "no request got past TLS");
 }
 

@@ -3,7 +3,6 @@
 
 use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
 
 const ES_ISSUER: &str = "https://es.capgate.local";
 const ED_ISSUER: &str = "https://ed.capgate.local";
@@ -49,22 +48,10 @@ jwks_file = "{jwks}"
     })
     .await;
     let url = gateway.url.clone();
-    let http = reqwest::Client::new();
+    let raw = Raw::new(&gateway);
     let status_for = |token: String| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            http.post(&url)
-                .bearer_auth(token)
-                .header("Accept", "application/json, text/event-stream")
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                    "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                               "clientInfo": {"name": "keys", "version": "1"}}}))
-                .send()
-                .await
-                .expect("request")
-                .status()
-                .as_u16()
-        }
+        let raw = &raw;
+        async move { raw.initialize(&token).await.0 }
     };
 
     let es = EncodingKey::from_ec_pem(&pem("test-es256-private.pem")).expect("es key");

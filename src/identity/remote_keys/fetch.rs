@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::{fetchable_url, PinnedAlgorithm, RemoteKeySource, RemoteKeysConfig};
+use crate::error_chain::error_chain;
 
 use super::super::jwk_set::{usable_keys, UsableKeys};
 
@@ -197,18 +198,6 @@ impl KeySource for HttpKeySource {
             },
         }
     }
-}
-
-/// An error with its causes (reqwest's own message says little: "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// How long a response may be used, from `Cache-Control` (and `Age`, when a cache between

@@ -15,6 +15,8 @@
 //!   key) leaves the cached keys in force; the background retries after 1 s, doubling up to
 //!   60 s.
 //! - **Pinning**: only keys for the issuer's pinned algorithm are ever in the set (`jwk_set`).
+//! - **Counted**: each fetch by outcome (`ok`, `error`), and each refresh a token asked for
+//!   past the limit (`rate_limited`), in `capgate_key_fetches_total{issuer, outcome}`.
 //!
 //! One task per issuer keeps the set fresh; it holds the cache weakly and ends with it.
 
@@ -31,6 +33,7 @@ use jsonwebtoken::DecodingKey;
 use tokio::time::Instant;
 
 use crate::config::{IssuerConfig, RemoteKeysConfig};
+use crate::metrics::{KeyFetchOutcome, Metrics};
 
 use fetch::{Fetched, HttpKeySource, KeySource};
 use window::FetchWindow;
@@ -82,6 +85,7 @@ pub(crate) struct RemoteKeys {
     /// Fetches attempted so far, successful or not.
     attempts: AtomicU64,
     status: Mutex<Status>,
+    metrics: Arc<Metrics>,
 }
 
 impl RemoteKeys {
@@ -90,16 +94,27 @@ impl RemoteKeys {
     pub(super) fn start(
         issuer: &IssuerConfig,
         config: &RemoteKeysConfig,
+        metrics: &Arc<Metrics>,
     ) -> Result<Arc<Self>, String> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "keys fetched by URL need the async runtime".to_string())?;
         let source = HttpKeySource::new(&issuer.issuer, issuer.algorithm, config)?;
-        let keys = Arc::new(Self::new(&issuer.issuer, Box::new(source), config));
+        let keys = Arc::new(Self::new(
+            &issuer.issuer,
+            Box::new(source),
+            config,
+            metrics.clone(),
+        ));
         runtime.spawn(keep_fresh(Arc::downgrade(&keys)));
         Ok(keys)
     }
 
-    fn new(issuer: &str, source: Box<dyn KeySource>, config: &RemoteKeysConfig) -> Self {
+    fn new(
+        issuer: &str,
+        source: Box<dyn KeySource>,
+        config: &RemoteKeysConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             issuer: issuer.to_string(),
             source,
@@ -119,6 +134,7 @@ impl RemoteKeys {
                 last_error: None,
                 skipped: Vec::new(),
             }),
+            metrics,
         }
     }
 
@@ -146,6 +162,8 @@ impl RemoteKeys {
             } else if !fetched_since {
                 tracing::debug!(target: "capgate::auth", issuer = %self.issuer,
                     "unknown key id; the refresh limit is reached, not fetching");
+                self.metrics
+                    .count_key_fetch(&self.issuer, KeyFetchOutcome::RateLimited);
             }
         }
         let set = self.keys.load();
@@ -182,6 +200,8 @@ impl RemoteKeys {
                 tracing::info!(target: "capgate::auth", issuer = %self.issuer, ?trigger,
                     keys = keys.keys.len(), skipped = ?keys.skipped, keep_seconds = keep.as_secs(),
                     "issuer keys fetched");
+                self.metrics
+                    .count_key_fetch(&self.issuer, KeyFetchOutcome::Ok);
                 self.keys.store(Arc::new(KeySet {
                     keys: keys.keys,
                     fetched_at: Some(now),
@@ -202,6 +222,8 @@ impl RemoteKeys {
                 tracing::warn!(target: "capgate::auth", issuer = %self.issuer, ?trigger,
                     %error, retry_seconds = retry.as_secs(),
                     "cannot fetch the issuer's keys; the cached keys stay in force");
+                self.metrics
+                    .count_key_fetch(&self.issuer, KeyFetchOutcome::Error);
                 status.last_error = Some(error);
             }
         }

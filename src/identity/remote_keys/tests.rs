@@ -114,7 +114,22 @@ fn cache(provider: &Provider, per_minute: u32) -> Arc<RemoteKeys> {
         "https://idp.example",
         Box::new(provider.clone()),
         &config(per_minute),
+        Arc::new(Metrics::default()),
     ))
+}
+
+/// `capgate_key_fetches_total` of the cache's issuer, by outcome: (ok, error, rate_limited).
+fn counted(keys: &RemoteKeys) -> (u64, u64, u64) {
+    let text = keys.metrics.render();
+    let count = |outcome: &str| {
+        let series = format!(
+            "capgate_key_fetches_total{{issuer=\"https://idp.example\",outcome=\"{outcome}\"}} "
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |value| value.parse().expect("a count"))
+    };
+    (count("ok"), count("error"), count("rate_limited"))
 }
 
 #[tokio::test(start_paused = true)]
@@ -140,6 +155,7 @@ async fn rotated_keys_are_found_and_unknown_kids_fetch_within_the_limit() {
         assert_eq!(keys.key(&kid).await.err(), Some(KeyLookup::Unknown));
     }
     assert_eq!(provider.fetches(), 3, "the limit holds");
+    assert_eq!(counted(&keys), (3, 0, 50), "each refused refresh counted");
 
     // Past the limit even a real rotation waits for the window (or the schedule).
     provider.with(|s| s.kids = vec!["a", "b", "c"]);
@@ -150,6 +166,7 @@ async fn rotated_keys_are_found_and_unknown_kids_fetch_within_the_limit() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(keys.key("c").await.is_ok());
     assert_eq!(provider.fetches(), 4);
+    assert_eq!(counted(&keys), (4, 0, 52));
 }
 
 #[tokio::test(start_paused = true)]
@@ -192,6 +209,7 @@ async fn a_provider_that_is_down_leaves_the_cached_keys_in_force() {
     });
     assert_eq!(keys.key("other").await.err(), Some(KeyLookup::Unknown));
     assert!(keys.key("a").await.is_ok());
+    assert_eq!(counted(&keys), (1, 2, 0), "two failed fetches");
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,6 +19,7 @@ use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 use crate::store::{Approval, ApprovalStatus};
 
+use super::openapi::who;
 use super::{invalid, not_found, refused, unavailable, AdminState};
 
 /// The caller's own tenant, as the resource of listing and opening.
@@ -28,6 +29,13 @@ fn own_tenant(actor: &ActorRef) -> AdminResource {
     }
 }
 
+#[utoipa::path(get, path = "/approvals",
+    summary = "Approval requests of the caller's tenant: arguments masked as the decision log masks them ([audit] mask_arguments); for a pending one, `request`: who asked (user, agent, service, run) and the policy and reason that required approval",
+    description = who::OWN_TENANT,
+    responses(
+        (status = 200, description = "`approvals`: [Approval], each with `request`"),
+        (status = 503, description = "the enforcement store or the decision log cannot answer"),
+    ))]
 pub(super) async fn list_approvals(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -146,10 +154,12 @@ fn request_facts(found: &Found) -> Value {
 }
 
 /// What an approver may send with a decision: a note (at most 500 characters), logged with it.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecisionNote {
+pub(super) struct DecisionNote {
+    /// One line, at most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     note: Option<String>,
 }
 
@@ -228,6 +238,18 @@ async fn decide(
     }
 }
 
+#[utoipa::path(post, path = "/approvals/{id}/approve",
+    summary = "Grant a pending approval (optional note, logged with the decision)",
+    description = who::APPROVER,
+    params(("id" = String, Path, description = "the approval's id")),
+    request_body(content = Option<DecisionNote>, description = "optional: an empty body is no note"),
+    responses(
+        (status = 200, description = "`approval`: the decided Approval"),
+        (status = 404, description = "no such approval"),
+        (status = 409, description = "the approval is not pending (decided, consumed or expired)"),
+        (status = 422, description = "the body is not a valid note"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn approve(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -237,6 +259,18 @@ pub(super) async fn approve(
     decide(state, actor, id, true, &body).await
 }
 
+#[utoipa::path(post, path = "/approvals/{id}/reject",
+    summary = "Reject a pending approval (optional note, logged with the decision)",
+    description = who::APPROVER,
+    params(("id" = String, Path, description = "the approval's id")),
+    request_body(content = Option<DecisionNote>, description = "optional: an empty body is no note"),
+    responses(
+        (status = 200, description = "`approval`: the decided Approval"),
+        (status = 404, description = "no such approval"),
+        (status = 409, description = "the approval is not pending (decided, consumed or expired)"),
+        (status = 422, description = "the body is not a valid note"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn reject(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -259,6 +293,14 @@ fn break_glass_refusal(actor: &ActorRef, error: BreakGlassError) -> Response {
     }
 }
 
+#[utoipa::path(post, path = "/break-glass",
+    summary = "Open a time-limited break-glass grant in the caller's tenant (it never overrides a tenant-isolation forbid)",
+    description = who::BREAK_GLASS,
+    responses(
+        (status = 200, description = "`grant`: the BreakGlassGrant"),
+        (status = 422, description = "the reason is too short, or the duration is out of bounds"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn open_grant(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -278,6 +320,15 @@ pub(super) async fn open_grant(
     }
 }
 
+#[utoipa::path(post, path = "/break-glass/{id}/revoke",
+    summary = "Revoke a break-glass grant (effective on the next request)",
+    description = "A person with the break-glass role, for grants of their own tenant.",
+    params(("id" = String, Path, description = "the grant's id")),
+    responses(
+        (status = 200, description = "`grant`: the revoked BreakGlassGrant"),
+        (status = 404, description = "no such open grant"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn revoke_grant(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -302,6 +353,13 @@ pub(super) async fn revoke_grant(
     }
 }
 
+#[utoipa::path(get, path = "/break-glass",
+    summary = "Break-glass grants of the caller's tenant, open and expired, with uses",
+    description = who::OWN_TENANT,
+    responses(
+        (status = 200, description = "`grants`: each `grant` (BreakGlassGrant) and whether it is `open`"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn list_grants(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

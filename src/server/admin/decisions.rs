@@ -12,6 +12,7 @@ use crate::audit::{Found, Place, Scan, Visit};
 use crate::identity::{ActorRef, CompositeActor};
 use crate::policy::{AdminAction, AdminResource};
 
+use super::openapi::who;
 use super::{invalid, not_found, unavailable, AdminState};
 
 /// `tenant=*`: every tenant's records (platform admins).
@@ -45,14 +46,19 @@ pub(super) fn records_of(
 }
 
 /// The filters of a page of records.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 pub(super) struct RecordQuery {
+    /// The records' tenant; the caller's own when omitted; `*`: every tenant.
     tenant: Option<String>,
+    /// A run id.
     run: Option<String>,
     /// A part of the actor (`user/agent`).
     actor: Option<String>,
+    /// The capability's exposed name.
     tool: Option<String>,
+    /// allow, deny, require_approval, require_more_context, replay, summary.
     decision: Option<String>,
+    /// The control that refused.
     refused_by: Option<String>,
     /// Unix seconds: records at or after ...
     since: Option<i64>,
@@ -60,8 +66,9 @@ pub(super) struct RecordQuery {
     until: Option<i64>,
     /// `differs`: only records whose shadow decision differs from the decision.
     shadow: Option<String>,
-    /// The cursor of the page before.
+    /// The `next` cursor of the page before.
     after: Option<String>,
+    /// Records per page, 1 to 200 (default 50).
     limit: Option<usize>,
 }
 
@@ -124,6 +131,15 @@ pub(super) fn summary(found: &Found) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/admin/decisions",
+    summary = "Decision records newest first, filtered; `next` is the cursor of the following page (absent once the log is read to its start)",
+    description = who::TENANT_RECORDS,
+    params(RecordQuery),
+    responses(
+        (status = 200, description = "a page of records"),
+        (status = 422, description = "`after` is not a cursor this API gave"),
+        (status = 503, description = "the decision log cannot be read"),
+    ))]
 pub(super) async fn list(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -184,12 +200,22 @@ pub(super) async fn list(
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub(super) struct RecordPlace {
+    /// The replica's chain id (PostgreSQL only).
     chain: Option<String>,
 }
 
 /// One record in full, as it was logged (its arguments masked by `[audit] mask_arguments`).
+#[utoipa::path(get, path = "/admin/decisions/{seq}",
+    summary = "One decision record in full (arguments masked as logged), with its hash",
+    description = who::TENANT_RECORDS,
+    params(("seq" = i64, Path, description = "the record's sequence number"), RecordPlace),
+    responses(
+        (status = 200, description = "the record"),
+        (status = 404, description = "no such record"),
+        (status = 503, description = "the decision log cannot be read"),
+    ))]
 pub(super) async fn record(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -226,6 +252,13 @@ pub(super) async fn record(
 
 /// Whether the log's hash chain and signed checkpoints verify, with this gateway's checkpoint
 /// key: verified up to which record, the last signed checkpoint.
+#[utoipa::path(get, path = "/admin/audit/verification",
+    summary = "Whether each chain of the decision log verifies with this gateway's checkpoint key: verified up to which record, the last signed checkpoint, the problems found",
+    description = "Tenant admins and platform admins (sequence numbers and counts only, no record's content).",
+    responses(
+        (status = 200, description = "the status of every chain"),
+        (status = 503, description = "the checkpoint key's public half is unknown, or the log cannot be read"),
+    ))]
 pub(super) async fn verification(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

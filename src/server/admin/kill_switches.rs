@@ -12,6 +12,7 @@ use crate::identity::{ActorRef, CompositeActor};
 use crate::policy::{AdminAction, AdminResource};
 use crate::store::{KillScope, KillSwitch};
 
+use super::openapi::who;
 use super::{invalid, unavailable, AdminState};
 
 /// A switch as the admin PDP judges it.
@@ -91,6 +92,10 @@ fn visible(state: &AdminState, actor: &CompositeActor) -> Vec<Value> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/admin/kill-switches",
+    summary = "Kill switches that are on, those the caller may see, each with what it hides (`hides`: the capabilities it covers and for which callers); and every registered capability a switch can name (`capabilities`)",
+    description = who::SWITCHES,
+    responses((status = 200, description = "the switches and the capabilities")))]
 pub(super) async fn list(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -111,11 +116,14 @@ pub(super) async fn list(
 
 /// A switch to flip or lift: its scope and target, the tenant it is limited to (a tenant
 /// switch is limited to its own tenant; otherwise none means every tenant), and why.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub(super) struct KillRequest {
     #[serde(flatten)]
     scope: KillScope,
+    /// The tenant the switch is limited to; omitted: every tenant (a tenant switch is limited
+    /// to its own tenant).
     tenant: Option<String>,
+    /// Why (required to flip a switch).
     reason: Option<String>,
 }
 
@@ -139,6 +147,14 @@ impl KillRequest {
     }
 }
 
+#[utoipa::path(post, path = "/admin/kill-switches",
+    summary = "Flip a kill switch (scope, target, tenant, reason; a reason is required)",
+    description = who::SWITCHES,
+    responses(
+        (status = 200, description = "the switches that are on"),
+        (status = 422, description = "no reason, or a tenant switch asked for another tenant"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn set(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -165,6 +181,14 @@ pub(super) async fn set(
     }
 }
 
+#[utoipa::path(post, path = "/admin/kill-switches/lift",
+    summary = "Lift the kill switch of this scope and tenant",
+    description = who::SWITCHES,
+    responses(
+        (status = 200, description = "whether a switch was lifted, and the switches still on"),
+        (status = 422, description = "a tenant switch asked for another tenant"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn lift(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

@@ -13,6 +13,10 @@ use crate::policy::{AdminAction, AdminResource};
 
 use super::AdminState;
 
+#[utoipa::path(get, path = "/admin/me",
+    summary = "Who the caller is (user, tenant, roles, agent) and, operation by operation, what the admin policy lets them do in their own tenant",
+    description = "Anyone with a valid token (the answers are the admin PDP's).",
+    responses((status = 200, description = "the caller and their permissions")))]
 pub(super) async fn me(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

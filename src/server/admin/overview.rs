@@ -19,6 +19,7 @@ use crate::policy::{AdminAction, AdminResource};
 use crate::store::ApprovalStatus;
 
 use super::decisions::{records_of, EVERY_TENANT};
+use super::openapi::who;
 use super::{unavailable, AdminState};
 
 const WINDOW_SECONDS: i64 = 3600;
@@ -27,8 +28,9 @@ const BUCKET_SECONDS: i64 = 60;
 const MAX_SCANNED: usize = 200_000;
 const TOP_REFUSED: usize = 5;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub(super) struct OverviewQuery {
+    /// The caller's own when omitted; `*`: every tenant.
     tenant: Option<String>,
 }
 
@@ -50,6 +52,14 @@ fn is_refusal(outcome: &str) -> bool {
     )
 }
 
+#[utoipa::path(get, path = "/admin/overview",
+    summary = "The last hour: requests per minute by final outcome, the most refused capabilities, pending approvals, store, downstream and decision-log health (with reasons for those who may see health details)",
+    description = who::TENANT_RECORDS,
+    params(OverviewQuery),
+    responses(
+        (status = 200, description = "the overview"),
+        (status = 503, description = "the decision log or the store cannot answer"),
+    ))]
 pub(super) async fn overview(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

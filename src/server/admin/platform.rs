@@ -12,6 +12,7 @@ use crate::enforce::{Gateway, RelationshipError, ReloadError};
 use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource, PolicyLoadError};
 
+use super::openapi::who;
 use super::{unavailable, AdminState, Refused};
 
 fn status_document(gateway: &Gateway) -> Value {
@@ -40,6 +41,10 @@ fn status_document(gateway: &Gateway) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/admin/policy",
+    summary = "Policy versions in effect, loaded and shadow, and the admin policy set",
+    description = who::ANY_ADMIN,
+    responses((status = 200, description = "status")))]
 pub(super) async fn policy_status(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -64,6 +69,14 @@ fn load_error_response(error: &PolicyLoadError) -> Response {
         .into_response()
 }
 
+#[utoipa::path(post, path = "/admin/policy/reload",
+    summary = "Validate policies/ (and policies/admin/) and swap atomically",
+    description = who::PLATFORM,
+    responses(
+        (status = 200, description = "reloaded: the new version and status"),
+        (status = 422, description = "the policy set is invalid (each problem with its file and line); the running version stays in effect"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn reload_policy(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -87,13 +100,29 @@ pub(super) async fn reload_policy(
     }
 }
 
+/// One relationship entity, in Cedar's entity JSON (`uid`, `attrs`, `parents`); checked by the
+/// gateway, which refuses the whole update when one is invalid.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub(super) struct EntityJson(Value);
+
 /// Every entity of the update is asked about (under the lock the update is written under);
 /// one refusal refuses the whole update and changes nothing.
+#[utoipa::path(post, path = "/admin/relationships",
+    summary = "Add or replace relationship entities (Cedar entity JSON); one refused entity refuses the whole update",
+    description = "Tenant admins: entities that belong to their tenant (attrs.tenant names it, or it is their Tenant entity) and replace only entities of their tenant. Platform admins: any entity, including those of no tenant (users, roles).",
+    responses(
+        (status = 200, description = "updated: how many relationship entities are in force"),
+        (status = 422, description = "an entity is invalid; the relationship store is unchanged"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn update_relationships(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
-    Json(entities): Json<Vec<Value>>,
+    Json(entities): Json<Vec<EntityJson>>,
 ) -> Response {
+    let entities = entities.into_iter().map(|entity| entity.0).collect();
     let authorize = |resource| state.decide(&actor, AdminAction::UpdateRelationship, resource);
     match state
         .gateway
@@ -117,6 +146,13 @@ pub(super) async fn update_relationships(
 }
 
 /// Answers once every record the gateway has logged so far is committed.
+#[utoipa::path(post, path = "/admin/audit/flush",
+    summary = "Wait until every decision record logged so far is committed",
+    description = who::PLATFORM,
+    responses(
+        (status = 200, description = "flushed"),
+        (status = 503, description = "the decision log cannot commit"),
+    ))]
 pub(super) async fn flush_log(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -132,6 +168,10 @@ pub(super) async fn flush_log(
 }
 
 /// The gateway's health in detail (downstream failure reasons, the log's place).
+#[utoipa::path(get, path = "/admin/health",
+    summary = "The gateway's health in detail: policy version, downstream states and reasons, the decision log, issuers' fetched keys",
+    description = who::PLATFORM,
+    responses((status = 200, description = "health")))]
 pub(super) async fn health_details(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -146,6 +186,11 @@ pub(super) async fn health_details(
     Json(details).into_response()
 }
 
+/// No token: Prometheus scrapes the admin listener, which operators keep off the agents' network.
+#[utoipa::path(get, path = "/metrics",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    description = "No token: keep the admin listener off the agents' network.",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
     (
         [(

@@ -10,14 +10,25 @@ use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 use crate::store::RunKey;
 
+use super::openapi::who;
 use super::{unavailable, AdminState};
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 pub(super) struct RunQuery {
+    /// The run's tenant.
     tenant: String,
+    /// The run id.
     run: String,
 }
 
+#[utoipa::path(get, path = "/admin/runs",
+    summary = "A run's manifest: policy versions used, tools called and their decisions (replicas on PostgreSQL: over every replica's chain, with the decisions per chain)",
+    description = who::TENANT_RUNS,
+    params(RunQuery),
+    responses(
+        (status = 200, description = "the manifest"),
+        (status = 503, description = "the decision log cannot be read"),
+    ))]
 pub(super) async fn run_manifest(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -41,15 +52,26 @@ pub(super) async fn run_manifest(
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 pub(super) struct BudgetQuery {
+    /// The run id.
     run: String,
     /// The run's tenant; the caller's own when not given.
     tenant: Option<String>,
+    /// A capability's exposed name, for its own count.
     #[serde(default)]
+    #[param(required = false)]
     tool: String,
 }
 
+#[utoipa::path(get, path = "/admin/budgets",
+    summary = "A run's budget usage",
+    description = who::TENANT_RUNS,
+    params(BudgetQuery),
+    responses(
+        (status = 200, description = "usage and limits"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn budget_usage(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

@@ -11,9 +11,14 @@ use crate::enforce::AcceptError;
 use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 
+use super::openapi::who;
 use super::{invalid, not_found, unavailable, AdminState};
 
 /// Quarantined tools and the pins in the store.
+#[utoipa::path(get, path = "/admin/tools",
+    summary = "Tool-definition pins and quarantined tools (pinned and listed digests, what changed)",
+    description = who::PLATFORM,
+    responses((status = 200, description = "`quarantined`: [Quarantined], `pins`: [ToolPin]")))]
 pub(super) async fn list(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,
@@ -35,7 +40,7 @@ pub(super) async fn list(
 }
 
 /// The body of `POST /admin/tools/accept`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
     /// The downstream server's id.
@@ -48,6 +53,15 @@ pub struct AcceptBody {
 }
 
 /// Accepts the definition a downstream lists now: the tool leaves quarantine.
+#[utoipa::path(post, path = "/admin/tools/accept",
+    summary = "Accept the definition a downstream lists now for a quarantined tool, named by its digest",
+    description = who::PLATFORM,
+    responses(
+        (status = 200, description = "`accepted`: the new pin (ToolPin)"),
+        (status = 404, description = "the tool is not contracted, or not listed by its downstream now"),
+        (status = 422, description = "the tool is pinned in its contract, or the digest differs from the listed definition's"),
+        (status = 503, description = "the enforcement store cannot answer"),
+    ))]
 pub(super) async fn accept(
     State(state): State<AdminState>,
     Extension(actor): Extension<ActorRef>,

@@ -88,14 +88,7 @@ impl Drop for PostgresStore {
 
 /// A store error with the driver's whole chain of causes (its `Display` alone says little).
 pub(crate) fn failed(error: impl std::error::Error) -> StoreError {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    StoreError(message)
+    StoreError(crate::error_chain::error_chain(&error))
 }
 
 /// Connects once and applies the migrations (`capgate store migrate`, and every start).
