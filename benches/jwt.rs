@@ -5,6 +5,9 @@
 //! `authenticate` is async (a key fetched by URL may need a refresh); with file keys it never
 //! waits, and the rows include one `block_on` on a current-thread runtime.
 //!
+//! `authenticate` is timed twice: the same token again (remembered: a SHA-256 and a lookup) and
+//! a token never seen before each time (verified in full).
+//!
 //! Run: `cargo bench --bench jwt`. Criterion reports the mean per verification.
 //!
 //! Measured when jsonwebtoken moved from its RustCrypto backend to aws-lc-rs (same bench built
@@ -23,6 +26,8 @@ use serde_json::{json, Map, Value};
 const AUDIENCE: &str = "http://127.0.0.1:8080/mcp";
 const RS_ISSUER: &str = "https://rs.bench.local";
 const HS_ISSUER: &str = "https://hs.bench.local";
+/// More than the 10,000 verified tokens capgate remembers.
+const DISTINCT_TOKENS: usize = 12_000;
 const SECRET: &str = "capgate-bench-secret-0123456789abcdef0123456789";
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -125,20 +130,54 @@ fn bench_jwt(c: &mut Criterion) {
             .expect("valid HS256")
         })
     });
-    group.bench_function("authenticate RS256", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(auth.authenticate(std::hint::black_box(&rs_token)))
-                .expect("RS256 actor")
-        })
-    });
-    group.bench_function("authenticate HS256", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(auth.authenticate(std::hint::black_box(&hs_token)))
-                .expect("HS256 actor")
-        })
-    });
+    // The same token again: capgate remembers tokens that verified (src/identity/verified.rs).
+    for (name, token) in [
+        ("authenticate RS256, remembered", &rs_token),
+        ("authenticate HS256, remembered", &hs_token),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(auth.authenticate(std::hint::black_box(token)))
+                    .expect("actor")
+            })
+        });
+    }
+    // A token never seen before, every time: more distinct tokens than capgate remembers,
+    // cycled, so each is verified in full (and then remembered, evicting another).
+    for (name, algorithm, key) in [
+        (
+            "authenticate RS256, first sight",
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&rsa_private).expect("rsa key"),
+        ),
+        (
+            "authenticate HS256, first sight",
+            Algorithm::HS256,
+            EncodingKey::from_secret(SECRET.as_bytes()),
+        ),
+    ] {
+        let issuer = match algorithm {
+            Algorithm::RS256 => RS_ISSUER,
+            _ => HS_ISSUER,
+        };
+        let tokens: Vec<String> = (0..DISTINCT_TOKENS)
+            .map(|i| {
+                let mut claims = claims(issuer);
+                claims.insert("jti".into(), json!(format!("bench-{i}")));
+                jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).expect("sign")
+            })
+            .collect();
+        let mut next = tokens.iter().cycle();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let token = next.next().expect("a cycle never ends");
+                runtime
+                    .block_on(auth.authenticate(std::hint::black_box(token)))
+                    .expect("actor")
+            })
+        });
+    }
     group.finish();
 }
 
