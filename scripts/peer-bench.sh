@@ -6,25 +6,31 @@
 #   PEER_QUICK=1 bash scripts/peer-bench.sh     # 3 s x 3 reps, 0.5 s warm-up
 #
 # Paths (PEER_PATHS, any of them, in this order by default):
-#   direct-http     the example server over streamable HTTP (benches/peer's case-platform-http)
+#   direct-http     the example server over streamable HTTP (benches/peer's case-platform-peer)
 #   direct-stdio    the example server over stdio, as a gateway reaches it
 #   capgate-hs256   capgate's HTTP front, an HS256 token from `capgate token`
 #   capgate-rs256   capgate's HTTP front, an RS256 token (tests/fixtures key pair, PEM issuer)
 #   capgate-stdio   `capgate serve --stdio`, the HS256 token verified once at start
 #   mcp-proxy       mcp-proxy 0.6 (installed into target/peer-tools), JWT auth against the same
 #                   RS256 key (a JWKS served over HTTP), audit on, stdio backend
-# Every gateway runs the release `case-platform` over stdio as its downstream. Each measurement
-# starts its server or gateway afresh (bound to 127.0.0.1 port 0; the port is read back from
-# /proc) and stops it by PID afterwards, so the peak RSS is that of one concurrency level. The
+# Every gateway runs the example server over stdio as its downstream: capgate the release
+# `case-platform`; mcp-proxy, which passes no `_meta` on (where the example server reads the
+# tenant a gateway injects), the same modules as `case-platform-peer --stdio --actor JSON`.
+# Each measurement starts its server or gateway afresh (bound to 127.0.0.1 port 0; the port is
+# read back from /proc) and stops it by PID afterwards, so the peak RSS is that of one
+# concurrency level (warm-up and window). The
 # clients speak HTTP/1.1 keep-alive with TCP_NODELAY and without TCP_QUICKACK, as ordinary MCP
 # clients do; each HTTP client has its own connection and session, stdio clients share the one
 # session a stdio server has, their requests pipelined.
 #
 # Environment: PEER_DURATION (seconds measured, 10), PEER_WARMUP (seconds before, 1),
 # PEER_REPS (3), PEER_CLIENTS ("1 8 32"), PEER_PATHS (above), PEER_OUT (output directory,
-# default target/peer-bench/<time>), PEER_SKIP_BUILD=1 (use the binaries already built).
+# default target/peer-bench/<time>), PEER_SKIP_BUILD=1 (use the binaries already built),
+# PEER_PROFILE=debug (capgate's debug build: a smoke test of the script, not a measurement).
 # The table (medians across repetitions) is printed and written to $PEER_OUT/table.md, the
-# samples to $PEER_OUT/samples.jsonl, every process's log to $PEER_OUT/logs/.
+# samples to $PEER_OUT/samples.jsonl, every process's log to $PEER_OUT/logs/. Throughput is
+# shown as a share of direct stdio (the downstream as every gateway reaches it, issue 14's
+# "direct") and of direct HTTP; "p50 added" is over direct stdio's p50.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -47,9 +53,10 @@ mcp_proxy_version='~0.6.0'
 tools_root=$root/target/peer-tools
 mcp_proxy=$tools_root/bin/mcp-proxy
 loadgen=$root/target/peer/release/peer-loadgen
-case_http=$root/target/peer/release/case-platform-http
-capgate=$root/target/release/capgate
-case_stdio=$root/target/release/case-platform
+case_peer=$root/target/peer/release/case-platform-peer
+profile=${PEER_PROFILE:-release}
+capgate=$root/target/$profile/capgate
+case_stdio=$root/target/$profile/case-platform
 
 audience=capgate-peer-bench
 rs_issuer=https://rs256.peer-bench.local
@@ -85,14 +92,18 @@ trap 'exit 130' INT TERM
 
 # --- Build --------------------------------------------------------------------------------
 if [ "${PEER_SKIP_BUILD:-0}" != 1 ]; then
-  echo "building capgate and case-platform (release) ..." >&2
-  cargo build --release --bins --quiet
+  echo "building capgate and case-platform ($profile) ..." >&2
+  if [ "$profile" = release ]; then
+    cargo build --release --bins --quiet
+  else
+    cargo build --bins --quiet
+  fi
   echo "building the load generator (release) ..." >&2
   CARGO_TARGET_DIR=$root/target/peer cargo build --release --quiet \
     --manifest-path benches/peer/Cargo.toml
 fi
 if [[ " ${paths[*]} " == *" mcp-proxy "* ]]; then
-  if ! "$mcp_proxy" --version 2>/dev/null | grep -q ' 0\.6\.'; then
+  if ! cargo install --list --root "$tools_root" | grep -q '^mcp-proxy v0\.6\.'; then
     echo "installing mcp-proxy $mcp_proxy_version into $tools_root ..." >&2
     cargo install --locked --quiet --root "$tools_root" mcp-proxy --version "$mcp_proxy_version"
   fi
@@ -152,6 +163,11 @@ hs_token=$("$capgate" token --config "$token_config" --user alice --tenant acme 
 rs_token=$("$loadgen" mint --key tests/fixtures/test-rs256-private.pem --kid test-key-1 \
   --issuer "$rs_issuer" --audience "$audience" --user alice --tenant acme --roles analyst \
   --agent drafting-agent)
+# mcp-proxy requires its own resource identifier, built from its listen address, as the audience.
+proxy_audience=http://127.0.0.1:0
+proxy_token=$("$loadgen" mint --key tests/fixtures/test-rs256-private.pem --kid test-key-1 \
+  --issuer "$rs_issuer" --audience "$proxy_audience" --user alice --tenant acme --roles analyst \
+  --agent drafting-agent)
 
 if [[ " ${paths[*]} " == *" mcp-proxy "* ]]; then
   # mcp-proxy verifies JWTs against a JWKS URL: the test key's JWKS, served locally.
@@ -172,12 +188,13 @@ port = 0
 [[backends]]
 name = "case"
 transport = "stdio"
-command = "$case_stdio"
+command = "$case_peer"
+args = ["--stdio", "--actor", '$actor']
 
 [auth]
 type = "jwt"
 issuer = "$rs_issuer"
-audience = "$audience"
+audience = "$proxy_audience"
 jwks_uri = "http://127.0.0.1:$jwks_port/jwks.json"
 
 [security]
@@ -214,10 +231,11 @@ stop_server() {
   started=("${kept[@]}")
 }
 
-# capgate binds before its downstream is up; it is ready when /healthz says the downstream is.
+# capgate binds first, then waits for its downstream before it serves: it is ready when
+# /healthz answers.
 wait_capgate_healthy() {
   for _ in $(seq 600); do
-    if curl -sf "http://127.0.0.1:$server_port/healthz" 2>/dev/null | grep -q '"case": *"up"'; then
+    if curl -sf "http://127.0.0.1:$server_port/healthz" 2>/dev/null | grep -q '"status": *"up"'; then
       return 0
     fi
     sleep 0.1
@@ -232,13 +250,13 @@ measure() { # PATH CLIENTS REP
     --out "$samples")
   case $path in
     direct-http)
-      start_server "$out/logs/$tag.log" "$case_http"
+      start_server "$out/logs/$tag.log" "$case_peer"
       "$loadgen" http --url "http://127.0.0.1:$server_port/mcp" "${common[@]}" \
-        --label "direct HTTP" --baseline "direct HTTP" --tool read_case --actor "$actor"
+        --label "direct HTTP" --tool read_case --actor "$actor"
       stop_server ;;
     direct-stdio)
       "$loadgen" stdio --stderr "$out/logs/$tag.log" "${common[@]}" \
-        --label "direct stdio" --baseline "direct stdio" --tool read_case --actor "$actor" \
+        --label "direct stdio" --tool read_case --actor "$actor" \
         -- "$case_stdio" ;;
     capgate-hs256 | capgate-rs256)
       local token=$hs_token label="capgate HTTP, HS256"
@@ -249,19 +267,18 @@ measure() { # PATH CLIENTS REP
       wait_capgate_healthy
       PEER_TOKEN=$token "$loadgen" http --url "http://127.0.0.1:$server_port/mcp" \
         --gateway-pid "$server_pid" "${common[@]}" \
-        --label "$label" --baseline "direct HTTP" --tool case__read_case
+        --label "$label" --tool case__read_case
       stop_server ;;
     capgate-stdio)
       CAPGATE_TOKEN=$hs_token "$loadgen" stdio --stderr "$out/logs/$tag.log" --child-is-gateway \
-        "${common[@]}" --label "capgate stdio, HS256" --baseline "direct stdio" \
+        "${common[@]}" --label "capgate stdio, HS256" \
         --tool case__read_case \
         -- "$capgate" serve --stdio --config "$(capgate_config "$out/gw/$tag")" ;;
     mcp-proxy)
       start_server "$out/logs/$tag.log" "$mcp_proxy" --config "$out/mcp-proxy.toml"
-      PEER_TOKEN=$rs_token "$loadgen" http --url "http://127.0.0.1:$server_port/" \
+      PEER_TOKEN=$proxy_token "$loadgen" http --url "http://127.0.0.1:$server_port/" \
         --gateway-pid "$server_pid" "${common[@]}" \
-        --label "mcp-proxy, JWT RS256" --baseline "direct HTTP" --tool case__read_case \
-        --actor "$actor"
+        --label "mcp-proxy, JWT RS256" --tool case__read_case
       stop_server ;;
     *)
       echo "unknown path $path (see the header of $0)" >&2
@@ -287,5 +304,5 @@ done
   echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' (src modified)'), ${reps} x ${duration} s (+${warmup} s warm-up), medians across repetitions"
   echo "load: $(uptime)"
   echo
-  "$loadgen" report "$samples"
+  "$loadgen" report "$samples" --baseline "direct stdio" --baseline "direct HTTP"
 } | tee "$out/table.md"

@@ -69,7 +69,13 @@ enum Command {
         command: Vec<String>,
     },
     /// Print the markdown table of the samples in FILE (one JSON line each).
-    Report { file: PathBuf },
+    Report {
+        file: PathBuf,
+        /// A path (by label) whose throughput the others are shown as a share of; the first
+        /// one's p50 latency is subtracted from the others' too. Repeatable.
+        #[arg(long)]
+        baseline: Vec<String>,
+    },
     /// Print an RS256 token signed with a PEM private key.
     Mint {
         #[arg(long)]
@@ -108,9 +114,6 @@ struct LoadArgs {
     /// The path's name in the report.
     #[arg(long)]
     label: String,
-    /// The path this one is compared with in the report (by its label).
-    #[arg(long)]
-    baseline: Option<String>,
     #[arg(long)]
     rep: u32,
     #[arg(long)]
@@ -156,13 +159,7 @@ impl LoadArgs {
     }
 
     fn emit(&self, measured: &load::Measured) -> anyhow::Result<()> {
-        let sample = Sample::new(
-            self.label.clone(),
-            self.baseline.clone(),
-            self.clients,
-            self.rep,
-            measured,
-        );
+        let sample = Sample::new(self.label.clone(), self.clients, self.rep, measured);
         let line = serde_json::to_string(&sample)?;
         println!("{line}");
         if let Some(out) = &self.out {
@@ -180,7 +177,7 @@ impl LoadArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Report { file } => {
+        Command::Report { file, baseline } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let samples = text
@@ -189,7 +186,7 @@ fn main() -> anyhow::Result<()> {
                 .map(serde_json::from_str)
                 .collect::<Result<Vec<Sample>, _>>()
                 .context("a line is not a sample")?;
-            print!("{}", sample::table(&samples));
+            print!("{}", sample::table(&samples, &baseline));
             Ok(())
         }
         Command::Mint {

@@ -11,8 +11,6 @@ use crate::load::{quantile, Measured};
 pub struct Sample {
     /// The path measured, e.g. "capgate HTTP, HS256".
     pub path: String,
-    /// The path this one is compared with (the direct path over the same client transport).
-    pub baseline: Option<String>,
     pub clients: usize,
     pub rep: u32,
     pub calls: u64,
@@ -26,19 +24,12 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn new(
-        path: String,
-        baseline: Option<String>,
-        clients: usize,
-        rep: u32,
-        measured: &Measured,
-    ) -> Self {
+    pub fn new(path: String, clients: usize, rep: u32, measured: &Measured) -> Self {
         let calls = measured.latencies_ns.len() as u64;
         let micros = |q| quantile(&measured.latencies_ns, q).unwrap_or(0) as f64 / 1_000.0;
         let gateway = measured.gateway.as_ref();
         Self {
             path,
-            baseline,
             clients,
             rep,
             calls,
@@ -55,7 +46,6 @@ impl Sample {
 
 /// Medians across the repetitions of one path at one concurrency.
 struct Row {
-    baseline: Option<String>,
     reps: usize,
     calls_per_s: f64,
     p50_us: f64,
@@ -65,8 +55,9 @@ struct Row {
 }
 
 /// The table: one row per path and concurrency, in the order the paths first appear, with
-/// throughput as a share of the baseline's and the p50 latency the path adds to it.
-pub fn table(samples: &[Sample]) -> String {
+/// throughput as a share of each baseline path's (by label) at the same concurrency, and the
+/// p50 latency a path adds to the first baseline's.
+pub fn table(samples: &[Sample], baselines: &[String]) -> String {
     let mut order: Vec<&str> = Vec::new();
     let mut groups: BTreeMap<(usize, usize), Vec<&Sample>> = BTreeMap::new();
     for sample in samples {
@@ -91,7 +82,6 @@ pub fn table(samples: &[Sample]) -> String {
                 (!values.is_empty()).then(|| median(values))
             };
             let row = Row {
-                baseline: group[0].baseline.clone(),
                 reps: group.len(),
                 calls_per_s: of(|s| s.calls_per_s),
                 p50_us: of(|s| s.p50_us),
@@ -102,34 +92,48 @@ pub fn table(samples: &[Sample]) -> String {
             (*key, row)
         })
         .collect();
-    let mut out = String::from(
-        "| path | clients | calls/s | % of direct | p50 µs | p50 added µs | p99 µs \
-         | gateway CPU µs/call | gateway peak RSS MiB | reps |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
+    let baseline_row = |name: &str, clients: usize| {
+        let index = order.iter().position(|p| *p == name)?;
+        rows.get(&(clients, index))
+    };
+    let mut out = String::from("| path | clients | calls/s |");
+    let mut rule = String::from("|---|---:|---:|");
+    for name in baselines {
+        out.push_str(&format!(" % of {name} |"));
+        rule.push_str("---:|");
+    }
+    let added = baselines
+        .first()
+        .map_or(String::new(), |name| format!(" p50 added to {name}, µs |"));
+    out.push_str(&format!(
+        " p50 µs |{added} p99 µs | gateway CPU µs/call | gateway peak RSS MiB | reps |\n"
+    ));
+    rule.push_str(if added.is_empty() { "" } else { "---:|" });
+    rule.push_str("---:|---:|---:|---:|---:|\n");
+    out.push_str(&rule);
+    let dash = || "—".to_owned();
     for (&(clients, index), row) in &rows {
-        let base = row.baseline.as_deref().and_then(|name| {
-            let base_index = order.iter().position(|p| *p == name)?;
-            rows.get(&(clients, base_index))
-        });
-        let share = base.map_or("—".to_owned(), |b| {
-            format!("{:.0} %", 100.0 * row.calls_per_s / b.calls_per_s)
-        });
-        let added = base.map_or("—".to_owned(), |b| {
-            format!("{:.0}", row.p50_us - b.p50_us)
-        });
-        let vs = match (&row.baseline, base) {
-            (Some(name), Some(_)) if name != order[index] => format!(" (vs {name})"),
-            _ => String::new(),
-        };
         out.push_str(&format!(
-            "| {}{vs} | {clients} | {:.0} | {share} | {:.0} | {added} | {:.0} | {} | {} | {} |\n",
-            order[index],
-            row.calls_per_s,
-            row.p50_us,
+            "| {} | {clients} | {:.0} |",
+            order[index], row.calls_per_s
+        ));
+        for name in baselines {
+            let share = baseline_row(name, clients).map_or_else(dash, |b| {
+                format!("{:.0} %", 100.0 * row.calls_per_s / b.calls_per_s)
+            });
+            out.push_str(&format!(" {share} |"));
+        }
+        out.push_str(&format!(" {:.0} |", row.p50_us));
+        if let Some(name) = baselines.first() {
+            let added = baseline_row(name, clients)
+                .map_or_else(dash, |b| format!("{:.0}", row.p50_us - b.p50_us));
+            out.push_str(&format!(" {added} |"));
+        }
+        out.push_str(&format!(
+            " {:.0} | {} | {} | {} |\n",
             row.p99_us,
-            row.cpu_us.map_or("—".to_owned(), |v| format!("{v:.0}")),
-            row.rss_mib.map_or("—".to_owned(), |v| format!("{v:.0}")),
+            row.cpu_us.map_or_else(dash, |v| format!("{v:.0}")),
+            row.rss_mib.map_or_else(dash, |v| format!("{v:.0}")),
             row.reps,
         ));
     }
@@ -149,39 +153,48 @@ fn median(mut values: Vec<f64>) -> f64 {
 mod tests {
     use super::*;
 
-    fn sample(path: &str, baseline: &str, rep: u32, calls_per_s: f64, p50_us: f64) -> Sample {
+    fn sample(path: &str, rep: u32, calls_per_s: f64, p50_us: f64) -> Sample {
         Sample {
             path: path.into(),
-            baseline: Some(baseline.into()),
             clients: 1,
             rep,
             calls: 100,
             calls_per_s,
             p50_us,
             p99_us: p50_us * 2.0,
-            gateway_cpu_us_per_call: None,
+            gateway_cpu_us_per_call: Some(50.0 + f64::from(rep)),
             gateway_peak_rss_mib: None,
         }
     }
 
     #[test]
-    fn medians_and_shares_of_the_baseline() {
+    fn medians_and_shares_of_the_baselines() {
         let samples = [
-            sample("direct", "direct", 1, 1000.0, 100.0),
-            sample("gw", "direct", 1, 400.0, 300.0),
-            sample("direct", "direct", 2, 2000.0, 120.0),
-            sample("gw", "direct", 2, 600.0, 320.0),
-            sample("direct", "direct", 3, 1500.0, 110.0),
-            sample("gw", "direct", 3, 500.0, 900.0),
+            sample("direct", 1, 1000.0, 100.0),
+            sample("other", 1, 2000.0, 50.0),
+            sample("gw", 1, 400.0, 300.0),
+            sample("direct", 2, 2000.0, 120.0),
+            sample("other", 2, 2000.0, 50.0),
+            sample("gw", 2, 600.0, 320.0),
+            sample("direct", 3, 1500.0, 110.0),
+            sample("other", 3, 2000.0, 50.0),
+            sample("gw", 3, 500.0, 900.0),
         ];
-        let table = table(&samples);
-        assert!(
-            table.contains("| direct | 1 | 1500 | 100 % | 110 | 0 |"),
-            "{table}"
+        let table = table(&samples, &["direct".into(), "other".into()]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| path | clients | calls/s | % of direct | % of other | p50 µs \
+             | p50 added to direct, µs | p99 µs | gateway CPU µs/call | gateway peak RSS MiB | reps |"
         );
-        assert!(
-            table.contains("| gw (vs direct) | 1 | 500 | 33 % | 320 | 210 |"),
-            "{table}"
+        assert_eq!(lines[1].matches('|').count(), lines[0].matches('|').count());
+        assert_eq!(
+            lines[2],
+            "| direct | 1 | 1500 | 100 % | 75 % | 110 | 0 | 220 | 52 | — | 3 |"
+        );
+        assert_eq!(
+            lines[4],
+            "| gw | 1 | 500 | 33 % | 25 % | 320 | 210 | 640 | 52 | — | 3 |"
         );
     }
 }
