@@ -88,8 +88,12 @@ fn start() -> Admin {
     let router = capgate::server::admin::admin_router(
         gateway.clone(),
         tokens::authenticator().clone(),
-        AdminRoles::default(),
-        tokens::AUDIENCE.into(),
+        capgate::server::admin::AdminOptions {
+            roles: AdminRoles::default(),
+            public_url: tokens::AUDIENCE.into(),
+            log_key: None,
+            sessions: None,
+        },
     );
     Admin {
         gateway,
