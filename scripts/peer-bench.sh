@@ -26,7 +26,8 @@
 # Environment: PEER_DURATION (seconds measured, 10), PEER_WARMUP (seconds before, 1),
 # PEER_REPS (3), PEER_CLIENTS ("1 8 32"), PEER_PATHS (above), PEER_OUT (output directory,
 # default target/peer-bench/<time>), PEER_SKIP_BUILD=1 (use the binaries already built),
-# PEER_PROFILE=debug (capgate's debug build: a smoke test of the script, not a measurement).
+# PEER_PROFILE=debug (capgate's debug build: a smoke test of the script, not a measurement),
+# PEER_KEEP_DATA=1 (keep each capgate's store and decision log).
 # The table (medians across repetitions) is printed and written to $PEER_OUT/table.md, the
 # samples to $PEER_OUT/samples.jsonl, every process's log to $PEER_OUT/logs/. Throughput is
 # shown as a share of direct stdio (the downstream as every gateway reaches it, issue 14's
@@ -284,6 +285,10 @@ measure() { # PATH CLIENTS REP
       echo "unknown path $path (see the header of $0)" >&2
       exit 2 ;;
   esac > /dev/null
+  # A gateway's store and decision log (~50 MB a measurement) are not kept unless asked for.
+  if [ "${PEER_KEEP_DATA:-0}" != 1 ]; then
+    rm -rf "$out/gw/$tag/data"
+  fi
 }
 
 # --- The run: every repetition takes each concurrency level in turn, and each level every
