@@ -118,6 +118,9 @@ fn checkpoint_problems(
     for (seq, hash, signature) in checkpoints {
         let signed = hex::decode(signature)
             .ok()
+            // Only the writer's own spelling (lower-case hex): a checkpoint edited into another
+            // spelling of the same bytes is an edited checkpoint.
+            .filter(|bytes| hex::encode(bytes) == *signature)
             .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
             .map(|bytes| ed25519_dalek::Signature::from_bytes(&bytes))
             .is_some_and(|sig| {
@@ -224,6 +227,34 @@ mod tests {
         let problems = verify_chain(&[lowest], &[], &[]);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].problem.contains("renumbered"), "{problems:?}");
+    }
+
+    /// Found by the property `a_decision_log_with_any_single_byte_changed_fails_verification`
+    /// (tests/suite/properties.rs): one hex digit of a checkpoint's signature turned upper-case
+    /// decoded to the same signature, and verify accepted the edited log.
+    #[test]
+    fn a_signature_spelled_otherwise_is_an_edited_checkpoint() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        let rows = vec![(
+            1,
+            "{}".to_string(),
+            GENESIS.to_string(),
+            chain_hash(GENESIS, "{}"),
+        )];
+        let signature =
+            ed25519_dalek::Signer::sign(&key, checkpoint_message(1, &rows[0].3).as_bytes());
+        let written = hex::encode(signature.to_bytes());
+        let keys = [key.verifying_key()];
+        let checkpoint = |signature: String| vec![(1, rows[0].3.clone(), signature)];
+        assert!(verify_chain(&rows, &checkpoint(written.clone()), &keys).is_empty());
+        let at = written
+            .find(|c: char| c.is_ascii_alphabetic())
+            .expect("a hex letter");
+        let mut edited = written.clone();
+        edited.replace_range(at..=at, &written[at..=at].to_uppercase());
+        let problems = verify_chain(&rows, &checkpoint(edited), &keys);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].problem.contains("signature"), "{problems:?}");
     }
 
     #[tokio::test]
