@@ -72,12 +72,21 @@ pub fn verify_chain(
 ) -> Vec<ChainProblem> {
     let mut problems = checkpoint_problems(rows, checkpoints, keys);
     let mut expected_prev = GENESIS.to_string();
-    let mut expected_seq = 1;
+    // Wider than a sequence number: a stored one can be anything, `i64::MAX` included.
+    let mut expected_seq: i128 = 1;
     for (seq, json, prev_hash, hash) in rows {
-        if *seq != expected_seq {
+        let at = i128::from(*seq);
+        if at > expected_seq {
             problems.push(ChainProblem {
                 seq: *seq,
-                problem: format!("records {expected_seq}..{} are missing (deleted)", seq - 1),
+                problem: format!("records {expected_seq}..{} are missing (deleted)", at - 1),
+            });
+        } else if at < expected_seq {
+            problems.push(ChainProblem {
+                seq: *seq,
+                problem: format!(
+                    "numbered {seq} where record {expected_seq} is due (duplicated or renumbered)"
+                ),
             });
         }
         if *prev_hash != expected_prev {
@@ -94,7 +103,7 @@ pub fn verify_chain(
             });
         }
         expected_prev = hash.clone();
-        expected_seq = seq + 1;
+        expected_seq = at + 1;
     }
     problems
 }
@@ -109,6 +118,9 @@ fn checkpoint_problems(
     for (seq, hash, signature) in checkpoints {
         let signed = hex::decode(signature)
             .ok()
+            // Only the writer's own spelling (lower-case hex): a checkpoint edited into another
+            // spelling of the same bytes is an edited checkpoint.
+            .filter(|bytes| hex::encode(bytes) == *signature)
             .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
             .map(|bytes| ed25519_dalek::Signature::from_bytes(&bytes))
             .is_some_and(|sig| {
@@ -185,6 +197,64 @@ mod tests {
         let key = signing_key(dir.path()).expect("key").verifying_key();
         let (_, problems) = verify(&log_path(dir.path()), &key).expect("verify");
         assert_eq!(problems.first().map(|p| p.seq), Some(2), "{problems:?}");
+    }
+
+    /// Found by the `audit_tamper` fuzz target (fuzz/corpus/audit_tamper/crash-seq-overflow): a
+    /// record renumbered to `i64::MAX` (or `i64::MIN`) overflowed the next expected sequence
+    /// number (or the "missing" message) and verify panicked instead of naming the record.
+    #[test]
+    fn sequence_numbers_at_the_ends_of_i64_are_named_not_a_panic() {
+        let row = |seq: i64, prev: &str, record: &str| {
+            (
+                seq,
+                record.to_string(),
+                prev.to_string(),
+                chain_hash(prev, record),
+            )
+        };
+        let first = row(1, GENESIS, "{}");
+        let last = row(i64::MAX, &first.3, "{\"a\":1}");
+        let after = row(i64::MAX, &last.3, "{\"a\":2}");
+        let problems = verify_chain(&[first.clone(), last.clone(), after], &[], &[]);
+        assert_eq!(
+            problems.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [i64::MAX, i64::MAX],
+            "{problems:?}"
+        );
+        assert!(problems[0].problem.contains("missing"), "{problems:?}");
+        assert!(problems[1].problem.contains("duplicated"), "{problems:?}");
+        let lowest = row(i64::MIN, GENESIS, "{}");
+        let problems = verify_chain(&[lowest], &[], &[]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].problem.contains("renumbered"), "{problems:?}");
+    }
+
+    /// Found by the property `a_decision_log_with_any_single_byte_changed_fails_verification`
+    /// (tests/suite/properties.rs): one hex digit of a checkpoint's signature turned upper-case
+    /// decoded to the same signature, and verify accepted the edited log.
+    #[test]
+    fn a_signature_spelled_otherwise_is_an_edited_checkpoint() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        let rows = vec![(
+            1,
+            "{}".to_string(),
+            GENESIS.to_string(),
+            chain_hash(GENESIS, "{}"),
+        )];
+        let signature =
+            ed25519_dalek::Signer::sign(&key, checkpoint_message(1, &rows[0].3).as_bytes());
+        let written = hex::encode(signature.to_bytes());
+        let keys = [key.verifying_key()];
+        let checkpoint = |signature: String| vec![(1, rows[0].3.clone(), signature)];
+        assert!(verify_chain(&rows, &checkpoint(written.clone()), &keys).is_empty());
+        let at = written
+            .find(|c: char| c.is_ascii_alphabetic())
+            .expect("a hex letter");
+        let mut edited = written.clone();
+        edited.replace_range(at..=at, &written[at..=at].to_uppercase());
+        let problems = verify_chain(&rows, &checkpoint(edited), &keys);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].problem.contains("signature"), "{problems:?}");
     }
 
     #[tokio::test]

@@ -99,10 +99,9 @@ impl PinnedPart {
             "outputSchema": tool.output_schema,
             "annotations": tool.annotations,
         });
-        // Plain JSON values always serialise; were one not to, its digest still differs from
-        // every real definition's.
-        let canonical = serde_json_canonicalizer::to_string(&part)
-            .unwrap_or_else(|e| format!("<a definition that cannot be serialised: {e}>"));
+        // The same canonical form as every other digest: integers with all their digits, so
+        // that a definition whose bound changes beyond 2^53 is a changed definition.
+        let canonical = crate::store::canonical_json(&part);
         Self {
             digest: format!(
                 "sha256:{}",

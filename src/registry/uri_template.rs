@@ -36,6 +36,13 @@ impl UriTemplate {
             if matches!(parts.last(), Some(TemplatePart::Variable(_))) {
                 return Err("two variables must be separated by literal text".into());
             }
+            // One value per name: a second `{name}` would bind whichever part matched last.
+            if parts
+                .iter()
+                .any(|p| matches!(p, TemplatePart::Variable(v) if v == name))
+            {
+                return Err(format!("`{{{name}}}` appears twice in `{source}`"));
+            }
             parts.push(TemplatePart::Variable(name.to_string()));
             rest = &rest[close + 1..];
         }
@@ -109,5 +116,21 @@ mod tests {
         assert!(t.capture("case://acme/cases/case-101/evidence").is_none());
         assert!(t.capture("case://acme/cases/").is_none());
         assert!(t.capture("other://acme/cases/x").is_none());
+    }
+
+    /// Found by the `uri_template` fuzz target (fuzz/corpus/uri_template/crash-variable-named-twice): a
+    /// template naming a variable twice parsed, and a URI bound it to whichever part matched
+    /// last, so the entity a policy decided on was not the one the URI named first.
+    #[test]
+    fn a_variable_named_twice_is_refused() {
+        for template in [
+            "case://{se}/x/{se}",
+            "case://acme/cases/case-101{cbcccasras0}}{se}se\u{1}\0\0\u{13}\u{13}\u{13}\u{13}\u{13}\0\r~\0cbcccasras0}}{se}se\u{1}\0\0\0",
+        ] {
+            let refused = UriTemplate::parse(template).expect_err("a variable named twice");
+            assert!(refused.contains("`{se}` appears twice"), "{refused}");
+        }
+        let t = UriTemplate::parse("case://{tenant}/cases/{case_id}").expect("distinct names");
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["tenant", "case_id"]);
     }
 }

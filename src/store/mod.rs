@@ -11,6 +11,7 @@
 //! Every scope key is a structure ([`RunKey`], [`IdempotencyScope`]) stored in an unambiguous
 //! encoding (a JSON array), never strings joined with a separator.
 
+mod canonical;
 #[cfg(test)]
 #[macro_use]
 mod conformance;
@@ -18,6 +19,8 @@ mod postgres;
 mod sqlite;
 
 use serde::{Deserialize, Serialize};
+
+pub use canonical::canonical_json;
 
 pub(crate) use postgres::{failed as postgres_failure, lock_key as advisory_key};
 pub use postgres::{
@@ -475,64 +478,9 @@ pub trait Store: Send + Sync {
     ) -> Result<i64, StoreError>;
 }
 
-/// The JSON Canonicalization Scheme (RFC 8785) form of `value`: what digests (actions,
-/// idempotency, tool definitions) and the decision log's hashes are taken over. Keys sorted by
-/// their UTF-16 code units, numbers in ECMAScript form, minimal string escapes.
-pub fn canonical_json(value: &serde_json::Value) -> String {
-    // A JSON value always canonicalises (it holds no NaN or infinity); were it not to, the
-    // text below still differs from every real value's form.
-    serde_json_canonicalizer::to_string(value)
-        .unwrap_or_else(|e| format!("<a value that cannot be canonicalised: {e}>"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// RFC 8785's own examples: §3.2.2 (numbers, strings, literals) and §3.2.3 (key order by
-    /// UTF-16 code units).
-    #[test]
-    fn canonical_json_is_rfc_8785() {
-        let input = r#"{
-          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
-          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
-          "literals": [null, true, false]
-        }"#;
-        let value: serde_json::Value = serde_json::from_str(input).expect("json");
-        assert_eq!(
-            canonical_json(&value),
-            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
-        );
-        let sorting = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
-          "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
-        let value: serde_json::Value = serde_json::from_str(sorting).expect("json");
-        // The values appear in the RFC's key order.
-        let text = canonical_json(&value);
-        let positions: Vec<usize> = [
-            "Carriage Return",
-            "One",
-            "Control",
-            "Latin Small Letter O With Diaeresis",
-            "Euro Sign",
-            "Emoji: Grinning Face",
-            "Hebrew Letter Dalet With Dagesh",
-        ]
-        .iter()
-        .map(|name| text.find(name).expect("present"))
-        .collect();
-        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
-    }
-
-    #[test]
-    fn canonical_json_ignores_key_order() {
-        let a = serde_json::json!({"b": 1, "a": {"d": [1, {"y": 2, "x": 1}], "c": null}});
-        let b = serde_json::json!({"a": {"c": null, "d": [1, {"x": 1, "y": 2}]}, "b": 1});
-        assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#
-        );
-    }
 
     #[test]
     fn scope_keys_never_collide_across_separators() {

@@ -29,6 +29,7 @@ mod policy_properties;
 mod policy_reload;
 mod policy_scenarios;
 mod policy_versions;
+mod properties;
 mod python_sdk;
 mod quickstart;
 mod replicas;

@@ -6,9 +6,13 @@
 //! Unicode normalization form NFKC, which folds compatibility variants (fullwidth and
 //! small forms, ligatures, no-break spaces) into their plain characters and composes
 //! accents; the patterns then match Unicode letters, marks and digits, with spaces allowed
-//! around `@` and the separators of an SSN or account number, and any dash. The text the
-//! agent gets is the normalized text with every match replaced by its label: a text with no
-//! match may still differ from the original in those compatibility characters.
+//! around `@` and the separators of an SSN or account number, and any dash. A digit may carry
+//! marks and invisible format characters (`1\u{200b}2\u{301}3-...`): they are part of it, so
+//! they neither hide a number nor leave its digits shown. An SSN or account number counts when
+//! it stands alone: the characters around it are not letters or digits (a mark, `_` or a
+//! zero-width joiner next to it does not hide it, as `\b` did). The text the agent gets is the
+//! normalized text with every match replaced by its label: a text with no match may still
+//! differ from the original in those compatibility characters.
 
 use std::sync::OnceLock;
 
@@ -28,16 +32,22 @@ const GAP: &str = r"[\s\p{Cf}]*";
 /// A dash of any kind (`\p{Pd}`: hyphen, en and em dash, ...) or the minus sign.
 const DASH: &str = r"[\p{Pd}\x{2212}]";
 
+/// A decimal digit of any script (`\d` is `\p{Nd}`) with the marks and invisible format
+/// characters that follow it.
+const DIGIT: &str = r"\d[\p{M}\p{Cf}]*";
+
 impl Pattern {
     fn regex(self) -> &'static Regex {
         static SSN: OnceLock<Regex> = OnceLock::new();
         static EMAIL: OnceLock<Regex> = OnceLock::new();
         static ACCOUNT: OnceLock<Regex> = OnceLock::new();
         let (cell, source) = match self {
-            // `\d` is any decimal digit (`\p{Nd}`); `\b` is Unicode-aware.
+            // Whether it stands alone is `stands_alone`'s to check.
             Pattern::Ssn => (
                 &SSN,
-                format!(r"\b\d{{3}}{GAP}{DASH}{GAP}\d{{2}}{GAP}{DASH}{GAP}\d{{4}}\b"),
+                format!(
+                    r"(?:{DIGIT}){{3}}{GAP}{DASH}{GAP}(?:{DIGIT}){{2}}{GAP}{DASH}{GAP}(?:{DIGIT}){{4}}"
+                ),
             ),
             Pattern::Email => (
                 &EMAIL,
@@ -45,9 +55,18 @@ impl Pattern {
                     r"[{ADDRESS_CHAR}._%+\-]+{GAP}@{GAP}[{ADDRESS_CHAR}.\-]+\.[\p{{L}}\p{{M}}\p{{Cf}}][{ADDRESS_CHAR}\-]*[{ADDRESS_CHAR}]"
                 ),
             ),
-            Pattern::Account => (&ACCOUNT, format!(r"(?i)\bacct{GAP}{DASH}{GAP}\d+\b")),
+            Pattern::Account => (&ACCOUNT, format!(r"(?i)acct{GAP}{DASH}{GAP}(?:{DIGIT})+")),
         };
         cell.get_or_init(|| Regex::new(&source).expect("built-in redaction patterns are valid"))
+    }
+
+    /// Whether a match counts only when no letter or digit stands right before or after it
+    /// (an address's own pattern takes every address character there is).
+    fn must_stand_alone(self) -> bool {
+        match self {
+            Pattern::Ssn | Pattern::Account => true,
+            Pattern::Email => false,
+        }
     }
 
     fn label(self) -> &'static str {
@@ -66,11 +85,45 @@ pub(super) fn redact_patterns(patterns: &[Pattern], text: &str) -> String {
         IsNormalized::No | IsNormalized::Maybe => text.nfkc().collect(),
     };
     for pattern in patterns {
-        let replaced = pattern.regex().replace_all(&out, pattern.label());
-        if let std::borrow::Cow::Owned(replaced) = replaced {
-            out = replaced;
+        out = replace_matches(*pattern, &out);
+    }
+    out
+}
+
+/// `text` with every match of `pattern` (standing alone, where it must) replaced by its label.
+fn replace_matches(pattern: Pattern, text: &str) -> String {
+    let letter_or_digit = |c: char| c.is_alphanumeric();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = pattern.regex().find_at(text, from) {
+        let alone = !pattern.must_stand_alone()
+            || (!text[..found.start()]
+                .chars()
+                .next_back()
+                .is_some_and(letter_or_digit)
+                && !text[found.end()..]
+                    .chars()
+                    .next()
+                    .is_some_and(letter_or_digit));
+        if alone {
+            out.push_str(&text[copied..found.start()]);
+            out.push_str(pattern.label());
+            copied = found.end();
+            from = found.end();
+        } else {
+            // A longer number or a word holds it: look again one character on.
+            from = found.start()
+                + text[found.start()..]
+                    .chars()
+                    .next()
+                    .map_or(1, char::len_utf8);
+        }
+        if from > text.len() {
+            break;
         }
     }
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -123,6 +176,40 @@ mod tests {
                 !out.contains(secret),
                 "{value:?} left {secret:?} in {out:?}"
             );
+        }
+    }
+
+    /// Found by the `obligations` fuzz target (fuzz/corpus/obligations/crash-ssn-zero-width-spaces):
+    /// invisible characters between the digits, marks on them, or a joiner, mark or `_` next to
+    /// the number hid it from `\d{3}` and `\b`, and every digit reached the agent.
+    #[test]
+    fn invisible_characters_and_marks_never_hide_a_number() {
+        let fuzzed = "  0\u{200b}0\u{200b}0\u{200b}-0\u{200b}0\u{200b}-0\u{200b}0\u{200b}0\u{200b}0\u{200b}  ";
+        assert_eq!(
+            redact_patterns(&[Pattern::Ssn], fuzzed),
+            format!("  {}  ", Pattern::Ssn.label())
+        );
+        for (pattern, value) in [
+            (Pattern::Ssn, "1\u{301}23-45-6789\u{20e3}"),
+            (Pattern::Ssn, "1\u{ad}2\u{2060}3 \u{2011} 45-67\u{feff}89"),
+            (Pattern::Account, "acct-2\u{200d}0931"),
+        ] {
+            for around in ["\u{200d}", "\u{301}", "_", " ", "\u{200b}"] {
+                let text = format!("x {around}{value}{around} y");
+                let out = redact_patterns(&[pattern], &text);
+                assert!(out.contains(pattern.label()), "{text:?} gave {out:?}");
+                assert!(!out.chars().any(char::is_numeric), "{text:?} gave {out:?}");
+            }
+        }
+        // Still only numbers standing alone: inside a longer number or a word, nothing matches.
+        for (pattern, text) in [
+            (Pattern::Ssn, "11123-45-6789"),
+            (Pattern::Ssn, "123-45-67890"),
+            (Pattern::Ssn, "a123-45-6789"),
+            (Pattern::Account, "racct-12"),
+            (Pattern::Account, "acct-12x"),
+        ] {
+            assert_eq!(redact_patterns(&[pattern], text), text);
         }
     }
 

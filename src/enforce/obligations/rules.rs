@@ -287,7 +287,10 @@ impl<'a> Rules<'a> {
         }
     }
 
-    /// One JSON object (a structured result, a `_meta`), at any depth.
+    /// One JSON object (a structured result, a `_meta`), at any depth. A member named after a
+    /// field is removed or masked; every other member's name is text under these rules too (a
+    /// downstream can write `{"ssn: 123-45-6789": true}`). Two names that read alike once
+    /// rewritten cannot both be kept: that fails the object.
     pub(super) fn object(&self, map: &mut Map<String, Value>) -> Result<(), Unredactable> {
         for rule in &self.fields {
             match rule.action {
@@ -301,7 +304,21 @@ impl<'a> Rules<'a> {
                 }
             }
         }
-        map.values_mut().try_for_each(|child| self.value(child))
+        for (key, child) in std::mem::take(map) {
+            let mut child = child;
+            self.value(&mut child)?;
+            let key = if self.fields.iter().any(|rule| rule.is_key(&key)) {
+                // A masked member: its name is the field's own.
+                key
+            } else {
+                self.text(&key)?
+            };
+            if map.contains_key(&key) {
+                return Err(Unredactable { field: key });
+            }
+            map.insert(key, child);
+        }
+        Ok(())
     }
 }
 
@@ -407,6 +424,52 @@ mod tests {
                 field: "customer_ssn".into()
             })
         );
+    }
+
+    /// Found by the `obligations` fuzz target (fuzz/corpus/obligations/crash-email-in-json-key):
+    /// member names were never read, so `{"j0@0.com": null}` kept the address, and
+    /// `{"customer_ssn: 123-45-6789": true}` the number, under the obligations that forbid them.
+    #[test]
+    fn member_names_are_text_too() {
+        let obligations = rules(&[
+            "redact_pattern:email",
+            "redact:customer_ssn",
+            "mask:account",
+        ]);
+        let rules = Rules::new(&obligations).expect("transforms");
+        let mut value: Value = serde_json::from_str(
+            r#"{"  0\u200b@0\u200b.com  ": null, "customer_ssn: 123-45-6789": true,
+                "account": "DE89370400440532013000", "plain": {"x@example.com": 1}}"#,
+        )
+        .expect("json");
+        rules.value(&mut value).expect("redactable");
+        let keys: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "  [redacted email]  ",
+                "customer_ssn: [redacted]",
+                "account",
+                "plain"
+            ],
+            "{value}"
+        );
+        assert_eq!(value["account"], "******************3000");
+        assert_eq!(value["plain"], serde_json::json!({"[redacted email]": 1}));
+        // A name that mentions a field without a value, or two names that read alike once
+        // rewritten: the object cannot be shown.
+        for text in [
+            r#"{"Customer SSN (verified)": "123-45-6789"}"#,
+            r#"{"customer_ssn: 1": "a", "customer_ssn: 2": "b"}"#,
+        ] {
+            let mut value: Value = serde_json::from_str(text).expect("json");
+            assert!(rules.value(&mut value).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! Canonical JSON: the one text of a JSON value that digests (actions, idempotency, tool
+//! definitions) and the decision log's hashes are taken over.
+//!
+//! It is the JSON Canonicalization Scheme (RFC 8785) — keys sorted by their UTF-16 code units,
+//! no whitespace, minimal string escapes, numbers in ECMAScript form — with one exception:
+//! an integer is written with all its digits. RFC 8785 writes every number as the nearest
+//! IEEE double, so `9007199254740993` and `9007199254740992` (and any two integers beyond
+//! 2^53 that round alike) had one text: an approval granted for one call covered the other,
+//! and a decision record read back held another number than the request had. Everywhere
+//! RFC 8785 is exact (every float, every integer of at most 2^53) the text is the same as
+//! before, so digests and records made earlier still match.
+//!
+//! Numbers are compared by value, as RFC 8785 compares them: `1`, `1.0` and `1e0` are one
+//! number (`1`), as are `0` and `-0.0` (`0`).
+
+use std::cmp::Ordering;
+
+use serde_json::{Number, Value};
+
+/// The canonical form of `value` (see the module doc).
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(value, &mut out);
+    out
+}
+
+fn write_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(number) => write_number(number, out),
+        Value::String(text) => write_string(text, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|a, b| utf16_order(a.0, b.0));
+            out.push('{');
+            for (i, (key, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_value(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// RFC 8785 §3.2.3: member names in the order of their UTF-16 code units (which differs
+/// from the order of their UTF-8 bytes above U+FFFF).
+fn utf16_order(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+fn write_number(number: &Number, out: &mut String) {
+    if let Some(n) = number.as_u64() {
+        out.push_str(&n.to_string());
+    } else if let Some(n) = number.as_i64() {
+        out.push_str(&n.to_string());
+    } else if let Some(n) = number.as_f64() {
+        // RFC 8785 §3.2.2.3 (ECMAScript's Number.prototype.toString). A JSON value never holds
+        // NaN or an infinity; were one to, its text still differs from every real value's.
+        match serde_json_canonicalizer::to_string(&n) {
+            Ok(text) => out.push_str(&text),
+            Err(e) => out.push_str(&format!("<a number that cannot be canonicalised: {e}>")),
+        }
+    }
+}
+
+/// RFC 8785 §3.2.2.2: `"` and `\` escaped, control characters as `\b \t \n \f \r` or
+/// `\u00xx`, everything else as it is. serde_json escapes exactly so.
+fn write_string(text: &str, out: &mut String) {
+    out.push_str(&Value::String(text.to_string()).to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8785's own examples: §3.2.2 (numbers, strings, literals) and §3.2.3 (key order by
+    /// UTF-16 code units).
+    #[test]
+    fn canonical_json_is_rfc_8785() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        let value: serde_json::Value = serde_json::from_str(input).expect("json");
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+        let sorting = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+          "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
+        let value: serde_json::Value = serde_json::from_str(sorting).expect("json");
+        // The values appear in the RFC's key order.
+        let text = canonical_json(&value);
+        let positions: Vec<usize> = [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small Letter O With Diaeresis",
+            "Euro Sign",
+            "Emoji: Grinning Face",
+            "Hebrew Letter Dalet With Dagesh",
+        ]
+        .iter()
+        .map(|name| text.find(name).expect("present"))
+        .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a = serde_json::json!({"b": 1, "a": {"d": [1, {"y": 2, "x": 1}], "c": null}});
+        let b = serde_json::json!({"a": {"c": null, "d": [1, {"x": 1, "y": 2}]}, "b": 1});
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}"#
+        );
+    }
+
+    /// Found by the `canonical_digest` fuzz target on its own seed (fuzz/corpus/canonical_digest/numbers.json):
+    /// RFC 8785 wrote 18446744073709551615 as 18446744073709552000, which reads back as
+    /// another number, and gave 2^53 + 1 the text of 2^53.
+    #[test]
+    fn integers_keep_every_digit() {
+        let seed =
+            r#"{"n": 18446744073709551615, "m": -9223372036854775808, "f": 1.5e+300, "z": -0.0}"#;
+        let value: Value = serde_json::from_str(seed).expect("json");
+        let text = canonical_json(&value);
+        assert_eq!(
+            text,
+            r#"{"f":1.5e+300,"m":-9223372036854775808,"n":18446744073709551615,"z":0}"#
+        );
+        let read: Value = serde_json::from_str(&text).expect("canonical JSON is JSON");
+        assert_eq!(read["n"], value["n"]);
+        assert_eq!(read["m"], value["m"]);
+        assert_eq!(canonical_json(&read), text, "a fixed point");
+        let call = |n: u64| canonical_json(&serde_json::json!({ "amount": n }));
+        assert_ne!(call((1 << 53) + 1), call(1 << 53));
+        // Where RFC 8785 is exact, the text is RFC 8785's.
+        for n in [0i64, 1, -1, 1 << 53, -(1 << 53), 4_294_967_296] {
+            let value = serde_json::json!(n);
+            let jcs = serde_json_canonicalizer::to_string(&value).expect("jcs");
+            assert_eq!(canonical_json(&value), jcs);
+        }
+        // Numbers are compared by value: 1.0 is 1, and -0.0 is 0.
+        assert_eq!(canonical_json(&serde_json::json!(1.0)), "1");
+        assert_eq!(canonical_json(&serde_json::json!(-0.0)), "0");
+    }
+}
