@@ -19,7 +19,7 @@ use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 use crate::store::{Approval, ApprovalStatus};
 
-use super::openapi::who;
+use super::who;
 use super::{invalid, not_found, refused, unavailable, AdminState};
 
 /// The caller's own tenant, as the resource of listing and opening.

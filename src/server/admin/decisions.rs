@@ -12,7 +12,7 @@ use crate::audit::{Found, Place, Scan, Visit};
 use crate::identity::{ActorRef, CompositeActor};
 use crate::policy::{AdminAction, AdminResource};
 
-use super::openapi::who;
+use super::who;
 use super::{invalid, not_found, unavailable, AdminState};
 
 /// `tenant=*`: every tenant's records (platform admins).

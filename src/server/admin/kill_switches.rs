@@ -12,7 +12,7 @@ use crate::identity::{ActorRef, CompositeActor};
 use crate::policy::{AdminAction, AdminResource};
 use crate::store::{KillScope, KillSwitch};
 
-use super::openapi::who;
+use super::who;
 use super::{invalid, unavailable, AdminState};
 
 /// A switch as the admin PDP judges it.

@@ -8,7 +8,8 @@
 //! [`crate::policy::admin`]): each handler builds one admin request — the person with their
 //! tenant and roles, the operation, the target with its tenant — asks it, and answers 403 with
 //! the deciding policy's reason when it refuses. No handler holds an authorization rule of its
-//! own. The files here are one per group of operations.
+//! own. The files here are one per group of operations; `openapi` generates the API's document
+//! from them, `who` says who may call each.
 
 mod approvals;
 mod auth;
@@ -20,6 +21,7 @@ mod overview;
 mod platform;
 mod runs;
 mod tools;
+mod who;
 
 use std::sync::Arc;
 

@@ -15,21 +15,6 @@ use utoipa::{Modify, OpenApi};
 use super::{approvals, decisions, kill_switches, me, overview, platform, runs, tools, Endpoint};
 
 /// Who may call what, as the repository's admin policies decide it (shared texts).
-pub(super) mod who {
-    pub const ANY_ADMIN: &str =
-        "Tenant admins ([admin] role) and platform admins ([admin] platform_role).";
-    pub const PLATFORM: &str = "Platform admins only.";
-    pub const SWITCHES: &str = "Tenant admins: tenant, user and agent_role switches limited to their own tenant. Platform admins: every switch, including global, server and tool switches and switches without a tenant.";
-    pub const TENANT_RECORDS: &str = "Tenant admins: the records of their own tenant. Platform admins: any tenant's, or every tenant's (`tenant=*`).";
-    pub const TENANT_RUNS: &str =
-        "Tenant admins: runs of their own tenant. Platform admins: any tenant.";
-    pub const OWN_TENANT: &str =
-        "Any person (no agent) for their own tenant; platform admins too stay within theirs.";
-    pub const APPROVER: &str =
-        "A person of the approval's tenant with its approver role who is not its requester.";
-    pub const BREAK_GLASS: &str = "A person with the break-glass role, for their own tenant.";
-}
-
 const DESCRIPTION: &str = "Served on the admin listener. Every path but /metrics needs a bearer token (or the web console's session cookie with its CSRF token); what its holder may do is decided by the admin policy set (policies/admin/). Admins are people: a token an agent acts on is refused everywhere (403). Tenant admins act on their own tenant only; platform admins on everything. Approvals and break-glass grants stay within the caller's tenant; deciding an approval also needs its approver role (not the requester), opening or revoking a grant the break-glass role.";
 
 const CONSOLE_SESSION: &str = "The web console's session (`__Host-capgate_console` over HTTPS), opened at POST /console/api/sign-in with a bearer token that is verified again on every request. Every request with it that changes state must carry the session's CSRF token in X-CSRF-Token (GET /console/api/session gives it) and come from the console's origin; otherwise 403 `csrf`. A bearer header, when present, is used instead.";

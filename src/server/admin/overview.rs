@@ -19,7 +19,7 @@ use crate::policy::{AdminAction, AdminResource};
 use crate::store::ApprovalStatus;
 
 use super::decisions::{records_of, EVERY_TENANT};
-use super::openapi::who;
+use super::who;
 use super::{unavailable, AdminState};
 
 const WINDOW_SECONDS: i64 = 3600;

@@ -12,7 +12,7 @@ use crate::enforce::{Gateway, RelationshipError, ReloadError};
 use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource, PolicyLoadError};
 
-use super::openapi::who;
+use super::who;
 use super::{unavailable, AdminState, Refused};
 
 fn status_document(gateway: &Gateway) -> Value {

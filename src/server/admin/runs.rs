@@ -10,7 +10,7 @@ use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 use crate::store::RunKey;
 
-use super::openapi::who;
+use super::who;
 use super::{unavailable, AdminState};
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -11,7 +11,7 @@ use crate::enforce::AcceptError;
 use crate::identity::ActorRef;
 use crate::policy::{AdminAction, AdminResource};
 
-use super::openapi::who;
+use super::who;
 use super::{invalid, not_found, unavailable, AdminState};
 
 /// Quarantined tools and the pins in the store.
