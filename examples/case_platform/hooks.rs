@@ -6,8 +6,10 @@
 #![allow(deprecated)] // sampling and logging are how 2025-11-25 servers use them.
 
 use rmcp::model::{
-    CallToolResult, CreateMessageRequestParams, ElicitRequestParams, ElicitationSchema, JsonObject,
-    LoggingLevel, LoggingMessageNotificationParam, SamplingMessage, Tool,
+    CallToolResponse, CallToolResult, CreateMessageRequest, CreateMessageRequestParams,
+    ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests,
+    InputRequiredResult, InputResponses, JsonObject, LoggingLevel, LoggingMessageNotificationParam,
+    SamplingMessage, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use schemars::JsonSchema;
@@ -82,44 +84,109 @@ pub async fn call(
     })
 }
 
-async fn elicit(message: String, ctx: &RequestContext<RoleServer>) -> CallToolResult {
-    let schema = match ElicitationSchema::builder()
+fn elicit_params(message: String) -> Result<ElicitRequestParams, String> {
+    let schema = ElicitationSchema::builder()
         .required_string("answer")
         .build()
-    {
-        Ok(schema) => schema,
-        Err(e) => return tools::failure("internal", e),
-    };
-    let request = ElicitRequestParams::FormElicitationParams {
+        .map_err(|e| e.to_string())?;
+    Ok(ElicitRequestParams::FormElicitationParams {
         meta: None,
         message,
         requested_schema: schema,
+    })
+}
+
+fn sample_params(message: String) -> CreateMessageRequestParams {
+    CreateMessageRequestParams::new(vec![SamplingMessage::user_text(message)], 100)
+}
+
+fn elicited(action: &serde_json::Value, content: &serde_json::Value) -> CallToolResult {
+    tools::success_text(
+        &format!(
+            "elicited {action}: {}",
+            if content.is_null() {
+                json!({})
+            } else {
+                content.clone()
+            }
+        ),
+        json!({ "action": action, "content": content }),
+    )
+}
+
+fn sampled(model: &serde_json::Value, content: &serde_json::Value) -> CallToolResult {
+    tools::success_text(
+        &format!("sampled {}: {content}", model.as_str().unwrap_or_default()),
+        json!({ "model": model, "content": content }),
+    )
+}
+
+async fn elicit(message: String, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+    let request = match elicit_params(message) {
+        Ok(request) => request,
+        Err(e) => return tools::failure("internal", &e),
     };
     match ctx.peer.create_elicitation(request).await {
-        Ok(result) => tools::success_text(
-            &format!(
-                "elicited {}: {}",
-                serde_json::to_string(&result.action).unwrap_or_default(),
-                result.content.clone().unwrap_or_default()
-            ),
-            json!({ "action": result.action, "content": result.content }),
+        Ok(result) => elicited(
+            &json!(result.action),
+            &serde_json::to_value(&result.content).unwrap_or_default(),
         ),
         Err(e) => tools::failure("elicitation_refused", &e.to_string()),
     }
 }
 
 async fn sample(message: String, ctx: &RequestContext<RoleServer>) -> CallToolResult {
-    let request = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(message)], 100);
-    match ctx.peer.create_message(request).await {
-        Ok(result) => {
-            let text = serde_json::to_value(&result.message.content).unwrap_or_default();
-            tools::success_text(
-                &format!("sampled {}: {text}", result.model),
-                json!({ "model": result.model, "content": text }),
-            )
-        }
+    match ctx.peer.create_message(sample_params(message)).await {
+        Ok(result) => sampled(
+            &json!(result.model),
+            &serde_json::to_value(&result.message.content).unwrap_or_default(),
+        ),
         Err(e) => tools::failure("sampling_refused", &e.to_string()),
     }
+}
+
+/// The request state of the round that asked: echoed back, it says the answer is there.
+const ASKED: &str = "asked-for-answer";
+
+/// `debug_elicit` and `debug_sample` as a 2026-07-28 server does them (multi round-trip
+/// requests): the first call answers `input_required` (input `answer`, state [`ASKED`]), the
+/// call made again with the input reports it. `None` when `name` is neither.
+pub fn call_rounds(
+    name: &str,
+    args: &JsonObject,
+    responses: Option<&InputResponses>,
+    state: Option<&str>,
+) -> Option<CallToolResponse> {
+    if name != DEBUG_ELICIT && name != DEBUG_SAMPLE {
+        return None;
+    }
+    let message = match tools::parse::<AskArgs>(name, args) {
+        Ok(a) => a.message,
+        Err(invalid) => return Some((*invalid).into()),
+    };
+    let answer = responses.and_then(|r| r.get("answer"));
+    Some(match (state, answer) {
+        (Some(ASKED), Some(answer)) if name == DEBUG_ELICIT => {
+            elicited(&answer["action"], &answer["content"]).into()
+        }
+        (Some(ASKED), Some(answer)) => sampled(&answer["model"], &answer["content"]).into(),
+        (Some(other), _) => {
+            tools::failure("bad_state", &format!("unexpected request state {other:?}")).into()
+        }
+        (None, _) => {
+            let request = if name == DEBUG_ELICIT {
+                match elicit_params(message) {
+                    Ok(params) => InputRequest::Elicitation(ElicitRequest::new(params)),
+                    Err(e) => return Some(tools::failure("internal", &e).into()),
+                }
+            } else {
+                InputRequest::CreateMessage(CreateMessageRequest::new(sample_params(message)))
+            };
+            let mut requests = InputRequests::new();
+            requests.insert("answer".into(), request);
+            InputRequiredResult::new(Some(requests), Some(ASKED.into())).into()
+        }
+    })
 }
 
 async fn log(ctx: &RequestContext<RoleServer>) -> CallToolResult {

@@ -13,11 +13,12 @@ use rmcp::{
     model::{
         CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
         CompletionInfo, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-        JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-        ListToolsResult, PaginatedRequestParams, Prompt, PromptArgument, PromptMessage,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam, Role,
-        ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+        InitializeRequestParams, InitializeResult, JsonObject, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        Prompt, PromptArgument, PromptMessage, ProtocolVersion, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+        ResourceUpdatedNotificationParam, Role, ServerCapabilities, ServerConfig,
+        SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::RequestContext,
     ErrorData, RoleServer, ServerHandler,
@@ -35,6 +36,8 @@ use crate::{
 pub const ACTOR_META_KEY: &str = "dev.capgate/actor";
 /// Environment variable that enables the test-hook tools when set to `1`.
 pub const TEST_HOOKS_ENV: &str = "CASE_PLATFORM_TEST_HOOKS";
+/// Environment variable that, set to `2026-07-28`, makes the server speak only that revision.
+pub const PROTOCOL_ENV: &str = "CASE_PLATFORM_PROTOCOL";
 /// Exit code of `debug_crash`.
 pub const CRASH_EXIT_CODE: i32 = 70;
 
@@ -87,6 +90,9 @@ pub struct CasePlatform {
     pub(crate) redefined: Arc<RwLock<HashMap<String, String>>>,
     /// Case URIs the client subscribed to: a status change of one is announced.
     subscribed: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// Speaks only MCP 2026-07-28 (`server/discover`; `initialize` is refused) and asks for
+    /// input as multi round-trip requests (`CASE_PLATFORM_PROTOCOL=2026-07-28`).
+    modern_only: bool,
 }
 
 impl CasePlatform {
@@ -113,6 +119,7 @@ impl CasePlatform {
             runtime_tools: Arc::new(RwLock::new(Vec::new())),
             redefined: Arc::default(),
             subscribed: Arc::new(Mutex::new(Default::default())),
+            modern_only: false,
         })
     }
 
@@ -120,7 +127,13 @@ impl CasePlatform {
     /// `CASE_PLATFORM_TEST_HOOKS`.
     pub fn from_env() -> anyhow::Result<Self> {
         let test_hooks = std::env::var(TEST_HOOKS_ENV).is_ok_and(|v| v == "1");
-        Self::new(crate::seed::platform(), Journal::from_env(), test_hooks)
+        let mut server = Self::new(crate::seed::platform(), Journal::from_env(), test_hooks)?;
+        server.modern_only = match std::env::var(PROTOCOL_ENV) {
+            Err(_) => false,
+            Ok(v) if v == "2026-07-28" => true,
+            Ok(other) => anyhow::bail!("{PROTOCOL_ENV}={other}: only 2026-07-28 can be chosen"),
+        };
+        Ok(server)
     }
 
     fn platform(&self) -> MutexGuard<'_, Platform> {
@@ -289,9 +302,33 @@ impl ServerHandler for CasePlatform {
         Ok(())
     }
 
+    /// Refused when the server speaks only 2026-07-28.
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        if self.modern_only {
+            return Err(ErrorData::invalid_request(
+                "this server speaks only MCP 2026-07-28: use server/discover",
+                None,
+            ));
+        }
+        ctx.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        if self.modern_only {
+            std::borrow::Cow::Owned(vec![ProtocolVersion::V_2026_07_28])
+        } else {
+            std::borrow::Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
+        }
+    }
+
     #[allow(deprecated)] // logging is how 2025-11-25 servers report.
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
+        let info = ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
@@ -309,7 +346,12 @@ impl ServerHandler for CasePlatform {
         .with_instructions(
             "Enforcement-case platform (example downstream server of capgate). Every call is \
              scoped to the tenant in _meta[\"dev.capgate/actor\"].",
-        )
+        );
+        if self.modern_only {
+            info.with_protocol_version(ProtocolVersion::V_2026_07_28)
+        } else {
+            info
+        }
     }
 
     async fn list_tools(
@@ -326,6 +368,8 @@ impl ServerHandler for CasePlatform {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
+        let input_responses = request.input_responses;
+        let request_state = request.request_state;
         let args = request.arguments.unwrap_or_default();
         let actor_meta = ctx.meta.get(ACTOR_META_KEY);
         let mut extra = JsonObject::new();
@@ -335,8 +379,25 @@ impl ServerHandler for CasePlatform {
         if let Some(trace) = ctx.meta.get("traceparent") {
             extra.insert("traceparent".into(), trace.clone());
         }
+        if let Some(state) = &request_state {
+            extra.insert("request_state".into(), json!(state));
+        }
+        if let Some(responses) = &input_responses {
+            extra.insert("input_responses".into(), json!(responses));
+        }
         self.journal("tools/call", &name, extra, actor_meta);
         let actor = actor_from_meta(actor_meta);
+
+        if self.modern_only && self.test_hooks {
+            if let Some(response) = crate::hooks::call_rounds(
+                &name,
+                &args,
+                input_responses.as_ref(),
+                request_state.as_deref(),
+            ) {
+                return Ok(response);
+            }
+        }
 
         if let Some(result) = self.call_test_tool(&name, &args, &ctx).await {
             return Ok(result.into());

@@ -1,5 +1,6 @@
-//! The admin API (`server::admin`) with arbitrary requests: every endpoint (but the policy
-//! reload, which reads the policy directory and takes no input), as a platform admin,
+//! The admin API (`server::admin`) with arbitrary requests: every endpoint of the router's own
+//! table (`Endpoint::ALL`; the policy reload, which reads the policy directory and takes no
+//! input, rarely), as a platform admin,
 //! tenant admins of two tenants, a plain user, an agent acting for an admin, and without a
 //! token; path ids, query strings and JSON bodies (kill switches, break-glass grants,
 //! relationship entities) built from their shapes with junk in them, or arbitrary bytes. The
@@ -12,7 +13,9 @@
 //! - junk never turns a refusal into an allow: a body that was refused (4xx) is refused again
 //!   with unknown members added;
 //! - tenant isolation: a tenant admin's kill switches, grants and relationship entities are of
-//!   its own tenant only, and the kill switches it is shown are its own tenant's.
+//!   its own tenant only; the kill switches and decision records (listed, one by one, in the
+//!   overview) shown to anyone but the platform admin are of the caller's own tenant. The
+//!   gateway starts on a decision log a real gateway wrote, with records of two tenants.
 
 #![no_main]
 
@@ -23,6 +26,7 @@ use axum::body::Body;
 use axum::Router;
 use capgate::enforce::Gateway;
 use capgate::policy::{AdminResource, AdminRoles};
+use capgate::server::admin::Endpoint;
 use capgate_fuzz::tokens::{self, person_token};
 use capgate_fuzz::{json_value, runtime, text};
 use http::{Method, StatusCode};
@@ -78,6 +82,13 @@ fn start() -> Admin {
     let dir = capgate_fuzz::decision_log::scratch(&format!("admin-{generation}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("capabilities")).expect("scratch dir");
+    // The decision log a real gateway wrote (records of two tenants), for the record pages.
+    std::fs::create_dir_all(dir.join("data")).expect("scratch data dir");
+    std::fs::copy(
+        capgate_fuzz::decision_log::fixtures().join("decision-log.db"),
+        capgate::audit::log_path(&dir.join("data")),
+    )
+    .expect("the reference decision log copies");
     let mut config = tokens::config(&dir.join("data"), "");
     config.capabilities_dir = dir.join("capabilities");
     config.downstreams.clear();
@@ -107,47 +118,6 @@ fn admin() -> &'static Mutex<Option<Admin>> {
     static ADMIN: OnceLock<Mutex<Option<Admin>>> = OnceLock::new();
     ADMIN.get_or_init(|| Mutex::new(None))
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
-    PolicyStatus,
-    PolicyReload,
-    Relationships,
-    AuditFlush,
-    Health,
-    KillSwitches,
-    KillSwitchSet,
-    KillSwitchLift,
-    Budgets,
-    Runs,
-    Approvals,
-    Approve,
-    Reject,
-    Grants,
-    GrantOpen,
-    GrantRevoke,
-    Metrics,
-}
-
-const ENDPOINTS: [Endpoint; 17] = [
-    Endpoint::PolicyStatus,
-    Endpoint::PolicyReload,
-    Endpoint::Relationships,
-    Endpoint::AuditFlush,
-    Endpoint::Health,
-    Endpoint::KillSwitches,
-    Endpoint::KillSwitchSet,
-    Endpoint::KillSwitchLift,
-    Endpoint::Budgets,
-    Endpoint::Runs,
-    Endpoint::Approvals,
-    Endpoint::Approve,
-    Endpoint::Reject,
-    Endpoint::Grants,
-    Endpoint::GrantOpen,
-    Endpoint::GrantRevoke,
-    Endpoint::Metrics,
-];
 
 #[derive(Debug)]
 struct Req {
@@ -255,15 +225,175 @@ fn entity(u: &mut Unstructured) -> arbitrary::Result<Value> {
     Ok(Value::Object(entity))
 }
 
+/// Query parameters from a list of (name, kind), each present three times in four.
+fn params(u: &mut Unstructured, names: &[(&str, Param)]) -> arbitrary::Result<Vec<(String, String)>> {
+    let mut query = Vec::new();
+    for (name, kind) in names {
+        if u.ratio(3, 4)? {
+            let value = match kind {
+                Param::Tenant => {
+                    if u.ratio(1, 6)? {
+                        "*".to_string()
+                    } else {
+                        tenantish(u)?
+                    }
+                }
+                Param::Text => text(u)?,
+                Param::Number => {
+                    if u.ratio(3, 4)? {
+                        u.int_in_range(-5i64..=2_000_000_000)?.to_string()
+                    } else {
+                        text(u)?
+                    }
+                }
+                Param::OneOf(values) => {
+                    if u.ratio(3, 4)? {
+                        u.choose(values)?.to_string()
+                    } else {
+                        text(u)?
+                    }
+                }
+            };
+            query.push((name.to_string(), value));
+        }
+    }
+    Ok(query)
+}
+
+#[derive(Clone, Copy)]
+enum Param {
+    Tenant,
+    Text,
+    Number,
+    OneOf(&'static [&'static str]),
+}
+
+/// The query string each endpoint reads (and junk for those that read none).
+fn query_of(u: &mut Unstructured, endpoint: Endpoint) -> arbitrary::Result<Vec<(String, String)>> {
+    const DECISIONS: &[&str] = &[
+        "allow",
+        "deny",
+        "require_approval",
+        "require_more_context",
+        "replay",
+        "summary",
+    ];
+    match endpoint {
+        Endpoint::Runs | Endpoint::Budgets => params(
+            u,
+            &[("tenant", Param::Tenant), ("run", Param::Text), ("tool", Param::Text)],
+        ),
+        Endpoint::Decisions => params(
+            u,
+            &[
+                ("tenant", Param::Tenant),
+                ("run", Param::Text),
+                ("actor", Param::OneOf(&["alice", "bob", "gina", "drafting-agent"])),
+                ("tool", Param::OneOf(&["case__read_case", "case__draft_summary"])),
+                ("decision", Param::OneOf(DECISIONS)),
+                ("refused_by", Param::OneOf(&["policy", "kill_switch", "budget", "quarantine"])),
+                ("since", Param::Number),
+                ("until", Param::Number),
+                ("shadow", Param::OneOf(&["differs"])),
+                ("after", Param::OneOf(&["", "0", "1:5", "main:3"])),
+                ("limit", Param::Number),
+            ],
+        ),
+        Endpoint::DecisionRecord => params(u, &[("chain", Param::Text)]),
+        Endpoint::Overview => params(u, &[("tenant", Param::Tenant)]),
+        Endpoint::PolicyStatus
+        | Endpoint::PolicyReload
+        | Endpoint::Relationships
+        | Endpoint::AuditFlush
+        | Endpoint::Health
+        | Endpoint::KillSwitches
+        | Endpoint::KillSwitchSet
+        | Endpoint::KillSwitchLift
+        | Endpoint::Approvals
+        | Endpoint::Approve
+        | Endpoint::Reject
+        | Endpoint::BreakGlassGrants
+        | Endpoint::BreakGlassOpen
+        | Endpoint::BreakGlassRevoke
+        | Endpoint::ToolPins
+        | Endpoint::ToolAccept
+        | Endpoint::Me
+        | Endpoint::LogVerification
+        | Endpoint::Metrics => {
+            if u.ratio(1, 8)? {
+                Ok(vec![(text(u)?, text(u)?)])
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+/// The JSON body each endpoint reads, built from its shape (None for those that read none).
+fn body_of(u: &mut Unstructured, endpoint: Endpoint) -> arbitrary::Result<Option<Value>> {
+    Ok(match endpoint {
+        Endpoint::KillSwitchSet | Endpoint::KillSwitchLift => Some(kill_body(u)?),
+        Endpoint::BreakGlassOpen => Some(grant_body(u)?),
+        Endpoint::Relationships => {
+            let mut entities = Vec::new();
+            for _ in 0..u.int_in_range(0u8..=3)? {
+                entities.push(entity(u)?);
+            }
+            Some(Value::Array(entities))
+        }
+        Endpoint::ToolAccept => {
+            let mut body = Map::new();
+            let server = Value::String(u.choose(&["case", "finance", "nope"])?.to_string());
+            optional(u, &mut body, "server", server)?;
+            let tool = Value::String(u.choose(&["read_case", "draft_summary"])?.to_string());
+            optional(u, &mut body, "tool", tool)?;
+            let digest = if u.arbitrary()? {
+                format!("sha256:{}", hex::encode(u.bytes(32)?))
+            } else {
+                text(u)?
+            };
+            optional(u, &mut body, "digest", Value::String(digest))?;
+            Some(Value::Object(body))
+        }
+        Endpoint::Approve | Endpoint::Reject => {
+            if u.arbitrary()? {
+                Some(json!({ "note": text(u)? }))
+            } else {
+                None
+            }
+        }
+        Endpoint::PolicyStatus
+        | Endpoint::PolicyReload
+        | Endpoint::AuditFlush
+        | Endpoint::Health
+        | Endpoint::KillSwitches
+        | Endpoint::Budgets
+        | Endpoint::Runs
+        | Endpoint::Approvals
+        | Endpoint::BreakGlassGrants
+        | Endpoint::BreakGlassRevoke
+        | Endpoint::ToolPins
+        | Endpoint::Me
+        | Endpoint::Decisions
+        | Endpoint::DecisionRecord
+        | Endpoint::LogVerification
+        | Endpoint::Overview
+        | Endpoint::Metrics => None,
+    })
+}
+
 impl<'a> Arbitrary<'a> for Req {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         // A reload reads and compiles the whole policy directory (a tenth of a second, with no
-        // input of its own to fuzz): left out. A flush waits for the log: one request in 64.
-        // (Short inputs read zeros: zero is a cheap endpoint.)
-        let endpoint = match u.int_in_range(0u8..=63)? {
-            63 => Endpoint::AuditFlush,
+        // input of its own to fuzz): one request in 512. A flush waits for the log: one in 64.
+        // The others are drawn from the router's own table, so that an endpoint added to the
+        // admin API is fuzzed without a change here. (Short inputs read zeros: zero is a cheap
+        // endpoint.)
+        let endpoint = match u.int_in_range(0u16..=511)? {
+            511 => Endpoint::PolicyReload,
+            n if n % 64 == 63 => Endpoint::AuditFlush,
             _ => {
-                let others: Vec<Endpoint> = ENDPOINTS
+                let others: Vec<Endpoint> = Endpoint::ALL
                     .iter()
                     .copied()
                     .filter(|e| !matches!(e, Endpoint::PolicyReload | Endpoint::AuditFlush))
@@ -276,30 +406,14 @@ impl<'a> Arbitrary<'a> for Req {
         } else {
             None
         };
-        let id = text(u)?;
-        let mut query = Vec::new();
-        if matches!(endpoint, Endpoint::Runs | Endpoint::Budgets) {
-            for key in ["tenant", "run", "tool"] {
-                if u.ratio(3, 4)? {
-                    let value = if key == "tenant" { tenantish(u)? } else { text(u)? };
-                    query.push((key.to_string(), value));
-                }
-            }
-        }
-        let raw = u.ratio(1, 8)?;
-        let body = match endpoint {
-            _ if raw => None,
-            Endpoint::KillSwitchSet | Endpoint::KillSwitchLift => Some(kill_body(u)?),
-            Endpoint::GrantOpen => Some(grant_body(u)?),
-            Endpoint::Relationships => {
-                let mut entities = Vec::new();
-                for _ in 0..u.int_in_range(0u8..=3)? {
-                    entities.push(entity(u)?);
-                }
-                Some(Value::Array(entities))
-            }
-            _ => None,
+        let id = if endpoint == Endpoint::DecisionRecord && u.ratio(3, 4)? {
+            u.int_in_range(-1i64..=40)?.to_string()
+        } else {
+            text(u)?
         };
+        let query = query_of(u, endpoint)?;
+        let raw = u.ratio(1, 8)?;
+        let body = if raw { None } else { body_of(u, endpoint)? };
         let raw_body = if raw { Some(u.arbitrary()?) } else { None };
         let mut junk = Vec::new();
         for _ in 0..u.int_in_range(1u8..=2)? {
@@ -349,27 +463,13 @@ fn encode(text: &str) -> String {
     out
 }
 
+/// The request line: the router's own method and path, the path's id filled in.
 fn route(req: &Req) -> (Method, String) {
-    let id = encode(&req.id);
-    let (method, path) = match req.endpoint {
-        Endpoint::PolicyStatus => (Method::GET, "/admin/policy".to_string()),
-        Endpoint::PolicyReload => (Method::POST, "/admin/policy/reload".into()),
-        Endpoint::Relationships => (Method::POST, "/admin/relationships".into()),
-        Endpoint::AuditFlush => (Method::POST, "/admin/audit/flush".into()),
-        Endpoint::Health => (Method::GET, "/admin/health".into()),
-        Endpoint::KillSwitches => (Method::GET, "/admin/kill-switches".into()),
-        Endpoint::KillSwitchSet => (Method::POST, "/admin/kill-switches".into()),
-        Endpoint::KillSwitchLift => (Method::POST, "/admin/kill-switches/lift".into()),
-        Endpoint::Budgets => (Method::GET, "/admin/budgets".into()),
-        Endpoint::Runs => (Method::GET, "/admin/runs".into()),
-        Endpoint::Approvals => (Method::GET, "/approvals".into()),
-        Endpoint::Approve => (Method::POST, format!("/approvals/{id}/approve")),
-        Endpoint::Reject => (Method::POST, format!("/approvals/{id}/reject")),
-        Endpoint::Grants => (Method::GET, "/break-glass".into()),
-        Endpoint::GrantOpen => (Method::POST, "/break-glass".into()),
-        Endpoint::GrantRevoke => (Method::POST, format!("/break-glass/{id}/revoke")),
-        Endpoint::Metrics => (Method::GET, "/metrics".into()),
-    };
+    let (method, path) = req.endpoint.route();
+    let path = path
+        .replace("{id}", &encode(&req.id))
+        .replace("{seq}", &encode(&req.id));
+    let method = Method::from_bytes(method.as_bytes()).expect("the router's methods are valid");
     let query: Vec<String> = req
         .query
         .iter()
@@ -409,6 +509,55 @@ fn check_status(req: &Req, status: StatusCode) {
     );
     if req.caller.is_none() && req.endpoint != Endpoint::Metrics {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{req:?}");
+    }
+}
+
+/// What a tenant admin (in person) or a plain user is shown is of its own tenant only: kill
+/// switches, decision records (listed, one by one, counted in the overview).
+fn check_shown(req: &Req, answer: &Value) {
+    let Some(caller) = req.caller else { return };
+    let (user, tenant, _, agent) = CALLERS[caller];
+    if user == "pat" && agent.is_none() {
+        return; // the platform admin sees every tenant
+    }
+    let own = Value::String(tenant.into());
+    match req.endpoint {
+        Endpoint::KillSwitches => {
+            if tenant_admin_of(user).is_some() && agent.is_none() {
+                for switch in answer["kill_switches"].as_array().into_iter().flatten() {
+                    assert_eq!(switch["tenant"], own, "{switch}");
+                }
+            }
+        }
+        Endpoint::Decisions | Endpoint::Overview => {
+            assert_eq!(answer["tenant"], own, "{} shown {answer} for {req:?}", user);
+            for record in answer["records"].as_array().into_iter().flatten() {
+                assert_eq!(record["tenant"], own, "{user} shown {record}");
+            }
+        }
+        Endpoint::DecisionRecord => {
+            assert_eq!(answer["record"]["tenant"], own, "{user} shown {answer}");
+        }
+        Endpoint::PolicyStatus
+        | Endpoint::PolicyReload
+        | Endpoint::Relationships
+        | Endpoint::AuditFlush
+        | Endpoint::Health
+        | Endpoint::KillSwitchSet
+        | Endpoint::KillSwitchLift
+        | Endpoint::Budgets
+        | Endpoint::Runs
+        | Endpoint::Approvals
+        | Endpoint::Approve
+        | Endpoint::Reject
+        | Endpoint::BreakGlassGrants
+        | Endpoint::BreakGlassOpen
+        | Endpoint::BreakGlassRevoke
+        | Endpoint::ToolPins
+        | Endpoint::ToolAccept
+        | Endpoint::Me
+        | Endpoint::LogVerification
+        | Endpoint::Metrics => {}
     }
 }
 
@@ -492,16 +641,8 @@ fuzz_target!(|input: Input| {
                 );
             }
         }
-        // What a tenant admin is shown of the kill switches is its own tenant's.
-        if req.endpoint == Endpoint::KillSwitches && status.is_success() {
-            if let Some(caller) = req.caller {
-                let (user, _, _, agent) = CALLERS[caller];
-                if let (Some(tenant), None) = (tenant_admin_of(user), agent) {
-                    for switch in answer["kill_switches"].as_array().into_iter().flatten() {
-                        assert_eq!(switch["tenant"], Value::String(tenant.into()), "{switch}");
-                    }
-                }
-            }
+        if status.is_success() {
+            check_shown(req, &answer);
         }
     }
     check_isolation(&admin.gateway);

@@ -31,6 +31,21 @@ pub struct DownstreamConfig {
     pub call_timeout: Duration,
     /// How its capability names are shown to agents (`<id>__<name>` by default).
     pub naming: crate::registry::Naming,
+    /// Which MCP revision capgate speaks to it.
+    pub protocol: DownstreamProtocol,
+}
+
+/// The MCP revision capgate speaks to a downstream server (`protocol = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamProtocol {
+    /// `"auto"` (the default): a 2025-11-25 session (`initialize`), which carries
+    /// subscriptions, log levels and `list_changed`; when the server refuses `initialize`, the
+    /// 2026-07-28 revision (`server/discover`, per-request `_meta`) on a new connection.
+    Auto,
+    /// `"2025-11-25"`: sessions only.
+    Sessions,
+    /// `"2026-07-28"`: `server/discover` only.
+    Discover,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +66,9 @@ pub(super) struct RawDownstream {
     /// Between the server id and the name when prefixed; `__` by default.
     #[serde(default)]
     separator: Option<String>,
+    /// `auto` (the default), `2025-11-25` or `2026-07-28`.
+    #[serde(default)]
+    protocol: Option<String>,
 }
 
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,11 +169,22 @@ pub(super) fn parse_downstreams(
                 ))
             }
         };
+        let protocol = match raw_down.protocol.as_deref() {
+            None | Some("auto") => DownstreamProtocol::Auto,
+            Some("2025-11-25") => DownstreamProtocol::Sessions,
+            Some("2026-07-28") => DownstreamProtocol::Discover,
+            Some(other) => return Err(err(
+                &format!("{key_path}.protocol"),
+                format!("`{other}` is not an MCP revision capgate speaks to downstreams"),
+                "use \"auto\" (a session, else server/discover), \"2025-11-25\" or \"2026-07-28\"",
+            )),
+        };
         downstreams.push(DownstreamConfig {
             id: raw_down.id,
             transport,
             call_timeout,
             naming,
+            protocol,
         });
     }
     Ok(downstreams)

@@ -254,6 +254,29 @@ secret_env = "SECRET"
     }
 
     #[test]
+    fn a_downstreams_protocol_is_auto_unless_one_revision_is_named() {
+        use crate::config::DownstreamProtocol;
+        // protocol line | revision spoken
+        let table = [
+            ("", DownstreamProtocol::Auto),
+            ("protocol = \"auto\"\n", DownstreamProtocol::Auto),
+            ("protocol = \"2025-11-25\"\n", DownstreamProtocol::Sessions),
+            ("protocol = \"2026-07-28\"\n", DownstreamProtocol::Discover),
+        ];
+        for (line, expected) in table {
+            let text = format!("{MINIMAL}\n[[downstream]]\nid = \"case\"\ncommand = \"x\"\n{line}");
+            let config = GatewayConfig::parse(&text, "t.toml", Path::new(".")).expect(line);
+            assert_eq!(config.downstreams[0].protocol, expected, "{line}");
+        }
+        let text = format!(
+            "{MINIMAL}\n[[downstream]]\nid = \"case\"\ncommand = \"x\"\nprotocol = \"2024-11-05\"\n"
+        );
+        let e = GatewayConfig::parse(&text, "t.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "downstream[0].protocol");
+        assert!(e.to_string().contains("2024-11-05"), "{e}");
+    }
+
+    #[test]
     fn telemetry_is_off_without_an_endpoint_and_checked_with_one() {
         let config = GatewayConfig::parse(MINIMAL, "t.toml", Path::new(".")).expect("valid");
         assert_eq!(config.telemetry.otlp, None);

@@ -23,7 +23,9 @@ mod store;
 
 pub use audit::{AuditConfig, DurableFor};
 pub use console::ConsoleConfig;
-pub use downstreams::{is_valid_server_id, DownstreamConfig, DownstreamTransport};
+pub use downstreams::{
+    is_valid_server_id, DownstreamConfig, DownstreamProtocol, DownstreamTransport,
+};
 pub use enforcement::{EnforcementConfig, WithoutRunId};
 pub use error::ConfigError;
 pub use gateway::{GatewayConfig, EMBEDDED_DEFAULT};

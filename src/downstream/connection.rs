@@ -1,23 +1,97 @@
 //! Keeping one downstream connected: connecting (a stdio child process, or streamable HTTP
-//! with the gateway's own credential), serving until the connection ends, and reconnecting
+//! with the gateway's own credential) in the MCP revision it speaks (a 2025-11-25 session, or
+//! 2026-07-28 `server/discover`), serving until the connection ends, and reconnecting
 //! with exponential backoff and jitter (so that servers restarted together are not
 //! reconnected to in step) until shutdown; each new connection is listed into the catalogue.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use rmcp::model::ProtocolVersion;
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::{ClientCacheConfig, ServiceExt};
+use rmcp::transport::IntoTransport;
+use rmcp::{ClientCacheConfig, ClientLifecycleMode, ClientServiceExt};
 use tokio_util::sync::CancellationToken;
 
 use super::events::DownstreamEvents;
 use super::{DownstreamServer, Health, INITIAL_BACKOFF, MAX_BACKOFF, STABLE_AFTER};
-use crate::config::DownstreamTransport;
+use crate::config::{DownstreamProtocol, DownstreamTransport};
+
+/// Why a connection attempt failed: before any MCP message (the command did not start, the
+/// credential is missing), or in the handshake (the server answered, or the transport failed
+/// while starting it).
+enum ConnectError {
+    Start(String),
+    Handshake(String),
+}
+
+impl ConnectError {
+    fn into_reason(self) -> String {
+        match self {
+            ConnectError::Start(reason) | ConnectError::Handshake(reason) => reason,
+        }
+    }
+}
+
+/// The `server/discover` handshake of the 2026-07-28 revision.
+fn discover() -> ClientLifecycleMode {
+    ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    }
+}
+
+/// Runs one handshake over a fresh transport.
+async fn handshake<T, E, A>(
+    events: DownstreamEvents,
+    transport: T,
+    lifecycle: ClientLifecycleMode,
+) -> Result<RunningService<RoleClient, DownstreamEvents>, ConnectError>
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let revision = if matches!(lifecycle, ClientLifecycleMode::Initialize) {
+        "initialize"
+    } else {
+        "server/discover"
+    };
+    events
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .map_err(|e| ConnectError::Handshake(format!("MCP {revision} failed: {e}")))
+}
 
 impl DownstreamServer {
+    /// Connects with the configured revision: `auto` opens a session and, when the server
+    /// refuses `initialize`, tries `server/discover` on a new connection (a new process).
     async fn connect(
         self: &Arc<Self>,
     ) -> Result<RunningService<RoleClient, DownstreamEvents>, String> {
+        let attempt = |lifecycle| self.connect_with(lifecycle);
+        match self.config.protocol {
+            DownstreamProtocol::Sessions => attempt(ClientLifecycleMode::Initialize)
+                .await
+                .map_err(ConnectError::into_reason),
+            DownstreamProtocol::Discover => {
+                attempt(discover()).await.map_err(ConnectError::into_reason)
+            }
+            DownstreamProtocol::Auto => match attempt(ClientLifecycleMode::Initialize).await {
+                Ok(running) => Ok(running),
+                Err(ConnectError::Start(reason)) => Err(reason),
+                Err(ConnectError::Handshake(refused)) => {
+                    tracing::info!(server = %self.id, %refused, "downstream refused a session; trying server/discover (2026-07-28)");
+                    attempt(discover())
+                        .await
+                        .map_err(|e| format!("{refused}; then {}", e.into_reason()))
+                }
+            },
+        }
+    }
+
+    async fn connect_with(
+        self: &Arc<Self>,
+        lifecycle: ClientLifecycleMode,
+    ) -> Result<RunningService<RoleClient, DownstreamEvents>, ConnectError> {
         let events = DownstreamEvents {
             server: Arc::downgrade(self),
         };
@@ -28,11 +102,10 @@ impl DownstreamServer {
                 let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
                     .stderr(std::process::Stdio::inherit())
                     .spawn()
-                    .map_err(|e| format!("cannot start `{}`: {e}", command.display()))?;
-                events
-                    .serve(transport)
-                    .await
-                    .map_err(|e| format!("MCP initialization failed: {e}"))
+                    .map_err(|e| {
+                        ConnectError::Start(format!("cannot start `{}`: {e}", command.display()))
+                    })?;
+                handshake(events, transport, lifecycle).await
             }
             DownstreamTransport::Http {
                 url,
@@ -42,15 +115,14 @@ impl DownstreamServer {
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
                 if let Some(var) = credential_env {
                     let credential = std::env::var(var).map_err(|_| {
-                        format!("environment variable {var} (the gateway's credential) is not set")
+                        ConnectError::Start(format!(
+                            "environment variable {var} (the gateway's credential) is not set"
+                        ))
                     })?;
                     config = config.auth_header(credential);
                 }
                 let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-                events
-                    .serve(transport)
-                    .await
-                    .map_err(|e| format!("MCP initialization failed: {e}"))
+                handshake(events, transport, lifecycle).await
             }
         }
     }
@@ -69,10 +141,14 @@ impl DownstreamServer {
                         .await;
                     self.refresh(&peer).await;
                     self.reapply_log_level(&peer).await;
+                    let revision = peer
+                        .peer_info()
+                        .map(|info| info.protocol_version.to_string())
+                        .unwrap_or_default();
                     self.peer.store(Some(Arc::new(peer)));
                     self.health.store(Arc::new(Health::Up));
                     self.generation.send_modify(|g| *g += 1);
-                    tracing::info!(server = %self.id, "downstream connected");
+                    tracing::info!(server = %self.id, %revision, "downstream connected");
                     let reason = tokio::select! {
                         quit = running.waiting() => format!("connection ended ({quit:?})"),
                         _ = shutdown.cancelled() => return,

@@ -13,10 +13,8 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 #[allow(deprecated)] // resources/subscribe is how 2025-11-25 servers take subscriptions.
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResult, PaginatedRequestParams, Prompt, ReadResourceRequest,
-    ReadResourceRequestParams, ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate,
+    CancelledNotificationParam, ClientRequest, CompleteRequest, CompleteRequestParams,
+    CompleteResult, PaginatedRequestParams, Prompt, RequestMetaObject, Resource, ResourceTemplate,
     ServerResult, SubscribeRequest, SubscribeRequestParams, Tool, UnsubscribeRequest,
     UnsubscribeRequestParams,
 };
@@ -28,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DownstreamConfig;
 
 mod asks;
+mod calls;
 mod connection;
 mod events;
 mod logging;
@@ -67,6 +66,9 @@ pub enum DownstreamError {
     /// The client did not answer what a downstream asked of it.
     #[error("the client did not answer: {reason}")]
     Client { reason: String },
+    /// A 2026-07-28 downstream asked for input capgate could not gather (`input_required`).
+    #[error("downstream server `{server}` asked for input that was not given: {reason}")]
+    InputNotGiven { server: String, reason: String },
 }
 
 /// Tells whether a downstream tool (server id, tool name) has a contract; the others are warned
@@ -200,7 +202,7 @@ impl DownstreamServer {
         }
     }
 
-    fn timed_out(&self) -> DownstreamError {
+    pub(super) fn timed_out(&self) -> DownstreamError {
         DownstreamError::Timeout {
             server: self.id.clone(),
             timeout_ms: self.config.call_timeout.as_millis(),
@@ -221,7 +223,7 @@ impl DownstreamServer {
     /// cancellation to the downstream, and letting `asks` answer what the downstream asks of
     /// the client meanwhile; the downstream is told when the call is given up on (cancelled
     /// or timed out).
-    async fn request(
+    pub(super) async fn request(
         &self,
         request: ClientRequest,
         meta: RequestMetaObject,
@@ -280,52 +282,10 @@ impl DownstreamServer {
         Err(error)
     }
 
-    fn unexpected(&self, what: &str) -> DownstreamError {
+    pub(super) fn unexpected(&self, what: &str) -> DownstreamError {
         DownstreamError::Failed {
             server: self.id.clone(),
             reason: format!("the server answered a {what} with another kind of result"),
-        }
-    }
-
-    /// Calls a tool; what the downstream asks of the client meanwhile goes to `asks`.
-    pub async fn call_tool(
-        &self,
-        params: CallToolRequestParams,
-        relay: Option<&Relay>,
-        asks: Option<&dyn AnswerAsks>,
-    ) -> Result<CallToolResult, DownstreamError> {
-        let meta = params.meta.clone().unwrap_or_default();
-        match self
-            .request(
-                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
-                meta,
-                relay,
-                asks,
-            )
-            .await?
-        {
-            ServerResult::CallToolResult(result) => Ok(result),
-            _ => Err(self.unexpected("tools/call")),
-        }
-    }
-
-    pub async fn read_resource(
-        &self,
-        params: ReadResourceRequestParams,
-        relay: Option<&Relay>,
-    ) -> Result<ReadResourceResult, DownstreamError> {
-        let meta = params.meta.clone().unwrap_or_default();
-        match self
-            .request(
-                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params)),
-                meta,
-                relay,
-                None,
-            )
-            .await?
-        {
-            ServerResult::ReadResourceResult(result) => Ok(result),
-            _ => Err(self.unexpected("resources/read")),
         }
     }
 
@@ -432,26 +392,6 @@ impl DownstreamServer {
                     .map(|info| info.capabilities.completions.is_some())
             })
             .unwrap_or(false)
-    }
-
-    pub async fn get_prompt(
-        &self,
-        params: GetPromptRequestParams,
-        relay: Option<&Relay>,
-    ) -> Result<GetPromptResult, DownstreamError> {
-        let meta = params.meta.clone().unwrap_or_default();
-        match self
-            .request(
-                ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
-                meta,
-                relay,
-                None,
-            )
-            .await?
-        {
-            ServerResult::GetPromptResult(result) => Ok(result),
-            _ => Err(self.unexpected("prompts/get")),
-        }
     }
 
     /// Lists concrete resources as the downstream shows them for this request's context

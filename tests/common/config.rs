@@ -13,6 +13,9 @@ pub struct GatewayOptions {
     /// (debug_crash, debug_sleep, debug_add_tool) and its own contracts and policy.
     pub with_flaky: bool,
     pub flaky_timeout_ms: Option<u64>,
+    /// The only MCP revision `flaky` speaks (`CASE_PLATFORM_PROTOCOL`): with `2026-07-28` it
+    /// refuses `initialize` and asks for input as multi round-trip requests.
+    pub flaky_protocol: Option<&'static str>,
     /// The case platform's call timeout (default 10 s).
     pub case_timeout_ms: Option<u64>,
     /// Extra policy files (name, text) added to a copy of the repo's policies.
@@ -166,10 +169,14 @@ explain_to_agent = "detailed"
 id = "flaky"
 command = "{downstream_bin}"
 timeout_ms = {timeout}
-env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1" }}
+env = {{ CASE_PLATFORM_JOURNAL = "{journal}", CASE_PLATFORM_TEST_HOOKS = "1"{protocol} }}
 "#,
             timeout = options.flaky_timeout_ms.unwrap_or(3000),
             journal = dir.join("flaky-journal.jsonl").display(),
+            protocol = options
+                .flaky_protocol
+                .map(|p| format!(", CASE_PLATFORM_PROTOCOL = \"{p}\""))
+                .unwrap_or_default(),
         ));
     }
     if let Some(enforcement) = &options.enforcement {

@@ -20,12 +20,33 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-async fn gateway() -> TestGateway {
+/// The revisions `flaky` may speak: a 2025-11-25 session (it sends `elicitation/create` and
+/// `sampling/createMessage` while serving the call), or only 2026-07-28 (capgate falls back to
+/// `server/discover`; the server answers `input_required` and is called again with the input).
+const REVISIONS: [Option<&str>; 2] = [None, Some("2026-07-28")];
+
+async fn gateway_speaking(protocol: Option<&'static str>) -> TestGateway {
     TestGateway::start(GatewayOptions {
         with_flaky: true,
+        flaky_protocol: protocol,
         ..Default::default()
     })
     .await
+}
+
+async fn gateway() -> TestGateway {
+    gateway_speaking(None).await
+}
+
+/// The `debug_elicit` / `debug_sample` calls the downstream received: (request state, input
+/// responses) of each round.
+fn rounds(gateway: &TestGateway, tool: &str) -> Vec<(Value, Value)> {
+    gateway
+        .flaky_journal_entries()
+        .iter()
+        .filter(|e| e["method"] == "tools/call" && e["name"] == tool)
+        .map(|e| (e["request_state"].clone(), e["input_responses"].clone()))
+        .collect()
 }
 
 /// The SSN the client answers with: the policy's obligation keeps it from the downstream.
@@ -33,8 +54,14 @@ const SSN: &str = "123-45-6789";
 
 #[tokio::test]
 async fn the_python_sdk_answers_elicitation_and_sampling_and_gets_its_log_messages() {
+    for protocol in REVISIONS {
+        the_python_sdk_answers(protocol).await;
+    }
+}
+
+async fn the_python_sdk_answers(protocol: Option<&'static str>) {
     let python = python_venv();
-    let gateway = gateway().await;
+    let gateway = gateway_speaking(protocol).await;
     let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
     let script = repo_root().join("tests/python/sdk_asks.py");
     let url = gateway.url.clone();
@@ -87,8 +114,26 @@ async fn the_python_sdk_answers_elicitation_and_sampling_and_gets_its_log_messag
         "{sampled}"
     );
 
-    // Logging is advertised (the downstream offers it), and the session gets the messages at
-    // or above the level it set (warning, error), not the others.
+    if protocol.is_some() {
+        // The 2026-07-28 downstream asked twice (elicit, sample) with input_required, and was
+        // called again with the answers (the SSN redacted) and its own request state.
+        for tool in ["debug_elicit", "debug_sample"] {
+            let rounds = rounds(&gateway, tool);
+            assert_eq!(rounds.len(), 2, "{tool}: {rounds:?}");
+            assert_eq!(rounds[0], (Value::Null, Value::Null), "{tool}");
+            assert_eq!(rounds[1].0, "asked-for-answer", "{tool}: {rounds:?}");
+            assert!(rounds[1].1.get("answer").is_some(), "{tool}: {rounds:?}");
+            assert!(!rounds[1].1.to_string().contains(SSN), "{tool}: {rounds:?}");
+        }
+    } else {
+        // Logging is advertised (the downstream offers it), and the session gets the messages
+        // at or above the level it set (warning, error), not the others.
+        session_logs(&report);
+    }
+    ask_records(&gateway).await;
+}
+
+fn session_logs(report: &Value) {
     assert!(report["capabilities"].get("logging").is_some(), "{report}");
     // (rmcp hands each notification to its own task: their order is not kept.)
     let mut levels: Vec<&str> = report["asked"]["logs"]
@@ -99,9 +144,11 @@ async fn the_python_sdk_answers_elicitation_and_sampling_and_gets_its_log_messag
         .collect();
     levels.sort();
     assert_eq!(levels, ["error", "warning"], "{report}");
+}
 
-    // Each ask is a decision of its own, logged with its action, on the call's tool.
-    let records = flushed_records(&gateway).await;
+/// Each ask is a decision of its own, logged with its action, on the call's tool.
+async fn ask_records(gateway: &TestGateway) {
+    let records = flushed_records(gateway).await;
     for (action, tool) in [
         ("elicit", "flaky__debug_elicit"),
         ("sample", "flaky__debug_sample"),
@@ -184,7 +231,13 @@ impl ClientHandler for Asked {
 
 #[tokio::test]
 async fn asks_are_refused_by_policy_and_for_clients_that_did_not_declare_them() {
-    let gateway = gateway().await;
+    for protocol in REVISIONS {
+        asks_are_refused(protocol).await;
+    }
+}
+
+async fn asks_are_refused(protocol: Option<&'static str>) {
+    let gateway = gateway_speaking(protocol).await;
     // kind | user | client declares | refused_by
     let table = [
         ("policy forbids the server to ask for bob", "bob", true, ""),
@@ -217,9 +270,24 @@ async fn asks_are_refused_by_policy_and_for_clients_that_did_not_declare_them() 
                 .await
                 .expect("the call is answered");
             let text = serde_json::to_string(&result).expect("json");
-            // The downstream got a refusal and said so in its result.
             assert_eq!(result.is_error, Some(true), "{kind}/{action}: {text}");
-            assert!(text.contains(code), "{kind}/{action}: {text}");
+            if protocol.is_some() {
+                // capgate refused the input the downstream asked for: the call fails, and the
+                // downstream is never called again with an answer.
+                assert!(
+                    text.contains("asked for input that was not given"),
+                    "{kind}/{action}: {text}"
+                );
+                let downstream_tool = tool.trim_start_matches("flaky__");
+                let rounds = rounds(&gateway, downstream_tool);
+                assert!(
+                    rounds.iter().all(|(state, _)| state.is_null()),
+                    "{kind}/{action}: {rounds:?}"
+                );
+            } else {
+                // The downstream got a refusal and said so in its result.
+                assert!(text.contains(code), "{kind}/{action}: {text}");
+            }
             let records = flushed_records(&gateway).await;
             let refused: Vec<&Value> = records
                 .iter()
