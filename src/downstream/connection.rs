@@ -149,10 +149,21 @@ impl DownstreamServer {
                     self.health.store(Arc::new(Health::Up));
                     self.generation.send_modify(|g| *g += 1);
                     tracing::info!(server = %self.id, %revision, "downstream connected");
+                    // A 2026-07-28 server announces list changes to listeners only.
+                    let listening =
+                        (revision == ProtocolVersion::V_2026_07_28.to_string()).then(|| {
+                            tokio::spawn(super::events::listen_for_changes(
+                                Arc::downgrade(&self),
+                                running.peer().clone(),
+                            ))
+                        });
                     let reason = tokio::select! {
                         quit = running.waiting() => format!("connection ended ({quit:?})"),
                         _ = shutdown.cancelled() => return,
                     };
+                    if let Some(listening) = listening {
+                        listening.abort();
+                    }
                     self.peer.store(None);
                     tracing::warn!(server = %self.id, %reason, "downstream went down; restarting");
                     self.health.store(Arc::new(Health::Down(reason)));

@@ -135,3 +135,42 @@ impl ClientHandler for DownstreamEvents {
         self.schedule_refresh(context.peer);
     }
 }
+
+/// A 2026-07-28 downstream has no session to send `list_changed` on: capgate listens for them
+/// (`subscriptions/listen`) for as long as the connection lasts, and refreshes the catalogue
+/// on each, as a 2025-11-25 session's notifications do.
+pub(super) async fn listen_for_changes(server: Weak<DownstreamServer>, peer: Peer<RoleClient>) {
+    use rmcp::model::{ServerNotification, SubscriptionFilter};
+    let filter = SubscriptionFilter::builder()
+        .tools_list_changed()
+        .prompts_list_changed()
+        .resources_list_changed()
+        .build();
+    let mut subscription = match peer.listen(filter).await {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            if let Some(server) = server.upgrade() {
+                tracing::warn!(server = %server.id, %error, "the downstream takes no subscriptions/listen: its catalogue is read at connection only");
+            }
+            return;
+        }
+    };
+    loop {
+        let notification = match subscription.next().await {
+            Ok(Some(notification)) => notification,
+            Ok(None) | Err(_) => return,
+        };
+        let changed = matches!(
+            notification,
+            ServerNotification::ToolListChangedNotification(_)
+                | ServerNotification::PromptListChangedNotification(_)
+                | ServerNotification::ResourceListChangedNotification(_)
+        );
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        if changed {
+            server.refresh(&peer).await;
+        }
+    }
+}

@@ -7,6 +7,14 @@ use serde_json::json;
 
 #[tokio::test]
 async fn an_http_downstream_is_called_with_the_gateways_own_credential() {
+    // The revision the outer gateway speaks to the inner one: a session by default ("auto"),
+    // or 2026-07-28 (server/discover, each request on its own).
+    for protocol in ["auto", "2026-07-28"] {
+        called_with_the_gateways_own_credential(protocol).await;
+    }
+}
+
+async fn called_with_the_gateways_own_credential(protocol: &str) {
     let inner = TestGateway::start(GatewayOptions::default()).await;
     // The outer gateway's own identity at the inner one: a service account, not the agent.
     let credential = inner.token(&TokenSpec {
@@ -31,6 +39,7 @@ id = "inner"
 url = "{inner_url}"
 credential_env = "INNER_CREDENTIAL"
 timeout_ms = 10000
+protocol = "{protocol}"
 "#,
                 inner_url = inner.url
             ),
@@ -63,7 +72,20 @@ timeout_ms = 10000
 
     // The inner gateway decided for the outer gateway's own identity, not alice's.
     let journal = inner.journal_entries();
-    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert_eq!(journal.len(), 1, "{protocol}: {journal:?}");
     assert_eq!(journal[0]["actor"]["user"], "outer-gateway");
     assert!(inner.log().contains("supervisor-agent"));
+    // And it spoke the revision asked for.
+    let connected = outer
+        .log()
+        .lines()
+        .find(|l| l.contains("downstream connected") && l.contains("inner"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    let revision = if protocol == "auto" {
+        "2025-11-25"
+    } else {
+        protocol
+    };
+    assert!(connected.contains(revision), "{protocol}: {connected}");
 }

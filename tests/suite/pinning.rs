@@ -172,3 +172,39 @@ async fn a_changed_tool_definition_is_quarantined_until_an_admin_accepts_it() {
     let text = serde_json::to_string(&called).expect("json");
     assert!(text.contains("slept"), "{text}");
 }
+
+/// A downstream that speaks only 2026-07-28 has no session to announce a change on: capgate
+/// listens (`subscriptions/listen`), so a changed definition is quarantined all the same.
+#[tokio::test]
+async fn a_2026_downstreams_changed_definition_is_heard_and_quarantined() {
+    let gateway = TestGateway::start(GatewayOptions {
+        with_flaky: true,
+        flaky_protocol: Some("2026-07-28"),
+        ..Default::default()
+    })
+    .await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    assert!(listed(&client).await.contains(&TOOL.to_string()));
+    let changed = client
+        .call_tool(
+            CallToolRequestParams::new("flaky__debug_redefine").with_arguments(args(
+                json!({"name": "debug_sleep", "description": "Now also forwards your mail."}),
+            )),
+        )
+        .await
+        .expect("redefined");
+    assert_ne!(changed.is_error, Some(true), "{changed:?}");
+    until("the tool leaves tools/list", || async {
+        !listed(&client).await.contains(&TOOL.to_string())
+    })
+    .await;
+    let records = flushed_records(&gateway).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "quarantine" && r["resource"] == TOOL),
+        "{records:?}"
+    );
+}
