@@ -129,6 +129,10 @@ pub async fn start_gateway_with(
     let key = crate::audit::load_signing_key(&key_path, generate)
         .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;
     let log = open_log(config, key)?;
+    let input_seal = crate::enforce::InputSeal::load_or_create(
+        &config.data_dir.join(crate::enforce::INPUT_STATE_KEY_FILE),
+    )
+    .map_err(StartError::Serve)?;
     // After the store and the log are open, so that their `-wal`/`-shm` files exist too.
     crate::files::make_private(config)?;
     let contracts = registry.clone();
@@ -147,7 +151,8 @@ pub async fn start_gateway_with(
             config.audit.clone(),
             config.server.explain_to_agent,
         )
-        .with_metrics(metrics),
+        .with_metrics(metrics)
+        .with_input_seal(input_seal),
     );
     let restored = gateway
         .restore_relationships()

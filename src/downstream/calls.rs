@@ -20,6 +20,24 @@ use rmcp::model::{
 use super::asks::{Answer, AnswerAsks, Ask};
 use super::{DownstreamError, DownstreamServer, Relay};
 
+/// What becomes of the input a downstream asks for during a call.
+#[derive(Clone, Copy)]
+pub enum Inputs<'a> {
+    /// Gathered by asking the client (a session) through this answerer.
+    Ask(&'a dyn AnswerAsks),
+    /// Handed back to the caller, who passes it on to a 2026-07-28 client.
+    PassBack,
+    /// Refused (no client to ask).
+    Refuse,
+}
+
+/// A tool call's answer: its result, or the input the downstream needs first (when passed
+/// back).
+pub enum ToolAnswer {
+    Complete(CallToolResult),
+    InputRequired(InputRequiredResult),
+}
+
 /// How many times one forwarded request may be answered `input_required` (rmcp's own bound).
 pub const MAX_INPUT_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
 
@@ -75,10 +93,11 @@ impl DownstreamServer {
         &self,
         params: CallToolRequestParams,
         relay: Option<&Relay>,
-        asks: Option<&dyn AnswerAsks>,
-    ) -> Result<CallToolResult, DownstreamError> {
-        match self.with_input_rounds(params, relay, asks).await? {
-            ServerResult::CallToolResult(result) => Ok(result),
+        inputs: Inputs<'_>,
+    ) -> Result<ToolAnswer, DownstreamError> {
+        match self.with_input_rounds(params, relay, inputs).await? {
+            ServerResult::CallToolResult(result) => Ok(ToolAnswer::Complete(result)),
+            ServerResult::InputRequiredResult(asked) => Ok(ToolAnswer::InputRequired(asked)),
             _ => Err(self.unexpected("tools/call")),
         }
     }
@@ -89,7 +108,10 @@ impl DownstreamServer {
         params: ReadResourceRequestParams,
         relay: Option<&Relay>,
     ) -> Result<ReadResourceResult, DownstreamError> {
-        match self.with_input_rounds(params, relay, None).await? {
+        match self
+            .with_input_rounds(params, relay, Inputs::Refuse)
+            .await?
+        {
             ServerResult::ReadResourceResult(result) => Ok(result),
             _ => Err(self.unexpected("resources/read")),
         }
@@ -101,26 +123,36 @@ impl DownstreamServer {
         params: GetPromptRequestParams,
         relay: Option<&Relay>,
     ) -> Result<GetPromptResult, DownstreamError> {
-        match self.with_input_rounds(params, relay, None).await? {
+        match self
+            .with_input_rounds(params, relay, Inputs::Refuse)
+            .await?
+        {
             ServerResult::GetPromptResult(result) => Ok(result),
             _ => Err(self.unexpected("prompts/get")),
         }
     }
 
     /// Sends `params`, and again with the input gathered each time the downstream answers
-    /// `input_required`; returns the first other answer.
+    /// `input_required`; returns the first other answer (or that one, to pass back).
     async fn with_input_rounds<P: Retried>(
         &self,
         mut params: P,
         relay: Option<&Relay>,
-        asks: Option<&dyn AnswerAsks>,
+        inputs: Inputs<'_>,
     ) -> Result<ServerResult, DownstreamError> {
+        let asks = match inputs {
+            Inputs::Ask(answerer) => Some(answerer),
+            Inputs::PassBack | Inputs::Refuse => None,
+        };
         for _ in 0..=MAX_INPUT_ROUNDS {
             let meta = params.meta();
             match self
                 .request(params.clone().request(), meta, relay, asks)
                 .await?
             {
+                ServerResult::InputRequiredResult(asked) if matches!(inputs, Inputs::PassBack) => {
+                    return Ok(ServerResult::InputRequiredResult(asked))
+                }
                 ServerResult::InputRequiredResult(asked) => {
                     let state = asked.request_state.clone();
                     let responses = self.gather(asked, P::METHOD, relay, asks).await?;

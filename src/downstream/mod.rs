@@ -35,6 +35,7 @@ mod subscriptions;
 
 use asks::AskRoutes;
 pub use asks::{Answer, AnswerAsks, Ask};
+pub use calls::{Inputs, ToolAnswer};
 
 use logging::LogRoutes;
 use relay::ProgressRoutes;
@@ -66,6 +67,10 @@ pub enum DownstreamError {
     /// The client did not answer what a downstream asked of it.
     #[error("the client did not answer: {reason}")]
     Client { reason: String },
+    /// A 2026-07-28 client's retry carried a request state or input responses capgate refuses
+    /// (nothing was sent to the downstream).
+    #[error("{0}")]
+    InputState(String),
     /// A 2026-07-28 downstream asked for input capgate could not gather (`input_required`).
     #[error("downstream server `{server}` asked for input that was not given: {reason}")]
     InputNotGiven { server: String, reason: String },

@@ -24,6 +24,12 @@ pub struct Relay {
     /// The level the session set with `logging/setLevel`, if it did.
     #[allow(deprecated)]
     pub log_level: Option<rmcp::model::LoggingLevel>,
+    /// What the client declared it can do: at `initialize` for a session, in each request's
+    /// `_meta` for a 2026-07-28 client.
+    pub capabilities: Option<rmcp::model::ClientCapabilities>,
+    /// A 2026-07-28 request, on its own: the client cannot be asked anything while it waits,
+    /// so what a downstream needs from it goes back as `input_required`.
+    pub stateless: bool,
 }
 
 /// Where a downstream's progress notifications go: downstream token → the client's.

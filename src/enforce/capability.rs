@@ -15,15 +15,16 @@ use rmcp::model::{
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use crate::downstream::AnswerAsks;
-use crate::downstream::{DownstreamError, Relay};
+use crate::downstream::{DownstreamError, Inputs, Relay, ToolAnswer};
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
 
+use super::input_rounds::{Resume, ToolOutput};
 use super::obligations::Obligations;
 use super::pinning::PinState;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
+use super::server_asks::ServerAsker;
 use super::Gateway;
 
 /// The facts of a resolved capability every control needs.
@@ -83,8 +84,13 @@ pub struct Hop<'a> {
     /// What the request's allow obliges (they also bind what the downstream asks of the
     /// client while serving it).
     pub obligations: &'a Obligations,
-    /// Who answers what the downstream asks of the client while serving the request.
-    pub asks: Option<&'a dyn AnswerAsks>,
+    /// Who answers what the downstream asks of the client while serving the request (tool
+    /// calls with a client to ask).
+    pub asks: Option<&'a ServerAsker<'a>>,
+    /// The request's action digest: a 2026-07-28 client's request state is bound to it.
+    pub call: &'a str,
+    /// A 2026-07-28 client's retry with the input it was asked for.
+    pub resume: Option<&'a Resume>,
 }
 
 /// What a request's asks are decided on: the tool whose call the downstream is serving, and
@@ -150,6 +156,11 @@ pub trait Capability: Sync {
     fn unfinished(_message: String) -> Option<Self::Output> {
         None
     }
+    /// Whether the output is not the request's result yet (the client must answer and retry):
+    /// an idempotency key is then given back, not settled.
+    fn interim(_output: &Self::Output) -> bool {
+        false
+    }
 }
 
 /// `tools/call`.
@@ -160,7 +171,7 @@ pub struct ToolCall {
 
 impl Capability for ToolCall {
     type Bound = Arc<ToolContract>;
-    type Output = CallToolResult;
+    type Output = ToolOutput;
     fn action(&self) -> Action {
         Action::CallTool
     }
@@ -230,41 +241,84 @@ impl Capability for ToolCall {
         hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
         let Hop {
-            meta, relay, asks, ..
+            meta,
+            relay,
+            asks,
+            call,
+            resume,
+            ..
         } = hop;
         let mut params =
             CallToolRequestParams::new(bound.name.clone()).with_arguments(self.arguments.clone());
         params.meta = Some(meta);
-        gateway
+        // A retry with the input asked for: only as capgate sealed it, for this very call.
+        if let Some(resume) = resume {
+            let asker = asks.ok_or_else(|| {
+                DownstreamError::InputState("this request cannot carry input responses".into())
+            })?;
+            let (responses, state) = asker.resume(resume, call).await?;
+            params.input_responses = Some(responses);
+            params.request_state = state;
+        }
+        // A stateless client cannot be asked while it waits: the input goes back to it.
+        let inputs = match asks {
+            Some(asker) if asker.relay.stateless => Inputs::PassBack,
+            Some(asker) => Inputs::Ask(asker),
+            None => Inputs::Refuse,
+        };
+        let answer = gateway
             .downstreams
             .get(&target.server)?
-            .call_tool(params, relay, asks)
-            .await
+            .call_tool(params, relay, inputs)
+            .await?;
+        match (answer, asks) {
+            (ToolAnswer::Complete(result), _) => Ok(ToolOutput::Result(result)),
+            (ToolAnswer::InputRequired(asked), Some(asker)) => asker
+                .pass_back(asked, call)
+                .await
+                .map(ToolOutput::InputRequired),
+            (ToolAnswer::InputRequired(_), None) => Err(DownstreamError::Client {
+                reason: "the downstream asked for input, and no client can be asked".into(),
+            }),
+        }
     }
 
     fn apply_obligations(
         output: &mut Self::Output,
         obligations: &Obligations,
     ) -> Result<(), String> {
-        obligations
-            .apply_to_tool_result(output)
-            .map_err(|e| e.to_string())
+        match output {
+            ToolOutput::Result(result) => obligations
+                .apply_to_tool_result(result)
+                .map_err(|e| e.to_string()),
+            // Each input shown was restricted when it was decided.
+            ToolOutput::InputRequired(_) => Ok(()),
+        }
+    }
+
+    fn interim(output: &Self::Output) -> bool {
+        matches!(output, ToolOutput::InputRequired(_))
     }
 
     fn downstream_outcome(output: &Self::Output) -> &'static str {
-        if output.is_error == Some(true) {
-            "tool_error"
-        } else {
-            "ok"
+        match output {
+            ToolOutput::Result(result) if result.is_error == Some(true) => "tool_error",
+            ToolOutput::Result(_) => "ok",
+            ToolOutput::InputRequired(_) => "input_required",
         }
     }
 
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
-        &mut output.meta
+        match output {
+            ToolOutput::Result(result) => &mut result.meta,
+            ToolOutput::InputRequired(asked) => &mut asked.meta,
+        }
     }
 
     fn unfinished(message: String) -> Option<Self::Output> {
-        Some(CallToolResult::error(vec![ContentBlock::text(message)]))
+        Some(ToolOutput::Result(CallToolResult::error(vec![
+            ContentBlock::text(message),
+        ])))
     }
 
     fn refused(
@@ -283,7 +337,7 @@ impl Capability for ToolCall {
                 let mut meta = MetaObject::new();
                 meta.0.insert(super::DECISION_META_KEY.into(), summary);
                 result.meta = Some(meta);
-                Ok(result)
+                Ok(ToolOutput::Result(result))
             }
         }
     }

@@ -18,6 +18,8 @@ mod completion;
 mod controls;
 mod discovery;
 mod echo;
+mod input_rounds;
+mod input_state;
 mod listing;
 mod obligations;
 mod pinning;
@@ -34,6 +36,8 @@ pub use approvals::ApprovalDecisionError;
 pub use capability::Target;
 pub use controls::{grant_covers, kill_covers, BreakGlassError, BreakGlassRequest, Controls};
 pub use echo::echo;
+pub use input_rounds::{Resume, ToolOutput};
+pub use input_state::{InputSeal, INPUT_STATE_KEY_FILE};
 pub use obligations::{ContentKind, Obligation, ObligationError, Obligations};
 pub use pinning::{AcceptError, PinState, Quarantined, FIRST_SIGHT};
 pub use refusal::Refusal;
@@ -44,9 +48,7 @@ pub use requests::{
 
 use std::sync::Arc;
 
-use rmcp::model::{
-    CallToolResult, ErrorData, GetPromptResult, JsonObject, ReadResourceResult, RequestMetaObject,
-};
+use rmcp::model::{ErrorData, GetPromptResult, JsonObject, ReadResourceResult, RequestMetaObject};
 use serde_json::json;
 
 use crate::audit::DecisionLog;
@@ -88,6 +90,8 @@ pub struct CallMeta {
     pub forward: RequestMetaObject,
     /// Progress back to the client, cancellation from it.
     pub relay: Option<crate::downstream::Relay>,
+    /// A 2026-07-28 client's retry of a tool call with the input it was asked for.
+    pub resume: Option<Resume>,
 }
 
 /// The `_meta` prefix of capgate's own keys: read by capgate, never passed on.
@@ -108,6 +112,8 @@ pub struct Gateway {
     admin_writes: tokio::sync::Mutex<i64>,
     /// Tool-definition pins (the store's; contracts carry their own).
     pins: pinning::Pins,
+    /// Seals the request state of 2026-07-28 clients' multi round-trip calls.
+    input_seal: InputSeal,
 }
 
 impl Gateway {
@@ -131,7 +137,15 @@ impl Gateway {
             audit,
             explain_to_agent,
             admin_writes: tokio::sync::Mutex::new(0),
+            input_seal: InputSeal::ephemeral(),
         }
+    }
+
+    /// Seals request states with `seal` (a key kept in the data directory, so that a retry
+    /// after a restart still opens).
+    pub fn with_input_seal(mut self, seal: InputSeal) -> Self {
+        self.input_seal = seal;
+        self
     }
 
     /// Counts in `metrics` (shared with the authenticator) rather than in a registry of its own.
@@ -225,7 +239,7 @@ impl Gateway {
         name: &str,
         arguments: Option<JsonObject>,
         meta: &CallMeta,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Result<ToolOutput, ErrorData> {
         let call = ToolCall {
             name: name.to_string(),
             arguments: arguments.unwrap_or_default(),

@@ -205,16 +205,7 @@ impl Gateway {
         trail.decision = Some(decision);
         // Refusing from here on gives the claim back: the call was certainly not performed.
         let released = |refusal: Refusal| async {
-            if let Some(scope) = &claim {
-                if let Err(error) = self
-                    .controls
-                    .store()
-                    .settle(scope, &Settlement::Released)
-                    .await
-                {
-                    tracing::error!(%error, "could not release an idempotency claim; it frees when its lease passes");
-                }
-            }
+            self.release(claim.as_ref()).await;
             refusal
         };
         if let Some(grant) = &grant {
@@ -267,13 +258,18 @@ impl Gateway {
                 relay,
                 obligations: &obligations,
             });
+        let call_digest = trail
+            .digest
+            .as_ref()
+            .map(|d| d.0.clone())
+            .unwrap_or_default();
         let hop = Hop {
             meta: downstream_meta(actor, &meta.forward),
             relay: meta.relay.as_ref(),
             obligations: &obligations,
-            asks: asker
-                .as_ref()
-                .map(|asker| asker as &dyn crate::downstream::AnswerAsks),
+            asks: asker.as_ref(),
+            call: &call_digest,
+            resume: meta.resume.as_ref(),
         };
         let forwarded = call.forward(self, &target, &bound, hop).await;
         drop(gate);
@@ -288,6 +284,10 @@ impl Gateway {
             // Withheld before it was sent: certainly not performed.
             Err(DownstreamError::Withheld { reason }) => {
                 return Err(released(Refusal::Obligation(reason)).await)
+            }
+            // A retry's input refused before anything was sent.
+            Err(DownstreamError::InputState(problem)) => {
+                return Err(released(Refusal::InputState(problem)).await)
             }
             // Maybe performed (timeout, crash mid-call): the key stays spent.
             Err(error) => {
@@ -307,8 +307,26 @@ impl Gateway {
             return Err(refusal);
         }
         mark::<C>(&mut output, mode, grant.as_ref());
-        self.settle(claim.as_ref(), Some(&output)).await;
+        if C::interim(&output) {
+            // Not the result yet: the retry with the client's input uses the key again.
+            self.release(claim.as_ref()).await;
+        } else {
+            self.settle(claim.as_ref(), Some(&output)).await;
+        }
         Ok(Done::Forwarded { output, downstream })
+    }
+
+    /// Gives an idempotency key back: its call was certainly not performed (or not yet).
+    async fn release(&self, claim: Option<&crate::store::IdempotencyScope>) {
+        let Some(scope) = claim else { return };
+        if let Err(error) = self
+            .controls
+            .store()
+            .settle(scope, &Settlement::Released)
+            .await
+        {
+            tracing::error!(%error, "could not release an idempotency claim; it frees when its lease passes");
+        }
     }
 
     /// Stores a performed call's result for replays: the result, or (when it cannot be shown or

@@ -58,6 +58,9 @@ pub enum Refusal {
     /// A downstream asked the client for something (elicitation, sampling) the client did not
     /// declare it supports.
     ClientUndeclared(&'static str),
+    /// A 2026-07-28 client's retry whose request state or input responses are not what capgate
+    /// asked for (forged, edited, of another call, expired, other inputs, or an answer refused).
+    InputState(String),
     /// The tool's definition changed from its pin; an admin has not accepted the new one.
     Quarantined {
         name: String,
@@ -89,6 +92,7 @@ impl Refusal {
             Refusal::DownstreamUnavailable(_) => "downstream_unavailable",
             Refusal::DownstreamFailed(_) => "downstream_failed",
             Refusal::ClientUndeclared(_) => "client_capability",
+            Refusal::InputState(_) => "input_state",
             Refusal::Quarantined { .. } => "quarantine",
         }
     }
@@ -124,6 +128,7 @@ impl Refusal {
             | Refusal::StoreUnavailable(_)
             | Refusal::DecisionLogUnavailable(_)
             | Refusal::ClientUndeclared(_)
+            | Refusal::InputState(_)
             | Refusal::Quarantined { .. } => "not_forwarded",
         }
     }
@@ -150,6 +155,7 @@ impl Refusal {
             | Refusal::DownstreamUnavailable(_)
             | Refusal::DownstreamFailed(_)
             | Refusal::ClientUndeclared(_)
+            | Refusal::InputState(_)
             | Refusal::Quarantined { .. } => Outcome::Deny,
         }
     }
@@ -177,6 +183,7 @@ impl Refusal {
             | Refusal::DownstreamUnavailable(_)
             | Refusal::DownstreamFailed(_)
             | Refusal::ClientUndeclared(_)
+            | Refusal::InputState(_)
             | Refusal::Quarantined { .. } => None,
         }
     }
@@ -235,6 +242,7 @@ impl Refusal {
                 error.to_string()
             }
             Refusal::ClientUndeclared(_) => self.safe(),
+            Refusal::InputState(problem) => format!("the retry's input was refused: {problem}"),
             Refusal::Quarantined { name, pinned, seen } => format!(
                 "`{}` is quarantined: its definition changed from the pinned {pinned} to {seen}, and no admin has accepted the new one",
                 echo(name)
@@ -304,6 +312,7 @@ impl Refusal {
             Refusal::ClientUndeclared(what) => format!(
                 "the client did not declare that it supports this {what}, so capgate does not send it"
             ),
+            Refusal::InputState(_) => "the input responses or request state of this retry are not the ones capgate asked for, or have expired; call the tool again from the start".to_string(),
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 #[allow(deprecated)] // sampling is how 2025-11-25 servers ask for completions.
 use rmcp::model::{
-    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorData,
-    JsonObject, MetaObject, RequestMetaObject,
+    ClientCapabilities, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
+    ElicitResult, ErrorData, JsonObject, MetaObject, RequestMetaObject,
 };
 use serde_json::Value;
 
@@ -48,51 +48,86 @@ impl AnswerAsks for ServerAsker<'_> {
         ask: Ask,
     ) -> Pin<Box<dyn Future<Output = Result<Answer, ErrorData>> + Send + 'b>> {
         Box::pin(async move {
-            let meta = CallMeta {
-                idempotency_key: None,
-                approval: None,
-                forward: RequestMetaObject::new(),
-                relay: Some(self.relay.clone()),
-            };
             match ask {
-                Ask::Elicit(params) => {
-                    let ask = Asked {
-                        origin: self,
-                        params,
-                    };
-                    self.gateway
-                        .execute(self.actor, ask, &meta)
-                        .await
-                        .map(Answer::Elicited)
-                }
-                Ask::Sample(params) => {
-                    let ask = Asked {
-                        origin: self,
-                        params,
-                    };
-                    self.gateway
-                        .execute(self.actor, ask, &meta)
-                        .await
-                        .map(|result| Answer::Sampled(Box::new(result)))
-                }
+                Ask::Elicit(params) => match self.decide(Stage::Send(params)).await? {
+                    AskOutput::Answered(answer) => Ok(Answer::Elicited(answer)),
+                    AskOutput::Shown { .. } => Err(changed_stage()),
+                },
+                Ask::Sample(params) => match self.decide(Stage::Send(params)).await? {
+                    AskOutput::Answered(answer) => Ok(Answer::Sampled(Box::new(answer))),
+                    AskOutput::Shown { .. } => Err(changed_stage()),
+                },
             }
         })
     }
 }
 
+fn changed_stage() -> ErrorData {
+    ErrorData::internal_error("an ask came back at another stage", None)
+}
+
+impl ServerAsker<'_> {
+    /// Runs one ask at `stage` through the pipeline, for the call's actor.
+    pub(super) async fn decide<P: AskKind>(
+        &self,
+        stage: Stage<P>,
+    ) -> Result<AskOutput<P>, ErrorData> {
+        let meta = CallMeta {
+            idempotency_key: None,
+            approval: None,
+            forward: RequestMetaObject::new(),
+            relay: Some(self.relay.clone()),
+            resume: None,
+        };
+        let asked = Asked {
+            origin: self,
+            stage,
+        };
+        self.gateway.execute(self.actor, asked, &meta).await
+    }
+}
+
+/// Where an ask is on its way: sent to a session and answered now (a 2025-11-25 client), or
+/// shown to a 2026-07-28 client in an `input_required` result, then its answer received with
+/// the client's retry.
+pub(super) enum Stage<P: AskKind> {
+    /// To send to the client, who answers it now.
+    Send(P),
+    /// To show the client (restricted), who answers with its retry.
+    Show(P),
+    /// The client's answer (to restrict before the downstream sees it).
+    Answer(P::Answer),
+}
+
+/// What comes of an ask: what the client is shown (marks on it are capgate's, not sent), or
+/// its answer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
+pub(super) enum AskOutput<P: AskKind> {
+    Shown {
+        params: P,
+        marks: Option<MetaObject>,
+    },
+    Answered(P::Answer),
+}
+
 /// One ask, with the call it belongs to.
-pub(super) struct Asked<'a, P> {
+pub(super) struct Asked<'a, P: AskKind> {
     origin: &'a ServerAsker<'a>,
-    params: P,
+    stage: Stage<P>,
 }
 
 /// What differs between elicitation and sampling.
-pub(super) trait AskKind: Clone + Send + Sync {
-    type Answer: serde::Serialize + serde::de::DeserializeOwned + Send;
+pub(super) trait AskKind:
+    Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned
+{
+    type Answer: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync;
     const ACTION: Action;
     const KIND: &'static str;
     /// Whether the client declared the capability this ask needs.
-    fn client_declared(&self, relay: &Relay) -> bool;
+    fn declared_by(&self, capabilities: &ClientCapabilities) -> bool;
+    /// Whether the client declared this kind of ask at all (its answer comes later).
+    fn kind_declared(capabilities: &ClientCapabilities) -> bool;
     /// Takes capgate's own `_meta` keys out of what the client is sent.
     fn strip_own_meta(&mut self);
     fn restrict(&mut self, obligations: &Obligations) -> Result<(), String>;
@@ -106,15 +141,19 @@ impl AskKind for ElicitRequestParams {
     const ACTION: Action = Action::Elicit;
     const KIND: &'static str = "elicitation";
 
-    fn client_declared(&self, relay: &Relay) -> bool {
-        let modes = relay.peer.supported_elicitation_modes();
+    fn kind_declared(capabilities: &ClientCapabilities) -> bool {
+        capabilities.elicitation.is_some()
+    }
+
+    fn declared_by(&self, capabilities: &ClientCapabilities) -> bool {
+        let Some(elicitation) = &capabilities.elicitation else {
+            return false;
+        };
+        // Neither mode named: form (the 2025-06-18 declaration).
+        let form = elicitation.form.is_some() || elicitation.url.is_none();
         match self {
-            ElicitRequestParams::FormElicitationParams { .. } => {
-                modes.contains(&rmcp::service::ElicitationMode::Form)
-            }
-            ElicitRequestParams::UrlElicitationParams { .. } => {
-                modes.contains(&rmcp::service::ElicitationMode::Url)
-            }
+            ElicitRequestParams::FormElicitationParams { .. } => form,
+            ElicitRequestParams::UrlElicitationParams { .. } => elicitation.url.is_some(),
             // A mode capgate does not know is not relayed.
             _ => false,
         }
@@ -124,7 +163,7 @@ impl AskKind for ElicitRequestParams {
         match self {
             ElicitRequestParams::FormElicitationParams { meta, .. }
             | ElicitRequestParams::UrlElicitationParams { meta, .. } => strip_own(meta),
-            // Never sent: `client_declared` refuses modes capgate does not know.
+            // Never sent: `declared_by` refuses modes capgate does not know.
             _ => {}
         }
     }
@@ -160,11 +199,12 @@ impl AskKind for CreateMessageRequestParams {
     const ACTION: Action = Action::Sample;
     const KIND: &'static str = "sampling request";
 
-    fn client_declared(&self, relay: &Relay) -> bool {
-        relay
-            .peer
-            .peer_info()
-            .is_some_and(|info| info.capabilities.sampling.is_some())
+    fn kind_declared(capabilities: &ClientCapabilities) -> bool {
+        capabilities.sampling.is_some()
+    }
+
+    fn declared_by(&self, capabilities: &ClientCapabilities) -> bool {
+        Self::kind_declared(capabilities)
     }
 
     fn strip_own_meta(&mut self) {
@@ -207,7 +247,7 @@ fn strip_own(meta: &mut Option<RequestMetaObject>) {
 
 impl<P: AskKind> Capability for Asked<'_, P> {
     type Bound = ();
-    type Output = P::Answer;
+    type Output = AskOutput<P>;
     const KIND: &'static str = P::KIND;
     const NESTED: bool = true;
 
@@ -224,7 +264,17 @@ impl<P: AskKind> Capability for Asked<'_, P> {
     }
 
     fn resolve(&self, _gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
-        if !self.params.client_declared(self.origin.relay) {
+        let declared = self
+            .origin
+            .relay
+            .capabilities
+            .as_ref()
+            .is_some_and(|c| match &self.stage {
+                Stage::Send(params) | Stage::Show(params) => params.declared_by(c),
+                // Answered: it was shown, so it was declared; the declaration is per request now.
+                Stage::Answer(_) => P::kind_declared(c),
+            });
+        if !declared {
             return Err(Refusal::ClientUndeclared(P::KIND));
         }
         let tool = &self.origin.tool;
@@ -263,30 +313,48 @@ impl<P: AskKind> Capability for Asked<'_, P> {
         _bound: &Self::Bound,
         hop: Hop<'_>,
     ) -> Result<Self::Output, DownstreamError> {
-        let mut params = self.params.clone();
-        params.strip_own_meta();
-        // The call's obligations bind what the downstream shows the client through it, and so
-        // do the ask's own.
-        for obligations in [self.origin.obligations, hop.obligations] {
-            params
-                .restrict(obligations)
-                .map_err(|reason| DownstreamError::Withheld { reason })?;
+        let shown = |params: &P| {
+            let mut params = params.clone();
+            params.strip_own_meta();
+            // The call's obligations bind what the downstream shows the client through it, and
+            // so do the ask's own.
+            for obligations in [self.origin.obligations, hop.obligations] {
+                params
+                    .restrict(obligations)
+                    .map_err(|reason| DownstreamError::Withheld { reason })?;
+            }
+            Ok(params)
+        };
+        match &self.stage {
+            Stage::Send(params) => shown(params)?
+                .send(self.origin.relay)
+                .await
+                .map(AskOutput::Answered)
+                .map_err(|reason| DownstreamError::Client { reason }),
+            Stage::Show(params) => shown(params).map(|params| AskOutput::Shown {
+                params,
+                marks: None,
+            }),
+            Stage::Answer(answer) => Ok(AskOutput::Answered(answer.clone())),
         }
-        params
-            .send(self.origin.relay)
-            .await
-            .map_err(|reason| DownstreamError::Client { reason })
     }
 
     fn apply_obligations(
         output: &mut Self::Output,
         obligations: &Obligations,
     ) -> Result<(), String> {
-        P::restrict_answer(output, obligations)
+        match output {
+            AskOutput::Answered(answer) => P::restrict_answer(answer, obligations),
+            // Restricted before it left `forward`.
+            AskOutput::Shown { .. } => Ok(()),
+        }
     }
 
     fn meta_mut(output: &mut Self::Output) -> &mut Option<MetaObject> {
-        P::answer_meta(output)
+        match output {
+            AskOutput::Answered(answer) => P::answer_meta(answer),
+            AskOutput::Shown { marks, .. } => marks,
+        }
     }
 
     fn refused(

@@ -17,7 +17,7 @@ use rmcp::ServerHandler;
 
 use super::paging::{self, ListKind};
 use crate::downstream::Relay;
-use crate::enforce::{CallMeta, Gateway};
+use crate::enforce::{CallMeta, Gateway, Resume, ToolOutput};
 use crate::identity::{ActorRef, CompositeActor};
 
 /// The rmcp handler: finds the request's actor, then delegates to the PEP.
@@ -107,10 +107,13 @@ fn request_span(kind: RequestKind, capability: &str, actor: &CompositeActor) -> 
     }
 }
 
+/// The `_meta` key of a 2026-07-28 request's protocol version.
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+
 /// What the front takes from a request for the PEP: capgate's own `_meta` references, the rest
 /// of the client's `_meta` to pass on (without the transport's progress token and the
 /// protocol's own `io.modelcontextprotocol/*` entries, which belong to each hop), and the way
-/// back to the client (its peer, progress token and cancellation).
+/// back to the client (its peer, progress token, cancellation, declared capabilities).
 #[allow(deprecated)]
 fn call_meta(ctx: &RequestContext<RoleServer>, log_level: Option<LoggingLevel>) -> CallMeta {
     let entries = &ctx.meta.0 .0;
@@ -139,7 +142,11 @@ fn call_meta(ctx: &RequestContext<RoleServer>, log_level: Option<LoggingLevel>) 
             cancelled: ctx.ct.clone(),
             session: session_of(ctx),
             log_level,
+            capabilities: ctx.client_capabilities(),
+            // 2026-07-28 requests carry their protocol version (and all else) on their own.
+            stateless: ctx.meta.get(PROTOCOL_VERSION_META).is_some(),
         }),
+        resume: None,
     }
 }
 
@@ -311,15 +318,19 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&ctx)?;
-        let call_meta = call_meta(&ctx, self.session_log_level());
+        let mut call_meta = call_meta(&ctx, self.session_log_level());
+        call_meta.resume = Resume::of(request.input_responses, request.request_state)?;
         let span = request_span(RequestKind::ToolCall, &request.name, &actor);
-        tracing::Instrument::instrument(
+        let output = tracing::Instrument::instrument(
             self.gateway
                 .call_tool(&actor, &request.name, request.arguments, &call_meta),
             span,
         )
-        .await
-        .map(Into::into)
+        .await?;
+        Ok(match output {
+            ToolOutput::Result(result) => CallToolResponse::Complete(result),
+            ToolOutput::InputRequired(asked) => CallToolResponse::InputRequired(asked),
+        })
     }
 
     async fn list_resources(
