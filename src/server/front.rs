@@ -9,10 +9,10 @@ use rmcp::model::{
     ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
     PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    ServerCapabilities, ServerConfig, ServerNotification, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::{RequestContext, RoleServer};
+use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use rmcp::ServerHandler;
 
 use super::paging::{self, ListKind};
@@ -174,31 +174,47 @@ impl McpFront {
     }
 }
 
+/// What a client may see changes: a kill switch, a break-glass grant, or a downstream's
+/// catalogue.
+struct VisibilityChanges {
+    controls: tokio::sync::watch::Receiver<u64>,
+    catalogues: Vec<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl VisibilityChanges {
+    fn of(gateway: &Gateway) -> Self {
+        Self {
+            controls: gateway.controls().visibility_changes(),
+            catalogues: gateway
+                .downstreams()
+                .iter()
+                .map(|s| s.subscribe())
+                .collect(),
+        }
+    }
+
+    /// Waits for the next change; `false` when no change can come any more.
+    async fn next(&mut self) -> bool {
+        if self.catalogues.is_empty() {
+            return self.controls.changed().await.is_ok();
+        }
+        let catalogue_change =
+            futures::future::select_all(self.catalogues.iter_mut().map(|c| Box::pin(c.changed())));
+        tokio::select! {
+            r = self.controls.changed() => r.is_ok(),
+            (r, _, _) = catalogue_change => r.is_ok(),
+        }
+    }
+}
+
 impl McpFront {
     /// Tells one session's client, for as long as it is connected, whenever what it may see
-    /// changes: a kill switch, a break-glass grant, or a downstream's catalogue.
+    /// changes.
     fn notify_list_changes(&self, peer: rmcp::Peer<RoleServer>) {
-        let mut controls = self.gateway.controls().visibility_changes();
-        let mut catalogues: Vec<_> = self
-            .gateway
-            .downstreams()
-            .iter()
-            .map(|s| s.subscribe())
-            .collect();
+        let mut changes = VisibilityChanges::of(&self.gateway);
         tokio::spawn(async move {
-            loop {
-                let changed = if catalogues.is_empty() {
-                    controls.changed().await.is_ok()
-                } else {
-                    let catalogue_change = futures::future::select_all(
-                        catalogues.iter_mut().map(|c| Box::pin(c.changed())),
-                    );
-                    tokio::select! {
-                        r = controls.changed() => r.is_ok(),
-                        (r, _, _) = catalogue_change => r.is_ok(),
-                    }
-                };
-                if !changed || peer.notify_tool_list_changed().await.is_err() {
+            while changes.next().await {
+                if peer.notify_tool_list_changed().await.is_err() {
                     return;
                 }
             }
@@ -209,6 +225,36 @@ impl McpFront {
 impl ServerHandler for McpFront {
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
         self.notify_list_changes(context.peer);
+    }
+
+    /// A 2026-07-28 client listens (`subscriptions/listen`) for what a session is told: that
+    /// the tools it may see changed. Resource updates are not taken this way yet.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::default();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        self.actor(context.request_context())?;
+        let mut changes = VisibilityChanges::of(&self.gateway);
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                changed = changes.next() => {
+                    if !changed {
+                        return Ok(());
+                    }
+                    let notice = ServerNotification::ToolListChangedNotification(Default::default());
+                    if context.sink().send(notice).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 
     fn get_info(&self) -> ServerConfig {

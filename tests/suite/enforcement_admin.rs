@@ -271,6 +271,61 @@ async fn connected_sessions_are_told_when_a_kill_switch_changes_their_tools() {
     seen(2).await;
 }
 
+/// A 2026-07-28 client has no session: it listens (`subscriptions/listen`) and is told the same.
+#[tokio::test]
+async fn a_listening_2026_client_is_told_when_a_kill_switch_changes_its_tools() {
+    use rmcp::model::{ProtocolVersion, ServerNotification, SubscriptionFilter};
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            gateway.url.clone(),
+        )
+        .auth_header(gateway.token(&analyst("acme", "alice", "drafting-agent"))),
+    );
+    let client = ()
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("2026-07-28 discover");
+    // Acknowledged: from here on no change is missed.
+    let mut subscription = client
+        .peer()
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await
+        .expect("listening");
+    assert_eq!(subscription.acknowledged().tools_list_changed, Some(true));
+    admin(
+        &gateway,
+        "/admin/kill-switches",
+        json!({"scope": "tool", "target": "case__read_case", "reason": "incident 44"}),
+    )
+    .await;
+    let told = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("told within 10 s")
+        .expect("the subscription stays open");
+    assert!(
+        matches!(
+            told,
+            Some(ServerNotification::ToolListChangedNotification(_))
+        ),
+        "{told:?}"
+    );
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(!names.contains(&"case__read_case".to_string()), "{names:?}");
+}
+
 #[tokio::test]
 async fn the_admin_cli_drives_the_admin_api_and_the_api_is_described() {
     let gateway = TestGateway::start(GatewayOptions {

@@ -482,7 +482,14 @@ async fn a_2026_clients_retry_is_refused_unless_it_is_the_one_capgate_asked_for(
     let edited = String::from_utf8(edited).expect("ascii");
 
     // kind of retry | by alice (else carol) | message | responses | state | refused
-    type Retry = (&'static str, bool, &'static str, InputResponses, Option<String>, bool);
+    type Retry = (
+        &'static str,
+        bool,
+        &'static str,
+        InputResponses,
+        Option<String>,
+        bool,
+    );
     let table: [Retry; 5] = [
         ("an edited state", true, "q", answer(), Some(edited), true),
         (
