@@ -40,6 +40,7 @@ pub use calls::{Inputs, ToolAnswer};
 use logging::LogRoutes;
 use relay::ProgressRoutes;
 pub use relay::Relay;
+pub use subscriptions::Listener;
 use subscriptions::Subscriptions;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
@@ -328,10 +329,11 @@ impl DownstreamServer {
                 reason: "a subscription needs a client session to notify".into(),
             });
         };
-        if !self
-            .subscriptions
-            .add(uri, &relay.session, relay.peer.clone())
-        {
+        let listener = match &relay.updates {
+            Some(sink) => Listener::Listen(sink.clone()),
+            None => Listener::Session(relay.peer.clone()),
+        };
+        if !self.subscriptions.add(uri, &relay.session, listener) {
             return Ok(());
         }
         let mut params = SubscribeRequestParams::new(uri);

@@ -30,6 +30,9 @@ pub struct Relay {
     /// A 2026-07-28 request, on its own: the client cannot be asked anything while it waits,
     /// so what a downstream needs from it goes back as `input_required`.
     pub stateless: bool,
+    /// Where resource updates go when the request is a `subscriptions/listen` (else to the
+    /// session's own stream).
+    pub updates: Option<rmcp::service::SubscriptionSink>,
 }
 
 /// Where a downstream's progress notifications go: downstream token → the client's.

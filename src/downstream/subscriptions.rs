@@ -1,29 +1,58 @@
-//! Resource subscriptions at one downstream connection: which client sessions listen to which
-//! URI. The downstream is subscribed once per URI and unsubscribed when no session listens any
-//! more; its `notifications/resources/updated` go to exactly the sessions that subscribed.
+//! Resource subscriptions at one downstream connection: which clients listen to which URI (a
+//! session that sent `resources/subscribe`, or a 2026-07-28 client's `subscriptions/listen`).
+//! The downstream is subscribed once per URI and unsubscribed when no one listens any more;
+//! its `notifications/resources/updated` go to exactly those who subscribed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rmcp::model::ResourceUpdatedNotificationParam;
-use rmcp::service::{Peer, RoleServer};
+use rmcp::model::{
+    ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
+};
+use rmcp::service::{Peer, RoleServer, SubscriptionSink};
 
-/// URI → (session id → the session's peer).
+/// Where one listener hears of updates.
+#[derive(Clone)]
+pub enum Listener {
+    /// A session's own stream.
+    Session(Peer<RoleServer>),
+    /// A `subscriptions/listen` request's stream.
+    Listen(SubscriptionSink),
+}
+
+impl Listener {
+    /// Tells of one update; `false` when the listener is gone.
+    async fn tell(&self, params: ResourceUpdatedNotificationParam) -> bool {
+        match self {
+            Listener::Session(peer) => peer.notify_resource_updated(params).await.is_ok(),
+            Listener::Listen(sink) => sink
+                .send(ServerNotification::ResourceUpdatedNotification(
+                    ResourceUpdatedNotification::new(params),
+                ))
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+type Listeners = HashMap<String, HashMap<String, Listener>>;
+
+/// URI → (listener id → where it hears).
 #[derive(Default)]
-pub(super) struct Subscriptions(Mutex<HashMap<String, HashMap<String, Peer<RoleServer>>>>);
+pub(super) struct Subscriptions(Mutex<Listeners>);
 
 impl Subscriptions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Peer<RoleServer>>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, Listeners> {
         // Each update is one insert or remove: a poisoned lock still holds consistent data.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a session; `true` when it is the URI's first (the downstream must be asked).
-    pub(super) fn add(&self, uri: &str, session: &str, peer: Peer<RoleServer>) -> bool {
+    /// Adds a listener; `true` when it is the URI's first (the downstream must be asked).
+    pub(super) fn add(&self, uri: &str, session: &str, listener: Listener) -> bool {
         let mut map = self.map();
         let listeners = map.entry(uri.to_string()).or_default();
         let first = listeners.is_empty();
-        listeners.insert(session.to_string(), peer);
+        listeners.insert(session.to_string(), listener);
         first
     }
 
@@ -41,15 +70,15 @@ impl Subscriptions {
         removed && empty
     }
 
-    /// Tells every session listening to the URI; sessions that are gone are dropped.
+    /// Tells everyone listening to the URI; listeners that are gone are dropped.
     pub(super) async fn updated(&self, params: ResourceUpdatedNotificationParam) {
-        let listeners: Vec<(String, Peer<RoleServer>)> = self
+        let listeners: Vec<(String, Listener)> = self
             .map()
             .get(&params.uri)
             .map(|l| l.iter().map(|(s, p)| (s.clone(), p.clone())).collect())
             .unwrap_or_default();
-        for (session, peer) in listeners {
-            if peer.notify_resource_updated(params.clone()).await.is_err() {
+        for (session, listener) in listeners {
+            if !listener.tell(params.clone()).await {
                 self.remove(&params.uri, &session);
             }
         }

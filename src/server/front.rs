@@ -145,6 +145,7 @@ fn call_meta(ctx: &RequestContext<RoleServer>, log_level: Option<LoggingLevel>) 
             capabilities: ctx.client_capabilities(),
             // 2026-07-28 requests carry their protocol version (and all else) on their own.
             stateless: ctx.meta.get(PROTOCOL_VERSION_META).is_some(),
+            updates: None,
         }),
         resume: None,
     }
@@ -208,6 +209,31 @@ impl VisibilityChanges {
 }
 
 impl McpFront {
+    /// Tells a listening client that its tools changed, each time they do, until it stops.
+    async fn tell_list_changes(&self, context: &SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = VisibilityChanges::of(&self.gateway);
+        let tools = context.accepted().tools_list_changed == Some(true);
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                changed = changes.next() => {
+                    if !changed {
+                        // No change can come any more: wait for the client to stop.
+                        context.cancelled().await;
+                        return Ok(());
+                    }
+                    if !tools {
+                        continue;
+                    }
+                    let notice = ServerNotification::ToolListChangedNotification(Default::default());
+                    if context.sink().send(notice).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
     /// Tells one session's client, for as long as it is connected, whenever what it may see
     /// changes.
     fn notify_list_changes(&self, peer: rmcp::Peer<RoleServer>) {
@@ -228,33 +254,53 @@ impl ServerHandler for McpFront {
     }
 
     /// A 2026-07-28 client listens (`subscriptions/listen`) for what a session is told: that
-    /// the tools it may see changed. Resource updates are not taken this way yet.
+    /// the tools it may see changed, and updates of resources it may read. Which URIs it may
+    /// hear of is decided per actor when the subscription starts (below): one it may not read
+    /// ends the subscription with the refusal.
     fn accepted_subscription_filter(
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
         let mut accepted = SubscriptionFilter::default();
         accepted.tools_list_changed = requested.tools_list_changed;
+        accepted.resource_subscriptions = requested.resource_subscriptions.clone();
         Some(accepted)
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        self.actor(context.request_context())?;
-        let mut changes = VisibilityChanges::of(&self.gateway);
-        loop {
-            tokio::select! {
-                _ = context.cancelled() => return Ok(()),
-                changed = changes.next() => {
-                    if !changed {
-                        return Ok(());
-                    }
-                    let notice = ServerNotification::ToolListChangedNotification(Default::default());
-                    if context.sink().send(notice).await.is_err() {
-                        return Ok(());
-                    }
+        let ctx = context.request_context();
+        let actor = self.actor(ctx)?;
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        // Each listen is a listener of its own, for as long as it lasts.
+        let mut meta = call_meta(ctx, None);
+        let listener = format!("listen-{:032x}", rand::random::<u128>());
+        if let Some(relay) = meta.relay.as_mut() {
+            relay.session = listener.clone();
+            relay.updates = Some(context.sink().clone());
+        }
+        let mut subscribed = Vec::new();
+        let mut refused = None;
+        for uri in &uris {
+            match self.gateway.subscribe(&actor, uri, &meta).await {
+                Ok(()) => subscribed.push(uri),
+                Err(error) => {
+                    refused = Some(error);
+                    break;
                 }
             }
         }
+        let ended = match refused {
+            Some(error) => Err(error),
+            None => self.tell_list_changes(&context).await,
+        };
+        for uri in subscribed {
+            let _ = self.gateway.unsubscribe(uri, &listener).await;
+        }
+        ended
     }
 
     fn get_info(&self) -> ServerConfig {

@@ -409,6 +409,96 @@ async fn subscriptions_are_decided_as_reads_and_updates_reach_the_subscriber() {
     drop(other);
 }
 
+/// A 2026-07-28 client subscribes by listening: decided per URI like a read, its updates on
+/// the listen stream.
+#[tokio::test]
+async fn a_listening_2026_client_hears_of_its_own_resources_and_is_refused_another_tenants() {
+    use rmcp::model::{ProtocolVersion, ServerNotification, SubscriptionFilter};
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    let bob = TokenSpec {
+        user: "bob",
+        tenant: Some("acme"),
+        roles: vec!["senior_reviewer"],
+        agent: Some("supervisor-agent"),
+        service: Some("agent-runtime"),
+    };
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url.clone())
+            .auth_header(gateway.token(&bob)),
+    );
+    let client = ()
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("2026-07-28 discover");
+    let own = "case://acme/cases/case-104";
+    let listen = |uris: Vec<&str>| {
+        let filter = SubscriptionFilter::builder()
+            .resource_subscriptions(uris.into_iter().map(str::to_string))
+            .build();
+        client.peer().listen(filter)
+    };
+    let mut subscription = listen(vec![own]).await.expect("listening");
+    assert_eq!(
+        subscription.acknowledged().resource_subscriptions,
+        Some(vec![own.to_string()])
+    );
+
+    // Another tenant's case among the URIs: the subscription ends with the refusal, and the
+    // downstream is never asked for it.
+    let mut foreign = listen(vec!["case://globex/cases/case-201"])
+        .await
+        .expect("acknowledged before it is decided");
+    let ended = tokio::time::timeout(Duration::from_secs(10), foreign.next())
+        .await
+        .expect("ended within 10 s");
+    assert!(
+        ended.is_err() || foreign.end().is_some(),
+        "another tenant's resource: {ended:?}"
+    );
+    let asked: Vec<Value> = gateway
+        .journal_entries()
+        .into_iter()
+        .filter(|e| e["method"] == "resources/subscribe")
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+
+    // Its own case changes: the listener hears of it.
+    let actor = gateway.client(&gateway.token(&bob)).await;
+    let changed = call_with_meta(
+        &actor,
+        "case__update_case_status",
+        json!({"case_id": "case-104", "status": "under_review"}),
+        key("status-104-listen"),
+    )
+    .await;
+    assert_ne!(changed.is_error, Some(true), "{}", text_of(&changed));
+    let heard = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("heard within 10 s")
+        .expect("the subscription stays open");
+    match heard {
+        Some(ServerNotification::ResourceUpdatedNotification(update)) => {
+            assert_eq!(update.params.uri, own)
+        }
+        other => panic!("not an update: {other:?}"),
+    }
+    let records = flushed_records(&gateway).await;
+    let refused = records
+        .iter()
+        .filter(|r| r["request"]["resource"]["id"] == "case://globex/cases/case-201")
+        .count();
+    assert_eq!(refused, 1, "{records:?}");
+    assert!(records.iter().any(|r| r["request"]["resource"]["id"]
+        == "case://globex/cases/case-201"
+        && r["decision"] == "deny"));
+}
+
 #[tokio::test]
 async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
     let whole = TestGateway::start(GatewayOptions::default()).await;
