@@ -19,12 +19,11 @@ use crate::downstream::{DownstreamError, Inputs, Relay, ToolAnswer};
 use crate::policy::{Action, PolicyRequest};
 use crate::registry::{Effect, PromptContract, ResourceContract, ToolContract};
 
-use super::input_rounds::{Resume, ToolOutput};
+use super::input_rounds::{InputRounds, Resume, ToolOutput};
 use super::obligations::Obligations;
 use super::pinning::PinState;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
-use super::server_asks::ServerAsker;
 use super::Gateway;
 
 /// The facts of a resolved capability every control needs.
@@ -86,7 +85,7 @@ pub struct Hop<'a> {
     pub obligations: &'a Obligations,
     /// Who answers what the downstream asks of the client while serving the request (tool
     /// calls with a client to ask).
-    pub asks: Option<&'a ServerAsker<'a>>,
+    pub asks: Option<&'a dyn InputRounds>,
     /// The request's action digest: a 2026-07-28 client's request state is bound to it.
     pub call: &'a str,
     /// A 2026-07-28 client's retry with the input it was asked for.
@@ -262,8 +261,8 @@ impl Capability for ToolCall {
         }
         // A stateless client cannot be asked while it waits: the input goes back to it.
         let inputs = match asks {
-            Some(asker) if asker.relay.stateless => Inputs::PassBack,
-            Some(asker) => Inputs::Ask(asker),
+            Some(asker) if asker.stateless() => Inputs::PassBack,
+            Some(asker) => Inputs::Ask(asker.answerer()),
             None => Inputs::Refuse,
         };
         let answer = gateway

@@ -18,6 +18,7 @@ mod completion;
 mod controls;
 mod discovery;
 mod echo;
+mod input_asks;
 mod input_rounds;
 mod input_state;
 mod listing;

@@ -267,7 +267,9 @@ impl Gateway {
             meta: downstream_meta(actor, &meta.forward),
             relay: meta.relay.as_ref(),
             obligations: &obligations,
-            asks: asker.as_ref(),
+            asks: asker
+                .as_ref()
+                .map(|asker| asker as &dyn super::input_rounds::InputRounds),
             call: &call_digest,
             resume: meta.resume.as_ref(),
         };
