@@ -13,7 +13,9 @@ use capgate::policy::PolicyEngine;
 use capgate::registry::Registry;
 use serde_json::{Map, Value};
 
+pub mod admin_inputs;
 pub mod decision_log;
+pub mod spellings;
 pub mod tokens;
 
 /// The repository (the parent of `fuzz/`).

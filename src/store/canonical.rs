@@ -3,12 +3,14 @@
 //!
 //! It is the JSON Canonicalization Scheme (RFC 8785) — keys sorted by their UTF-16 code units,
 //! no whitespace, minimal string escapes, numbers in ECMAScript form — with one exception:
-//! an integer is written with all its digits. RFC 8785 writes every number as the nearest
-//! IEEE double, so `9007199254740993` and `9007199254740992` (and any two integers beyond
-//! 2^53 that round alike) had one text: an approval granted for one call covered the other,
-//! and a decision record read back held another number than the request had. Everywhere
-//! RFC 8785 is exact (every float, every integer of at most 2^53) the text is the same as
-//! before, so digests and records made earlier still match.
+//! an integer is written with all its digits, and so is an integral double beyond 2^53 (its
+//! exact value). RFC 8785 writes every number as the nearest IEEE double, so
+//! `9007199254740993` and `9007199254740992` (and any two integers beyond 2^53 that round
+//! alike) had one text, and so had a double and an integer it does not equal: an approval
+//! granted for one call covered the other, and a decision record read back held another
+//! number than the request had. Everywhere RFC 8785 is exact (every other float, every
+//! integer of at most 2^53) the text is the same as before, so digests and records made
+//! earlier still match.
 //!
 //! Numbers are compared by value, as RFC 8785 compares them: `1`, `1.0` and `1e0` are one
 //! number (`1`), as are `0` and `-0.0` (`0`).
@@ -64,12 +66,24 @@ fn utf16_order(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
+/// 2^53, beyond which not every integer is a double.
+const TWO_TO_53: f64 = 9_007_199_254_740_992.0;
+
 fn write_number(number: &Number, out: &mut String) {
     if let Some(n) = number.as_u64() {
         out.push_str(&n.to_string());
     } else if let Some(n) = number.as_i64() {
         out.push_str(&n.to_string());
     } else if let Some(n) = number.as_f64() {
+        // An integral double beyond 2^53 written by ECMAScript's rule looks like an integer of
+        // another value (-2.8482463931417733e18 as -2848246393141773300, whose exact value is
+        // -2848246393141773312): the integer it looks like would share its text. Its exact
+        // value instead, which reads back as this very number. Below 1e21, where ECMAScript
+        // stops writing all the digits, an i128 holds it exactly.
+        if n.fract() == 0.0 && n.abs() >= TWO_TO_53 && n.abs() < 1e21 {
+            out.push_str(&(n as i128).to_string());
+            return;
+        }
         // RFC 8785 §3.2.2.3 (ECMAScript's Number.prototype.toString). A JSON value never holds
         // NaN or an infinity; were one to, its text still differs from every real value's.
         match serde_json_canonicalizer::to_string(&n) {
@@ -162,5 +176,28 @@ mod tests {
         // Numbers are compared by value: 1.0 is 1, and -0.0 is 0.
         assert_eq!(canonical_json(&serde_json::json!(1.0)), "1");
         assert_eq!(canonical_json(&serde_json::json!(-0.0)), "0");
+    }
+
+    /// Found by the `canonical_digest` fuzz target (the input is kept in its corpus,
+    /// `regression-double-beyond-2-53`; the value it built is replayed here): a double beyond
+    /// 2^53 was written as ECMAScript writes it, -2848246393141773300, the text of the integer
+    /// -2848246393141773300, another value (the double is -2848246393141773312): two calls
+    /// had one digest, and the text read back as another number.
+    #[test]
+    fn an_integral_double_beyond_2_to_53_is_written_as_its_exact_value() {
+        let double = serde_json::json!({ "\"": -2.8482463931417733e18 });
+        let integer: Value = serde_json::from_str(r#"{"\"": -2848246393141773300}"#).expect("json");
+        assert_ne!(canonical_json(&double), canonical_json(&integer));
+        let text = canonical_json(&double);
+        assert_eq!(text, r#"{"\"":-2848246393141773312}"#);
+        let read: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(read["\""].as_f64(), double["\""].as_f64());
+        assert_eq!(canonical_json(&read), text, "a fixed point");
+        // Doubles RFC 8785 writes exactly keep its text.
+        for n in [1.5e300, 1e21, 123.5, -(2f64.powi(52))] {
+            let value = serde_json::json!(n);
+            let jcs = serde_json_canonicalizer::to_string(&value).expect("jcs");
+            assert_eq!(canonical_json(&value), jcs, "{n}");
+        }
     }
 }
