@@ -185,6 +185,8 @@ fn field_name(u: &mut Unstructured) -> arbitrary::Result<String> {
     })
 }
 
+/// A field's value as plain text after `field:`; what must follow it (a line break for an
+/// unquoted value) is part of it.
 fn plain_value(u: &mut Unstructured, secret: &str, action: FieldAction) -> arbitrary::Result<String> {
     // Masking keeps the last four characters: they are clean.
     let tail = match action {

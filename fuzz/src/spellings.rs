@@ -112,5 +112,3 @@ pub fn standing_alone(u: &mut Unstructured, value: &str) -> arbitrary::Result<St
     ))
 }
 
-/// A field's value as plain text after `field:`; what must follow it (a line break for an
-/// unquoted value) is part of it.

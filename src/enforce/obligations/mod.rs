@@ -36,6 +36,7 @@ pub enum ContentKind {
     Audio,
     EmbeddedTextResource,
     EmbeddedBlobResource,
+    ResourceLink,
     ResourceText,
     ResourceBlob,
     PromptDescription,
@@ -51,6 +52,7 @@ impl fmt::Display for ContentKind {
             ContentKind::Audio => "audio",
             ContentKind::EmbeddedTextResource => "embedded text resource",
             ContentKind::EmbeddedBlobResource => "embedded blob resource",
+            ContentKind::ResourceLink => "resource link",
             ContentKind::ResourceText => "resource text",
             ContentKind::ResourceBlob => "resource blob",
             ContentKind::PromptDescription => "prompt description",
@@ -157,8 +159,23 @@ fn apply_to_block(rules: &Rules<'_>, block: &mut ContentBlock) -> Result<(), Obl
             )?;
             apply_to_meta(rules, &mut embedded.meta)
         }
-        // A link names a resource without its content; reading it is decided on its own.
-        ContentBlock::ResourceLink(_) => Ok(()),
+        // Reading the linked resource is decided on its own, but what the link says of itself
+        // (URI, name, title, description, icons, `_meta`) reaches the model now: every string
+        // in it, member names included, under the same rules. A link the rules leave without
+        // what a link must hold (its URI or name redacted away) is withheld.
+        ContentBlock::ResourceLink(link) => {
+            let withheld = || Unredactable {
+                field: "resource link".into(),
+            };
+            let mut json = serde_json::to_value(&*link)
+                .map_err(|_| withheld().within(ContentKind::ResourceLink))?;
+            rules
+                .value(&mut json)
+                .map_err(|e| e.within(ContentKind::ResourceLink))?;
+            *link = serde_json::from_value(json)
+                .map_err(|_| withheld().within(ContentKind::ResourceLink))?;
+            Ok(())
+        }
         ContentBlock::Image(_) => Err(ObligationError::Binary {
             kind: ContentKind::Image,
         }),

@@ -83,8 +83,6 @@ enum Expect {
     Clean,
     /// Refused as binary content of this kind.
     Binary(ContentKind),
-    /// Left exactly as it was.
-    Untouched,
 }
 
 /// Every content kind, each holding the SSN under the field `customer_ssn`.
@@ -98,7 +96,10 @@ fn content_kinds() -> Vec<(&'static str, Subject, Expect)> {
     text_meta.meta = Some(meta());
     let mut resource_meta = ReadResourceResult::new(vec![ResourceContents::text(KEPT, URI)]);
     resource_meta.meta = Some(meta());
-    let link = Resource::new(URI, format!("customer_ssn {SSN}"));
+    // What a link says of itself reaches the model as it is: transformed like the rest (found
+    // by the obligations fuzz target: a link's `_meta` kept the value).
+    let mut link = Resource::new(URI, KEPT).with_description(plain_text());
+    link.meta = Some(meta());
     vec![
         (
             "tool text, JSON",
@@ -148,8 +149,13 @@ fn content_kinds() -> Vec<(&'static str, Subject, Expect)> {
         ),
         (
             "tool resource link",
-            tool(vec![ContentBlock::resource_link(link)]),
-            Expect::Untouched,
+            tool(vec![ContentBlock::resource_link(link.clone())]),
+            Expect::Clean,
+        ),
+        (
+            "prompt message resource link",
+            prompt(ContentBlock::resource_link(link)),
+            Expect::Clean,
         ),
         (
             "resource text, JSON",
@@ -254,10 +260,6 @@ fn every_content_kind_is_transformed_or_refused() {
                 Expect::Binary(kind) => {
                     assert_eq!(applied, Err(ObligationError::Binary { kind }), "{row}");
                     assert_agent_safe(&ObligationError::Binary { kind }, &row);
-                }
-                Expect::Untouched => {
-                    assert_eq!(applied, Ok(()), "{row}");
-                    assert_eq!(shown, original.serialized(), "{row}");
                 }
             }
         }
