@@ -92,14 +92,31 @@ fn journal_of(gateway: &TestGateway, method: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn progress_arrives_under_the_clients_token_and_cancellation_reaches_the_downstream() {
+    // A session's client, and a 2026-07-28 client (each request on its own).
+    for discover in [false, true] {
+        progress_and_cancellation(discover).await;
+    }
+}
+
+async fn progress_and_cancellation(discover: bool) {
+    use rmcp::model::ProtocolVersion;
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let gateway = gateway().await;
     let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
     let listener = Listener::default();
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url.clone()).auth_header(token),
+    );
+    let lifecycle = if discover {
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        }
+    } else {
+        ClientLifecycleMode::Initialize
+    };
     let client = listener
         .clone()
-        .serve(StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(gateway.url.clone()).auth_header(token),
-        ))
+        .serve_with_lifecycle(transport, lifecycle)
         .await
         .expect("client connects");
 
@@ -113,7 +130,10 @@ async fn progress_arrives_under_the_clients_token_and_cancellation_reaches_the_d
     let text = serde_json::to_string(&answer).expect("json");
     assert!(text.contains("slept"), "{text}");
     let seen = listener.seen();
-    assert!(seen.len() >= 3, "progress notifications: {seen:?}");
+    assert!(
+        seen.len() >= 3,
+        "discover {discover}: progress notifications: {seen:?}"
+    );
     assert!(
         seen.iter().all(|p| p.progress_token == mine),
         "{seen:?} vs {mine:?}"
@@ -141,7 +161,7 @@ async fn progress_arrives_under_the_clients_token_and_cancellation_reaches_the_d
     while journal_of(&gateway, "cancelled").is_empty() {
         assert!(
             cancelled_at.elapsed() < Duration::from_secs(1),
-            "the downstream was not told within 1 s"
+            "discover {discover}: the downstream was not told within 1 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
