@@ -98,9 +98,7 @@ impl ServerAsker<'_> {
             downstream: asked.request_state,
         };
         let sealed = self.gateway.input_seal.seal(&state);
-        let mut passed = InputRequiredResult::new(Some(shown), Some(sealed));
-        passed.meta = None;
-        Ok(passed)
+        Ok(InputRequiredResult::new(Some(shown), Some(sealed)))
     }
 
     /// One input as the client is shown it: decided, logged, restricted.
@@ -132,8 +130,9 @@ impl ServerAsker<'_> {
             ));
         }
         let mut restricted = InputResponses::new();
-        for (key, kind) in &state.inputs {
-            let given = resume.responses.get(key).cloned().unwrap_or(Value::Null);
+        // Both maps are ordered by key and hold the same keys (checked above).
+        for ((key, kind), given) in state.inputs.iter().zip(resume.responses.values()) {
+            let given = given.clone();
             let value = match kind {
                 InputKind::Elicit => self.answer::<ElicitRequestParams>(key, given).await?,
                 InputKind::Sample => {
@@ -152,10 +151,11 @@ impl ServerAsker<'_> {
         let answer: P::Answer = serde_json::from_value(given).map_err(|e| {
             DownstreamError::InputState(format!("input `{key}` is not an answer of its kind: {e}"))
         })?;
+        // Refused now, nothing has reached the downstream in this request.
         let decided = self
             .decide::<P>(Stage::Answer(answer))
             .await
-            .map_err(|refused| not_given(&refused.message))?;
+            .map_err(|refused| DownstreamError::InputState(refused.message.to_string()))?;
         match decided {
             AskOutput::Answered(answer) => serde_json::to_value(answer)
                 .map_err(|e| not_given(&format!("the answer cannot be encoded: {e}"))),
