@@ -86,11 +86,27 @@ impl<'a> FieldRule<'a> {
         }
     }
 
-    /// Where a mention of the field starting at `start` ends: its words in order, each pair
-    /// joined by at most one of `_`, `-` or a space, with no word character on either side.
+    /// Where a mention of the field starting at `start` ends: the name as written, or its
+    /// words in order, each pair joined by at most one of `_`, `-` or a space; with no word
+    /// character on either side.
     fn mention_at(&self, text: &[u8], start: usize) -> Option<usize> {
         if start > 0 && is_word(text[start - 1]) {
             return None;
+        }
+        let bounded = |end: usize| match text.get(end) {
+            Some(byte) if is_word(*byte) => None,
+            _ => Some(end),
+        };
+        // As written: a name whose separators its words drop (`p_`, `a__b`, `-x`) is
+        // mentioned so too.
+        let literal_end = start + self.name.len();
+        if text
+            .get(start..literal_end)
+            .is_some_and(|t| t.eq_ignore_ascii_case(self.name.as_bytes()))
+        {
+            if let Some(end) = bounded(literal_end) {
+                return Some(end);
+            }
         }
         let mut at = start;
         for (index, word) in self.words.iter().enumerate() {
@@ -103,10 +119,7 @@ impl<'a> FieldRule<'a> {
             }
             at = end;
         }
-        match text.get(at) {
-            Some(byte) if is_word(*byte) => None,
-            _ => Some(at),
-        }
+        bounded(at)
     }
 
     fn is_key(&self, key: &str) -> bool {
@@ -406,6 +419,29 @@ mod tests {
                 .as_deref(),
             Ok("account: \"******************3000\" ([redacted email])")
         );
+    }
+
+    /// Found by the obligations fuzz target: `mask:p_` left `p_: <value>` as it was (the
+    /// words of `p_` are `p`, and `p` followed by `_` is not a mention), in text and as a
+    /// JSON member name alike.
+    #[test]
+    fn names_with_separators_their_words_drop_are_found_as_written() {
+        for name in ["p_", "a__b", "_p", "p-"] {
+            let obligations = rules(&[&format!("mask:{name}")]);
+            let mask = Rules::new(&obligations).expect("transforms");
+            let text = format!(
+                "\n{name}: {}wxyz\n",
+                char::from_u32(0xE000).expect("a char")
+            );
+            assert_eq!(
+                mask.text(&text).as_deref(),
+                Ok(format!("\n{name}: *wxyz\n").as_str()),
+                "{name}"
+            );
+            let mut member = serde_json::json!({ name: "secret-value" });
+            mask.value(&mut member).expect("maskable");
+            assert_eq!(member[name], "********alue", "{name}");
+        }
     }
 
     #[test]
