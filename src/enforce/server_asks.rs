@@ -5,6 +5,10 @@
 //! client that made the call (only when it declared the capability), and settled. Both the
 //! call's obligations and the ask's own apply to what the client is shown; the ask's own
 //! apply to the client's answer before the downstream sees it.
+//!
+//! An ask is decided at one of three [`Stage`]s: sent to a session's client and answered at
+//! once; shown to a 2026-07-28 client in an `input_required` result; or, with that client's
+//! retry, its answer (decided again, restricted). `input_asks.rs` drives the last two.
 
 use std::future::Future;
 use std::pin::Pin;
