@@ -26,6 +26,10 @@ use super::Pattern;
 /// not cut it in two and leave half of it shown).
 const ADDRESS_CHAR: &str = r"\p{L}\p{M}\p{N}\p{Cf}";
 
+/// A domain's label separator: `.`, or the ideographic full stop that IDNA reads as one
+/// (U+3002; NFKC has made U+FF0E a `.` and U+FF61 a U+3002 already).
+const DOT: &str = r".\x{3002}";
+
 /// Room around `@` or a separator: any spacing, invisible format characters included.
 const GAP: &str = r"[\s\p{Cf}]*";
 
@@ -52,7 +56,7 @@ impl Pattern {
             Pattern::Email => (
                 &EMAIL,
                 format!(
-                    r"[{ADDRESS_CHAR}._%+\-]+{GAP}@{GAP}[{ADDRESS_CHAR}.\-]+\.[\p{{L}}\p{{M}}\p{{Cf}}][{ADDRESS_CHAR}\-]*[{ADDRESS_CHAR}]"
+                    r"[{ADDRESS_CHAR}._%+\-]+{GAP}@{GAP}[{ADDRESS_CHAR}{DOT}\-]+[{DOT}][\p{{L}}\p{{M}}\p{{Cf}}][{ADDRESS_CHAR}\-]*[{ADDRESS_CHAR}]"
                 ),
             ),
             Pattern::Account => (&ACCOUNT, format!(r"(?i)acct{GAP}{DASH}{GAP}(?:{DIGIT})+")),
@@ -148,6 +152,11 @@ mod tests {
             (Pattern::Email, "john\u{a0}@\u{3000}example.com", "john"),
             (Pattern::Email, "john\t@\u{200b}example.com", "john"),
             (Pattern::Email, "jo\u{200b}hn@example.com", "jo"),
+            // Found by the obligations fuzz target: the ideographic full stop, which IDNA
+            // reads as a dot, hid a domain ("۳@๘。com" was left as it was).
+            (Pattern::Email, "۳@๘\u{3002}com", "\u{6f3}"),
+            (Pattern::Email, "john@example\u{ff61}com", "john"),
+            (Pattern::Email, "john@example\u{ff0e}com", "john"),
             (Pattern::Email, "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "john"),
             (Pattern::Email, "用户@例子.广告", "用户"),
             (Pattern::Email, "иван@пример.рф", "иван"),
