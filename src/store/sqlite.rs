@@ -55,20 +55,24 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` on the connection. Store work is short (well under a millisecond) but may
-    /// wait on the lock: on the multi-threaded runtime it runs in place with the worker's other
-    /// tasks handed to another thread.
+    /// Runs `work` on the connection. Store work is short (well under a millisecond): with the
+    /// connection free (the common case) it runs right here. Only waiting for the connection
+    /// hands, on the multi-threaded runtime, the worker's other tasks to another thread first
+    /// (`block_in_place` for every transaction cost a thread hand-off per call, and threads).
     fn with<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         self.transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let poisoned = || StoreError("the store's connection lock is poisoned".into());
+        match self.connection.try_lock() {
+            Ok(mut connection) => return work(&mut connection).map_err(failed),
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(poisoned()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
         let run = || {
-            let mut connection = self
-                .connection
-                .lock()
-                .map_err(|_| StoreError("the store's connection lock is poisoned".into()))?;
+            let mut connection = self.connection.lock().map_err(|_| poisoned())?;
             work(&mut connection).map_err(failed)
         };
         let in_place = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
