@@ -37,8 +37,9 @@ pub(super) enum Queued {
         ack: Option<Ack>,
     },
     /// Answered once the batch holding it is committed (with every record kept unwritten
-    /// before it). `failed_before` is the failure count when it was sent: more failures by
-    /// then mean a record queued before it was lost.
+    /// before it). `failed_before` is the failure count when the flush before it was called:
+    /// more failures by then mean a record queued since was lost (even one the writer had
+    /// already given up on when this flush was called).
     Flush { failed_before: u64, ack: FlushAck },
 }
 
@@ -58,6 +59,8 @@ pub(super) struct Counts {
     pub failed: AtomicU64,
     /// Records kept in memory to be written once the sink takes them.
     pub unwritten: AtomicU64,
+    /// `failed` as the last flush found it when called: a flush answers for every loss since.
+    pub flush_mark: AtomicU64,
 }
 
 /// What one commit wrote.

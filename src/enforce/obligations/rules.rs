@@ -263,7 +263,13 @@ impl<'a> Rules<'a> {
             .filter(|rule| rule.action == Action::Redact)
             .map(|rule| rule.words.clone())
             .collect();
-        fields.retain(|rule| rule.action == Action::Redact || !redacted.contains(&rule.words));
+        // The masked name stays (as written, it may be found where the redacted one's words
+        // are not: `__y` beside `___y`), redacted.
+        for rule in &mut fields {
+            if redacted.contains(&rule.words) {
+                rule.action = Action::Redact;
+            }
+        }
         (!fields.is_empty() || !patterns.is_empty()).then_some(Self { fields, patterns })
     }
 
@@ -512,8 +518,19 @@ mod tests {
     fn redact_wins_over_mask_of_the_same_field() {
         let obligations = rules(&["mask:ssn", "redact:SSN", "audit:x"]);
         let both = Rules::new(&obligations).expect("transforms");
-        assert_eq!(both.fields.len(), 1);
+        assert!(both.fields.iter().all(|rule| rule.action == Action::Redact));
         assert_eq!(both.text("ssn: 123456").as_deref(), Ok("ssn: [redacted]"));
         assert!(Rules::new(&rules(&["audit:x", "max_calls:2"])).is_none());
+        // Found by the obligations fuzz target: `mask:__y` gave way to `redact:___y` (one
+        // field by its words) and `__y: value`, found only as written, was left as it was.
+        let obligations = rules(&["mask:__y", "redact:___y"]);
+        let both = Rules::new(&obligations).expect("transforms");
+        assert_eq!(
+            both.text("\n__y: 6789\n").as_deref(),
+            Ok("\n__y: [redacted]\n")
+        );
+        let mut member = serde_json::json!({"__y": 1, "___y": 2, "y": 3});
+        both.value(&mut member).expect("redactable");
+        assert_eq!(member, serde_json::json!({}));
     }
 }
