@@ -266,10 +266,10 @@ impl DecisionLog {
     /// counted in `failed_records`).
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        // Losses since the flush before this one: a record appended before this call may have
-        // failed before it, and must fail this flush too.
-        let failed_now = self.counts.failed.load(Ordering::SeqCst);
-        let failed_before = self.counts.flush_mark.swap(failed_now, Ordering::SeqCst);
+        // Losses no caller was told of since the flush before this one: a record appended
+        // before this call may have failed before it, and must fail this flush too.
+        let lost_now = self.counts.unanswered.load(Ordering::SeqCst);
+        let failed_before = self.counts.flush_mark.swap(lost_now, Ordering::SeqCst);
         self.queue
             .send(Queued::Flush { failed_before, ack })
             .map_err(|_| AuditError("the log writer has stopped".into()))?;

@@ -37,9 +37,10 @@ pub(super) enum Queued {
         ack: Option<Ack>,
     },
     /// Answered once the batch holding it is committed (with every record kept unwritten
-    /// before it). `failed_before` is the failure count when the flush before it was called:
-    /// more failures by then mean a record queued since was lost (even one the writer had
-    /// already given up on when this flush was called).
+    /// before it). `failed_before` is the count of lost records no caller waited for when the
+    /// flush before it was called: more by then mean such a record queued since was lost
+    /// (even one the writer had already given up on when this flush was called). A durable
+    /// record that failed was answered to its own caller.
     Flush { failed_before: u64, ack: FlushAck },
 }
 
@@ -59,7 +60,10 @@ pub(super) struct Counts {
     pub failed: AtomicU64,
     /// Records kept in memory to be written once the sink takes them.
     pub unwritten: AtomicU64,
-    /// `failed` as the last flush found it when called: a flush answers for every loss since.
+    /// Of `failed`, the records no caller waited for: nobody was told of them but a flush.
+    pub unanswered: AtomicU64,
+    /// `unanswered` as the last flush found it when called: a flush answers for every such
+    /// loss since.
     pub flush_mark: AtomicU64,
 }
 
@@ -193,9 +197,12 @@ impl Writer {
             }
             Err(error) => {
                 self.uncertain = self.uncertain.max(attempted);
-                let lost = self.keep(batch);
+                let (lost, unanswered) = self.keep(batch);
                 // Counted before anyone is answered, so a flush in this or a later batch sees it.
                 self.counts.failed.fetch_add(lost, Ordering::SeqCst);
+                self.counts
+                    .unanswered
+                    .fetch_add(unanswered, Ordering::SeqCst);
                 tracing::error!(%error, records = attempted, lost, kept = self.unwritten.len(), "decision log write failed");
                 Err(error)
             }
@@ -203,9 +210,10 @@ impl Writer {
     }
 
     /// Keeps the failed batch's records that no caller waits for, when the sink keeps
-    /// unwritten records and there is room; how many records are lost.
-    fn keep(&mut self, batch: &[Queued]) -> u64 {
-        let mut lost = 0;
+    /// unwritten records and there is room; how many records are lost, and how many of those
+    /// no caller waited for (the others' callers are told).
+    fn keep(&mut self, batch: &[Queued]) -> (u64, u64) {
+        let (mut lost, mut unanswered) = (0, 0);
         for queued in batch {
             match queued {
                 Queued::Record { record, ack: None }
@@ -213,14 +221,18 @@ impl Writer {
                 {
                     self.unwritten.push(record.clone());
                 }
-                Queued::Record { .. } => lost += 1,
+                Queued::Record { ack: None, .. } => {
+                    lost += 1;
+                    unanswered += 1;
+                }
+                Queued::Record { ack: Some(_), .. } => lost += 1,
                 Queued::Flush { .. } => {}
             }
         }
         self.counts
             .unwritten
             .store(self.unwritten.len() as u64, Ordering::SeqCst);
-        lost
+        (lost, unanswered)
     }
 
     /// Drops the unwritten records that the last failed batch committed after all (its
@@ -250,7 +262,11 @@ impl Writer {
     fn give_up_unwritten(&mut self) {
         let lost = self.unwritten.len();
         if lost > 0 {
+            // Records kept unwritten are those no caller waits for.
             self.counts.failed.fetch_add(lost as u64, Ordering::SeqCst);
+            self.counts
+                .unanswered
+                .fetch_add(lost as u64, Ordering::SeqCst);
             self.counts.unwritten.store(0, Ordering::SeqCst);
             tracing::error!(
                 lost,
@@ -280,7 +296,7 @@ impl Writer {
                 Queued::Flush { failed_before, ack } => {
                     let lost = self
                         .counts
-                        .failed
+                        .unanswered
                         .load(Ordering::SeqCst)
                         .saturating_sub(failed_before);
                     let _ = ack.send(match &result {
