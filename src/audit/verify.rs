@@ -19,6 +19,10 @@ pub struct ChainProblem {
 /// Reads every record in order.
 pub fn read_all(path: &Path) -> Result<Vec<(i64, String, String, String)>, AuditError> {
     let connection = Connection::open(path).map_err(|e| AuditError(e.to_string()))?;
+    // A gateway may be writing the log meanwhile: wait out a moment's lock rather than fail.
+    connection
+        .busy_timeout(std::time::Duration::from_millis(1500))
+        .map_err(|e| AuditError(e.to_string()))?;
     let mut statement = connection
         .prepare("SELECT seq, record, prev_hash, hash FROM decisions ORDER BY seq")
         .map_err(|e| AuditError(e.to_string()))?;

@@ -85,7 +85,20 @@ fn spawn_gateway(dir: &Path, env: &[(String, String)]) -> Child {
 }
 
 impl TestGateway {
+    /// Starts a gateway. Its ports are picked free, then bound by the gateway: another test may
+    /// take one in between, and then the gateway is started again on others.
     pub async fn start(options: GatewayOptions) -> Self {
+        for _ in 0..3 {
+            match Self::try_start(options.clone()).await {
+                Ok(gateway) => return gateway,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("gateway exited before becoming healthy; log:\n{log}"),
+            }
+        }
+        panic!("three gateways in a row found their ports taken");
+    }
+
+    async fn try_start(options: GatewayOptions) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = write_config(dir.path(), port, &options);
@@ -102,8 +115,8 @@ impl TestGateway {
             dir,
             env: options.env,
         };
-        gateway.wait_healthy(Duration::from_secs(60)).await;
-        gateway
+        gateway.until_healthy(Duration::from_secs(60)).await?;
+        Ok(gateway)
     }
 
     /// Kills the gateway (SIGKILL) and starts it again on the same config and data directory.
@@ -142,6 +155,13 @@ impl TestGateway {
 
     /// Waits until `/healthz` says up (every downstream connected) while our process runs.
     pub async fn wait_healthy(&self, limit: Duration) {
+        if let Err(log) = self.until_healthy(limit).await {
+            panic!("gateway exited before becoming healthy; log:\n{log}");
+        }
+    }
+
+    /// Waits until `/healthz` says up; the log when the gateway exits first.
+    async fn until_healthy(&self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         let http = reqwest::Client::new();
         loop {
@@ -156,14 +176,11 @@ impl TestGateway {
                         .await
                         .is_ok_and(|doc| doc == serde_json::json!({"status": "up"}));
                 if up && self.exited().is_none() {
-                    return;
+                    return Ok(());
                 }
             }
             if let Some(status) = self.exited() {
-                panic!(
-                    "gateway exited ({status}) before becoming healthy; log:\n{}",
-                    self.log()
-                );
+                return Err(format!("({status})\n{}", self.log()));
             }
             assert!(
                 Instant::now() < deadline,
