@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # capgate's fuzz targets (fuzz/, cargo-fuzz and libFuzzer), one at a time.
 #
-#   bash scripts/fuzz.sh short [target...]   every target for FUZZ_SHORT_SECONDS (default 12)
-#                                            on the committed corpus: regressions show (CI)
+#   bash scripts/fuzz.sh short [target...]   every target on the committed corpus, the same
+#                                            FUZZ_SHORT_RUNS (2000) inputs from FUZZ_SHORT_SEED
+#                                            (1), within FUZZ_SHORT_SECONDS (default 12):
+#                                            regressions show (CI)
 #   bash scripts/fuzz.sh long [target...]    the campaign: FUZZ_SECONDS (default 3600) per
 #                                            target (or FUZZ_RUNS executions, within that),
 #                                            growing fuzz/corpus-run/<target>
@@ -69,6 +71,11 @@ for target in "${targets[@]}"; do
   if [ -n "${FUZZ_RUNS:-}" ]; then
     # A number of executions instead of (well, within) the time budget.
     args+=(-runs="$FUZZ_RUNS")
+  elif [ "$mode" = short ]; then
+    # The same inputs on every machine: a fixed seed and number of executions (the time
+    # budget only cuts it short on a slow machine), so that CI replays what passed here and
+    # finds regressions, not new bugs at random.
+    args+=(-seed="${FUZZ_SHORT_SEED:-1}" -runs="${FUZZ_SHORT_RUNS:-2000}")
   fi
   if [ -f "$root/fuzz/dicts/$target.dict" ]; then
     args+=(-dict="$root/fuzz/dicts/$target.dict")

@@ -18,6 +18,7 @@ mod file_modes;
 mod front_door;
 mod gateway_core;
 mod http_downstream;
+mod input_rounds;
 mod jwks;
 mod key_sources;
 mod metrics;
