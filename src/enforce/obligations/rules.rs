@@ -144,6 +144,14 @@ impl<'a> FieldRule<'a> {
                 continue;
             };
             let value = value_after_key(bytes, at, name_end).ok_or_else(|| self.unredactable())?;
+            // A "value" that is itself followed by `:` or `=` is a key (`f: 'f': [...]`): what
+            // follows it cannot be told apart from the field's value.
+            let after = bytes[value.end..]
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t'));
+            if matches!(after, Some(b':' | b'=')) {
+                return Err(self.unredactable());
+            }
             out.push_str(&text[copied..value.start]);
             let raw = &text[value.clone()];
             match self.action {
@@ -415,6 +423,8 @@ mod tests {
             "customer_ssn: \"123",
             "customer_ssn: [1, 2",
             "customer_ssn:",
+            // Found by the obligations fuzz target: the quoted "value" is a key of its own.
+            "customer_ssn:\t'customer_ssn': [\"123-45-6789\"]",
         ] {
             assert_eq!(
                 redact.text(text),
