@@ -127,12 +127,14 @@ async fn keys_published_after_start_are_used_and_made_up_kids_fetch_within_the_l
         caused, 3,
         "tokens caused {caused} fetches in under a minute; the limit is 3"
     );
-    // Every fetch succeeded; each refresh refused by the limit is counted, the sequential
-    // ones at least (concurrent ones may have shared a fetch instead).
+    // Every fetch succeeded; each refresh refused by the limit is counted. Of the limit's 3,
+    // the rotation took one and the concurrent flood one or two (its requests may all share
+    // one fetch, as they do on a busy machine); the sequential ones take what is left, at most
+    // one, and the other 29 or 30 are refused and counted. Concurrent ones refused add up to 28.
     let (ok, error, rate_limited) = key_fetches(&gateway, URL_ISSUER).await;
     assert_eq!((ok, error), (provider.jwks_requests() as u64, 0));
     assert!(
-        (30..=58).contains(&rate_limited),
+        (29..=58).contains(&rate_limited),
         "{rate_limited} refreshes refused by the limit"
     );
 
