@@ -118,13 +118,20 @@ pub async fn start_gateway_with(
     let store = open_store(config).await?;
     // Subscribed before anything is read from the store, so no change is missed in between.
     let changes = store.changes();
-    let controls = crate::enforce::Controls::new(
-        store,
-        Arc::new(crate::clock::SystemClock),
-        config.enforcement.clone(),
-    )
-    .await
-    .map_err(|e| StartError::Serve(e.to_string()))?;
+    let clock: Arc<dyn crate::clock::Clock> = match crate::clock::OffsetFileClock::from_env() {
+        Some(clock) => {
+            tracing::warn!(
+                file = %clock.path().display(),
+                "{} is set: the enforcement clock is moved by that file (for tests only)",
+                crate::clock::TEST_CLOCK_ENV
+            );
+            Arc::new(clock)
+        }
+        None => Arc::new(crate::clock::SystemClock),
+    };
+    let controls = crate::enforce::Controls::new(store, clock, config.enforcement.clone())
+        .await
+        .map_err(|e| StartError::Serve(e.to_string()))?;
     let (key_path, generate) = config.audit.signing_key_path(&config.data_dir);
     let key = crate::audit::load_signing_key(&key_path, generate)
         .map_err(|e| StartError::Serve(format!("{e} ([audit] signing_key_file)")))?;

@@ -165,7 +165,8 @@ pub async fn serve_http(
             router = router.merge(console::console_router(sessions));
             tracing::info!(url = %format!("http://{}/console", admin.listen), "console served");
         }
-        tracing::info!(listen = %admin.listen, "admin API listening");
+        let admin_address = admin_listener.local_addr().unwrap_or(admin.listen);
+        tracing::info!(listen = %admin_address, "admin API listening");
         tokio::spawn(listener::serve(
             admin_listener,
             router,
@@ -175,12 +176,15 @@ pub async fn serve_http(
     }
     spawn_reload_on_sighup(gateway.clone(), shutdown.clone());
     let app = http_router(&config, gateway, auth, shutdown.clone());
+    // The bound address (the port the system picked when the configured one is 0); this line
+    // is the readiness signal: it is printed once every listener is bound.
+    let address = listener.local_addr().unwrap_or(config.server.listen);
     tracing::info!(
-        listen = %config.server.listen,
+        listen = %address,
         public_url = %config.server.public_url,
         "capgate listening"
     );
-    eprintln!("capgate listening on http://{}/mcp", config.server.listen);
+    eprintln!("capgate listening on http://{address}/mcp");
     listener::serve(listener, app, connection_limits, shutdown).await;
     Ok(())
 }

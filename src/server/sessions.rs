@@ -184,7 +184,10 @@ impl SessionManager for BoundSessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.create_standalone_stream(id).await
+        let stream = self.inner.create_standalone_stream(id).await?;
+        // From here the session hears notifications sent to it (tests wait for this line).
+        tracing::debug!(session = %id, "notification stream opened");
+        Ok(stream)
     }
 
     async fn resume(

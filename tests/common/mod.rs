@@ -48,6 +48,8 @@ pub fn fixtures() -> PathBuf {
 
 pub struct TestGateway {
     child: std::sync::Mutex<Child>,
+    /// How many times the process was started (each start says once on the log it is bound).
+    starts: std::sync::atomic::AtomicUsize,
     pub port: u16,
     pub admin_url: Option<String>,
     pub url: String,
@@ -65,6 +67,10 @@ pub fn free_port() -> u16 {
         .expect("the OS hands out a free loopback port")
 }
 
+/// The file in a test gateway's directory that moves its enforcement clock (see
+/// [`TestGateway::advance_clock`]).
+const CLOCK_FILE: &str = "clock-offset";
+
 fn spawn_gateway(dir: &Path, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -76,6 +82,7 @@ fn spawn_gateway(dir: &Path, env: &[(String, String)]) -> Child {
         .arg(dir.join("capgate.toml"))
         .env("CAPGATE_TEST_SECRET", TEST_SECRET)
         .env("CAPGATE_LOG", "info,capgate=debug")
+        .env("CAPGATE_TEST_CLOCK_FILE", dir.join(CLOCK_FILE))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -107,6 +114,7 @@ impl TestGateway {
         let child = spawn_gateway(dir.path(), &options.env);
         let gateway = TestGateway {
             child: std::sync::Mutex::new(child),
+            starts: std::sync::atomic::AtomicUsize::new(1),
             port,
             admin_url,
             url: format!("http://127.0.0.1:{port}/mcp"),
@@ -125,8 +133,23 @@ impl TestGateway {
             let _ = child.kill();
             let _ = child.wait();
             *child = spawn_gateway(self.dir.path(), &self.env);
+            self.starts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         self.wait_healthy(Duration::from_secs(60)).await;
+    }
+
+    /// Moves the gateway's enforcement clock (approvals, grants, leases, budgets' days)
+    /// `seconds` forward, at once: the file is replaced whole, so no read sees half of it.
+    pub fn advance_clock(&self, seconds: i64) {
+        let path = self.dir.path().join(CLOCK_FILE);
+        let offset = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        let staged = self.dir.path().join("clock-offset.new");
+        std::fs::write(&staged, (offset + seconds).to_string()).expect("write the clock file");
+        std::fs::rename(&staged, &path).expect("move the clock file in place");
     }
 
     pub fn pid(&self) -> u32 {
@@ -149,6 +172,19 @@ impl TestGateway {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Waits until the gateway's log says `text` (a readiness signal), for at most 30 s.
+    pub async fn until_logged(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never logged {text:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
@@ -160,16 +196,24 @@ impl TestGateway {
         }
     }
 
-    /// Waits until `/healthz` says up; the log when the gateway exits first.
+    /// Waits until our own process has bound its ports (it says so on its log, once per start:
+    /// until then, `/healthz` on the port could be another test's gateway) and `/healthz` says
+    /// up; the log when the gateway exits first.
     async fn until_healthy(&self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         let http = reqwest::Client::new();
+        let starts = self.starts.load(std::sync::atomic::Ordering::SeqCst);
         loop {
-            if let Ok(response) = http
-                .get(format!("{}/healthz", self.base_url()))
-                .send()
-                .await
-            {
+            let bound = self.log().matches("capgate listening on").count() >= starts;
+            let answer = match bound {
+                true => http
+                    .get(format!("{}/healthz", self.base_url()))
+                    .send()
+                    .await
+                    .ok(),
+                false => None,
+            };
+            if let Some(response) = answer {
                 let up = response.status().is_success()
                     && response
                         .json::<Value>()

@@ -3,8 +3,6 @@
 //! is checked for digest, expiry, single use and policy version, atomically with its idempotency
 //! claim. Every misuse is refused; the honest path sends exactly one notice.
 
-use std::time::Duration;
-
 use crate::common::*;
 use serde_json::{json, Value};
 
@@ -55,7 +53,7 @@ const SEND: &str = "case__send_approved_notice";
 async fn the_honest_path_sends_exactly_one_notice_and_every_misuse_is_refused() {
     let gateway = TestGateway::start(GatewayOptions {
         admin: true,
-        enforcement: Some("approval_ttl_seconds = 4".into()),
+        enforcement: Some("approval_ttl_seconds = 600".into()),
         ..Default::default()
     })
     .await;
@@ -192,7 +190,8 @@ async fn the_honest_path_sends_exactly_one_notice_and_every_misuse_is_refused() 
     .await;
     let expiring = approval_id(&fresh);
     assert_eq!(decide(&gateway, &bob, &expiring, "approve").await.0, 200);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Past its 600 s on the gateway's clock (the test moves it; nobody waits).
+    gateway.advance_clock(601);
     let expired = call_with_meta(
         &client,
         SEND,

@@ -110,11 +110,14 @@ async fn serve_runs_on_the_working_directory_file_and_says_so() {
     let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
     // Up on the copy's port (the embedded default would listen on 8080).
     let health = format!("http://127.0.0.1:{}/healthz", ports.mcp);
+    // Our process says when it has bound the port; before that, another test could answer.
+    let bound = format!("capgate listening on http://127.0.0.1:{}/mcp", ports.mcp);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = reqwest::get(&health)
-            .await
-            .is_ok_and(|r| r.status().is_success());
+        let up = log().contains(&bound)
+            && reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success());
         if up {
             break;
         }

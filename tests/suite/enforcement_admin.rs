@@ -184,7 +184,7 @@ async fn break_glass_is_time_limited_and_loud() {
     // An expired grant does nothing.
     let short = json!({"user": "alice", "tool": "case__propose_risk_update", "reason": "incident 78: short window", "expires_in_seconds": 1});
     assert_eq!(open_grant(&gateway, &officer, short).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    gateway.advance_clock(2);
     let expired = call_with_meta(
         &alice,
         "case__propose_risk_update",
@@ -233,7 +233,7 @@ async fn connected_sessions_are_told_when_a_kill_switch_changes_their_tools() {
     let session = changes.clone().serve(transport).await.expect("session");
     // Let the session's notification stream open.
     let _ = session.list_all_tools().await.expect("tools/list");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    gateway.until_logged("notification stream opened").await;
     let seen = |n: usize| {
         let counter = changes.0.clone();
         async move {
