@@ -50,11 +50,49 @@ pub(crate) trait Sink: Send {
     }
 }
 
-/// The chained form of a record: its canonical JSON (RFC 8785), serialised straight from the
-/// record, without an intermediate JSON tree.
+/// The chained form of a record: its canonical JSON ([`crate::store::canonical_json`]: RFC
+/// 8785, integers with every digit), the text its hash is taken over. `audit verify` hashes
+/// the stored text itself, so records written under an earlier form verify as written.
 pub(crate) fn encode(record: &DecisionRecord) -> String {
     // A record always serialises (string keys, no floats that are not finite); were it not to,
     // the text below still differs from every real record's form.
-    serde_json_canonicalizer::to_string(record)
+    crate::store::canonical_json_of(record)
         .unwrap_or_else(|e| format!("<a record that cannot be canonicalised: {e}>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log a real gateway wrote (fuzz/fixtures/decision-log.db, under the earlier
+    /// encoder, straight RFC 8785 through serde_json_canonicalizer): every record, read back,
+    /// is written to the very text that was hashed.
+    #[test]
+    fn every_record_of_a_real_log_encodes_to_the_text_it_was_hashed_over() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/fixtures/decision-log.db");
+        let db = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the fixture log opens");
+        let mut statement = db
+            .prepare("SELECT record FROM decisions ORDER BY seq")
+            .expect("query");
+        let texts: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("texts");
+        assert!(
+            texts.iter().filter(|t| t.contains("\"request\":{")).count() >= 10,
+            "the fixture holds decision records with their policy requests"
+        );
+        for text in &texts {
+            let record: DecisionRecord = serde_json::from_str(text).expect("a record");
+            assert_eq!(&encode(&record), text);
+            let jcs = serde_json_canonicalizer::to_string(&record).expect("jcs");
+            assert_eq!(&encode(&record), &jcs);
+        }
+    }
 }

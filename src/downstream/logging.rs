@@ -6,7 +6,7 @@
 //! with several sessions' calls in flight it could be any of theirs, and one tenant's server
 //! logs must not reach another tenant's client, so it is dropped (and said in the debug log).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,9 +49,40 @@ struct Route {
 /// call is in flight (it could be the ended call's).
 const AFTER_ANSWER: Duration = Duration::from_millis(100);
 
-/// Calls in flight on one connection, by downstream request id, with their client sessions.
+/// Calls in flight on one connection, by downstream request id, with their client sessions;
+/// and the calls that ended, in the order they did, to drop them when [`AFTER_ANSWER`] has
+/// passed (from the front: a call does not look at every route).
+#[derive(Default)]
+struct Routes {
+    by_request: HashMap<RequestId, Route>,
+    ended: VecDeque<(Instant, RequestId)>,
+}
+
+impl Routes {
+    /// Drops the routes of calls that ended [`AFTER_ANSWER`] ago or more.
+    fn prune(&mut self) {
+        let now = Instant::now();
+        while let Some((ended, _)) = self.ended.front() {
+            if now.duration_since(*ended) < AFTER_ANSWER {
+                break;
+            }
+            if let Some((ended, request)) = self.ended.pop_front() {
+                // A request id used again since keeps its new route.
+                if self
+                    .by_request
+                    .get(&request)
+                    .is_some_and(|route| route.ended == Some(ended))
+                {
+                    self.by_request.remove(&request);
+                }
+            }
+        }
+    }
+}
+
+/// Calls in flight on one connection (see [`Routes`]).
 pub(super) struct LogRoutes {
-    routes: Mutex<HashMap<RequestId, Route>>,
+    routes: Mutex<Routes>,
     /// The most verbose level any session asked for, as last set on the downstream
     /// ([`UNSET`] until one did): the downstream sends at least what every session wants, and
     /// each session gets what it asked for.
@@ -70,7 +101,7 @@ impl Default for LogRoutes {
 }
 
 impl LogRoutes {
-    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Route>> {
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         // Each update is one insert or remove: a poisoned lock still holds consistent data.
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -89,12 +120,8 @@ impl LogRoutes {
             ended: None,
         };
         let mut routes = self.routes();
-        routes.retain(|_, route| {
-            route
-                .ended
-                .is_none_or(|ended| ended.elapsed() < AFTER_ANSWER)
-        });
-        routes.insert(request.clone(), route);
+        routes.prune();
+        routes.by_request.insert(request.clone(), route);
         drop(routes);
         Some(LogRouteGuard {
             routes: self,
@@ -107,12 +134,8 @@ impl LogRoutes {
     pub(super) async fn forward(&self, server: &str, message: LoggingMessageNotificationParam) {
         let route = {
             let mut routes = self.routes();
-            routes.retain(|_, route| {
-                route
-                    .ended
-                    .is_none_or(|ended| ended.elapsed() < AFTER_ANSWER)
-            });
-            let mut calls = routes.values();
+            routes.prune();
+            let mut calls = routes.by_request.values();
             let first = calls.next().cloned();
             match first {
                 Some(first) if calls.all(|r| r.session == first.session) => Some(first),
@@ -151,8 +174,11 @@ pub(super) struct LogRouteGuard<'a> {
 
 impl Drop for LogRouteGuard<'_> {
     fn drop(&mut self) {
-        if let Some(route) = self.routes.routes().get_mut(&self.request) {
-            route.ended = Some(Instant::now());
+        let mut routes = self.routes.routes();
+        let now = Instant::now();
+        if let Some(route) = routes.by_request.get_mut(&self.request) {
+            route.ended = Some(now);
+            routes.ended.push_back((now, self.request.clone()));
         }
     }
 }

@@ -20,7 +20,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
-pub use canonical::canonical_json;
+pub use canonical::{canonical_json, canonical_json_of};
 
 pub(crate) use postgres::{failed as postgres_failure, lock_key as advisory_key};
 pub use postgres::{

@@ -481,12 +481,22 @@ async fn a_listening_2026_client_hears_of_its_own_resources_and_is_refused_anoth
         ended.is_err() || foreign.end().is_some(),
         "another tenant's resource: {ended:?}"
     );
-    let asked: Vec<Value> = gateway
-        .journal_entries()
-        .into_iter()
-        .filter(|e| e["method"] == "resources/subscribe")
-        .collect();
+    // rmcp acknowledges a listen before its handler runs: the own URI reaches the downstream
+    // just after the acknowledgement (wait for it); the foreign one never does.
+    let subscribes = || -> Vec<Value> {
+        gateway
+            .journal_entries()
+            .into_iter()
+            .filter(|e| e["method"] == "resources/subscribe")
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while subscribes().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = subscribes();
     assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["name"], own, "{asked:?}");
 
     // Its own case changes: the listener hears of it.
     let actor = gateway.client(&gateway.token(&bob)).await;
