@@ -191,10 +191,24 @@ async fn after_sigkills_under_load_every_executed_side_effect_has_a_durable_reco
                 })
             })
             .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(
-            20 + (round as u64 * 7) % 60,
-        ))
-        .await;
+        // Killed once the first of this round's calls has reached the downstream: the others
+        // are then anywhere between the front door and their answer.
+        let reached = |round: usize| {
+            let prefix = format!("round {round} call ");
+            gateway.journal_entries().iter().any(|e| {
+                e["arguments"]["body"]
+                    .as_str()
+                    .is_some_and(|body| body.starts_with(&prefix))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !reached(round) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no call of round {round} reached the downstream"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
         gateway.restart().await; // SIGKILL, then start again on the same data
         for task in load {
             task.abort();

@@ -89,7 +89,6 @@ async fn a_kill_switch_hides_and_denies_a_tool_on_the_next_request_and_lifting_r
         1,
         "the killed call never reached the downstream"
     );
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 async fn open_grant(gateway: &TestGateway, token: &str, body: Value) -> (u16, Value) {
