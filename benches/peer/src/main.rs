@@ -5,6 +5,9 @@
 //!   server over HTTP).
 //! - `stdio`: N clients sharing one stdio session with a child process (capgate's stdio
 //!   front, or the example server itself), requests pipelined and matched by id.
+//! - `sessions`: S sessions opened and held (initialize, every page of `tools/list`, one
+//!   call each) while the gateway's resident memory is read, then deleted: the RSS benchmark
+//!   (`scripts/rss-bench.sh`).
 //! - `report`: the markdown table of medians across repetitions of the samples these print.
 //! - `mint`, `listen-port`, `serve-file`: the script's helpers (an RS256 token; the port a
 //!   process that bound port 0 listens on; a JWKS over HTTP for mcp-proxy).
@@ -18,6 +21,7 @@ mod mcp;
 mod mint;
 mod procfs;
 mod sample;
+mod sessions;
 mod stdio;
 
 use std::io::Write;
@@ -67,6 +71,43 @@ enum Command {
         load: LoadArgs,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Open SESSIONS sessions (initialize, every page of tools/list, one tools/call each),
+    /// hold them while reading the gateway's memory, then DELETE them; prints one JSON line.
+    Sessions {
+        /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp.
+        #[arg(long)]
+        url: String,
+        /// A bearer token, sent as `Authorization: Bearer <token>`.
+        #[arg(long, env = "PEER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The gateway process, whose VmRSS and VmHWM are read.
+        #[arg(long)]
+        gateway_pid: Option<u32>,
+        /// The run's name in its JSON line.
+        #[arg(long, default_value = "sessions")]
+        label: String,
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Sessions being opened (or deleted) at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// The tool every session calls; by default session i calls the (i mod n)-th tool it
+        /// listed.
+        #[arg(long)]
+        tool: Option<String>,
+        /// The call's arguments, as JSON.
+        #[arg(long, default_value = r#"{"text":"hello"}"#)]
+        arguments: String,
+        /// Fail unless every session lists exactly this many tools.
+        #[arg(long)]
+        expect_tools: Option<usize>,
+        /// Close each session's connection after its call (hold sessions, not connections).
+        #[arg(long)]
+        close_connections: bool,
+        /// Append the JSON line to this file (it is printed either way).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print the markdown table of the samples in FILE (one JSON line each).
     Report {
@@ -163,15 +204,20 @@ impl LoadArgs {
         let line = serde_json::to_string(&sample)?;
         println!("{line}");
         if let Some(out) = &self.out {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(out)
-                .with_context(|| format!("cannot open {}", out.display()))?;
-            writeln!(file, "{line}")?;
+            append_line(out, &line)?;
         }
         Ok(())
     }
+}
+
+fn append_line(out: &std::path::Path, line: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .with_context(|| format!("cannot open {}", out.display()))?;
+    writeln!(file, "{line}")?;
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -255,6 +301,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .collect();
             measure(callers, &load, gateway_pid).await?;
             child.stop(Duration::from_secs(10)).await;
+            Ok(())
+        }
+        Command::Sessions {
+            url,
+            token,
+            gateway_pid,
+            label,
+            sessions,
+            concurrency,
+            tool,
+            arguments,
+            expect_tools,
+            close_connections,
+            out,
+        } => {
+            let options = sessions::Options {
+                endpoint: http::Endpoint::new(&url, token.as_deref())?,
+                label,
+                sessions,
+                concurrency,
+                tool,
+                arguments: serde_json::from_str(&arguments).context("--arguments is not JSON")?,
+                expect_tools,
+                gateway_pid,
+                close_connections,
+            };
+            let report = sessions::run(options).await?;
+            let line = serde_json::to_string(&report)?;
+            println!("{line}");
+            if let Some(out) = &out {
+                append_line(out, &line)?;
+            }
             Ok(())
         }
         Command::ServeFile { file } => serve_file(file).await,

@@ -1,5 +1,5 @@
 //! What the benchmark reads about a gateway process from `/proc`: CPU time (user + system,
-//! all threads, living and ended), peak resident memory, and the port it listens on.
+//! all threads, living and ended), resident memory (now and peak), and the port it listens on.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,12 +32,28 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 
 /// The process's peak resident set size so far (`VmHWM`), in KiB.
 pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The process's resident set size now (`VmRSS`), in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The anonymous part of the resident set (`RssAnon`: heap, stacks), in KiB; the rest is
+/// file-backed (`RssFile`: the binary's and libraries' pages) and shared memory.
+pub fn rss_anon_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+/// A `kB` field of `/proc/PID/status`, named with its colon.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("process {pid} is gone"))?;
     let line = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .context("no VmHWM in /proc/PID/status")?;
+        .find_map(|line| line.strip_prefix(field))
+        .with_context(|| format!("no {field} in /proc/PID/status"))?;
     Ok(line.trim().trim_end_matches("kB").trim().parse()?)
 }
 
@@ -111,6 +127,7 @@ mod tests {
             port
         );
         assert!(peak_rss_kib(pid).unwrap() > 0);
+        assert!(rss_kib(pid).unwrap() <= peak_rss_kib(pid).unwrap());
         cpu_time(pid).unwrap();
     }
 }
