@@ -22,6 +22,8 @@ use super::{chain_hash, AuditError, DecisionRecord, GENESIS};
 #[derive(Clone)]
 pub struct DecisionLog {
     queue: mpsc::Sender<Queued>,
+    /// The writer thread, woken by whoever waits for a commit while it lingers over a batch.
+    writer: std::thread::Thread,
     path: PathBuf,
     counts: Arc<Counts>,
     /// The database URL of a replica's chain in PostgreSQL (every replica's chain is read
@@ -185,7 +187,7 @@ impl DecisionLog {
         let counts = Arc::new(Counts::default());
         let writer_counts = counts.clone();
         let (ready, started) = mpsc::channel::<Result<(), AuditError>>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("capgate-decision-log".into())
             .spawn(move || {
                 let sink = match make() {
@@ -206,12 +208,15 @@ impl DecisionLog {
                 };
                 writer.run(incoming)
             })
-            .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?;
+            .map_err(|e| AuditError(format!("cannot start the log writer: {e}")))?
+            .thread()
+            .clone();
         started
             .recv()
             .map_err(|_| AuditError("the log writer stopped while starting".into()))??;
         Ok(Self {
             queue,
+            writer,
             path,
             counts,
             database: None,
@@ -255,6 +260,8 @@ impl DecisionLog {
                 ack: Some(ack),
             })
             .map_err(|_| AuditError("the log writer has stopped".into()))?;
+        // A writer lingering over a batch commits it now.
+        self.writer.unpark();
         done.await
             .map_err(|_| AuditError("the log writer stopped before answering".into()))?
             .map_err(AuditError)
@@ -273,6 +280,8 @@ impl DecisionLog {
         self.queue
             .send(Queued::Flush { failed_before, ack })
             .map_err(|_| AuditError("the log writer has stopped".into()))?;
+        // A writer lingering over a batch commits it now.
+        self.writer.unpark();
         done.await
             .map_err(|_| AuditError("the log writer stopped before answering".into()))?
             .map_err(AuditError)

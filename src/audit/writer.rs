@@ -67,6 +67,51 @@ pub(super) struct Counts {
     pub flush_mark: AtomicU64,
 }
 
+/// Most records committed in one transaction.
+const BATCH_LIMIT: usize = 4096;
+
+/// How long a batch that nobody waits for stays open for more records: a call's decision and
+/// outcome records, and other calls', share one commit instead of one each. The writer sleeps
+/// meanwhile, so records queued without a waiter do not wake it; a durable record or a flush
+/// wakes it ([`std::thread::Thread::unpark`]) and closes the batch, so no caller waits for
+/// the linger.
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// Whether someone waits for the commit of this item.
+fn waits(queued: &Queued) -> bool {
+    match queued {
+        Queued::Record { ack, .. } => ack.is_some(),
+        Queued::Flush { .. } => true,
+    }
+}
+
+/// The batch that starts with `first`: what already queued, then, while nobody in it waits
+/// and it has room, what arrives within `linger` ([`LINGER`]) of `first`.
+fn gather(first: Queued, incoming: &mpsc::Receiver<Queued>, linger: Duration) -> Vec<Queued> {
+    let until = Instant::now() + linger;
+    let mut waited_for = waits(&first);
+    let mut batch = vec![first];
+    while batch.len() < BATCH_LIMIT {
+        match incoming.try_recv() {
+            Ok(next) => {
+                waited_for |= waits(&next);
+                batch.push(next);
+            }
+            // Every handle is gone: the batch is what there is (the loop sees the rest).
+            Err(mpsc::TryRecvError::Disconnected) => break,
+            Err(mpsc::TryRecvError::Empty) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if waited_for || left.is_zero() {
+                    break;
+                }
+                // Woken early by a waiter's unpark (or spuriously): the queue is read again.
+                std::thread::park_timeout(left);
+            }
+        }
+    }
+    batch
+}
+
 /// What one commit wrote.
 struct Committed {
     /// The sequence numbers of the batch's own records, in order.
@@ -136,14 +181,9 @@ impl Writer {
                     break;
                 }
             };
-            // Group commit: everything that queued while the last batch was written.
-            let mut batch = vec![first];
-            while let Ok(more) = incoming.try_recv() {
-                batch.push(more);
-                if batch.len() >= 4096 {
-                    break;
-                }
-            }
+            // Group commit: everything that queued while the last batch was written and, while
+            // nobody in the batch waits, what arrives within `LINGER` of the first record.
+            let batch = gather(first, &incoming, LINGER);
             let result = self.commit(&batch);
             self.track_tail(&result, &mut unsigned_since);
             self.answer(batch, result.map(|committed| committed.seqs));
@@ -411,6 +451,69 @@ mod tests {
         )
         .expect("start");
         (log, sink)
+    }
+
+    fn queued(
+        n: usize,
+        waited_for: bool,
+    ) -> (
+        Queued,
+        Option<tokio::sync::oneshot::Receiver<Result<i64, String>>>,
+    ) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let queued = Queued::Record {
+            record: record(n),
+            ack: waited_for.then_some(ack),
+        };
+        (queued, waited_for.then_some(done))
+    }
+
+    fn ids(batch: &[Queued]) -> Vec<String> {
+        batch
+            .iter()
+            .filter_map(Queued::record)
+            .map(|r| r.request_id.clone())
+            .collect()
+    }
+
+    /// A batch nobody waits for stays open for what arrives while it lingers, and the first
+    /// record someone waits for closes it at once (the linger here is an hour: only the
+    /// waiter's wake-up can end the batch).
+    #[test]
+    fn a_lingering_batch_takes_what_arrives_until_someone_waits() {
+        let (queue, incoming) = mpsc::channel();
+        let gatherer = std::thread::current();
+        let sender = std::thread::spawn(move || {
+            for n in 1..=2 {
+                queue.send(queued(n, false).0).expect("send");
+            }
+            let (durable, done) = queued(3, true);
+            queue.send(durable).expect("send");
+            gatherer.unpark();
+            (queue, done)
+        });
+        let batch = gather(queued(0, false).0, &incoming, Duration::from_secs(3600));
+        assert_eq!(ids(&batch), ["req-0", "req-1", "req-2", "req-3"]);
+        let (queue, _done) = sender.join().expect("sender");
+
+        // Someone waits for the first: what queued is taken, nothing more is waited for.
+        queue.send(queued(5, false).0).expect("send");
+        let (first, _done) = queued(4, true);
+        let batch = gather(first, &incoming, Duration::from_secs(3600));
+        assert_eq!(ids(&batch), ["req-4", "req-5"]);
+
+        // A flush is waited for too; and every handle gone ends a batch.
+        let (ack, _flushed) = tokio::sync::oneshot::channel();
+        queue
+            .send(Queued::Flush {
+                failed_before: 0,
+                ack,
+            })
+            .expect("send");
+        drop(queue);
+        let batch = gather(queued(6, false).0, &incoming, Duration::from_secs(3600));
+        assert_eq!(batch.len(), 2);
+        assert!(matches!(batch[1], Queued::Flush { .. }));
     }
 
     #[tokio::test]

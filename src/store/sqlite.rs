@@ -417,11 +417,14 @@ impl Store for SqliteStore {
                 tx.prepare_cached("UPDATE approvals SET status = 'consumed' WHERE id = ?1")?
                     .execute(params![id])?;
             }
-            let after = if writes.debit.is_some() {
-                usage(&tx, &run, &keys.capability)?
-            } else {
-                state.usage
-            };
+            // Inside the immediate transaction nothing else changed the run: the usage after
+            // is the usage before plus the debit just written.
+            let mut after = state.usage;
+            if let Some(cost) = writes.debit {
+                after.calls = after.calls.saturating_add(1);
+                after.tool_calls = after.tool_calls.saturating_add(1);
+                after.cost = after.cost.saturating_add(cost);
+            }
             tx.commit()?;
             Ok(after)
         })
@@ -547,16 +550,15 @@ fn load_approval(c: &Connection, id: &str) -> rusqlite::Result<Option<Approval>>
 }
 
 fn usage(c: &Connection, run: &str, capability: &str) -> rusqlite::Result<BudgetUsage> {
-    let (calls, cost): (i64, i64) = c
+    let (calls, cost, tool_calls): (i64, i64, i64) = c
         .prepare_cached(
-            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0) FROM run_usage WHERE run = ?1",
+            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0),
+                    COALESCE(SUM(CASE WHEN capability = ?2 THEN calls END), 0)
+             FROM run_usage WHERE run = ?1",
         )?
-        .query_row(params![run], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    let tool_calls: i64 = c
-        .prepare_cached("SELECT calls FROM run_usage WHERE run = ?1 AND capability = ?2")?
-        .query_row(params![run, capability], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
+        .query_row(params![run, capability], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
     Ok(BudgetUsage {
         calls: calls.max(0) as u64,
         tool_calls: tool_calls.max(0) as u64,

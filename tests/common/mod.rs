@@ -495,6 +495,12 @@ pub const PYTHON_REQUIREMENTS: [&str; 2] = ["mcp==2.3.0", "prometheus-client==0.
 
 /// The repo's `.venv` Python with the test packages installed, created when missing.
 pub fn python_venv() -> PathBuf {
+    // Tests run as threads of one process: one of them makes the venv while the others wait
+    // (a venv half made by another test has a python but no pip yet).
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let venv = repo_root().join(".venv");
     let python = venv.join("bin/python");
     let ready = |python: &PathBuf| {
