@@ -21,7 +21,13 @@ pub fn run(config: Option<&PathBuf>, stdio: bool, token_env: String) -> anyhow::
     if let Some(telemetry) = &telemetry {
         tracing::info!(endpoint = %telemetry.traces_url(), "exporting traces over OTLP/HTTP");
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let workers = config.server.runtime_workers();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    tracing::info!(workers, "async runtime started");
     let served = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let on_signal = shutdown.clone();

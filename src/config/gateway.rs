@@ -254,6 +254,34 @@ secret_env = "SECRET"
     }
 
     #[test]
+    fn worker_threads_are_as_configured_or_one_fewer_than_the_cores() {
+        // [server] line | workers, or the key of the refusal
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let table: [(&str, Result<usize, &str>); 5] = [
+            ("", Ok(cores.saturating_sub(1).max(1))),
+            ("worker_threads = 1", Ok(1)),
+            ("worker_threads = 6", Ok(6)),
+            ("worker_threads = 0", Err("server.worker_threads")),
+            ("worker_threads = 100000", Err("server.worker_threads")),
+        ];
+        for (line, expected) in table {
+            let text = MINIMAL.replace(
+                "public_url = \"http://127.0.0.1:8080/mcp\"",
+                &format!("public_url = \"http://127.0.0.1:8080/mcp\"\n{line}"),
+            );
+            let parsed = GatewayConfig::parse(&text, "t.toml", Path::new("."));
+            match (parsed, expected) {
+                (Ok(config), Ok(workers)) => {
+                    assert_eq!(config.server.runtime_workers(), workers, "{line}")
+                }
+                (Err(e), Err(key)) => assert_eq!(e.key, key, "{line}"),
+                (Ok(_), Err(key)) => panic!("{line}: accepted, {key} expected"),
+                (Err(e), Ok(_)) => panic!("{line}: refused: {e}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_downstreams_protocol_is_auto_unless_one_revision_is_named() {
         use crate::config::DownstreamProtocol;
         // protocol line | revision spoken
