@@ -142,13 +142,13 @@ pub(super) fn parse_server(
         None => None,
         Some(n) => match NonZeroUsize::new(n).filter(|n| n.get() <= MAX_WORKER_THREADS) {
             Some(n) => Some(n),
-            None => {
-                return Err(err(
-                    "server.worker_threads",
-                    format!("{n} worker threads"),
-                    &format!("use 1 to {MAX_WORKER_THREADS}, or leave it out for one fewer than the cores"),
-                ))
-            }
+            None => return Err(err(
+                "server.worker_threads",
+                format!("{n} worker threads"),
+                &format!(
+                    "use 1 to {MAX_WORKER_THREADS}, or leave it out for one fewer than the cores"
+                ),
+            )),
         },
     };
     Ok(ServerConfig {
