@@ -54,6 +54,11 @@ impl ServerConfig {
 /// Most worker threads `[server] worker_threads` may name.
 const MAX_WORKER_THREADS: usize = 1024;
 
+/// `n` worker threads, when that is a number the runtime may have.
+fn worker_threads(n: usize) -> Option<NonZeroUsize> {
+    NonZeroUsize::new(n).filter(|n| n.get() <= MAX_WORKER_THREADS)
+}
+
 /// The default worker threads on a machine of `cores` cores.
 fn default_workers(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
@@ -140,16 +145,10 @@ pub(super) fn parse_server(
     }
     let worker_threads = match raw.worker_threads {
         None => None,
-        Some(n) => match NonZeroUsize::new(n).filter(|n| n.get() <= MAX_WORKER_THREADS) {
-            Some(n) => Some(n),
-            None => return Err(err(
-                "server.worker_threads",
-                format!("{n} worker threads"),
-                &format!(
-                    "use 1 to {MAX_WORKER_THREADS}, or leave it out for one fewer than the cores"
-                ),
-            )),
-        },
+        Some(n) => Some(worker_threads(n).ok_or_else(|| {
+            let fix = format!("use 1 to {MAX_WORKER_THREADS}, or leave it out (cores - 1)");
+            err("server.worker_threads", format!("{n} worker threads"), &fix)
+        })?),
     };
     Ok(ServerConfig {
         listen,
