@@ -5,7 +5,8 @@
 //!
 //! `append` queues a record; `append_durable` waits until its record is committed; `flush` waits
 //! until everything queued before it is. The last two send their answer channel through the same
-//! queue, so the writer answers them in order, after the batch that holds them.
+//! queue, so the writer answers them in order, after the batch that holds them, and wake the
+//! writer when it lingers over a batch nobody waited for (see `writer`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -1,6 +1,6 @@
 //! The writer thread: the one owner of the log's sink. It takes whatever queued while the last
-//! batch was written and commits it in one transaction (group commit), answers the callers who
-//! wait, and signs checkpoints every `CheckpointPolicy::every` records and, on a quiet log,
+//! batch was written, and while nobody in the batch waits, what arrives within [`LINGER`],
+//! and commits it in one transaction (group commit), answers the callers who wait, and signs checkpoints every `CheckpointPolicy::every` records and, on a quiet log,
 //! within `CheckpointPolicy::interval`.
 //!
 //! A sink whose failures are expected to pass (a replica's chain in PostgreSQL while the
@@ -477,10 +477,12 @@ mod tests {
     }
 
     /// A batch nobody waits for stays open for what arrives while it lingers, and the first
-    /// record someone waits for closes it at once (the linger here is an hour: only the
-    /// waiter's wake-up can end the batch).
+    /// record someone waits for closes it at once (the linger here is 20 s: only the waiter's
+    /// wake-up can end the batch sooner).
     #[test]
     fn a_lingering_batch_takes_what_arrives_until_someone_waits() {
+        let linger = Duration::from_secs(20);
+        let started = Instant::now();
         let (queue, incoming) = mpsc::channel();
         let gatherer = std::thread::current();
         let sender = std::thread::spawn(move || {
@@ -492,14 +494,14 @@ mod tests {
             gatherer.unpark();
             (queue, done)
         });
-        let batch = gather(queued(0, false).0, &incoming, Duration::from_secs(3600));
+        let batch = gather(queued(0, false).0, &incoming, linger);
         assert_eq!(ids(&batch), ["req-0", "req-1", "req-2", "req-3"]);
         let (queue, _done) = sender.join().expect("sender");
 
         // Someone waits for the first: what queued is taken, nothing more is waited for.
         queue.send(queued(5, false).0).expect("send");
         let (first, _done) = queued(4, true);
-        let batch = gather(first, &incoming, Duration::from_secs(3600));
+        let batch = gather(first, &incoming, linger);
         assert_eq!(ids(&batch), ["req-4", "req-5"]);
 
         // A flush is waited for too; and every handle gone ends a batch.
@@ -511,9 +513,14 @@ mod tests {
             })
             .expect("send");
         drop(queue);
-        let batch = gather(queued(6, false).0, &incoming, Duration::from_secs(3600));
+        let batch = gather(queued(6, false).0, &incoming, linger);
         assert_eq!(batch.len(), 2);
         assert!(matches!(batch[1], Queued::Flush { .. }));
+        assert!(
+            started.elapsed() < linger,
+            "a batch someone waited for lingered: {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

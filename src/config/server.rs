@@ -43,6 +43,8 @@ impl ServerConfig {
     /// cores (at least one). The core left over is the decision log writer's and the stdio
     /// downstreams': on 2 cores one worker gave 15–35 % more calls per second at 13–29 % less
     /// CPU per call and 40–60 % less memory at 32 clients than two (benches/peer/RESULTS.md).
+    /// With one worker, a store transaction that waits (a lock another process holds, a WAL
+    /// checkpoint's write) holds every request meanwhile; name more workers where that matters.
     pub fn runtime_workers(&self) -> usize {
         match self.worker_threads {
             Some(configured) => configured.get(),
@@ -209,4 +211,21 @@ pub(super) fn host_of_url(url: &str) -> Option<String> {
         authority.split(':').next()?.to_string()
     };
     (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_default_to_one_fewer_than_the_cores_and_stay_in_bounds() {
+        // cores | default workers
+        for (cores, workers) in [(1, 1), (2, 1), (3, 2), (8, 7), (64, 63)] {
+            assert_eq!(default_workers(cores), workers, "{cores} cores");
+        }
+        // configured | accepted
+        for (n, accepted) in [(0, false), (1, true), (1024, true), (1025, false)] {
+            assert_eq!(worker_threads(n).is_some(), accepted, "{n}");
+        }
+    }
 }

@@ -175,7 +175,7 @@ pub async fn serve_http(
         ));
     }
     spawn_reload_on_sighup(gateway.clone(), shutdown.clone());
-    let app = http_router(&config, gateway, auth, shutdown.clone());
+    let app = http_router(&config, gateway.clone(), auth, shutdown.clone());
     // The bound address (the port the system picked when the configured one is 0); this line
     // is the readiness signal: it is printed once every listener is bound.
     let address = listener.local_addr().unwrap_or(config.server.listen);
@@ -186,6 +186,7 @@ pub async fn serve_http(
     );
     eprintln!("capgate listening on http://{address}/mcp");
     listener::serve(listener, app, connection_limits, shutdown).await;
+    super::flush_log_on_exit(&gateway).await;
     Ok(())
 }
 

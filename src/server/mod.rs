@@ -25,3 +25,11 @@ mod stdio;
 pub use front::McpFront;
 pub use http::{http_router, serve_http};
 pub use stdio::serve_stdio;
+
+/// On the way out: every decision record queued so far is committed (the log's writer thread
+/// would otherwise end with the process, its last batch unwritten), or the loss is logged.
+async fn flush_log_on_exit(gateway: &crate::enforce::Gateway) {
+    if let Err(error) = gateway.decision_log().flush().await {
+        tracing::error!(%error, "decision records queued at shutdown were not all written");
+    }
+}

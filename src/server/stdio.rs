@@ -33,7 +33,11 @@ pub async fn serve_stdio(
         .downstreams()
         .wait_until_up(Duration::from_secs(10))
         .await;
-    let front = McpFront::new(gateway, Some(Arc::new(actor)), config.limits.list_page_size);
+    let front = McpFront::new(
+        gateway.clone(),
+        Some(Arc::new(actor)),
+        config.limits.list_page_size,
+    );
     let running = front
         .serve(rmcp::transport::stdio())
         .await
@@ -43,5 +47,6 @@ pub async fn serve_stdio(
         _ = shutdown.cancelled() => {}
     }
     shutdown.cancel();
+    super::flush_log_on_exit(&gateway).await;
     Ok(())
 }
