@@ -132,8 +132,11 @@ impl<'a> FieldRule<'a> {
         }
     }
 
-    /// The text with every `field: value` redacted or masked; an error at any other mention.
-    fn rewrite(&self, text: &str) -> Result<String, Unredactable> {
+    /// The text with every `field: value` redacted or masked; an error at any other mention,
+    /// and where a key of any of `all` inside the value has a value of its own that runs past
+    /// the end of this one (`f: a; g: 'b` / `c'`): rewriting this value would cut that one in
+    /// two and leave its second part as it was.
+    fn rewrite(&self, text: &str, all: &[FieldRule<'_>]) -> Result<String, Unredactable> {
         let bytes = text.as_bytes();
         let mut out = String::with_capacity(text.len());
         let mut copied = 0;
@@ -150,6 +153,9 @@ impl<'a> FieldRule<'a> {
                 .iter()
                 .find(|b| !matches!(b, b' ' | b'\t'));
             if matches!(after, Some(b':' | b'=')) {
+                return Err(self.unredactable());
+            }
+            if overlaps_a_value(bytes, value.clone(), all) {
                 return Err(self.unredactable());
             }
             out.push_str(&text[copied..value.start]);
@@ -171,6 +177,17 @@ impl<'a> FieldRule<'a> {
         out.push_str(&text[copied..]);
         Ok(out)
     }
+}
+
+/// Whether a key of one of `rules` inside `value` has a value that ends after `value` does.
+fn overlaps_a_value(text: &[u8], value: Range<usize>, rules: &[FieldRule<'_>]) -> bool {
+    value.clone().any(|at| {
+        rules.iter().any(|rule| {
+            rule.mention_at(text, at)
+                .and_then(|name_end| value_after_key(text, at, name_end))
+                .is_some_and(|inner| inner.end > value.end)
+        })
+    })
 }
 
 /// The span of the value after the key at `start..name_end` (the key possibly quoted, then
@@ -298,8 +315,12 @@ impl<'a> Rules<'a> {
         } else {
             redact_patterns(&self.patterns, text)
         };
-        for rule in &self.fields {
-            out = rule.rewrite(&out)?;
+        // Redactions before masks: a masked value keeps its last characters, which must not
+        // be those of a value another rule redacts.
+        for action in [Action::Redact, Action::Mask] {
+            for rule in self.fields.iter().filter(|r| r.action == action) {
+                out = rule.rewrite(&out, &self.fields)?;
+            }
         }
         Ok(out)
     }
@@ -425,6 +446,9 @@ mod tests {
             "customer_ssn:",
             // Found by the obligations fuzz target: the quoted "value" is a key of its own.
             "customer_ssn:\t'customer_ssn': [\"123-45-6789\"]",
+            // Found by the obligations fuzz target: a key inside the value, whose quoted value
+            // runs past its line, would be cut in two.
+            "customer_ssn: a; customer_ssn: '123\n45-6789' ok",
         ] {
             assert_eq!(
                 redact.text(text),
@@ -440,6 +464,35 @@ mod tests {
             mask.text("account: \"DE89370400440532013000\" (j@x.example)")
                 .as_deref(),
             Ok("account: \"******************3000\" ([redacted email])")
+        );
+    }
+
+    /// Found by the obligations fuzz target (its input, replayed): the value of the first
+    /// `f:` ran to the end of its line, over a second `f: '...'` whose quoted value goes on to
+    /// the next line; masking the first kept its last four characters, the second value's,
+    /// and left that value's rest as it was. Such text is now refused, under either action.
+    #[test]
+    fn a_value_holding_a_key_whose_value_runs_past_it_is_refused() {
+        let text = "::f:-:___re$____y%wb'vb'v_re$y; f: '\u{7f}Decitm\u{e008}\u{e03a}\u{e0ef}\
+                    \u{e001}\u{e03a}\u{e008}\u{e04f}\nwxyz'\nr_";
+        for obligations in [
+            ["mask:notes", "mask:f", "mask:f"],
+            ["redact:notes", "redact:f", "mask:f"],
+        ] {
+            let obligations = rules(&obligations);
+            let rules = Rules::new(&obligations).expect("transforms");
+            assert_eq!(
+                rules.text(text),
+                Err(Unredactable { field: "f".into() }),
+                "{obligations:?}"
+            );
+        }
+        // A key whose value ends within the outer value is rewritten with it.
+        let obligations = rules(&["mask:f"]);
+        let mask = Rules::new(&obligations).expect("transforms");
+        assert_eq!(
+            mask.text("f: ab; f: cd\nok").as_deref(),
+            Ok("f: *****: cd\nok")
         );
     }
 
