@@ -73,11 +73,15 @@ impl Pattern {
         }
     }
 
+    /// Every pattern's label.
+    pub(super) const LABELS: [&'static str; 3] =
+        ["[redacted ssn]", "[redacted email]", "[redacted account]"];
+
     fn label(self) -> &'static str {
         match self {
-            Pattern::Ssn => "[redacted ssn]",
-            Pattern::Email => "[redacted email]",
-            Pattern::Account => "[redacted account]",
+            Pattern::Ssn => Self::LABELS[0],
+            Pattern::Email => Self::LABELS[1],
+            Pattern::Account => Self::LABELS[2],
         }
     }
 }

@@ -215,20 +215,34 @@ fn value_after_key(text: &[u8], start: usize, name_end: usize) -> Option<Range<u
         // The value starts on a later line (a YAML block, say): it cannot be delimited.
         b'\n' | b'\r' => return None,
         quote @ (b'"' | b'\'') => closing_quote(text, value_start + 1, *quote)? + 1,
+        // A label that redaction left at the value's start is not a bracket of the value's own
+        // (`f: a@b.example more` became `f: [redacted email] more`): the value is the line's.
+        b'[' if starts_with_label(&text[value_start..]) => line_value_end(text, value_start),
         b'[' | b'{' | b'(' => closing_bracket(text, value_start)? + 1,
-        _ => {
-            let line_end = text[value_start..]
-                .iter()
-                .position(|b| matches!(b, b'\n' | b'\r'))
-                .map_or(text.len(), |p| value_start + p);
-            value_start
-                + text[value_start..line_end]
-                    .iter()
-                    .rposition(|b| !matches!(b, b' ' | b'\t'))
-                    .map_or(0, |p| p + 1)
-        }
+        _ => line_value_end(text, value_start),
     };
     Some(value_start..value_end)
+}
+
+/// Where an unquoted value starting at `value_start` ends: at its line's end, less blanks.
+fn line_value_end(text: &[u8], value_start: usize) -> usize {
+    let line_end = text[value_start..]
+        .iter()
+        .position(|b| matches!(b, b'\n' | b'\r'))
+        .map_or(text.len(), |p| value_start + p);
+    value_start
+        + text[value_start..line_end]
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t'))
+            .map_or(0, |p| p + 1)
+}
+
+/// Whether `text` starts with a label a pattern or a field's redaction leaves.
+fn starts_with_label(text: &[u8]) -> bool {
+    Pattern::LABELS
+        .iter()
+        .chain([&REDACTED])
+        .any(|label| text.starts_with(label.as_bytes()))
 }
 
 /// The offset of the quote closing a string that starts at `from`, honouring `\` escapes.
@@ -493,6 +507,36 @@ mod tests {
         assert_eq!(
             mask.text("f: ab; f: cd\nok").as_deref(),
             Ok("f: *****: cd\nok")
+        );
+    }
+
+    /// Found by the obligations fuzz target (its input, replayed): `redact_pattern:email`
+    /// turned the start of a masked field's value into `[redacted email]`, which was then taken
+    /// for the whole, bracketed value; the rest of the line (the secret) was left as it was.
+    #[test]
+    fn a_label_at_a_values_start_is_not_its_bracket() {
+        let text = "_'_tsyttttt\n\n|[-\n\n\n\n\n\n\tK, 'KKKKKsyttttttttttstttt': \
+                    j@x.example\u{e074}\u{e000}\u{e000}\u{e002}\u{200d}wxyz\n";
+        let obligations = rules(&[
+            "redact_pattern:email",
+            "redact_pattern:account",
+            "redact_pattern:email",
+            "mask:KKKKKsyttttttttttstttt",
+        ]);
+        let applied = Rules::new(&obligations).expect("transforms");
+        let out = applied.text(text).expect("delimited");
+        assert!(
+            !out.chars().any(|c| ('\u{e000}'..='\u{f8ff}').contains(&c)),
+            "{out:?}"
+        );
+        assert!(out.ends_with("wxyz\n"), "{out:?}");
+        // A field's own redaction label likewise, and a real bracket still delimits.
+        let obligations = rules(&["redact:g", "mask:f"]);
+        let both = Rules::new(&obligations).expect("transforms");
+        assert_eq!(
+            both.text("f: [redacted] secretwxyz\nf: [abcdef] ok")
+                .as_deref(),
+            Ok("f: *****************wxyz\nf: ****def] ok")
         );
     }
 
