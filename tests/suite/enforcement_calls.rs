@@ -15,7 +15,13 @@ fn drafts_received(gateway: &TestGateway) -> usize {
 
 #[tokio::test]
 async fn concurrent_identical_side_effects_with_one_key_run_once() {
-    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    // All 50 calls in progress at once must reach the key: above the default of 32 a principal
+    // may have in progress, a busy machine answers the rest 429 before they do.
+    let gateway = TestGateway::start(GatewayOptions {
+        limits: Some("concurrent_requests_per_principal = 64".into()),
+        ..GatewayOptions::default()
+    })
+    .await;
     let token = gateway.token(&analyst("acme", "alice", "drafting-agent"));
     let client = std::sync::Arc::new(gateway.client(&token).await);
     let draft = json!({"case_id": "case-101", "body": "Notice of investigation"});
