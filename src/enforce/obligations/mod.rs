@@ -12,6 +12,7 @@
 //! fullwidth and other look-alike spellings of a value are caught too (`patterns.rs`).
 
 mod asks;
+mod delimit;
 mod patterns;
 mod rules;
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
+use super::delimit::{value_after_key, REDACTED};
 use super::patterns::redact_patterns;
 use super::{mask, mask_text, Obligation, Obligations, Pattern};
 
@@ -47,8 +48,6 @@ pub(super) struct Rules<'a> {
     fields: Vec<FieldRule<'a>>,
     patterns: Vec<Pattern>,
 }
-
-const REDACTED: &str = "[redacted]";
 
 fn is_word(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_'
@@ -188,96 +187,6 @@ fn overlaps_a_value(text: &[u8], value: Range<usize>, rules: &[FieldRule<'_>]) -
                 .is_some_and(|inner| inner.end > value.end)
         })
     })
-}
-
-/// The span of the value after the key at `start..name_end` (the key possibly quoted, then
-/// `:` or `=`), if it can be delimited.
-fn value_after_key(text: &[u8], start: usize, name_end: usize) -> Option<Range<usize>> {
-    let mut at = name_end;
-    if start > 0
-        && matches!(text[start - 1], b'"' | b'\'')
-        && text.get(at) == Some(&text[start - 1])
-    {
-        at += 1;
-    }
-    let skip_blanks = |mut at: usize| {
-        while matches!(text.get(at), Some(b' ' | b'\t')) {
-            at += 1;
-        }
-        at
-    };
-    at = skip_blanks(at);
-    if !matches!(text.get(at), Some(b':' | b'=')) {
-        return None;
-    }
-    let value_start = skip_blanks(at + 1);
-    let value_end = match text.get(value_start)? {
-        // The value starts on a later line (a YAML block, say): it cannot be delimited.
-        b'\n' | b'\r' => return None,
-        quote @ (b'"' | b'\'') => closing_quote(text, value_start + 1, *quote)? + 1,
-        // A label that redaction left at the value's start is not a bracket of the value's own
-        // (`f: a@b.example more` became `f: [redacted email] more`): the value is the line's.
-        b'[' if starts_with_label(&text[value_start..]) => line_value_end(text, value_start),
-        b'[' | b'{' | b'(' => closing_bracket(text, value_start)? + 1,
-        _ => line_value_end(text, value_start),
-    };
-    Some(value_start..value_end)
-}
-
-/// Where an unquoted value starting at `value_start` ends: at its line's end, less blanks.
-fn line_value_end(text: &[u8], value_start: usize) -> usize {
-    let line_end = text[value_start..]
-        .iter()
-        .position(|b| matches!(b, b'\n' | b'\r'))
-        .map_or(text.len(), |p| value_start + p);
-    value_start
-        + text[value_start..line_end]
-            .iter()
-            .rposition(|b| !matches!(b, b' ' | b'\t'))
-            .map_or(0, |p| p + 1)
-}
-
-/// Whether `text` starts with a label a pattern or a field's redaction leaves.
-fn starts_with_label(text: &[u8]) -> bool {
-    Pattern::LABELS
-        .iter()
-        .chain([&REDACTED])
-        .any(|label| text.starts_with(label.as_bytes()))
-}
-
-/// The offset of the quote closing a string that starts at `from`, honouring `\` escapes.
-fn closing_quote(text: &[u8], from: usize, quote: u8) -> Option<usize> {
-    let mut at = from;
-    while at < text.len() {
-        match text[at] {
-            b'\\' => at += 2,
-            byte if byte == quote => return Some(at),
-            _ => at += 1,
-        }
-    }
-    None
-}
-
-/// The offset of the bracket closing the one at `open`; brackets inside double-quoted strings
-/// do not count.
-fn closing_bracket(text: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut at = open;
-    while at < text.len() {
-        match text[at] {
-            b'"' => at = closing_quote(text, at + 1, b'"')?,
-            b'[' | b'{' | b'(' => depth += 1,
-            b']' | b'}' | b')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(at);
-                }
-            }
-            _ => {}
-        }
-        at += 1;
-    }
-    None
 }
 
 impl<'a> Rules<'a> {
