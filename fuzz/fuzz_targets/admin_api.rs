@@ -1,6 +1,6 @@
 //! The admin API (`server::admin`) with arbitrary requests: every endpoint of the router's own
 //! table (`Endpoint::ALL`; the policy reload, which reads the policy directory and takes no
-//! input, rarely), as a platform admin,
+//! input, rarely, and by the platform admin once per gateway), as a platform admin,
 //! tenant admins of two tenants, a plain user, an agent acting for an admin, and without a
 //! token; path ids, query strings and JSON bodies (kill switches, break-glass grants,
 //! relationship entities) built from their shapes with junk in them, or arbitrary bytes. The
@@ -60,6 +60,9 @@ struct Admin {
     router: Router,
     shutdown: CancellationToken,
     requests: usize,
+    /// Whether the platform admin has reloaded the policies of this gateway: a reload reads
+    /// and compiles the whole policy directory, which does not change, so one is enough.
+    reloaded: bool,
 }
 
 fn tokens_of_callers() -> &'static Vec<String> {
@@ -112,6 +115,7 @@ fn start() -> Admin {
         router,
         shutdown,
         requests: 0,
+        reloaded: false,
     }
 }
 
@@ -369,6 +373,11 @@ fuzz_target!(|input: Input| {
     }
     let admin = slot.as_mut().expect("started");
     for req in &input.0 {
+        // A second reload by the one caller allowed to reload costs a tenth of a second and
+        // finds nothing the first did not (other callers' refusals are cheap, and still run).
+        if req.endpoint == Endpoint::PolicyReload && req.caller == Some(0) && admin.reloaded {
+            continue;
+        }
         admin.requests += 1;
         let body = match (&req.body, &req.raw_body) {
             (Some(value), _) => Some(value.to_string().into_bytes()),
@@ -377,6 +386,9 @@ fuzz_target!(|input: Input| {
         };
         let (status, answer) = send(&admin.router, req, body);
         check_status(req, status);
+        if req.endpoint == Endpoint::PolicyReload && status.is_success() {
+            admin.reloaded = true;
+        }
         // The same body with junk members, after a refusal: refused again.
         if status.is_client_error() {
             if let Some(Value::Object(map)) = &req.body {

@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
-use super::delimit::{value_after_key, REDACTED};
+use super::delimit::{ends_cleanly, value_after_key, REDACTED};
 use super::patterns::redact_patterns;
 use super::{mask, mask_text, Obligation, Obligations, Pattern};
 
@@ -146,12 +146,7 @@ impl<'a> FieldRule<'a> {
                 continue;
             };
             let value = value_after_key(bytes, at, name_end).ok_or_else(|| self.unredactable())?;
-            // A "value" that is itself followed by `:` or `=` is a key (`f: 'f': [...]`): what
-            // follows it cannot be told apart from the field's value.
-            let after = bytes[value.end..]
-                .iter()
-                .find(|b| !matches!(b, b' ' | b'\t'));
-            if matches!(after, Some(b':' | b'=')) {
+            if !ends_cleanly(bytes, value.end) {
                 return Err(self.unredactable());
             }
             if overlaps_a_value(bytes, value.clone(), all) {
@@ -348,13 +343,16 @@ mod tests {
                 "a=1 Customer SSN = [redacted] ",
             ),
             (
-                "{\"customer_ssn\": \"123\" x",
-                "{\"customer_ssn\": [redacted] x",
+                "{\"customer_ssn\": \"123\", x",
+                "{\"customer_ssn\": [redacted], x",
             ),
-            ("'customer_ssn':'1\\'2' ok", "'customer_ssn':[redacted] ok"),
             (
-                "customer_ssn=[1, \"]\", {2}] ok",
-                "customer_ssn=[redacted] ok",
+                "'customer_ssn':'1\\'2', ok",
+                "'customer_ssn':[redacted], ok",
+            ),
+            (
+                "customer_ssn=[1, \"]\", {2}]; ok",
+                "customer_ssn=[redacted]; ok",
             ),
             ("nothing here: ssn", "nothing here: ssn"),
         ];
@@ -372,6 +370,10 @@ mod tests {
             // Found by the obligations fuzz target: a key inside the value, whose quoted value
             // runs past its line, would be cut in two.
             "customer_ssn: a; customer_ssn: '123\n45-6789' ok",
+            // A quoted or bracketed value followed by more on its line may run on.
+            "{\"customer_ssn\": \"123\" x",
+            "'customer_ssn':'1\\'2' ok",
+            "customer_ssn=[1, \"]\", {2}] ok",
         ] {
             assert_eq!(
                 redact.text(text),
@@ -384,10 +386,14 @@ mod tests {
         let obligations = rules(&["mask:account", "redact_pattern:email"]);
         let mask = Rules::new(&obligations).expect("transforms");
         assert_eq!(
-            mask.text("account: \"DE89370400440532013000\" (j@x.example)")
+            mask.text("account: \"DE89370400440532013000\"; contact j@x.example")
                 .as_deref(),
-            Ok("account: \"******************3000\" ([redacted email])")
+            Ok("account: \"******************3000\"; contact [redacted email]")
         );
+        // What follows the value on its line, unseparated, might be more of it: withheld.
+        assert!(mask
+            .text("account: \"DE89370400440532013000\" (j@x.example)")
+            .is_err());
     }
 
     /// Found by the obligations fuzz target (its input, replayed): the value of the first
@@ -443,10 +449,61 @@ mod tests {
         let obligations = rules(&["redact:g", "mask:f"]);
         let both = Rules::new(&obligations).expect("transforms");
         assert_eq!(
-            both.text("f: [redacted] secretwxyz\nf: [abcdef] ok")
+            both.text("f: [redacted] secretwxyz\nf: [abcdef], ok")
                 .as_deref(),
-            Ok("f: *****************wxyz\nf: ****def] ok")
+            Ok("f: *****************wxyz\nf: ****def], ok")
         );
+    }
+
+    /// Found by the obligations fuzz target: under `mask:<field>`, a value that starts with a
+    /// bracketed part and goes on, on its line, without a separator was taken to be the
+    /// bracketed part alone: `(y)` was masked and the secret after it was left as it was. What
+    /// follows a quoted or bracketed value on its line must be a separator, or the text is
+    /// withheld.
+    #[test]
+    fn a_bracket_followed_by_more_on_its_line_is_refused() {
+        let text = format!(
+            "[[[[[[[[[[[[{}\n\n{},{}{}\t{}{}; YTTTTTTTTTTSTTTTT:(y)\
+             \u{e073}\u{e079}\u{e074}\u{e074}\u{e074}@cwxyz\n",
+            "\r".repeat(36),
+            "\r".repeat(40),
+            "\r".repeat(9),
+            "\n".repeat(18),
+            "\n".repeat(6),
+            "\r".repeat(13),
+        );
+        let text = text.as_str();
+        let obligations = rules(&[
+            "mask:yttttttttttsttttt",
+            "redact_pattern:account",
+            "require_idempotency",
+        ]);
+        let applied = Rules::new(&obligations).expect("transforms");
+        assert!(applied.text(text).is_err(), "{:?}", applied.text(text));
+        let obligations = rules(&["mask:f"]);
+        let mask = Rules::new(&obligations).expect("transforms");
+        for runs_on in [
+            "f: (y)secret",
+            "f: 'ab'cdef",
+            "f: [ab] cdef\n",
+            "f: {a} b",
+            "f: 'f': x",
+        ] {
+            assert!(
+                mask.text(runs_on).is_err(),
+                "{runs_on:?}: {:?}",
+                mask.text(runs_on)
+            );
+        }
+        // A separator, a closing bracket, or the line's end closes it.
+        for (closed, masked) in [
+            ("f: (abcdef), g", "f: ****def), g"),
+            ("{f: 'abcdef'}", "{f: '**cdef'}"),
+            ("f: [abcdef] ; g\nh", "f: ****def] ; g\nh"),
+            ("f: \"abcdef\"  \r\n", "f: \"**cdef\"  \r\n"),
+        ] {
+            assert_eq!(mask.text(closed).as_deref(), Ok(masked), "{closed:?}");
+        }
     }
 
     /// Found by the obligations fuzz target: `mask:p_` left `p_: <value>` as it was (the
