@@ -1,11 +1,13 @@
 //! Discovery (`tools/list`, `resources/list`, `resources/templates/list`, `prompts/list`): one
-//! generic function decides every candidate the same way a call would be stopped and decided,
-//! shows only what the actor may use, and logs one summary record per request.
+//! generic function decides candidates the same way a call would be stopped and decided, shows
+//! only what the actor may use, and logs one summary record per request. Tools and prompts are
+//! listed by name a page at a time, deciding only what the page reaches; resources (in the
+//! downstreams' order) and templates are decided whole and paged by offset.
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use crate::identity::CompositeActor;
-use crate::policy::{Action, ActorFacts, PolicyRequest};
+use crate::policy::{Action, ActorFacts, Decision, PolicyRequest};
 
 use super::capability::Target;
 use super::listing::Listing;
@@ -23,81 +25,135 @@ struct Candidate<I> {
     request: Result<PolicyRequest, Refusal>,
 }
 
+/// One page of a discovery list: what it shows, and whether a later page shows more.
+pub struct Page<I> {
+    pub items: Vec<I>,
+    pub more: bool,
+}
+
+/// What discovery makes of one candidate.
+enum Verdict {
+    Shown(Decision),
+    /// Left out before any decision (a kill switch, a request that cannot be built): the
+    /// refusal's kind and detail.
+    Undecided(&'static str, String),
+    /// Not allowed by the PDP.
+    Decided(Decision),
+}
+
 impl Gateway {
-    /// Decides each candidate: killed → hidden; unbindable → hidden; allowed (or covered by
-    /// break-glass) → shown; otherwise hidden with its decision.
+    /// Stops and decides one candidate as a call would be: killed → hidden; unbindable →
+    /// hidden; allowed (or covered by break-glass) → shown; otherwise hidden with its decision.
+    fn judge<I>(&self, actor: &CompositeActor, candidate: &Candidate<I>) -> Verdict {
+        if let Err(refusal) = self.controls.stop(actor, &candidate.target) {
+            return Verdict::Undecided(refusal.kind(), refusal.detailed());
+        }
+        let request = match &candidate.request {
+            Ok(request) => request,
+            Err(refusal) => return Verdict::Undecided(refusal.kind(), refusal.detailed()),
+        };
+        let decision = self.decide(request, &candidate.target.name);
+        let granted = decision.break_glass_may_override
+            && self
+                .controls
+                .break_glass_for(actor, &candidate.target.name)
+                .is_some();
+        if decision.is_allow() || granted {
+            Verdict::Shown(decision)
+        } else {
+            Verdict::Decided(decision)
+        }
+    }
+
+    /// Judges candidates in order until `limit` are shown, and logs one summary record naming
+    /// each candidate judged for the page. Once the page is full it looks on, without
+    /// recording (the next page records them), for one more a later page would show: `more`
+    /// says whether there is one, so that a client is never handed a cursor to a page that
+    /// only hidden capabilities would fill.
     fn discover<I>(
         &self,
         actor: &CompositeActor,
         action: Action,
         method: &'static str,
-        candidates: Vec<Candidate<I>>,
-    ) -> Vec<I> {
+        candidates: impl IntoIterator<Item = Candidate<I>>,
+        limit: usize,
+    ) -> Page<I> {
         let mut listing = Listing::new(action, method);
-        let mut visible = Vec::new();
+        let mut items = Vec::new();
+        let mut more = false;
         for candidate in candidates {
-            let name = &candidate.label;
-            if let Err(refusal) = self.controls.stop(actor, &candidate.target) {
-                listing.hide_undecided(name, refusal.kind(), refusal.detailed());
+            let verdict = self.judge(actor, &candidate);
+            if items.len() == limit {
+                if matches!(verdict, Verdict::Shown(_)) {
+                    more = true;
+                    break;
+                }
                 continue;
             }
-            let request = match candidate.request {
-                Ok(request) => request,
-                Err(refusal) => {
-                    listing.hide_undecided(name, refusal.kind(), refusal.detailed());
-                    continue;
+            let name = &candidate.label;
+            match verdict {
+                Verdict::Shown(decision) => {
+                    listing.show(name, Some(&decision));
+                    items.push(candidate.item);
                 }
-            };
-            let decision = self.decide(&request, &candidate.target.name);
-            let granted = decision.break_glass_may_override
-                && self
-                    .controls
-                    .break_glass_for(actor, &candidate.target.name)
-                    .is_some();
-            if decision.is_allow() || granted {
-                listing.show(name, Some(&decision));
-                visible.push(candidate.item);
-            } else {
-                listing.hide_decided(name, &decision);
+                Verdict::Undecided(kind, detail) => listing.hide_undecided(name, kind, detail),
+                Verdict::Decided(decision) => listing.hide_decided(name, &decision),
             }
         }
         self.log.append(listing.into_record(actor, &self.policy));
-        visible
+        Page { items, more }
     }
 
-    /// The tools this actor may use: contracted, offered by a live downstream, and allowed.
-    pub fn list_tools(&self, actor: &CompositeActor) -> Vec<Tool> {
+    /// The tools this actor may use (contracted, offered by a live downstream, and allowed),
+    /// sorted by name: up to `limit` of those named after `after`. Only the candidates this
+    /// page reaches are cloned and decided, whatever the size of the catalogue.
+    pub fn list_tools(
+        &self,
+        actor: &CompositeActor,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<Tool> {
         let facts = ActorFacts::from_actor(actor);
-        let mut candidates = Vec::new();
-        for server in self.downstreams.iter() {
-            for listed in &server.catalogue().tools {
-                let Some(contract) = self.registry.tool_of(&server.id, &listed.tool.name) else {
-                    continue;
-                };
-                let mut tool = listed.tool.clone();
-                tool.name = contract.exposed_name.clone().into();
-                let request = match self.pin_state(contract, listed) {
-                    PinState::Quarantined { pinned, seen } => Err(Refusal::Quarantined {
-                        name: contract.exposed_name.clone(),
-                        pinned,
-                        seen,
-                    }),
-                    PinState::Matches | PinState::Unpinned => {
-                        tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
-                            .map_err(Refusal::Unbound)
-                    }
-                };
-                candidates.push(Candidate {
-                    label: contract.exposed_name.clone(),
-                    item: tool,
-                    target: Target::of_tool(contract, listed.definition_hash.clone()),
-                    request,
-                });
+        let catalogues: Vec<_> = self
+            .downstreams
+            .iter()
+            .map(|server| (server, server.catalogue()))
+            .collect();
+        let mut offered: Vec<_> = catalogues
+            .iter()
+            .flat_map(|(server, catalogue)| {
+                catalogue.tools.iter().filter_map(move |listed| {
+                    let contract = self.registry.tool_of(&server.id, &listed.tool.name)?;
+                    Some((contract, listed))
+                })
+            })
+            .filter(|(contract, _)| {
+                after.is_none_or(|after| contract.exposed_name.as_str() > after)
+            })
+            .collect();
+        offered.sort_by(|a, b| a.0.exposed_name.cmp(&b.0.exposed_name));
+        let candidates = offered.into_iter().map(|(contract, listed)| {
+            let mut tool = listed.tool.clone();
+            tool.name = contract.exposed_name.clone().into();
+            let request = match self.pin_state(contract, listed) {
+                PinState::Quarantined { pinned, seen } => Err(Refusal::Quarantined {
+                    name: contract.exposed_name.clone(),
+                    pinned,
+                    seen,
+                }),
+                PinState::Matches | PinState::Unpinned => {
+                    tool_request(asker(actor, &facts), Action::DiscoverTool, contract, None)
+                        .map_err(Refusal::Unbound)
+                }
+            };
+            Candidate {
+                label: contract.exposed_name.clone(),
+                item: tool,
+                target: Target::of_tool(contract, listed.definition_hash.clone()),
+                request,
             }
-        }
-        let mut visible = self.discover(actor, Action::DiscoverTool, "tools/list", candidates);
-        visible.sort_by(|a, b| a.name.cmp(&b.name));
-        visible
+        });
+        self.discover(actor, Action::DiscoverTool, "tools/list", candidates, limit)
     }
 
     /// Concrete resources the actor may see, from every server with resource contracts.
@@ -162,7 +218,9 @@ impl Gateway {
             Action::DiscoverResource,
             "resources/list",
             candidates,
+            usize::MAX,
         )
+        .items
     }
 
     /// Resource templates the actor may see: only those a contract registers.
@@ -198,37 +256,61 @@ impl Gateway {
             Action::DiscoverResource,
             "resources/templates/list",
             candidates,
+            usize::MAX,
         )
+        .items
     }
 
-    /// The prompts this actor may use.
-    pub fn list_prompts(&self, actor: &CompositeActor) -> Vec<Prompt> {
+    /// The prompts this actor may use, sorted by name: up to `limit` of those named after
+    /// `after`.
+    pub fn list_prompts(
+        &self,
+        actor: &CompositeActor,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<Prompt> {
         let facts = ActorFacts::from_actor(actor);
-        let mut candidates = Vec::new();
-        for server in self.downstreams.iter() {
-            for listed in &server.catalogue().prompts {
-                let Some(contract) = self.registry.prompt_of(&server.id, &listed.name) else {
-                    continue;
-                };
-                let mut prompt = listed.clone();
-                prompt.name = contract.exposed_name.clone();
-                candidates.push(Candidate {
-                    label: contract.exposed_name.clone(),
-                    item: prompt,
-                    target: Target::of_prompt(contract),
-                    request: prompt_request(
-                        asker(actor, &facts),
-                        Action::DiscoverPrompt,
-                        contract,
-                        None,
-                    )
-                    .map_err(Refusal::Unbound),
-                });
+        let catalogues: Vec<_> = self
+            .downstreams
+            .iter()
+            .map(|server| (server, server.catalogue()))
+            .collect();
+        let mut offered: Vec<_> = catalogues
+            .iter()
+            .flat_map(|(server, catalogue)| {
+                catalogue.prompts.iter().filter_map(move |listed| {
+                    let contract = self.registry.prompt_of(&server.id, &listed.name)?;
+                    Some((contract, listed))
+                })
+            })
+            .filter(|(contract, _)| {
+                after.is_none_or(|after| contract.exposed_name.as_str() > after)
+            })
+            .collect();
+        offered.sort_by(|a, b| a.0.exposed_name.cmp(&b.0.exposed_name));
+        let candidates = offered.into_iter().map(|(contract, listed)| {
+            let mut prompt = listed.clone();
+            prompt.name = contract.exposed_name.clone();
+            Candidate {
+                label: contract.exposed_name.clone(),
+                item: prompt,
+                target: Target::of_prompt(contract),
+                request: prompt_request(
+                    asker(actor, &facts),
+                    Action::DiscoverPrompt,
+                    contract,
+                    None,
+                )
+                .map_err(Refusal::Unbound),
             }
-        }
-        let mut visible = self.discover(actor, Action::DiscoverPrompt, "prompts/list", candidates);
-        visible.sort_by(|a, b| a.name.cmp(&b.name));
-        visible
+        });
+        self.discover(
+            actor,
+            Action::DiscoverPrompt,
+            "prompts/list",
+            candidates,
+            limit,
+        )
     }
 }
 

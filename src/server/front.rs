@@ -63,14 +63,18 @@ impl McpFront {
         kind: ListKind,
         request: Option<&PaginatedRequestParams>,
     ) -> Result<(Vec<T>, Option<String>), ErrorData> {
-        let cursor = request.and_then(|r| r.cursor.as_deref());
-        paging::page(items, kind, cursor, self.page_size)
+        paging::page(items, kind, cursor_of(request), self.page_size)
     }
 
     #[allow(deprecated)]
     fn session_log_level(&self) -> Option<LoggingLevel> {
         *self.log_level.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The cursor a list request names, if any.
+fn cursor_of(request: Option<&PaginatedRequestParams>) -> Option<&str> {
+    request.and_then(|r| r.cursor.as_deref())
 }
 
 /// The capability requests that get a span of their own.
@@ -393,13 +397,17 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        let (tools, next) = self.page(
-            self.gateway.list_tools(&actor),
-            ListKind::Tools,
-            request.as_ref(),
-        )?;
+        let after = paging::after(ListKind::Tools, cursor_of(request.as_ref()))?;
+        let page = self
+            .gateway
+            .list_tools(&actor, after.as_deref(), self.page_size);
+        let next = page
+            .items
+            .last()
+            .filter(|_| page.more)
+            .map(|last| paging::after_cursor(ListKind::Tools, &last.name));
         let mut result =
-            ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private);
+            ListToolsResult::with_all_items(page.items).with_cache_scope(CacheScope::Private);
         result.next_cursor = next;
         Ok(result)
     }
@@ -484,13 +492,17 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let actor = self.actor(&ctx)?;
-        let (prompts, next) = self.page(
-            self.gateway.list_prompts(&actor),
-            ListKind::Prompts,
-            request.as_ref(),
-        )?;
+        let after = paging::after(ListKind::Prompts, cursor_of(request.as_ref()))?;
+        let page = self
+            .gateway
+            .list_prompts(&actor, after.as_deref(), self.page_size);
+        let next = page
+            .items
+            .last()
+            .filter(|_| page.more)
+            .map(|last| paging::after_cursor(ListKind::Prompts, &last.name));
         let mut result =
-            ListPromptsResult::with_all_items(prompts).with_cache_scope(CacheScope::Private);
+            ListPromptsResult::with_all_items(page.items).with_cache_scope(CacheScope::Private);
         result.next_cursor = next;
         Ok(result)
     }

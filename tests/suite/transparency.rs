@@ -569,7 +569,44 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
         }
     }
     assert_eq!(seen, expected, "every item once, in order");
+    // No page is left for hidden tools alone to fill: the last cursor leads to a page that
+    // shows something.
     assert_eq!(pages, expected.len().div_ceil(3));
+
+    // Each page decides and records only the tools it reaches: its summary names nothing
+    // past the last tool it shows, and the pages' records, in order, show the whole list.
+    let records = flushed_records(&paged).await;
+    let summaries: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["resource"] == "tools/list" && r["decision"] == "summary")
+        .collect();
+    assert_eq!(
+        summaries.len(),
+        pages,
+        "one record per page: {summaries:#?}"
+    );
+    let mut logged = Vec::new();
+    for (summary, page) in summaries.iter().zip(seen.chunks(3)) {
+        let shown: Vec<String> = summary["listing"]["shown"]
+            .as_array()
+            .expect("shown")
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(shown, page, "{summary:#}");
+        let last = page.last().expect("a page shows something");
+        if page.len() == 3 {
+            for hidden in summary["listing"]["hidden"].as_array().expect("hidden") {
+                let name = hidden["name"].as_str().expect("a name");
+                assert!(
+                    name < last.as_str(),
+                    "{name} is past the page ending at {last}"
+                );
+            }
+        }
+        logged.extend(shown);
+    }
+    assert_eq!(logged, expected);
 
     // A cursor capgate did not give is invalid params; so is one of another list.
     for cursor in ["garbage", "Y2FwZ2F0ZTpwcm9tcHRzOjM"] {
@@ -586,4 +623,40 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
             "{cursor}: {error}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_cursor_never_leads_to_a_page_only_hidden_tools_would_fill() {
+    let gateway = TestGateway::start(GatewayOptions {
+        admin: true,
+        limits: Some("list_page_size = 5".into()),
+        ..Default::default()
+    })
+    .await;
+    let client = gateway
+        .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
+        .await;
+    let first = client.list_tools(None).await.expect("listed");
+    assert_eq!(first.tools.len(), 5);
+    assert!(first.next_cursor.is_some(), "a sixth tool is visible");
+    // The last tool by name is killed: it sorts after the first page and is hidden, so the
+    // first page is the last.
+    let last = "case__traverse_entity_graph";
+    assert!(first.tools.iter().all(|t| t.name.as_ref() < last));
+    let (status, answer) = admin_request(
+        &gateway,
+        &gateway.platform_admin_token(),
+        "/admin/kill-switches",
+        json!({"scope": "tool", "target": last, "reason": "paging test"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let only = client.list_tools(None).await.expect("listed");
+    let names: Vec<String> = only.tools.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(!names.contains(&last.to_string()));
+    assert_eq!(
+        only.next_cursor, None,
+        "a cursor to a page of hidden tools: {names:?}"
+    );
 }
