@@ -43,14 +43,17 @@ pub(super) fn value_after_key(text: &[u8], start: usize, name_end: usize) -> Opt
     Some(value_start..value_end)
 }
 
-/// Whether what follows a value ending at `end` leaves no doubt that it ended there: blanks,
-/// then the end of the line or of the text, or a separator (`,` `;` or a closing bracket).
-/// A "value" followed by `:` or `=` is a key (`f: 'f': [...]`), and a quoted or bracketed
-/// value followed by more on its line (`f: (y)secret`) may run on: in either case what follows
-/// cannot be told apart from the field's value.
+/// Whether what follows a value ending at `end` leaves no doubt that it ended there: blanks
+/// and closing brackets (`{f: 'x'}]`), then the end of the line or of the text, or a
+/// separator (`,` `;`). A "value" followed by `:` or `=` is a key (`f: 'f': [...]`), and a
+/// quoted or bracketed value followed by more on its line (`f: (y)secret`, `f: (y)]secret`)
+/// may run on: in either case what follows cannot be told apart from the field's value.
 pub(super) fn ends_cleanly(text: &[u8], end: usize) -> bool {
-    match text[end..].iter().find(|b| !matches!(b, b' ' | b'\t')) {
-        None | Some(b'\n' | b'\r' | b',' | b';' | b')' | b']' | b'}') => true,
+    let mut rest = text[end..]
+        .iter()
+        .skip_while(|b| matches!(b, b' ' | b'\t' | b')' | b']' | b'}'));
+    match rest.next() {
+        None | Some(b'\n' | b'\r' | b',' | b';') => true,
         Some(_) => false,
     }
 }

@@ -488,6 +488,10 @@ mod tests {
             "f: [ab] cdef\n",
             "f: {a} b",
             "f: 'f': x",
+            // Found by the obligations fuzz target after 154,988 executions on the first fix:
+            // a closing bracket is no separator when more follows it.
+            "; F:(y)]\u{e073}\u{e079}\u{e074}@cwxyz\n",
+            "{f: 'x'} y",
         ] {
             assert!(
                 mask.text(runs_on).is_err(),
@@ -495,11 +499,12 @@ mod tests {
                 mask.text(runs_on)
             );
         }
-        // A separator, a closing bracket, or the line's end closes it.
+        // Closing brackets, then a separator or the line's end, close it.
         for (closed, masked) in [
             ("f: (abcdef), g", "f: ****def), g"),
             ("{f: 'abcdef'}", "{f: '**cdef'}"),
             ("f: [abcdef] ; g\nh", "f: ****def] ; g\nh"),
+            ("[{f: 'abcdef'}], g", "[{f: '**cdef'}], g"),
             ("f: \"abcdef\"  \r\n", "f: \"**cdef\"  \r\n"),
         ] {
             assert_eq!(mask.text(closed).as_deref(), Ok(masked), "{closed:?}");
