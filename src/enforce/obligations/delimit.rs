@@ -4,6 +4,8 @@
 
 use std::ops::Range;
 
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
+
 use super::Pattern;
 
 /// What a redacted field's value becomes.
@@ -55,6 +57,24 @@ pub(super) fn ends_cleanly(text: &[u8], end: usize) -> bool {
     match rest.next() {
         None | Some(b'\n' | b'\r' | b',' | b';') => true,
         Some(_) => false,
+    }
+}
+
+/// Whether NFKC turns characters of `text` into quotes, brackets or separators that are not
+/// in it as written (`⒴` becomes `(y)`, `＂` becomes `"`): where a value seems to end in the
+/// normalized text, the text as written may go on.
+pub(super) fn normalizing_invents_delimiters(text: &str) -> bool {
+    let delimiter = |c: &char| {
+        matches!(
+            c,
+            '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}' | ',' | ';'
+        )
+    };
+    match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => false,
+        IsNormalized::No | IsNormalized::Maybe => {
+            text.nfkc().filter(delimiter).count() > text.chars().filter(delimiter).count()
+        }
     }
 }
 
