@@ -5,7 +5,7 @@
 //!
 //! Text of every kind (text blocks, embedded text resources, resource contents, prompt
 //! messages and descriptions, structured content, `_meta`) goes through one text rule
-//! (`rules.rs`). Binary content (images, audio, blobs) cannot be redacted: under a
+//! (`rules/`). Binary content (images, audio, blobs) cannot be redacted: under a
 //! content-transforming obligation it is an [`ObligationError`], and the caller refuses the
 //! result rather than pass it on. Resource links carry no content and are left as they are.
 //! The `redact_pattern:` patterns match text in Unicode normalization form NFKC, so that

@@ -308,5 +308,4 @@ impl<'a> Rules<'a> {
 }
 
 #[cfg(test)]
-#[path = "rules_tests.rs"]
 mod tests;

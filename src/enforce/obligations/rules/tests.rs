@@ -1,4 +1,4 @@
-//! The text and JSON rules of `rules.rs`, each case a text or value and what it becomes;
+//! The text and JSON rules, each case a text or value and what it becomes;
 //! the cases the obligations fuzz target found replay its inputs.
 
 use super::*;
