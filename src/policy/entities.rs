@@ -74,6 +74,9 @@ pub struct RelationshipStore {
 impl RelationshipStore {
     /// Validates Cedar entity JSON against the schema and indexes it.
     pub fn from_json(source: Vec<serde_json::Value>, schema: &Schema) -> Result<Self, String> {
+        for item in &source {
+            unambiguous_entity(item)?;
+        }
         let entities =
             Entities::from_json_value(serde_json::Value::Array(source.clone()), Some(schema))
                 .map_err(|e| format!("entity data does not match the schema: {e}"))?;
@@ -168,6 +171,60 @@ impl RelationshipStore {
     }
 }
 
+/// Refuses an entity (Cedar entity JSON) in which a reference could be read two ways. Cedar takes
+/// `{"__entity": {"type", "id", ..}}` for an entity whatever else the inner object holds, and,
+/// where the schema expects an entity, `{"type", "id", ..}` too; capgate reads a reference
+/// (for the tenant an admin decision sees, and for what a decision may dereference) only from
+/// exactly `type` and `id`. So an `__entity` escape must be alone in its object and hold
+/// exactly `type` and `id`, and no other object may hold `type` and `id` beside other members:
+/// the tenant the admin decision sees is then always the one policies see.
+fn unambiguous_entity(item: &serde_json::Value) -> Result<(), String> {
+    let Some(members) = item.as_object() else {
+        // Not an entity at all: Cedar refuses it.
+        return Ok(());
+    };
+    for (name, value) in members {
+        match (name.as_str(), value) {
+            // An entity's attributes and tags are records of named values, never a reference
+            // themselves (an attribute may be called `type` or `id`); their values may be.
+            ("attrs" | "tags", serde_json::Value::Object(named)) => {
+                named.values().try_for_each(unambiguous_references)?
+            }
+            _ => unambiguous_references(value)?,
+        }
+    }
+    Ok(())
+}
+
+/// See [`unambiguous_entity`]: one value, at any depth.
+fn unambiguous_references(value: &serde_json::Value) -> Result<(), String> {
+    match value {
+        serde_json::Value::Object(object) => {
+            let exactly_type_and_id = |object: &serde_json::Map<String, serde_json::Value>| {
+                object.len() == 2 && object.contains_key("type") && object.contains_key("id")
+            };
+            if let Some(inner) = object.get("__entity") {
+                let alone = object.len() == 1;
+                if !alone || !inner.as_object().is_some_and(exactly_type_and_id) {
+                    return Err(format!(
+                        "an entity reference must be {{\"__entity\": {{\"type\": .., \"id\": ..}}}} and nothing else: {value}"
+                    ));
+                }
+            } else if object.contains_key("type") && object.contains_key("id") && object.len() > 2 {
+                return Err(format!(
+                    "an object with \"type\" and \"id\" beside other members could be read as an entity reference or not: {value}"
+                ));
+            }
+            object.values().try_for_each(unambiguous_references)
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(unambiguous_references),
+        serde_json::Value::Null
+        | serde_json::Value::Bool(_)
+        | serde_json::Value::Number(_)
+        | serde_json::Value::String(_) => Ok(()),
+    }
+}
+
 /// Reads `{"type": .., "id": ..}` (or `{"__entity": {..}}`) as a type name and an id.
 pub fn json_type_and_id(value: &serde_json::Value) -> Option<(&str, &str)> {
     let value = value.get("__entity").unwrap_or(value);
@@ -212,6 +269,38 @@ fn collect_references(value: &serde_json::Value, found: &mut Vec<EntityUid>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Found by the relationships fuzz target after 3,240,180 executions: a `Draft` whose
+    /// `tenant` was `{"__entity": {"type": "Tenant", "e": "Tenant", "id": "acme"}}`. Cedar
+    /// read tenant acme, the admin decision no tenant. Every ambiguous form is refused; the
+    /// plain forms, and attributes named `type` and `id`, are not.
+    #[test]
+    fn references_that_could_be_read_two_ways_are_refused() {
+        let entity = |tenant: serde_json::Value| {
+            json!({"uid": {"type": "Draft", "id": "draft-901"},
+                   "attrs": {"tenant": tenant, "status": "draft"}, "parents": []})
+        };
+        for ambiguous in [
+            entity(json!({"__entity": {"type": "Tenant", "e": "Tenant", "id": "acme"}})),
+            entity(json!({"__entity": {"type": "Tenant", "id": "acme"}, "x": 1})),
+            entity(json!({"__entity": "Tenant::acme"})),
+            entity(json!({"type": "Tenant", "id": "acme", "e": "x"})),
+            entity(json!([{"note": {"type": "Tenant", "id": "acme", "e": 1}}])),
+            json!({"uid": {"type": "Draft", "id": "d", "e": 1}, "attrs": {}, "parents": []}),
+            json!({"uid": {"type": "Draft", "id": "d"}, "attrs": {},
+                   "parents": [{"__entity": {"type": "Case", "id": "c", "e": 1}}]}),
+        ] {
+            assert!(unambiguous_entity(&ambiguous).is_err(), "{ambiguous}");
+        }
+        for plain in [
+            entity(json!({"__entity": {"type": "Tenant", "id": "acme"}})),
+            entity(json!({"type": "Tenant", "id": "acme"})),
+            json!({"uid": {"type": "Thing", "id": "t"}, "attrs": {"type": "a", "id": "b", "c": 1},
+                   "parents": []}),
+        ] {
+            assert_eq!(unambiguous_entity(&plain), Ok(()), "{plain}");
+        }
+    }
 
     #[test]
     fn an_entity_belongs_to_the_tenant_it_names_or_is() {
