@@ -66,10 +66,11 @@ impl Gateway {
     }
 
     /// Judges candidates in order until `limit` are shown, and logs one summary record naming
-    /// each candidate judged for the page. Once the page is full it looks on, without
-    /// recording (the next page records them), for one more a later page would show: `more`
-    /// says whether there is one, so that a client is never handed a cursor to a page that
-    /// only hidden capabilities would fill.
+    /// each candidate judged for the page. Once the page is full it looks on for one more a
+    /// later page would show: `more` says whether there is one, so that a client is never
+    /// handed a cursor to a page that only hidden capabilities would fill. The hidden ones it
+    /// passes are recorded by the next page, or by this one when there is no next page: every
+    /// candidate is named in exactly one record of a full listing.
     fn discover<I>(
         &self,
         actor: &CompositeActor,
@@ -80,6 +81,9 @@ impl Gateway {
     ) -> Page<I> {
         let mut listing = Listing::new(action, method);
         let mut items = Vec::new();
+        // Hidden candidates after a full page: the next page records them if there is one;
+        // if there is none, this page does.
+        let mut hidden_after = Vec::new();
         let mut more = false;
         for candidate in candidates {
             let verdict = self.judge(actor, &candidate);
@@ -88,6 +92,7 @@ impl Gateway {
                     more = true;
                     break;
                 }
+                hidden_after.push((candidate.label, verdict));
                 continue;
             }
             let name = &candidate.label;
@@ -98,6 +103,17 @@ impl Gateway {
                 }
                 Verdict::Undecided(kind, detail) => listing.hide_undecided(name, kind, detail),
                 Verdict::Decided(decision) => listing.hide_decided(name, &decision),
+            }
+        }
+        if !more {
+            for (name, verdict) in hidden_after {
+                match verdict {
+                    Verdict::Undecided(kind, detail) => listing.hide_undecided(&name, kind, detail),
+                    Verdict::Decided(decision) => listing.hide_decided(&name, &decision),
+                    Verdict::Shown(_) => {
+                        // Not reached: a shown candidate after a full page ends the loop.
+                    }
+                }
             }
         }
         self.log.append(listing.into_record(actor, &self.policy));

@@ -586,7 +586,8 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
         "one record per page: {summaries:#?}"
     );
     let mut logged = Vec::new();
-    for (summary, page) in summaries.iter().zip(seen.chunks(3)) {
+    let mut named = Vec::new();
+    for (index, (summary, page)) in summaries.iter().zip(seen.chunks(3)).enumerate() {
         let shown: Vec<String> = summary["listing"]["shown"]
             .as_array()
             .expect("shown")
@@ -595,18 +596,43 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
             .collect();
         assert_eq!(shown, page, "{summary:#}");
         let last = page.last().expect("a page shows something");
-        if page.len() == 3 {
-            for hidden in summary["listing"]["hidden"].as_array().expect("hidden") {
-                let name = hidden["name"].as_str().expect("a name");
+        for hidden in summary["listing"]["hidden"].as_array().expect("hidden") {
+            let name = hidden["name"].as_str().expect("a name");
+            // A page with a page after it leaves what follows its last tool to that page.
+            if index + 1 < pages {
                 assert!(
                     name < last.as_str(),
                     "{name} is past the page ending at {last}"
                 );
             }
+            named.push(name.to_string());
         }
+        named.extend(shown.iter().cloned());
         logged.extend(shown);
     }
     assert_eq!(logged, expected);
+    // Over all pages, every tool the one-page listing judged is named once, shown or hidden.
+    let whole_records = flushed_records(&whole).await;
+    let whole_summary = whole_records
+        .iter()
+        .find(|r| r["resource"] == "tools/list" && r["decision"] == "summary")
+        .expect("the one-page listing's record");
+    let mut judged: Vec<String> = whole_summary["listing"]["shown"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            whole_summary["listing"]["hidden"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| &h["name"]),
+        )
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    judged.sort();
+    named.sort();
+    assert_eq!(named, judged, "each candidate in exactly one page's record");
 
     // A cursor capgate did not give is invalid params; so is one of another list.
     for cursor in ["garbage", "Y2FwZ2F0ZTpwcm9tcHRzOjM"] {
@@ -659,4 +685,15 @@ async fn a_cursor_never_leads_to_a_page_only_hidden_tools_would_fill() {
         only.next_cursor, None,
         "a cursor to a page of hidden tools: {names:?}"
     );
+    // With no page after it, the full page's record names the killed tool it passed.
+    let records = flushed_records(&gateway).await;
+    let last_listing = records
+        .iter()
+        .rev()
+        .find(|r| r["resource"] == "tools/list" && r["decision"] == "summary")
+        .expect("a tools/list record");
+    let hidden = last_listing["listing"]["hidden"]
+        .as_array()
+        .expect("hidden");
+    assert!(hidden.iter().any(|h| h["name"] == last), "{last_listing:#}");
 }

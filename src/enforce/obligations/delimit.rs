@@ -61,13 +61,13 @@ pub(super) fn ends_cleanly(text: &[u8], end: usize) -> bool {
 }
 
 /// Whether NFKC turns characters of `text` into quotes, brackets or separators that are not
-/// in it as written (`⒴` becomes `(y)`, `＂` becomes `"`): where a value seems to end in the
+/// in it as written (`⒴` becomes `(y)`, `＂` becomes `"`, `＼` an escape): where a value seems to end in the
 /// normalized text, the text as written may go on.
 pub(super) fn normalizing_invents_delimiters(text: &str) -> bool {
     let delimiter = |c: &char| {
         matches!(
             c,
-            '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}' | ',' | ';'
+            '"' | '\'' | '\\' | '(' | ')' | '[' | ']' | '{' | '}' | ',' | ';'
         )
     };
     match is_nfkc_quick(text.chars()) {
@@ -112,18 +112,23 @@ fn closing_quote(text: &[u8], from: usize, quote: u8) -> Option<usize> {
     None
 }
 
-/// The offset of the bracket closing the one at `open`; brackets inside double-quoted strings
-/// do not count.
+/// The offset of the bracket closing the one at `open`: brackets close in order and each by its
+/// own kind, and brackets inside quoted strings (double or single) do not count. A bracket
+/// closed by another kind (`(a]`) or a string left open leaves the value undelimited.
 fn closing_bracket(text: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
+    let mut expected: Vec<u8> = Vec::new();
     let mut at = open;
     while at < text.len() {
         match text[at] {
-            b'"' => at = closing_quote(text, at + 1, b'"')?,
-            b'[' | b'{' | b'(' => depth += 1,
-            b']' | b'}' | b')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
+            quote @ (b'"' | b'\'') => at = closing_quote(text, at + 1, quote)?,
+            b'[' => expected.push(b']'),
+            b'{' => expected.push(b'}'),
+            b'(' => expected.push(b')'),
+            closer @ (b']' | b'}' | b')') => {
+                if expected.pop()? != closer {
+                    return None;
+                }
+                if expected.is_empty() {
                     return Some(at);
                 }
             }

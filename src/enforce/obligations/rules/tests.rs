@@ -378,3 +378,28 @@ fn redact_wins_over_mask_of_the_same_field() {
     both.value(&mut member).expect("redactable");
     assert_eq!(member, serde_json::json!({}));
 }
+
+/// Found in review: a bracket closed by a bracket of another kind, or by one inside a
+/// single-quoted string, ended the value early, and what followed a `,` was shown. Brackets
+/// now close in order, each by its own kind, and quoted strings of either kind hide theirs;
+/// `＼`, which NFKC makes an escape, counts as a delimiter normalization invents.
+#[test]
+fn brackets_close_by_kind_and_outside_strings() {
+    let obligations = rules(&["redact:f"]);
+    let redact = Rules::new(&obligations).expect("transforms");
+    assert_eq!(
+        redact.text("f: ['x], 123-45-6789']\ng: 1").as_deref(),
+        Ok("f: [redacted]\ng: 1")
+    );
+    for unclosed in ["f: (note], secret)", "f: [it's, secret]"] {
+        assert!(
+            redact.text(unclosed).is_err(),
+            "{unclosed:?}: {:?}",
+            redact.text(unclosed)
+        );
+    }
+    let obligations = rules(&["redact_pattern:email", "mask:f"]);
+    let mask = Rules::new(&obligations).expect("transforms");
+    let escaped = "f: [\"a\u{ff3c}\", \"b], secret\"]";
+    assert!(mask.text(escaped).is_err(), "{:?}", mask.text(escaped));
+}
