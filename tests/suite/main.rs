@@ -23,6 +23,7 @@ mod jwks;
 mod key_sources;
 mod metrics;
 mod otlp;
+mod paging;
 mod pinning;
 mod pipeline;
 mod policy_mutation;
