@@ -135,19 +135,15 @@ impl Gateway {
             .iter()
             .map(|server| (server, server.catalogue()))
             .collect();
-        let mut offered: Vec<_> = catalogues
-            .iter()
-            .flat_map(|(server, catalogue)| {
-                catalogue.tools.iter().filter_map(move |listed| {
-                    let contract = self.registry.tool_of(&server.id, &listed.tool.name)?;
-                    Some((contract, listed))
-                })
+        let contracted = catalogues.iter().flat_map(|(server, catalogue)| {
+            catalogue.tools.iter().filter_map(move |listed| {
+                Some((
+                    self.registry.tool_of(&server.id, &listed.tool.name)?,
+                    listed,
+                ))
             })
-            .filter(|(contract, _)| {
-                after.is_none_or(|after| contract.exposed_name.as_str() > after)
-            })
-            .collect();
-        offered.sort_by(|a, b| a.0.exposed_name.cmp(&b.0.exposed_name));
+        });
+        let offered = sorted_after(contracted, |contract| &contract.exposed_name, after);
         let candidates = offered.into_iter().map(|(contract, listed)| {
             let mut tool = listed.tool.clone();
             tool.name = contract.exposed_name.clone().into();
@@ -291,19 +287,12 @@ impl Gateway {
             .iter()
             .map(|server| (server, server.catalogue()))
             .collect();
-        let mut offered: Vec<_> = catalogues
-            .iter()
-            .flat_map(|(server, catalogue)| {
-                catalogue.prompts.iter().filter_map(move |listed| {
-                    let contract = self.registry.prompt_of(&server.id, &listed.name)?;
-                    Some((contract, listed))
-                })
+        let contracted = catalogues.iter().flat_map(|(server, catalogue)| {
+            catalogue.prompts.iter().filter_map(move |listed| {
+                Some((self.registry.prompt_of(&server.id, &listed.name)?, listed))
             })
-            .filter(|(contract, _)| {
-                after.is_none_or(|after| contract.exposed_name.as_str() > after)
-            })
-            .collect();
-        offered.sort_by(|a, b| a.0.exposed_name.cmp(&b.0.exposed_name));
+        });
+        let offered = sorted_after(contracted, |contract| &contract.exposed_name, after);
         let candidates = offered.into_iter().map(|(contract, listed)| {
             let mut prompt = listed.clone();
             prompt.name = contract.exposed_name.clone();
@@ -328,6 +317,20 @@ impl Gateway {
             limit,
         )
     }
+}
+
+/// The contracted entries whose exposed name sorts after `after`, sorted by that name: where a
+/// page of a list listed by name starts.
+fn sorted_after<'a, C, L>(
+    contracted: impl Iterator<Item = (&'a C, &'a L)>,
+    name: impl Fn(&C) -> &str,
+    after: Option<&str>,
+) -> Vec<(&'a C, &'a L)> {
+    let mut offered: Vec<_> = contracted
+        .filter(|(contract, _)| after.is_none_or(|after| name(contract) > after))
+        .collect();
+    offered.sort_by(|a, b| name(a.0).cmp(name(b.0)));
+    offered
 }
 
 fn asker<'a>(actor: &'a CompositeActor, facts: &'a ActorFacts) -> Asker<'a> {
