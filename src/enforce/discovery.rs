@@ -7,14 +7,14 @@
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use crate::identity::CompositeActor;
-use crate::policy::{Action, ActorFacts, Decision, PolicyRequest};
+use crate::policy::{Action, ActorFacts, PolicyRequest};
 
 use super::capability::Target;
 use super::listing::Listing;
 use super::pinning::PinState;
 use super::refusal::Refusal;
 use super::requests::{prompt_request, resource_request, tool_request, Asker};
-use super::{downstream_meta, Gateway};
+use super::{downstream_meta, Gateway, Judged};
 
 /// One capability a discovery request may show.
 struct Candidate<I> {
@@ -32,13 +32,14 @@ pub struct Page<I> {
 }
 
 /// What discovery makes of one candidate.
+/// Its PDP answer is not counted in the metrics until a page's record names it.
 enum Verdict {
-    Shown(Decision),
+    Shown(Judged),
     /// Left out before any decision (a kill switch, a request that cannot be built): the
     /// refusal's kind and detail.
     Undecided(&'static str, String),
     /// Not allowed by the PDP.
-    Decided(Decision),
+    Decided(Judged),
 }
 
 impl Gateway {
@@ -52,16 +53,31 @@ impl Gateway {
             Ok(request) => request,
             Err(refusal) => return Verdict::Undecided(refusal.kind(), refusal.detailed()),
         };
-        let decision = self.decide(request, &candidate.target.name);
-        let granted = decision.break_glass_may_override
+        let judged = self.decide_uncounted(request);
+        let granted = judged.decision.break_glass_may_override
             && self
                 .controls
                 .break_glass_for(actor, &candidate.target.name)
                 .is_some();
-        if decision.is_allow() || granted {
-            Verdict::Shown(decision)
+        if judged.decision.is_allow() || granted {
+            Verdict::Shown(judged)
         } else {
-            Verdict::Decided(decision)
+            Verdict::Decided(judged)
+        }
+    }
+
+    /// Names a judged candidate in the page's record and counts its decision's metrics.
+    fn record(&self, listing: &mut Listing, name: &str, verdict: Verdict) {
+        match verdict {
+            Verdict::Shown(judged) => {
+                self.count_decision(&judged, name);
+                listing.show(name, Some(&judged.decision));
+            }
+            Verdict::Undecided(kind, detail) => listing.hide_undecided(name, kind, detail),
+            Verdict::Decided(judged) => {
+                self.count_decision(&judged, name);
+                listing.hide_decided(name, &judged.decision);
+            }
         }
     }
 
@@ -70,7 +86,8 @@ impl Gateway {
     /// later page would show: `more` says whether there is one, so that a client is never
     /// handed a cursor to a page that only hidden capabilities would fill. The hidden ones it
     /// passes are recorded by the next page, or by this one when there is no next page: every
-    /// candidate is named in exactly one record of a full listing.
+    /// candidate is named in exactly one record of a full listing, and its decision counted
+    /// once in the metrics.
     fn discover<I>(
         &self,
         actor: &CompositeActor,
@@ -95,25 +112,15 @@ impl Gateway {
                 hidden_after.push((candidate.label, verdict));
                 continue;
             }
-            let name = &candidate.label;
-            match verdict {
-                Verdict::Shown(decision) => {
-                    listing.show(name, Some(&decision));
-                    items.push(candidate.item);
-                }
-                Verdict::Undecided(kind, detail) => listing.hide_undecided(name, kind, detail),
-                Verdict::Decided(decision) => listing.hide_decided(name, &decision),
+            if matches!(verdict, Verdict::Shown(_)) {
+                items.push(candidate.item);
             }
+            self.record(&mut listing, &candidate.label, verdict);
         }
         if !more {
+            // Only hidden candidates follow a full page here (a shown one ends the loop).
             for (name, verdict) in hidden_after {
-                match verdict {
-                    Verdict::Undecided(kind, detail) => listing.hide_undecided(&name, kind, detail),
-                    Verdict::Decided(decision) => listing.hide_decided(&name, &decision),
-                    Verdict::Shown(_) => {
-                        // Not reached: a shown candidate after a full page ends the loop.
-                    }
-                }
+                self.record(&mut listing, &name, verdict);
             }
         }
         self.log.append(listing.into_record(actor, &self.policy));
@@ -320,7 +327,9 @@ impl Gateway {
 }
 
 /// The contracted entries whose exposed name sorts after `after`, sorted by that name: where a
-/// page of a list listed by name starts.
+/// page of a list listed by name starts. A name a downstream lists twice is offered once, as
+/// first listed (the entry a call by that name reaches), so that no page boundary falls
+/// between two entries of one name and a listing never shows a name twice.
 fn sorted_after<'a, C, L>(
     contracted: impl Iterator<Item = (&'a C, &'a L)>,
     name: impl Fn(&C) -> &str,
@@ -329,7 +338,9 @@ fn sorted_after<'a, C, L>(
     let mut offered: Vec<_> = contracted
         .filter(|(contract, _)| after.is_none_or(|after| name(contract) > after))
         .collect();
+    // A stable sort: of entries with one name, the first listed stays first.
     offered.sort_by(|a, b| name(a.0).cmp(name(b.0)));
+    offered.dedup_by(|later, first| name(later.0) == name(first.0));
     offered
 }
 
@@ -338,5 +349,39 @@ fn asker<'a>(actor: &'a CompositeActor, facts: &'a ActorFacts) -> Asker<'a> {
         facts,
         tenant: &actor.tenant,
         run_id: actor.run_id.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sorted_after;
+
+    /// (exposed name, which listed entry), in the order offered.
+    type Offered<'a> = Vec<(&'a str, i32)>;
+
+    /// (exposed name, which listed entry): a name listed twice is offered once, as first
+    /// listed, whether or not a page boundary falls on it.
+    #[test]
+    fn a_name_listed_twice_is_offered_once_as_first_listed() {
+        let entries = [("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)];
+        let listed: Vec<_> = entries.iter().map(|(name, _)| (name, &())).collect();
+        let offered = |after: Option<&str>| -> Offered {
+            sorted_after(listed.iter().copied(), |name: &&str| *name, after)
+                .into_iter()
+                .map(|(name, _)| {
+                    let which = entries.iter().find(|(n, _)| std::ptr::eq(n, name));
+                    (*name, which.map_or(0, |(_, w)| *w))
+                })
+                .collect()
+        };
+        let table: [(Option<&str>, Offered); 4] = [
+            (None, vec![("a", 2), ("b", 1), ("c", 4)]),
+            (Some("a"), vec![("b", 1), ("c", 4)]),
+            (Some("b"), vec![("c", 4)]),
+            (Some("c"), vec![]),
+        ];
+        for (after, expected) in table {
+            assert_eq!(offered(after), expected, "after {after:?}");
+        }
     }
 }

@@ -213,24 +213,47 @@ impl Gateway {
     /// obligations this gateway cannot enforce becomes a deny. (Counting happens once per
     /// request, when it ends.)
     fn decide(&self, request: &PolicyRequest, capability: &str) -> Decision {
+        let judged = self.decide_uncounted(request);
+        self.count_decision(&judged, capability);
+        judged.decision
+    }
+
+    /// [`Gateway::decide`] without its metrics, which [`Gateway::count_decision`] counts when
+    /// the answer is used: discovery looks one candidate past a full page, and the next page
+    /// judges it again.
+    fn decide_uncounted(&self, request: &PolicyRequest) -> Judged {
         let started = std::time::Instant::now();
         let mut decision = self.policy.decide(request);
-        self.metrics.observe_decision_time(started.elapsed());
-        if decision.shadow.as_ref().is_some_and(|s| s.differs) {
-            self.metrics.count_shadow_difference(request.action);
-        }
+        let took = started.elapsed();
+        let mut unenforceable = false;
         if decision.outcome == Outcome::Allow {
-            if let Err(unenforceable) = Obligations::parse(&decision.obligations) {
+            if let Err(obligations) = Obligations::parse(&decision.obligations) {
                 decision.reason = format!(
-                    "denied: obligation(s) {unenforceable:?} cannot be enforced by this gateway, so the allow does not stand ({})",
+                    "denied: obligation(s) {obligations:?} cannot be enforced by this gateway, so the allow does not stand ({})",
                     decision.reason
                 );
                 decision.outcome = Outcome::Deny;
                 decision.agent_reason = "not permitted: a required safeguard is unavailable".into();
-                self.metrics.count(ToolEvent::ObligationFailure, capability);
+                unenforceable = true;
             }
         }
-        decision
+        Judged {
+            decision,
+            action: request.action,
+            took,
+            unenforceable,
+        }
+    }
+
+    /// Counts one used PDP answer: its time, a shadow difference, an allow turned into a deny.
+    fn count_decision(&self, judged: &Judged, capability: &str) {
+        self.metrics.observe_decision_time(judged.took);
+        if judged.decision.shadow.as_ref().is_some_and(|s| s.differs) {
+            self.metrics.count_shadow_difference(judged.action);
+        }
+        if judged.unenforceable {
+            self.metrics.count(ToolEvent::ObligationFailure, capability);
+        }
     }
 
     /// One `tools/call`.
@@ -367,4 +390,13 @@ fn downstream_meta(actor: &CompositeActor, forward: &RequestMetaObject) -> Reque
         }),
     );
     meta
+}
+
+/// A PDP answer and what its metrics count, not yet counted.
+struct Judged {
+    decision: Decision,
+    action: crate::policy::Action,
+    took: std::time::Duration,
+    /// An allow turned into a deny: its obligations cannot be enforced here.
+    unenforceable: bool,
 }

@@ -15,6 +15,7 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
     .await;
     let spec = analyst("acme", "alice", "drafting-agent");
     let one_page = whole.client(&whole.token(&spec)).await;
+    let whole_before = decisions_counted(&whole).await;
     let expected: Vec<String> = one_page
         .list_tools(None)
         .await
@@ -25,7 +26,9 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
         .collect();
     assert!(expected.len() > 3, "{expected:?}");
 
+    let whole_counted = decisions_counted(&whole).await - whole_before;
     let client = paged.client(&paged.token(&spec)).await;
+    let paged_before = decisions_counted(&paged).await;
     let mut seen = Vec::new();
     let mut cursor = None;
     let mut pages = 0;
@@ -48,6 +51,14 @@ async fn lists_are_paged_with_capgates_own_cursors_without_losing_items() {
     // No page is left for hidden tools alone to fill: the last cursor leads to a page that
     // shows something.
     assert_eq!(pages, expected.len().div_ceil(3));
+    // The metrics count each decision once, as the one-page listing does: a page's look past
+    // its end is not counted (the next page counts it).
+    assert!(whole_counted > 3.0, "{whole_counted}");
+    assert_eq!(
+        decisions_counted(&paged).await - paged_before,
+        whole_counted,
+        "decisions counted over {pages} pages"
+    );
 
     // Each page decides and records only the tools it reaches: its summary names nothing
     // past the last tool it shows, and the pages' records, in order, show the whole list.
@@ -172,4 +183,13 @@ async fn a_cursor_never_leads_to_a_page_only_hidden_tools_would_fill() {
         .as_array()
         .expect("hidden");
     assert!(hidden.iter().any(|h| h["name"] == last), "{last_listing:#}");
+}
+
+/// `capgate_decision_seconds_count` on `/metrics`: the PDP answers the gateway used.
+async fn decisions_counted(gateway: &TestGateway) -> f64 {
+    let text = gateway.metrics_text().await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("capgate_decision_seconds_count "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no decision count in:\n{text}"))
 }
