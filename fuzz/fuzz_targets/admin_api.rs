@@ -9,7 +9,8 @@
 //!
 //! Invariants:
 //! - no panic, and no 5xx but 503 (the store unavailable);
-//! - every request but `/metrics` without a valid token is 401;
+//! - every request to one of its routes but `/metrics` without a valid token is 401 (an empty
+//!   id makes a path no route has: 404, as for any other);
 //! - junk never turns a refusal into an allow: a body that was refused (4xx) is refused again
 //!   with unknown members added;
 //! - tenant isolation: a tenant admin's kill switches, grants and relationship entities are of
@@ -228,7 +229,7 @@ fn route(req: &Req) -> (Method, String) {
     let query: Vec<String> = req
         .query
         .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect();
     if query.is_empty() {
         (method, path)
@@ -263,6 +264,12 @@ fn check_status(req: &Req, status: StatusCode) {
         "{status} for {req:?}"
     );
     if req.caller.is_none() && req.endpoint != Endpoint::Metrics {
+        // An empty id leaves a path no route has (`/approvals//approve`): not found, as any
+        // path the router lacks is, with a token or without.
+        let no_route = req.id.is_empty() && req.endpoint.route().1.contains('{');
+        if no_route && status == StatusCode::NOT_FOUND {
+            return;
+        }
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{req:?}");
     }
 }
