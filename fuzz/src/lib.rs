@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 pub mod admin_inputs;
 pub mod decision_log;
+pub mod planted;
 pub mod spellings;
 pub mod tokens;
 
