@@ -191,8 +191,9 @@ async fn open_store(config: &GatewayConfig) -> Result<Arc<dyn crate::store::Stor
         ))
     })?;
     let opened: Result<Arc<dyn crate::store::Store>, _> = match &config.store {
-        StoreConfig::Sqlite => {
-            crate::store::SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as _)
+        StoreConfig::Sqlite(locking) => {
+            crate::store::SqliteStore::open_with(&config.data_dir, *locking)
+                .map(|s| Arc::new(s) as _)
         }
         StoreConfig::Postgres { options, .. } => crate::store::PostgresStore::connect(options)
             .await
@@ -204,7 +205,7 @@ async fn open_store(config: &GatewayConfig) -> Result<Arc<dyn crate::store::Stor
 /// Where the store is, for messages (never the URL: it may hold a password).
 fn store_name(config: &GatewayConfig) -> String {
     match &config.store {
-        StoreConfig::Sqlite => format!("store in data_dir {}", config.data_dir.display()),
+        StoreConfig::Sqlite(_) => format!("store in data_dir {}", config.data_dir.display()),
         StoreConfig::Postgres { .. } => "the PostgreSQL store of [store] url".into(),
     }
 }
@@ -216,7 +217,7 @@ fn open_log(
     key: ed25519_dalek::SigningKey,
 ) -> Result<crate::audit::DecisionLog, StartError> {
     let opened = match &config.store {
-        StoreConfig::Sqlite => crate::audit::DecisionLog::open(
+        StoreConfig::Sqlite(_) => crate::audit::DecisionLog::open(
             &config.audit.log_path(&config.data_dir),
             key,
             config.audit.checkpoints(),

@@ -41,7 +41,7 @@ pub fn log_source(config: Option<&PathBuf>, location: LogLocation) -> anyhow::Re
                     capgate::config::StoreConfig::Postgres { options, .. } => {
                         LogSource::Database(options.url)
                     }
-                    capgate::config::StoreConfig::Sqlite => {
+                    capgate::config::StoreConfig::Sqlite(_) => {
                         LogSource::File(config.audit.log_path(&config.data_dir))
                     }
                 }

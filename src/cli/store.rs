@@ -17,7 +17,7 @@ pub fn migrate(config: Option<&PathBuf>, database_url: Option<String>) -> anyhow
         },
         None => match load_config(config)?.store {
             capgate::config::StoreConfig::Postgres { options, .. } => options,
-            capgate::config::StoreConfig::Sqlite => bail!(
+            capgate::config::StoreConfig::Sqlite(_) => bail!(
                 "no [store] url is configured: the embedded SQLite store migrates itself when the gateway starts; pass --database-url for PostgreSQL"
             ),
         },

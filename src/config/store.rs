@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ConfigError;
+use crate::store::SqliteLocking;
 
 /// The `[store]` table as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -27,14 +28,15 @@ pub struct RawStore {
     /// This replica's id: the decision-log chain it appends to. Default: the id in
     /// `<data_dir>/replica-id`, generated there on first start (so a restart resumes its chain).
     replica_id: Option<String>,
+    /// The embedded store only: `"exclusive"` (default) or `"shared"`.
+    sqlite_locking: Option<String>,
 }
 
 /// Where the enforcement state lives.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// `<data_dir>/capgate.db`, one process.
-    #[default]
-    Sqlite,
+    Sqlite(SqliteLocking),
     /// A PostgreSQL database shared by every replica, which also holds the decision log (one
     /// chain per replica).
     Postgres {
@@ -44,11 +46,28 @@ pub enum StoreConfig {
     },
 }
 
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sqlite(SqliteLocking::Exclusive)
+    }
+}
+
 /// Checks the `[store]` table.
 pub(super) fn parse_store(
     raw: RawStore,
     err: &impl Fn(&str, String, &str) -> ConfigError,
 ) -> Result<StoreConfig, ConfigError> {
+    let locking = match raw.sqlite_locking.as_deref() {
+        None | Some("exclusive") => SqliteLocking::Exclusive,
+        Some("shared") => SqliteLocking::Shared,
+        Some(other) => {
+            return Err(err(
+                "store.sqlite_locking",
+                format!("`{other}` is not a locking mode"),
+                "write \"exclusive\" (the default) or \"shared\"",
+            ))
+        }
+    };
     let url = match (raw.url, raw.url_env) {
         (None, None) => {
             if raw.pool_size.is_some()
@@ -61,7 +80,7 @@ pub(super) fn parse_store(
                     "add url = \"postgres://…\" (or url_env), or remove the [store] table to use the embedded SQLite store",
                 ));
             }
-            return Ok(StoreConfig::Sqlite);
+            return Ok(StoreConfig::Sqlite(locking));
         }
         (Some(_), Some(_)) => {
             return Err(err(
@@ -70,6 +89,12 @@ pub(super) fn parse_store(
                 "keep one of them",
             ))
         }
+        (Some(_), None) | (None, Some(_)) if raw.sqlite_locking.is_some() => return Err(err(
+            "store.sqlite_locking",
+            "sqlite_locking applies to the embedded SQLite store only, and a PostgreSQL url is set"
+                .into(),
+            "remove sqlite_locking, or the url to use the embedded store",
+        )),
         (Some(url), None) => url,
         (None, Some(variable)) => std::env::var(&variable).map_err(|_| {
             err(
@@ -146,7 +171,10 @@ mod tests {
 
     #[test]
     fn sqlite_without_a_url_postgres_with_one() {
-        assert_eq!(parse("").expect("empty"), StoreConfig::Sqlite);
+        assert_eq!(
+            parse("").expect("empty"),
+            StoreConfig::Sqlite(SqliteLocking::Exclusive)
+        );
         let StoreConfig::Postgres {
             options,
             replica_id,
@@ -160,6 +188,41 @@ mod tests {
         assert_eq!(options.pool_size, 3);
         assert_eq!(replica_id.as_deref(), Some("r-1"));
         assert_eq!(options.connect_timeout, Duration::from_millis(2000));
+    }
+
+    /// `sqlite_locking`: (table body, the store, or the key of the error).
+    #[test]
+    fn sqlite_locking_is_exclusive_unless_shared_and_sqlite_only() {
+        let url = "url = \"postgres://postgres@127.0.0.1:5432/capgate\"\n";
+        let table: [(String, Result<StoreConfig, &str>); 5] = [
+            (
+                String::new(),
+                Ok(StoreConfig::Sqlite(SqliteLocking::Exclusive)),
+            ),
+            (
+                "sqlite_locking = \"exclusive\"".into(),
+                Ok(StoreConfig::Sqlite(SqliteLocking::Exclusive)),
+            ),
+            (
+                "sqlite_locking = \"shared\"".into(),
+                Ok(StoreConfig::Sqlite(SqliteLocking::Shared)),
+            ),
+            (
+                "sqlite_locking = \"none\"".into(),
+                Err("store.sqlite_locking"),
+            ),
+            (
+                format!("{url}sqlite_locking = \"shared\""),
+                Err("store.sqlite_locking"),
+            ),
+        ];
+        for (text, expected) in table {
+            match (parse(&text), expected) {
+                (Ok(store), Ok(expected)) => assert_eq!(store, expected, "{text}"),
+                (Err(error), Err(key)) => assert_eq!(error.key, key, "{text}"),
+                (got, expected) => panic!("{text}: {got:?}, expected {expected:?}"),
+            }
+        }
     }
 
     #[test]

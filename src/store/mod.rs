@@ -26,7 +26,7 @@ pub(crate) use postgres::{failed as postgres_failure, lock_key as advisory_key};
 pub use postgres::{
     migrate_postgres, test_db, PostgresOptions, PostgresStore, MIGRATIONS_POSTGRES,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteLocking, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the enforcement store failed: {0}")]

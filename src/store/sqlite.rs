@@ -1,6 +1,9 @@
 //! The embedded store: one SQLite database in the data directory, in WAL mode with
 //! `synchronous = NORMAL` (commits survive a process crash; an OS crash may lose the last ones),
-//! each operation in one immediate transaction.
+//! each operation in one immediate transaction. By default the gateway holds the database
+//! exclusively while it runs: no file lock is taken and released per transaction (six `fcntl`
+//! calls a call), and a second process on the same data directory is refused at start
+//! (`[store] sqlite_locking = "shared"` lets other processes open it).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -17,6 +20,18 @@ mod migrations;
 
 use migrations::MIGRATIONS;
 
+/// How the gateway holds the embedded store's file (`[store] sqlite_locking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteLocking {
+    /// Held for as long as the gateway runs: no file lock per transaction, and another process
+    /// (a second gateway on the same data directory) is refused at start.
+    Exclusive,
+    /// Locked per transaction, as SQLite does by default: other processes (the `sqlite3` shell)
+    /// may open the file while the gateway runs, at ~6 lock calls per transaction; a writer
+    /// among them holds calls up (a side effect fails closed when the store cannot commit).
+    Shared,
+}
+
 /// SQLite behind a mutex: one writer at a time, which is what SQLite allows anyway.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -27,24 +42,53 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
+/// Opening the store failed; a lock held by another process says so plainly.
+fn held_elsewhere(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError(format!(
+                "{} is in use by another process (the embedded store is one gateway's; several replicas share PostgreSQL): {e}",
+                path.display()
+            ))
+        }
+        _ => StoreError(format!("cannot open {}: {e}", path.display())),
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating and migrating) `<data_dir>/capgate.db` in WAL mode.
+    /// Opens (creating and migrating) `<data_dir>/capgate.db` in WAL mode, held exclusively.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, SqliteLocking::Exclusive)
+    }
+
+    /// Opens (creating and migrating) `<data_dir>/capgate.db` in WAL mode, locked as `locking`
+    /// says.
+    pub fn open_with(data_dir: &Path, locking: SqliteLocking) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join("capgate.db");
         let mut connection = Connection::open(&path)
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        // Exclusive before WAL: the WAL index lives in this process's memory, not in a shared
+        // `-shm` file locked around every transaction. The store is one process's by design
+        // (several replicas share PostgreSQL); another process on this file is refused here.
+        let mode = match locking {
+            SqliteLocking::Exclusive => "EXCLUSIVE",
+            SqliteLocking::Shared => "NORMAL",
+        };
+        connection
+            .pragma_update(None, "locking_mode", mode)
+            .map_err(failed)?;
+        connection
+            .busy_timeout(std::time::Duration::from_millis(1500))
+            .map_err(failed)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
-            .map_err(failed)?;
+            .map_err(|e| held_elsewhere(&path, e))?;
         // WAL + NORMAL: every commit survives a crash or SIGKILL of the gateway; only an OS
         // crash or power loss can lose the last commits. FULL would fsync every call (~0.5 ms).
         connection
             .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(failed)?;
-        connection
-            .busy_timeout(std::time::Duration::from_millis(1500))
             .map_err(failed)?;
         migrate(&mut connection)?;
         // Every statement is prepared once and reused (the hot path runs a few per call).

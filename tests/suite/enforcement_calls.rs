@@ -153,7 +153,13 @@ async fn an_exhausted_run_is_denied_and_stays_denied_across_a_restart() {
 
 #[tokio::test]
 async fn with_the_store_unavailable_side_effects_fail_closed_and_fail_open_reads_pass() {
-    let gateway = TestGateway::start(GatewayOptions::default()).await;
+    // A shared store (another process may open it, as the sqlite3 shell does) can be held up
+    // by that process; the default, exclusive store refuses such a process at start.
+    let gateway = TestGateway::start(GatewayOptions {
+        store: Some("sqlite_locking = \"shared\"".into()),
+        ..Default::default()
+    })
+    .await;
     let client = gateway
         .client(&gateway.token(&analyst("acme", "alice", "drafting-agent")))
         .await;

@@ -62,7 +62,6 @@ fn assert_private(data: &Path) {
     for expected in [
         "capgate.db",
         "capgate.db-wal",
-        "capgate.db-shm",
         "audit.db",
         "audit.db-wal",
         "audit.db-shm",
@@ -74,6 +73,11 @@ fn assert_private(data: &Path) {
             "{expected} is in the data directory: {names:?}"
         );
     }
+    // The store is held exclusively: its WAL index is in the gateway's memory, not in a file.
+    assert!(
+        !names.iter().any(|n| n == "capgate.db-shm"),
+        "the store is not locked through a shared-memory file: {names:?}"
+    );
     for path in tree(data) {
         let expected = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(

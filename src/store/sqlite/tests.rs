@@ -126,3 +126,34 @@ async fn existing_kill_switches_are_migrated_to_every_tenant() {
         ]
     );
 }
+
+/// By default the gateway holds its store exclusively: a second opener (another gateway on the
+/// same data directory) is refused with a message that says why, and the store opens again
+/// once the first has closed it; no `-shm` file is used (nor its per-transaction locks).
+/// `shared` lets a second opener in.
+#[test]
+fn a_second_process_on_the_store_is_refused_while_the_first_holds_it() {
+    for locking in [SqliteLocking::Exclusive, SqliteLocking::Shared] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = SqliteStore::open_with(dir.path(), locking).expect("open");
+        let second = SqliteStore::open_with(dir.path(), locking);
+        match locking {
+            SqliteLocking::Exclusive => {
+                assert!(!dir.path().join("capgate.db-shm").exists());
+                let Err(refused) = second else {
+                    panic!("a second opener was let in while the first holds the store");
+                };
+                assert!(
+                    refused.0.contains("in use by another process"),
+                    "{}",
+                    refused.0
+                );
+                drop(first);
+                SqliteStore::open(dir.path()).expect("open again once the first has closed");
+            }
+            SqliteLocking::Shared => {
+                second.expect("a shared store lets a second opener in");
+            }
+        }
+    }
+}
