@@ -442,6 +442,8 @@ impl DownstreamServer {
                 return;
             }
         };
+        let tools = first_of_each_name(tools, |t| &t.name, &self.id, "tool");
+        let prompts = first_of_each_name(prompts, |p| &p.name, &self.id, "prompt");
         let tools: Vec<CatalogueTool> = tools
             .into_iter()
             .map(|tool| {
@@ -470,6 +472,32 @@ impl DownstreamServer {
         }));
         self.generation.send_modify(|g| *g += 1);
     }
+}
+
+/// The items a downstream listed, each name once, as first listed: a name listed twice would
+/// otherwise be one entry to calls and pins (the first) and two to listings and quarantine.
+/// Each later duplicate is dropped with a warning.
+fn first_of_each_name<T>(
+    items: Vec<T>,
+    name: impl Fn(&T) -> &str,
+    server: &str,
+    kind: &str,
+) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        if seen.insert(name(&item).to_string()) {
+            kept.push(item);
+        } else {
+            tracing::warn!(
+                server,
+                kind,
+                name = name(&item),
+                "the downstream lists this name again; only the first is used"
+            );
+        }
+    }
+    kept
 }
 
 /// All downstream servers, by id.
@@ -534,5 +562,33 @@ impl Downstreams {
             .values()
             .map(|s| (s.id.clone(), s.health()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_of_each_name;
+
+    /// (name, which listed entry), in listed order.
+    type Listed = Vec<(&'static str, u8)>;
+
+    /// (name, which listed entry): a name listed twice is kept once, as first listed.
+    #[test]
+    fn a_name_listed_twice_is_kept_once_as_first_listed() {
+        let table: [(Listed, Listed); 3] = [
+            (
+                vec![("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)],
+                vec![("b", 1), ("a", 2), ("c", 4)],
+            ),
+            (vec![("a", 1), ("a", 2), ("a", 3)], vec![("a", 1)]),
+            (vec![("a", 1), ("b", 2)], vec![("a", 1), ("b", 2)]),
+        ];
+        for (listed, expected) in table {
+            assert_eq!(
+                first_of_each_name(listed.clone(), |(name, _)| name, "case", "tool"),
+                expected,
+                "{listed:?}"
+            );
+        }
     }
 }

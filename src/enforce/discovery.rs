@@ -66,17 +66,19 @@ impl Gateway {
         }
     }
 
-    /// Names a judged candidate in the page's record and counts its decision's metrics.
-    fn record(&self, listing: &mut Listing, name: &str, verdict: Verdict) {
+    /// Names a judged candidate in the page's record by its label (a resource's URI) and
+    /// counts its decision's metrics under its capability (the contract's exposed name, as a
+    /// call counts: never a URI, which may name a tenant's data).
+    fn record(&self, listing: &mut Listing, label: &str, capability: &str, verdict: Verdict) {
         match verdict {
             Verdict::Shown(judged) => {
-                self.count_decision(&judged, name);
-                listing.show(name, Some(&judged.decision));
+                self.count_decision(&judged, capability);
+                listing.show(label, Some(&judged.decision));
             }
-            Verdict::Undecided(kind, detail) => listing.hide_undecided(name, kind, detail),
+            Verdict::Undecided(kind, detail) => listing.hide_undecided(label, kind, detail),
             Verdict::Decided(judged) => {
-                self.count_decision(&judged, name);
-                listing.hide_decided(name, &judged.decision);
+                self.count_decision(&judged, capability);
+                listing.hide_decided(label, &judged.decision);
             }
         }
     }
@@ -109,18 +111,23 @@ impl Gateway {
                     more = true;
                     break;
                 }
-                hidden_after.push((candidate.label, verdict));
+                hidden_after.push((candidate.label, candidate.target.name, verdict));
                 continue;
             }
             if matches!(verdict, Verdict::Shown(_)) {
                 items.push(candidate.item);
             }
-            self.record(&mut listing, &candidate.label, verdict);
+            self.record(
+                &mut listing,
+                &candidate.label,
+                &candidate.target.name,
+                verdict,
+            );
         }
         if !more {
             // Only hidden candidates follow a full page here (a shown one ends the loop).
-            for (name, verdict) in hidden_after {
-                self.record(&mut listing, &name, verdict);
+            for (label, capability, verdict) in hidden_after {
+                self.record(&mut listing, &label, &capability, verdict);
             }
         }
         self.log.append(listing.into_record(actor, &self.policy));
@@ -327,9 +334,8 @@ impl Gateway {
 }
 
 /// The contracted entries whose exposed name sorts after `after`, sorted by that name: where a
-/// page of a list listed by name starts. A name a downstream lists twice is offered once, as
-/// first listed (the entry a call by that name reaches), so that no page boundary falls
-/// between two entries of one name and a listing never shows a name twice.
+/// page of a list listed by name starts. (Names are unique: a downstream's catalogue keeps
+/// each name once, so no page boundary falls between two entries of one name.)
 fn sorted_after<'a, C, L>(
     contracted: impl Iterator<Item = (&'a C, &'a L)>,
     name: impl Fn(&C) -> &str,
@@ -338,9 +344,7 @@ fn sorted_after<'a, C, L>(
     let mut offered: Vec<_> = contracted
         .filter(|(contract, _)| after.is_none_or(|after| name(contract) > after))
         .collect();
-    // A stable sort: of entries with one name, the first listed stays first.
     offered.sort_by(|a, b| name(a.0).cmp(name(b.0)));
-    offered.dedup_by(|later, first| name(later.0) == name(first.0));
     offered
 }
 
@@ -349,39 +353,5 @@ fn asker<'a>(actor: &'a CompositeActor, facts: &'a ActorFacts) -> Asker<'a> {
         facts,
         tenant: &actor.tenant,
         run_id: actor.run_id.as_deref(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sorted_after;
-
-    /// (exposed name, which listed entry), in the order offered.
-    type Offered<'a> = Vec<(&'a str, i32)>;
-
-    /// (exposed name, which listed entry): a name listed twice is offered once, as first
-    /// listed, whether or not a page boundary falls on it.
-    #[test]
-    fn a_name_listed_twice_is_offered_once_as_first_listed() {
-        let entries = [("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)];
-        let listed: Vec<_> = entries.iter().map(|(name, _)| (name, &())).collect();
-        let offered = |after: Option<&str>| -> Offered {
-            sorted_after(listed.iter().copied(), |name: &&str| *name, after)
-                .into_iter()
-                .map(|(name, _)| {
-                    let which = entries.iter().find(|(n, _)| std::ptr::eq(n, name));
-                    (*name, which.map_or(0, |(_, w)| *w))
-                })
-                .collect()
-        };
-        let table: [(Option<&str>, Offered); 4] = [
-            (None, vec![("a", 2), ("b", 1), ("c", 4)]),
-            (Some("a"), vec![("b", 1), ("c", 4)]),
-            (Some("b"), vec![("c", 4)]),
-            (Some("c"), vec![]),
-        ];
-        for (after, expected) in table {
-            assert_eq!(offered(after), expected, "after {after:?}");
-        }
     }
 }

@@ -47,7 +47,7 @@ fn held_elsewhere(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             StoreError(format!(
-                "{} is in use by another process (the embedded store is one gateway's; several replicas share PostgreSQL): {e}",
+                "{} is in use by another process (the embedded store is one gateway's: give each gateway, stdio ones included, its own data_dir, share PostgreSQL, or set [store] sqlite_locking = \"shared\"): {e}",
                 path.display()
             ))
         }
@@ -90,7 +90,7 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(failed)?;
-        migrate(&mut connection)?;
+        migrate(&mut connection, &path)?;
         // Every statement is prepared once and reused (the hot path runs a few per call).
         connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
@@ -130,10 +130,10 @@ impl SqliteStore {
     }
 }
 
-fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let applied: i64 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(failed)?;
+        .map_err(|e| held_elsewhere(path, e))?;
     for (index, migration) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
         if version <= applied {
@@ -141,7 +141,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         }
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(failed)?;
+            .map_err(|e| held_elsewhere(path, e))?;
         tx.execute_batch(migration)
             .map_err(|e| StoreError(format!("store migration {version} failed: {e}")))?;
         tx.pragma_update(None, "user_version", version)

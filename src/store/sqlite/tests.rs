@@ -133,15 +133,25 @@ async fn existing_kill_switches_are_migrated_to_every_tenant() {
 /// `shared` lets a second opener in.
 #[test]
 fn a_second_process_on_the_store_is_refused_while_the_first_holds_it() {
-    for locking in [SqliteLocking::Exclusive, SqliteLocking::Shared] {
+    let cases = [
+        (SqliteLocking::Exclusive, false),
+        (SqliteLocking::Exclusive, true),
+        (SqliteLocking::Shared, false),
+        (SqliteLocking::Shared, true),
+    ];
+    for (locking, existing) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
+        if existing {
+            // A restart: the first opener finds the database (in WAL mode) a gateway left.
+            drop(SqliteStore::open_with(dir.path(), locking).expect("create"));
+        }
         let first = SqliteStore::open_with(dir.path(), locking).expect("open");
         let second = SqliteStore::open_with(dir.path(), locking);
         match locking {
             SqliteLocking::Exclusive => {
                 assert!(!dir.path().join("capgate.db-shm").exists());
                 let Err(refused) = second else {
-                    panic!("a second opener was let in while the first holds the store");
+                    panic!("a second opener was let in while the first holds the store (existing: {existing})");
                 };
                 assert!(
                     refused.0.contains("in use by another process"),
