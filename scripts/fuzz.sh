@@ -44,9 +44,13 @@ esac
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
+  cargo fuzz build "${build_flags[@]}"
+else
+  # Only the targets asked for are built (each links the whole gateway).
+  for target in "${targets[@]}"; do
+    cargo fuzz build "${build_flags[@]}" "$target"
+  done
 fi
-
-cargo fuzz build "${build_flags[@]}"
 root=$(pwd)
 
 stats=fuzz/target/stats.tsv

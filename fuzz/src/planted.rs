@@ -90,26 +90,26 @@ pub struct Field {
 }
 
 /// The words of a field name, as the obligation matches them (split at `_`, `-` and where a
-/// lower-case letter or digit meets an upper-case one).
+/// lower-case letter or digit meets an upper-case one). Written apart from the library's
+/// splitter, as an oracle: it marks where each word starts, then drops the empty ones.
 pub fn words(name: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut previous: Option<char> = None;
-    for c in name.chars() {
-        let camel = c.is_ascii_uppercase()
-            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
-        if (c == '_' || c == '-' || camel) && !current.is_empty() {
-            words.push(std::mem::take(&mut current));
+    let chars: Vec<char> = name.chars().collect();
+    let mut out: Vec<String> = vec![String::new()];
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' || c == '-' {
+            out.push(String::new());
+            continue;
         }
-        if c != '_' && c != '-' {
-            current.push(c.to_ascii_lowercase());
+        let after = i.checked_sub(1).map(|p| chars[p]);
+        if c.is_ascii_uppercase() && after.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+            out.push(String::new());
         }
-        previous = Some(c);
+        if let Some(word) = out.last_mut() {
+            word.push(c.to_ascii_lowercase());
+        }
     }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words
+    out.retain(|w| !w.is_empty());
+    out
 }
 
 /// One of the spellings of a field name the obligation promises to match.

@@ -3,8 +3,6 @@
 //! refused as quarantined, logged and counted — until a platform admin accepts the new
 //! definition by its digest.
 
-use std::time::{Duration, Instant};
-
 use rmcp::model::CallToolRequestParams;
 use serde_json::{json, Value};
 
@@ -23,15 +21,6 @@ async fn listed(
         .into_iter()
         .map(|t| t.name.to_string())
         .collect()
-}
-
-/// Waits until `check` holds, for at most 10 s.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(10), "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

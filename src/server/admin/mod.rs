@@ -61,7 +61,7 @@ pub struct AdminOptions {
 }
 
 /// Every admin endpoint. The router serves exactly these, the OpenAPI document describes
-/// them, and the table test (`tests/admin_scopes.rs`) asks each of them as every kind of caller.
+/// them, and the table test (`tests/suite/admin_scopes.rs`) asks each of them as every kind of caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     PolicyStatus,

@@ -36,9 +36,10 @@ async fn a_kill_switch_flip_stops_every_call_not_yet_forwarded() {
             })
         })
         .collect();
-    while drafts_created(&gateway) == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    until("a draft of the burst is created", || async {
+        drafts_created(&gateway) > 0
+    })
+    .await;
     let (status, body) = admin_request(
         &gateway,
         &gateway.platform_admin_token(),

@@ -127,10 +127,10 @@ async fn a_claim_left_by_a_killed_gateway_performs_once_its_lease_has_passed() {
         )
         .await
     });
-    while sleeps(&gateway, 1500) == 0 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    until("the downstream starts the call", || async {
+        sleeps(&gateway, 1500) > 0
+    })
+    .await;
     gateway.restart().await;
     pending.abort();
 

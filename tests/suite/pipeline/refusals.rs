@@ -37,6 +37,17 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(
         .collect()
 }
 
+/// `case__read_case` of one case, with no `_meta`.
+async fn read_case(client: &Client, case: &str) -> Answer {
+    tool(
+        client,
+        "case__read_case",
+        json!({"case_id": case}),
+        json!({}),
+    )
+    .await
+}
+
 async fn tool(client: &Client, name: &str, arguments: Value, meta: Value) -> Answer {
     let mut params =
         rmcp::model::CallToolRequestParams::new(name.to_string()).with_arguments(args(arguments));
@@ -189,25 +200,13 @@ async fn every_refusal_kind_leaves_one_record_one_count_and_a_safe_text() {
         "policy deny",
         "deny",
         "",
-        tool(
-            &alice,
-            "case__read_case",
-            json!({"case_id": "case-201"}),
-            json!({})
-        )
-        .await
+        read_case(&alice, "case-201").await
     );
     row!(
         "require_more_context",
         "require_more_context",
         "",
-        tool(
-            &alice,
-            "case__read_case",
-            json!({"case_id": "case-999"}),
-            json!({})
-        )
-        .await
+        read_case(&alice, "case-999").await
     );
     row!(
         "require_approval",
@@ -225,25 +224,13 @@ async fn every_refusal_kind_leaves_one_record_one_count_and_a_safe_text() {
         "kill switch",
         "deny",
         "kill_switch",
-        tool(
-            &killed,
-            "case__read_case",
-            json!({"case_id": "case-101"}),
-            json!({})
-        )
-        .await
+        read_case(&killed, "case-101").await
     );
     row!(
         "budget",
         "deny",
         "budget",
-        tool(
-            &budgeted,
-            "case__read_case",
-            json!({"case_id": "case-101"}),
-            json!({})
-        )
-        .await
+        read_case(&budgeted, "case-101").await
     );
     row!(
         "missing idempotency key",
