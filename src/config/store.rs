@@ -35,7 +35,8 @@ pub struct RawStore {
 /// Where the enforcement state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// `<data_dir>/capgate.db`, one process.
+    /// `<data_dir>/capgate.db`: one gateway process (other tools may open the file too when
+    /// `shared`).
     Sqlite(SqliteLocking),
     /// A PostgreSQL database shared by every replica, which also holds the decision log (one
     /// chain per replica).
@@ -57,17 +58,6 @@ pub(super) fn parse_store(
     raw: RawStore,
     err: &impl Fn(&str, String, &str) -> ConfigError,
 ) -> Result<StoreConfig, ConfigError> {
-    let locking = match raw.sqlite_locking.as_deref() {
-        None | Some("exclusive") => SqliteLocking::Exclusive,
-        Some("shared") => SqliteLocking::Shared,
-        Some(other) => {
-            return Err(err(
-                "store.sqlite_locking",
-                format!("`{other}` is not a locking mode"),
-                "write \"exclusive\" (the default) or \"shared\"",
-            ))
-        }
-    };
     let url = match (raw.url, raw.url_env) {
         (None, None) => {
             if raw.pool_size.is_some()
@@ -80,6 +70,17 @@ pub(super) fn parse_store(
                     "add url = \"postgres://…\" (or url_env), or remove the [store] table to use the embedded SQLite store",
                 ));
             }
+            let locking = match raw.sqlite_locking.as_deref() {
+                None | Some("exclusive") => SqliteLocking::Exclusive,
+                Some("shared") => SqliteLocking::Shared,
+                Some(other) => {
+                    return Err(err(
+                        "store.sqlite_locking",
+                        format!("`{other}` is not a locking mode"),
+                        "write \"exclusive\" (the default) or \"shared\"",
+                    ))
+                }
+            };
             return Ok(StoreConfig::Sqlite(locking));
         }
         (Some(_), Some(_)) => {
@@ -190,11 +191,15 @@ mod tests {
         assert_eq!(options.connect_timeout, Duration::from_millis(2000));
     }
 
-    /// `sqlite_locking`: (table body, the store, or the key of the error).
+    /// `sqlite_locking`: (table body, the store, or the key of the error and words of its
+    /// message). With a PostgreSQL url, any value is refused as SQLite-only.
     #[test]
     fn sqlite_locking_is_exclusive_unless_shared_and_sqlite_only() {
         let url = "url = \"postgres://postgres@127.0.0.1:5432/capgate\"\n";
-        let table: [(String, Result<StoreConfig, &str>); 5] = [
+        // The key of the error and words of its message.
+        type Refused = (&'static str, &'static str);
+        let sqlite_only = ("store.sqlite_locking", "embedded SQLite store only");
+        let table: [(String, Result<StoreConfig, Refused>); 6] = [
             (
                 String::new(),
                 Ok(StoreConfig::Sqlite(SqliteLocking::Exclusive)),
@@ -209,17 +214,21 @@ mod tests {
             ),
             (
                 "sqlite_locking = \"none\"".into(),
-                Err("store.sqlite_locking"),
+                Err(("store.sqlite_locking", "not a locking mode")),
             ),
             (
                 format!("{url}sqlite_locking = \"shared\""),
-                Err("store.sqlite_locking"),
+                Err(sqlite_only),
             ),
+            (format!("{url}sqlite_locking = \"none\""), Err(sqlite_only)),
         ];
         for (text, expected) in table {
             match (parse(&text), expected) {
                 (Ok(store), Ok(expected)) => assert_eq!(store, expected, "{text}"),
-                (Err(error), Err(key)) => assert_eq!(error.key, key, "{text}"),
+                (Err(error), Err((key, words))) => {
+                    assert_eq!(error.key, key, "{text}");
+                    assert!(error.to_string().contains(words), "{text}: {error}");
+                }
                 (got, expected) => panic!("{text}: {got:?}, expected {expected:?}"),
             }
         }

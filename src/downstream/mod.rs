@@ -30,6 +30,7 @@ mod calls;
 mod connection;
 mod events;
 mod logging;
+mod names;
 mod relay;
 mod subscriptions;
 
@@ -38,6 +39,7 @@ pub use asks::{Answer, AnswerAsks, Ask};
 pub use calls::{Inputs, ToolAnswer};
 
 use logging::LogRoutes;
+use names::each_name_once;
 use relay::ProgressRoutes;
 pub use relay::Relay;
 pub use subscriptions::Listener;
@@ -442,16 +444,26 @@ impl DownstreamServer {
                 return;
             }
         };
-        let tools = first_of_each_name(tools, |t| &t.name, &self.id, "tool");
-        let prompts = first_of_each_name(prompts, |p| &p.name, &self.id, "prompt");
+        let tools = each_name_once(tools, |t| &t.name, &self.id, "tool");
+        let prompts = each_name_once(prompts, |p| &p.name, &self.id, "prompt");
+        let resource_templates = each_name_once(
+            resource_templates,
+            |t| &t.uri_template,
+            &self.id,
+            "resource template",
+        );
         let tools: Vec<CatalogueTool> = tools
             .into_iter()
-            .map(|tool| {
-                let canonical = serde_json::to_vec(&tool).unwrap_or_default();
-                CatalogueTool {
-                    definition_hash: hex::encode(Sha256::digest(&canonical)),
+            .filter_map(|tool| match serde_json::to_vec(&tool) {
+                Ok(listed) => Some(CatalogueTool {
+                    definition_hash: hex::encode(Sha256::digest(&listed)),
                     pinned_part: PinnedPart::of(&tool),
                     tool,
+                }),
+                // Approvals bind to the digest of the listing: a tool without one is withheld.
+                Err(e) => {
+                    tracing::warn!(server = %self.id, tool = %tool.name, error = %e, "the tool's definition does not serialise; it is withheld");
+                    None
                 }
             })
             .collect();
@@ -472,32 +484,6 @@ impl DownstreamServer {
         }));
         self.generation.send_modify(|g| *g += 1);
     }
-}
-
-/// The items a downstream listed, each name once, as first listed: a name listed twice would
-/// otherwise be one entry to calls and pins (the first) and two to listings and quarantine.
-/// Each later duplicate is dropped with a warning.
-fn first_of_each_name<T>(
-    items: Vec<T>,
-    name: impl Fn(&T) -> &str,
-    server: &str,
-    kind: &str,
-) -> Vec<T> {
-    let mut seen = std::collections::HashSet::new();
-    let mut kept = Vec::with_capacity(items.len());
-    for item in items {
-        if seen.insert(name(&item).to_string()) {
-            kept.push(item);
-        } else {
-            tracing::warn!(
-                server,
-                kind,
-                name = name(&item),
-                "the downstream lists this name again; only the first is used"
-            );
-        }
-    }
-    kept
 }
 
 /// All downstream servers, by id.
@@ -562,33 +548,5 @@ impl Downstreams {
             .values()
             .map(|s| (s.id.clone(), s.health()))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_of_each_name;
-
-    /// (name, which listed entry), in listed order.
-    type Listed = Vec<(&'static str, u8)>;
-
-    /// (name, which listed entry): a name listed twice is kept once, as first listed.
-    #[test]
-    fn a_name_listed_twice_is_kept_once_as_first_listed() {
-        let table: [(Listed, Listed); 3] = [
-            (
-                vec![("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)],
-                vec![("b", 1), ("a", 2), ("c", 4)],
-            ),
-            (vec![("a", 1), ("a", 2), ("a", 3)], vec![("a", 1)]),
-            (vec![("a", 1), ("b", 2)], vec![("a", 1), ("b", 2)]),
-        ];
-        for (listed, expected) in table {
-            assert_eq!(
-                first_of_each_name(listed.clone(), |(name, _)| name, "case", "tool"),
-                expected,
-                "{listed:?}"
-            );
-        }
     }
 }

@@ -72,12 +72,12 @@ impl Gateway {
     fn record(&self, listing: &mut Listing, label: &str, capability: &str, verdict: Verdict) {
         match verdict {
             Verdict::Shown(judged) => {
-                self.count_decision(&judged, capability);
+                self.count_pdp_answer(&judged, capability);
                 listing.show(label, Some(&judged.decision));
             }
             Verdict::Undecided(kind, detail) => listing.hide_undecided(label, kind, detail),
             Verdict::Decided(judged) => {
-                self.count_decision(&judged, capability);
+                self.count_pdp_answer(&judged, capability);
                 listing.hide_decided(label, &judged.decision);
             }
         }
@@ -135,8 +135,9 @@ impl Gateway {
     }
 
     /// The tools this actor may use (contracted, offered by a live downstream, and allowed),
-    /// sorted by name: up to `limit` of those named after `after`. Only the candidates this
-    /// page reaches are cloned and decided, whatever the size of the catalogue.
+    /// sorted by name: up to `limit` of those named after `after`. Every contracted tool's
+    /// name is compared with the cursor, but only the candidates this page reaches are cloned
+    /// and decided.
     pub fn list_tools(
         &self,
         actor: &CompositeActor,
@@ -334,8 +335,9 @@ impl Gateway {
 }
 
 /// The contracted entries whose exposed name sorts after `after`, sorted by that name: where a
-/// page of a list listed by name starts. (Names are unique: a downstream's catalogue keeps
-/// each name once, so no page boundary falls between two entries of one name.)
+/// page of a list listed by name starts. (Names are unique: the registry refuses two contracts
+/// exposing one name, and a downstream's catalogue holds each name once, so no page boundary
+/// falls between two entries of one name.)
 fn sorted_after<'a, C, L>(
     contracted: impl Iterator<Item = (&'a C, &'a L)>,
     name: impl Fn(&C) -> &str,

@@ -209,16 +209,17 @@ impl Gateway {
         &self.audit.mask_arguments
     }
 
-    /// Asks the PDP about `capability` (its exposed name), timing it; an allow whose
-    /// obligations this gateway cannot enforce becomes a deny. (Counting happens once per
-    /// request, when it ends.)
+    /// Asks the PDP, timing it; an allow whose obligations this gateway cannot enforce
+    /// becomes a deny. The PDP's own figures (time, a shadow difference, an allow turned into
+    /// a deny) are counted now, under `capability` (the exposed name, a metrics label only);
+    /// the request's decision counter when the request ends.
     fn decide(&self, request: &PolicyRequest, capability: &str) -> Decision {
         let judged = self.decide_uncounted(request);
-        self.count_decision(&judged, capability);
+        self.count_pdp_answer(&judged, capability);
         judged.decision
     }
 
-    /// [`Gateway::decide`] without its metrics, which [`Gateway::count_decision`] counts when
+    /// [`Gateway::decide`] without its metrics, which [`Gateway::count_pdp_answer`] counts when
     /// the answer is used: discovery looks one candidate past a full page, and the next page
     /// judges it again.
     fn decide_uncounted(&self, request: &PolicyRequest) -> Judged {
@@ -246,7 +247,7 @@ impl Gateway {
     }
 
     /// Counts one used PDP answer: its time, a shadow difference, an allow turned into a deny.
-    fn count_decision(&self, judged: &Judged, capability: &str) {
+    fn count_pdp_answer(&self, judged: &Judged, capability: &str) {
         self.metrics.observe_decision_time(judged.took);
         if judged.decision.shadow.as_ref().is_some_and(|s| s.differs) {
             self.metrics.count_shadow_difference(judged.action);

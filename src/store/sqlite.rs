@@ -1,8 +1,8 @@
 //! The embedded store: one SQLite database in the data directory, in WAL mode with
 //! `synchronous = NORMAL` (commits survive a process crash; an OS crash may lose the last ones),
 //! each operation in one immediate transaction. By default the gateway holds the database
-//! exclusively while it runs: no file lock is taken and released per transaction (six `fcntl`
-//! calls a call), and a second process on the same data directory is refused at start
+//! exclusively while it runs: no file lock is taken and released per transaction (~7 `fcntl`
+//! calls per call in `shared` mode, measured), and a second process on the same data directory is refused at start
 //! (`[store] sqlite_locking = "shared"` lets other processes open it).
 
 use std::path::Path;
@@ -29,7 +29,7 @@ pub enum SqliteLocking {
     /// (a second gateway on the same data directory) is refused at start.
     Exclusive,
     /// Locked per transaction, as SQLite does by default: other processes (the `sqlite3` shell)
-    /// may open the file while the gateway runs, at ~6 lock calls per transaction; a writer
+    /// may open the file while the gateway runs, at ~7 `fcntl` calls per call; a writer
     /// among them holds calls up (a side effect fails closed when the store cannot commit).
     Shared,
 }
@@ -44,21 +44,28 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// Opening the store failed; a lock held by another process says so plainly.
-fn held_elsewhere(path: &Path, e: rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError(format!(
-                "{} is in use by another process (the embedded store is one gateway's: give each gateway, stdio ones included, its own data_dir, share PostgreSQL, or set [store] sqlite_locking = \"shared\"): {e}",
-                path.display()
-            ))
-        }
-        _ => StoreError(format!("cannot open {}: {e}", path.display())),
+/// Opening the store failed; a lock held by another process says so plainly, with what to do
+/// in this locking mode.
+fn open_error(path: &Path, locking: SqliteLocking, e: rusqlite::Error) -> StoreError {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    let path = path.display();
+    match (busy, locking) {
+        (false, _) => StoreError(format!("cannot open {path}: {e}")),
+        (true, SqliteLocking::Exclusive) => StoreError(format!(
+            "{path} is in use by another process (the embedded store is held by one gateway while it runs: give each gateway, stdio ones included, its own data_dir, or share PostgreSQL; to let other tools such as the sqlite3 shell open the file, set [store] sqlite_locking = \"shared\"): {e}"
+        )),
+        (true, SqliteLocking::Shared) => StoreError(format!(
+            "{path} stayed locked by another process for more than 1.5 s (a gateway that holds it exclusively, or a long write): stop that process, or give this gateway its own data_dir: {e}"
+        )),
     }
 }
 
 impl SqliteStore {
     /// Opens (creating and migrating) `<data_dir>/capgate.db` in WAL mode, held exclusively.
+    #[cfg(test)]
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(data_dir, SqliteLocking::Exclusive)
     }
@@ -86,13 +93,13 @@ impl SqliteStore {
             .map_err(failed)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| held_elsewhere(&path, e))?;
+            .map_err(|e| open_error(&path, locking, e))?;
         // WAL + NORMAL: every commit survives a crash or SIGKILL of the gateway; only an OS
         // crash or power loss can lose the last commits. FULL would fsync every call (~0.5 ms).
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(failed)?;
-        migrate(&mut connection, &path)?;
+        migrate(&mut connection, &path, locking)?;
         // Every statement is prepared once and reused (the hot path runs a few per call).
         connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
@@ -132,10 +139,14 @@ impl SqliteStore {
     }
 }
 
-fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+fn migrate(
+    connection: &mut Connection,
+    path: &Path,
+    locking: SqliteLocking,
+) -> Result<(), StoreError> {
     let applied: i64 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|e| held_elsewhere(path, e))?;
+        .map_err(|e| open_error(path, locking, e))?;
     for (index, migration) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
         if version <= applied {
@@ -143,7 +154,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
         }
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| held_elsewhere(path, e))?;
+            .map_err(|e| open_error(path, locking, e))?;
         tx.execute_batch(migration)
             .map_err(|e| StoreError(format!("store migration {version} failed: {e}")))?;
         tx.pragma_update(None, "user_version", version)

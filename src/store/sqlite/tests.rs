@@ -167,3 +167,24 @@ fn a_second_process_on_the_store_is_refused_while_the_first_holds_it() {
         }
     }
 }
+
+/// A shared opener finding the store held exclusively is refused with what fits its own mode
+/// (the other process holds the file; `shared` would not help).
+#[test]
+fn a_shared_opener_of_a_store_held_exclusively_is_told_what_holds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = SqliteStore::open_with(dir.path(), SqliteLocking::Exclusive).expect("open");
+    let Err(refused) = SqliteStore::open_with(dir.path(), SqliteLocking::Shared) else {
+        panic!("a shared opener was let in while another holds the store exclusively");
+    };
+    assert!(
+        refused.0.contains("stayed locked by another process"),
+        "{}",
+        refused.0
+    );
+    assert!(
+        !refused.0.contains("sqlite_locking = \"shared\""),
+        "{}",
+        refused.0
+    );
+}
