@@ -122,17 +122,37 @@ impl PinnedPart {
     }
 }
 
-/// What a downstream server offers, as of its last listing.
+/// What a downstream server offers, as of its last listing (each name once).
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
     pub tools: Vec<CatalogueTool>,
     pub prompts: Vec<Prompt>,
     pub resource_templates: Vec<ResourceTemplate>,
+    /// Where each tool is in `tools`, by name: a call finds its tool without a scan.
+    tool_at: HashMap<String, usize>,
 }
 
 impl Catalogue {
+    pub fn new(
+        tools: Vec<CatalogueTool>,
+        prompts: Vec<Prompt>,
+        resource_templates: Vec<ResourceTemplate>,
+    ) -> Self {
+        let tool_at = tools
+            .iter()
+            .enumerate()
+            .map(|(at, t)| (t.tool.name.to_string(), at))
+            .collect();
+        Self {
+            tools,
+            prompts,
+            resource_templates,
+            tool_at,
+        }
+    }
+
     pub fn tool(&self, name: &str) -> Option<&CatalogueTool> {
-        self.tools.iter().find(|t| t.tool.name == name)
+        self.tool_at.get(name).and_then(|&at| self.tools.get(at))
     }
 }
 
@@ -477,11 +497,8 @@ impl DownstreamServer {
             }
         }
         tracing::info!(server = %self.id, tools = tools.len(), prompts = prompts.len(), "catalogue refreshed");
-        self.catalogue.store(Arc::new(Catalogue {
-            tools,
-            prompts,
-            resource_templates,
-        }));
+        self.catalogue
+            .store(Arc::new(Catalogue::new(tools, prompts, resource_templates)));
         self.generation.send_modify(|g| *g += 1);
     }
 }

@@ -131,7 +131,7 @@ impl Admission<'_> {
             request.runtime.budget_remaining = Some(self.gateway.controls.remaining(&state.usage));
         }
 
-        let mut decision = self.gateway.decide(request, &self.target.name);
+        let (mut decision, mut obligations) = self.gateway.decide(request, &self.target.name);
         let mut mode = if self.degraded {
             Mode::Degraded
         } else {
@@ -165,15 +165,13 @@ impl Admission<'_> {
         } else if !decision.is_allow() {
             return refused(Refusal::Policy(Box::new(decision)));
         }
-        let obligations = match (mode, Obligations::parse(&decision.obligations)) {
-            (Mode::DryRun, _) => Obligations::default(),
-            (_, Ok(obligations)) => obligations,
-            (_, Err(unenforceable)) => {
-                return refused(Refusal::Obligation(format!(
-                    "obligation(s) {unenforceable:?} cannot be enforced by this gateway"
-                )))
-            }
-        };
+        // The obligations are the allow's, parsed when decided (an allow whose obligations
+        // cannot be enforced was turned into a deny there); a break-glass or dry-run pass
+        // carries none.
+        match mode {
+            Mode::Enforce | Mode::Degraded => {}
+            Mode::BreakGlass | Mode::DryRun => obligations = Obligations::default(),
+        }
         if let Some(limit) = obligations.max_calls() {
             if state.usage.tool_calls >= limit {
                 return refused(Refusal::MaxCalls {

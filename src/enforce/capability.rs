@@ -3,6 +3,7 @@
 //! result, and how a refusal is expressed to the client. Everything else — the pipeline in
 //! `pipeline.rs` — is the same for tools, resources and prompts.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -113,7 +114,7 @@ pub trait Capability: Sync {
     /// The name or URI as the client sent it.
     fn requested(&self) -> &str;
     /// The arguments an approval and an idempotency key are bound to.
-    fn arguments(&self) -> JsonObject;
+    fn arguments(&self) -> Cow<'_, JsonObject>;
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal>;
     fn policy_request(
         &self,
@@ -187,8 +188,8 @@ impl Capability for ToolCall {
         })
     }
 
-    fn arguments(&self) -> JsonObject {
-        self.arguments.clone()
+    fn arguments(&self) -> Cow<'_, JsonObject> {
+        Cow::Borrowed(&self.arguments)
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
@@ -359,10 +360,10 @@ impl Capability for ResourceRead {
         &self.uri
     }
 
-    fn arguments(&self) -> JsonObject {
+    fn arguments(&self) -> Cow<'_, JsonObject> {
         let mut arguments = JsonObject::new();
         arguments.insert("uri".into(), Value::String(self.uri.clone()));
-        arguments
+        Cow::Owned(arguments)
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {
@@ -470,8 +471,8 @@ impl Capability for PromptGet {
         &self.name
     }
 
-    fn arguments(&self) -> JsonObject {
-        self.arguments.clone()
+    fn arguments(&self) -> Cow<'_, JsonObject> {
+        Cow::Borrowed(&self.arguments)
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {

@@ -4,6 +4,7 @@
 //! prompt's own name. Its values are text the downstream chose: an allow whose obligations
 //! would transform content is refused rather than passed unredacted.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -77,14 +78,14 @@ impl Capability for Completion {
         self.reference()
     }
 
-    fn arguments(&self) -> JsonObject {
+    fn arguments(&self) -> Cow<'_, JsonObject> {
         let mut arguments = JsonObject::new();
         arguments.insert("ref".into(), Value::String(self.reference().to_string()));
         arguments.insert(
             "argument".into(),
             Value::String(self.params.argument.name.clone()),
         );
-        arguments
+        Cow::Owned(arguments)
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {

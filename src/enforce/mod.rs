@@ -213,10 +213,11 @@ impl Gateway {
     /// becomes a deny. The PDP's own figures (time, a shadow difference, an allow turned into
     /// a deny) are counted now, under `capability` (the exposed name, a metrics label only);
     /// the request's decision counter when the request ends.
-    fn decide(&self, request: &PolicyRequest, capability: &str) -> Decision {
+    /// With the decision, its obligations as parsed (none unless it allows).
+    fn decide(&self, request: &PolicyRequest, capability: &str) -> (Decision, Obligations) {
         let judged = self.decide_uncounted(request);
         self.count_pdp_answer(&judged, capability);
-        judged.decision
+        (judged.decision, judged.obligations)
     }
 
     /// [`Gateway::decide`] without its metrics, which [`Gateway::count_pdp_answer`] counts when
@@ -227,19 +228,25 @@ impl Gateway {
         let mut decision = self.policy.decide(request);
         let took = started.elapsed();
         let mut unenforceable = false;
+        let mut obligations = Obligations::default();
         if decision.outcome == Outcome::Allow {
-            if let Err(obligations) = Obligations::parse(&decision.obligations) {
-                decision.reason = format!(
-                    "denied: obligation(s) {obligations:?} cannot be enforced by this gateway, so the allow does not stand ({})",
-                    decision.reason
-                );
-                decision.outcome = Outcome::Deny;
-                decision.agent_reason = "not permitted: a required safeguard is unavailable".into();
-                unenforceable = true;
+            match Obligations::parse(&decision.obligations) {
+                Ok(parsed) => obligations = parsed,
+                Err(unknown) => {
+                    decision.reason = format!(
+                        "denied: obligation(s) {unknown:?} cannot be enforced by this gateway, so the allow does not stand ({})",
+                        decision.reason
+                    );
+                    decision.outcome = Outcome::Deny;
+                    decision.agent_reason =
+                        "not permitted: a required safeguard is unavailable".into();
+                    unenforceable = true;
+                }
             }
         }
         Judged {
             decision,
+            obligations,
             action: request.action,
             took,
             unenforceable,
@@ -396,6 +403,8 @@ fn downstream_meta(actor: &CompositeActor, forward: &RequestMetaObject) -> Reque
 /// A PDP answer and what its metrics count, not yet counted.
 struct Judged {
     decision: Decision,
+    /// The allow's obligations, parsed once (none for any other outcome).
+    obligations: Obligations,
     action: crate::policy::Action,
     took: std::time::Duration,
     /// An allow turned into a deny: its obligations cannot be enforced here.

@@ -27,7 +27,6 @@ use super::Gateway;
 pub const FIRST_SIGHT: &str = "capgate (first sight)";
 
 /// A tool of a downstream, by the downstream's own name.
-type PinKey = (String, String);
 
 /// Where a tool stands against its pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,36 +58,40 @@ pub struct Quarantined {
 /// pins come with the registry.
 #[derive(Default)]
 pub(super) struct Pins {
-    stored: ArcSwap<HashMap<PinKey, ToolPin>>,
+    /// By server, then tool (looked up without building a key).
+    stored: ArcSwap<HashMap<String, HashMap<String, ToolPin>>>,
     /// (server, tool, seen digest) whose quarantine was already logged.
     announced: Mutex<HashSet<(String, String, String)>>,
 }
 
 impl Pins {
     fn stored(&self, server: &str, tool: &str) -> Option<ToolPin> {
-        self.stored
-            .load()
-            .get(&(server.to_string(), tool.to_string()))
-            .cloned()
+        self.stored.load().get(server)?.get(tool).cloned()
     }
 }
 
 impl Gateway {
     /// Where `listed` stands against `contract`'s pin.
     pub(super) fn pin_state(&self, contract: &ToolContract, listed: &CatalogueTool) -> PinState {
-        let pinned = match &contract.pin {
-            Some(pin) => pin.clone(),
-            None => match self.pins.stored(&contract.server, &contract.name) {
-                Some(pin) => pin.digest,
+        let seen = &listed.pinned_part.digest;
+        // One snapshot of the stored pins, read without building a key or copying a pin.
+        let stored = self.pins.stored.load();
+        let pinned: &str = match &contract.pin {
+            Some(pin) => pin,
+            None => match stored
+                .get(&contract.server)
+                .and_then(|tools| tools.get(&contract.name))
+            {
+                Some(pin) => &pin.digest,
                 None => return PinState::Unpinned,
             },
         };
-        if pinned == listed.pinned_part.digest {
+        if pinned == seen {
             PinState::Matches
         } else {
             PinState::Quarantined {
-                pinned,
-                seen: listed.pinned_part.digest.clone(),
+                pinned: pinned.to_string(),
+                seen: seen.clone(),
             }
         }
     }
@@ -96,10 +99,15 @@ impl Gateway {
     /// Reloads the store's pins (at start and when another replica changed them).
     pub async fn reload_tool_pins(&self) -> Result<(), StoreError> {
         let pins = self.controls.store().tool_pins().await?;
-        let map = pins
-            .into_iter()
-            .map(|pin| ((pin.server.clone(), pin.tool.clone()), pin))
-            .collect();
+        let map = pins.into_iter().fold(
+            HashMap::<String, HashMap<String, ToolPin>>::new(),
+            |mut map, pin| {
+                map.entry(pin.server.clone())
+                    .or_default()
+                    .insert(pin.tool.clone(), pin);
+                map
+            },
+        );
         self.pins.stored.store(Arc::new(map));
         self.controls.visibility_changed();
         Ok(())

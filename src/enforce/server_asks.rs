@@ -263,8 +263,8 @@ impl<P: AskKind> Capability for Asked<'_, P> {
         &self.origin.exposed
     }
 
-    fn arguments(&self) -> JsonObject {
-        self.origin.arguments.clone()
+    fn arguments(&self) -> std::borrow::Cow<'_, JsonObject> {
+        std::borrow::Cow::Borrowed(&self.origin.arguments)
     }
 
     fn resolve(&self, _gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {

@@ -43,10 +43,10 @@ impl Capability for Subscription {
         &self.uri
     }
 
-    fn arguments(&self) -> JsonObject {
+    fn arguments(&self) -> std::borrow::Cow<'_, JsonObject> {
         let mut arguments = JsonObject::new();
         arguments.insert("subscribe".into(), Value::String(self.uri.clone()));
-        arguments
+        std::borrow::Cow::Owned(arguments)
     }
 
     fn resolve(&self, gateway: &Gateway) -> Result<(Target, Self::Bound), Refusal> {

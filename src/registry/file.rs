@@ -282,7 +282,9 @@ impl Registry {
             self.tools
                 .insert(contract.exposed_name.clone(), contract.clone());
             self.tools_by_downstream
-                .insert((server.clone(), name), contract);
+                .entry(server.clone())
+                .or_default()
+                .insert(name, contract);
         }
         for (name, prompt) in raw.prompts {
             check_capability_name(file, &name)?;
@@ -299,7 +301,9 @@ impl Registry {
             self.prompts
                 .insert(contract.exposed_name.clone(), contract.clone());
             self.prompts_by_downstream
-                .insert((server.clone(), name), contract);
+                .entry(server.clone())
+                .or_default()
+                .insert(name, contract);
         }
         for resource in raw.resources {
             let template =

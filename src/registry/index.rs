@@ -10,9 +10,10 @@ use super::contract::{EntityBinding, PromptContract, ResourceContract, ToolContr
 #[derive(Debug, Default)]
 pub struct Registry {
     pub(super) tools: HashMap<String, Arc<ToolContract>>,
-    pub(super) tools_by_downstream: HashMap<(String, String), Arc<ToolContract>>,
+    /// By server, then the downstream's own name (looked up without building a key).
+    pub(super) tools_by_downstream: HashMap<String, HashMap<String, Arc<ToolContract>>>,
     pub(super) prompts: HashMap<String, Arc<PromptContract>>,
-    pub(super) prompts_by_downstream: HashMap<(String, String), Arc<PromptContract>>,
+    pub(super) prompts_by_downstream: HashMap<String, HashMap<String, Arc<PromptContract>>>,
     pub(super) resources: Vec<Arc<ResourceContract>>,
 }
 
@@ -24,8 +25,7 @@ impl Registry {
 
     /// The contract for a downstream's tool, if the platform team registered one.
     pub fn tool_of(&self, server: &str, name: &str) -> Option<&Arc<ToolContract>> {
-        self.tools_by_downstream
-            .get(&(server.to_string(), name.to_string()))
+        self.tools_by_downstream.get(server)?.get(name)
     }
 
     pub fn prompt(&self, exposed_name: &str) -> Option<&Arc<PromptContract>> {
@@ -33,8 +33,7 @@ impl Registry {
     }
 
     pub fn prompt_of(&self, server: &str, name: &str) -> Option<&Arc<PromptContract>> {
-        self.prompts_by_downstream
-            .get(&(server.to_string(), name.to_string()))
+        self.prompts_by_downstream.get(server)?.get(name)
     }
 
     /// The resource contract whose template matches `uri`, with the variables it captured.

@@ -510,11 +510,18 @@ impl Store for SqliteStore {
     }
 
     async fn relationship_updates(&self) -> Result<Vec<RelationshipUpdate>, StoreError> {
+        self.relationship_updates_after(0).await
+    }
+
+    async fn relationship_updates_after(
+        &self,
+        after: i64,
+    ) -> Result<Vec<RelationshipUpdate>, StoreError> {
         let rows: Vec<(i64, String, String, i64)> = self.with(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT seq, entities, updated_by, updated_at FROM relationship_updates ORDER BY seq",
+                "SELECT seq, entities, updated_by, updated_at FROM relationship_updates WHERE seq > ?1 ORDER BY seq",
             )?;
-            let rows = statement.query_map([], |row| {
+            let rows = statement.query_map(params![after], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?;
             rows.collect()
