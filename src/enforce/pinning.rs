@@ -26,8 +26,6 @@ use super::Gateway;
 /// Who pins a definition seen for the first time.
 pub const FIRST_SIGHT: &str = "capgate (first sight)";
 
-/// A tool of a downstream, by the downstream's own name.
-
 /// Where a tool stands against its pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinState {
