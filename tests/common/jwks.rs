@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -167,15 +167,17 @@ impl JwksServer {
 
     /// Waits until the JWKS has been asked for at least `n` times.
     pub async fn wait_for_jwks_requests(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.jwks_requests() < n {
-            assert!(
-                Instant::now() < deadline,
-                "the key server got {} JWKS requests, not {n}",
-                self.jwks_requests()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::until_within(
+            Duration::from_secs(30),
+            || async { self.jwks_requests() >= n },
+            || {
+                format!(
+                    "the key server got {} JWKS requests, not {n}",
+                    self.jwks_requests()
+                )
+            },
+        )
+        .await
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Provider) -> R) -> R {

@@ -174,15 +174,12 @@ impl TestGateway {
 
     /// Waits until the gateway's log says `text` (a readiness signal), for at most 30 s.
     pub async fn until_logged(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "the gateway never logged {text:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_within(
+            Duration::from_secs(30),
+            || async { self.log().contains(text) },
+            || format!("the gateway never logged {text:?}; log:\n{}", self.log()),
+        )
+        .await
     }
 
     pub fn log(&self) -> String {
@@ -290,13 +287,20 @@ impl TestGateway {
 }
 
 /// Waits until `check` holds, polling every 20 ms, for at most 10 s (then fails, naming `what`).
-pub async fn until<F: std::future::Future<Output = bool>>(
-    what: &str,
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl FnMut() -> F) {
+    until_within(Duration::from_secs(10), check, || format!("never: {what}")).await
+}
+
+/// Waits until `check` holds, polling every 20 ms, for at most `limit`; then fails with what
+/// `failure` says at that moment (a log, a count).
+pub async fn until_within<F: std::future::Future<Output = bool>>(
+    limit: Duration,
     mut check: impl FnMut() -> F,
+    failure: impl Fn() -> String,
 ) {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(10), "never: {what}");
+        assert!(started.elapsed() < limit, "{}", failure());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -32,19 +32,13 @@ async fn decisions_are_chained_and_an_edit_is_named() {
     )
     .await;
     let data = gateway.dir.path().join("data");
-    // Records are group-committed; wait for the outcome records to land.
-    let mut records: Vec<Value> = Vec::new();
-    for _ in 0..50 {
-        let export = audit(&data, "export");
-        records = String::from_utf8_lossy(&export.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if records.len() >= 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // Records are group-committed: a flush writes every record queued so far.
+    flush_log(&gateway).await;
+    let export = audit(&data, "export");
+    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(records.len() >= 5, "{records:?}");
     let decisions: Vec<&str> = records
         .iter()
@@ -201,14 +195,12 @@ async fn after_sigkills_under_load_every_executed_side_effect_has_a_durable_reco
                     .is_some_and(|body| body.starts_with(&prefix))
             })
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !reached(round) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no call of round {round} reached the downstream"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        until_within(
+            std::time::Duration::from_secs(30),
+            || async { reached(round) },
+            || format!("no call of round {round} reached the downstream"),
+        )
+        .await;
         gateway.restart().await; // SIGKILL, then start again on the same data
         for task in load {
             task.abort();

@@ -311,17 +311,16 @@ async fn with_the_logs_disk_full_side_effects_are_refused_with_a_clear_reason() 
     // A read is not held to durability by default: it passes, and its lost record is counted.
     let read = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
     assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
-    let mut failed = 0;
-    for _ in 0..50 {
-        failed = gateway.health().await["decision_log"]["failed_records"]
+    let failed = || async {
+        gateway.health().await["decision_log"]["failed_records"]
             .as_u64()
-            .unwrap_or(0);
-        if failed >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(failed >= 2, "lost records are counted: {failed}");
+            .unwrap_or(0)
+    };
+    until("two lost records are counted", || async {
+        failed().await >= 2
+    })
+    .await;
+    assert!(failed().await >= 2, "lost records are counted");
 
     std::fs::remove_file(filler).expect("free the disk");
     let after = call_with_meta(

@@ -322,15 +322,12 @@ async fn a_tool_added_at_runtime_without_a_contract_stays_hidden_and_uncallable(
     assert_ne!(added.is_error, Some(true), "{}", text_of(&added));
 
     // The gateway refreshes on list_changed and warns about the contract-less tool.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gateway.log().contains("exfiltrate") {
-        assert!(
-            Instant::now() < deadline,
-            "no refresh seen; log:\n{}",
-            gateway.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_within(
+        Duration::from_secs(10),
+        || async { gateway.log().contains("exfiltrate") },
+        || format!("no refresh seen; log:\n{}", gateway.log()),
+    )
+    .await;
     assert!(
         gateway.log().contains("has no contract"),
         "{}",

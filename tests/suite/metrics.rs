@@ -119,14 +119,11 @@ async fn metrics_parse_and_count_the_calls_made() {
     )
     .await;
     assert_eq!(refused.is_error, Some(true));
-    let mut log = String::new();
-    for _ in 0..50 {
-        log = gateway.log();
-        if log.contains("refused_by=\"idempotency\"") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until("the refusal is logged", || async {
+        gateway.log().contains("refused_by=\"idempotency\"")
+    })
+    .await;
+    let log = gateway.log();
     assert!(
         log.lines().any(|l| l.contains("capgate.tools_call{")
             && l.contains("outcome=\"deny\"")

@@ -337,10 +337,12 @@ async fn a_collector_that_is_down_costs_a_warning_never_a_call() {
         let read = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
         assert_ne!(read.is_error, Some(true), "{}", text_of(&read));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !gateway.log().contains("OTLP export failed") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_within(
+        Duration::from_secs(60),
+        || async { gateway.log().contains("OTLP export failed") },
+        || format!("no export warning in the log:\n{}", gateway.log()),
+    )
+    .await;
     let log = gateway.log();
     let warning = log
         .lines()

@@ -2,7 +2,7 @@
 //! swap atomically), an invalid reload that keeps enforcement as it was and names file and line,
 //! relationship updates without restart, and the admin API's own authorization.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -106,15 +106,12 @@ async fn reloads_swap_atomically_and_invalid_ones_change_nothing() {
         .status()
         .expect("kill -HUP");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.health().await["policy_version"] != "case-platform@5" {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not reload; log:\n{}",
-            gateway.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_within(
+        Duration::from_secs(10),
+        || async { gateway.health().await["policy_version"] == "case-platform@5" },
+        || format!("SIGHUP did not reload; log:\n{}", gateway.log()),
+    )
+    .await;
     let thawed = call(&alice, "case__read_case", json!({"case_id": "case-101"})).await;
     assert_ne!(thawed.is_error, Some(true), "{}", text_of(&thawed));
 }
@@ -201,19 +198,20 @@ async fn relationship_updates_apply_without_restart() {
         .status()
         .expect("kill -HUP");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let read = call(&alice, "case__read_case", json!({"case_id": "case-104"})).await;
-        if read.is_error != Some(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not reload the entity files; log:\n{}",
-            gateway.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_within(
+        Duration::from_secs(10),
+        || async {
+            let read = call(&alice, "case__read_case", json!({"case_id": "case-104"})).await;
+            read.is_error != Some(true)
+        },
+        || {
+            format!(
+                "SIGHUP did not reload the entity files; log:\n{}",
+                gateway.log()
+            )
+        },
+    )
+    .await;
     let replayed = call(&alice, "case__read_case", json!({"case_id": "case-103"})).await;
     assert_ne!(
         replayed.is_error,

@@ -342,18 +342,13 @@ async fn an_ask_that_cannot_be_told_apart_from_another_sessions_call_is_refused(
             )
             .await
     });
-    let started = std::time::Instant::now();
-    while !gateway
-        .flaky_journal_entries()
-        .iter()
-        .any(|e| e["method"] == "tools/call" && e["name"] == "debug_sleep")
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the sleep never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    until("the sleep starts", || async {
+        gateway
+            .flaky_journal_entries()
+            .iter()
+            .any(|e| e["method"] == "tools/call" && e["name"] == "debug_sleep")
+    })
+    .await;
     // ... so nothing on the wire says whose this elicitation is: refused, nobody asked.
     let result = client
         .call_tool(

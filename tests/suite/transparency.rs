@@ -145,26 +145,21 @@ async fn progress_and_cancellation(discover: bool) {
         .send_request_with_option(sleep_request(8_000), PeerRequestOptions::default())
         .await
         .expect("sent");
-    let started = Instant::now();
-    while journal_of(&gateway, "tools/call").len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the call never reached the downstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("the call reaches the downstream", || async {
+        journal_of(&gateway, "tools/call").len() >= 2
+    })
+    .await;
     let cancelled_at = Instant::now();
     handle
         .cancel(Some("the user changed their mind".into()))
         .await
         .expect("cancel sent");
-    while journal_of(&gateway, "cancelled").is_empty() {
-        assert!(
-            cancelled_at.elapsed() < Duration::from_secs(1),
-            "discover {discover}: the downstream was not told within 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_within(
+        Duration::from_secs(1).saturating_sub(cancelled_at.elapsed()),
+        || async { !journal_of(&gateway, "cancelled").is_empty() },
+        || format!("discover {discover}: the downstream was not told within 1 s"),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -416,14 +411,12 @@ async fn subscriptions_are_decided_as_reads_and_updates_reach_the_subscriber() {
     )
     .await;
     assert_ne!(changed.is_error, Some(true), "{}", text_of(&changed));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while listener.updates().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no update reached the subscriber"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_within(
+        Duration::from_secs(5),
+        || async { !listener.updates().is_empty() },
+        || "no update reached the subscriber".into(),
+    )
+    .await;
     assert_eq!(listener.updates(), vec![own.to_string()]);
     assert!(bystander.updates().is_empty(), "{:?}", bystander.updates());
     drop(other);
@@ -490,10 +483,10 @@ async fn a_listening_2026_client_hears_of_its_own_resources_and_is_refused_anoth
             .filter(|e| e["method"] == "resources/subscribe")
             .collect()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while subscribes().is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the subscribe reaches the downstream", || async {
+        !subscribes().is_empty()
+    })
+    .await;
     let asked = subscribes();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0]["name"], own, "{asked:?}");
