@@ -15,6 +15,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod log_lines;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
