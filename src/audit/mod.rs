@@ -93,7 +93,9 @@ pub struct DecisionRecord {
     /// Set on outcome records: `ok`, `tool_error` or the downstream failure.
     pub downstream_outcome: Option<String>,
     pub added_latency_us: Option<u64>,
-    /// The request as the PDP saw it (decision records only), for replay under other policies.
+    /// The request as the PDP saw it, for replay under other policies: on decision records
+    /// only; an outcome record (with `downstream_outcome`) leaves it to the decision record of
+    /// its request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<crate::policy::PolicyRequest>,
     /// Set on the one summary record of a discovery (`*/list`) request: what was shown and

@@ -11,6 +11,11 @@ use super::Gateway;
 
 impl Gateway {
     /// The record of a request as its trail stands: its decision, or the refusal that ended it.
+    ///
+    /// Once the decision record is written (`trail.logged`), what this makes is the request's
+    /// outcome record, which leaves the request out: the decision record under the same
+    /// request id holds it, and writing, hashing and storing it twice per call was the largest
+    /// part of the outcome record.
     pub(super) fn decision_record(
         &self,
         trail: &Trail<'_>,
@@ -42,6 +47,10 @@ impl Gateway {
             record.decision = refusal.outcome().as_str().into();
             record.reason = refusal.detailed();
             record.refused_by = refusal.control().map(str::to_string);
+        }
+        if trail.logged {
+            // An outcome record: the request is in the decision record under the same id.
+            return record;
         }
         record.request = trail.request.as_ref().map(|request| {
             let mut logged = request.clone();

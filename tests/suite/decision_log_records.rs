@@ -50,6 +50,25 @@ async fn decisions_are_chained_and_an_edit_is_named() {
         .find(|r| r["record"]["downstream_outcome"] == "ok")
         .expect("an outcome record");
     assert!(outcome["record"]["added_latency_us"].as_u64().is_some());
+    // An outcome record leaves the request to the decision record of the same request id.
+    let outcomes: Vec<&Value> = records
+        .iter()
+        .map(|r| &r["record"])
+        .filter(|r| !r["downstream_outcome"].is_null())
+        .collect();
+    assert!(outcomes.len() >= 2, "{records:?}");
+    for outcome in outcomes {
+        assert!(outcome.get("request").is_none(), "{outcome}");
+        let decided = records
+            .iter()
+            .map(|r| &r["record"])
+            .find(|r| r["request_id"] == outcome["request_id"] && r["downstream_outcome"].is_null())
+            .unwrap_or_else(|| panic!("no decision record for {outcome}"));
+        assert_eq!(
+            decided["request"]["request_id"], outcome["request_id"],
+            "{decided}"
+        );
+    }
     assert_eq!(outcome["record"]["policy_version"], "case-platform@3");
     let side_effect = records
         .iter()
